@@ -1,0 +1,327 @@
+"""Turns one log call, from any front-end, into the contract's flat JSON line.
+
+Everything here runs on the hot path, so it is written for speed: static fields are computed once
+per process, the timestamp's date-and-seconds prefix is cached per second, a line is serialised
+once by orjson (newline appended by orjson itself), and the slow paths (unserialisable values,
+oversize lines) run only when the fast path fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Set
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any, Final
+
+import orjson
+
+from alkana_logging import fields as F
+from alkana_logging.context import _CONTEXT
+from alkana_logging.redaction import REDACTED, TOO_DEEP, Redactor
+
+Record = dict[str, Any]
+
+_NS: Final = 1_000_000_000
+_OPTIONS: Final = orjson.OPT_APPEND_NEWLINE
+_LEVEL_BY_NUMBER: Final = {10: F.DEBUG, 20: F.INFO, 30: F.WARNING, 40: F.ERROR, 50: F.CRITICAL}
+_RESERVED: Final = frozenset(F.SCHEMA_KEYS)
+_TRUNCATED = "…[truncated {} chars]"
+
+_ts_cache: tuple[int, str] = (-1, "")
+
+
+def format_timestamp(ns: int) -> str:
+    """RFC 3339 UTC with microseconds and ``Z``, from nanoseconds since the epoch."""
+    global _ts_cache  # noqa: PLW0603 - a per-second cache, replaced whole (thread-safe)
+    sec, rem = divmod(ns, _NS)
+    cached_sec, prefix = _ts_cache
+    if cached_sec != sec:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _ts_cache = (sec, prefix)
+    return f"{prefix}.{rem // 1000:06d}Z"
+
+
+def level_name(levelno: int) -> str:
+    """The contract's level for a stdlib/loguru level number (custom levels round down)."""
+    name = _LEVEL_BY_NUMBER.get(levelno)
+    if name is not None:
+        return name
+    for number in (50, 40, 30, 20):
+        if levelno >= number:
+            return _LEVEL_BY_NUMBER[number]
+    return F.DEBUG
+
+
+def _safe_text(obj: Any) -> str:
+    try:
+        return str(obj)
+    except Exception:  # noqa: BLE001 - a logging call must never fail on a bad __str__
+        return _safe_repr(obj)
+
+
+def _safe_repr(obj: Any) -> str:
+    try:
+        return repr(obj)
+    except Exception:  # noqa: BLE001
+        return f"<unrepresentable {type(obj).__qualname__} object>"
+
+
+def exception_fields(exc: BaseException) -> dict[str, str]:
+    """``exception_type``, ``exception_message`` and the traceback (causes included) as one string.
+
+    Tracebacks never carry local variables (the standard formatter prints none).
+    """
+    try:
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception as err:  # noqa: BLE001 - e.g. an exception whose __str__ raises inside
+        stack = f"<traceback unavailable: {_safe_repr(err)}>"
+    cls = type(exc)
+    module = cls.__module__
+    name = cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    return {
+        F.EXCEPTION_TYPE: name,
+        F.EXCEPTION_MESSAGE: _safe_text(exc),
+        F.EXCEPTION_STACKTRACE: stack,
+    }
+
+
+def resolve_exc_info(exc_info: Any) -> BaseException | None:
+    """Normalise the ``exc_info`` forms of stdlib and structlog to an exception instance."""
+    if exc_info is None or exc_info is False:
+        return None
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple):
+        return exc_info[1] if len(exc_info) > 1 and isinstance(exc_info[1], BaseException) else None
+    return sys.exc_info()[1]
+
+
+class Renderer:
+    """Builds the record of one log call and serialises it to one JSON line."""
+
+    def __init__(
+        self,
+        *,
+        app: str,
+        env: str,
+        host: str,
+        redactor: Redactor,
+        max_line_bytes: int,
+    ) -> None:
+        self.app = app
+        self.env = env
+        self.host = host
+        self.pid = os.getpid()
+        self.redactor = redactor
+        self.max_line_bytes = max_line_bytes
+        # Characters, not bytes: the final size check catches wide characters.
+        self.max_message_chars = max_line_bytes // 2
+        self._is_secret = redactor.is_secret
+        self._walk = redactor.value
+        self._default = self._make_default()
+
+    def after_fork(self) -> None:
+        self.pid = os.getpid()
+
+    # -- building -------------------------------------------------------------------------------
+
+    def record(
+        self,
+        ns: int,
+        level: str,
+        logger: str,
+        message: Any,
+        fields: Mapping[Any, Any] | None,
+        exc: BaseException | None = None,
+    ) -> Record:
+        """The ordered record of one call: schema keys, bound context, the call's fields."""
+        if type(message) is not str:
+            message = _safe_text(message)
+        if len(message) > self.max_message_chars:
+            message = self._truncate(message, self.max_message_chars)
+        record: Record = {
+            F.TIMESTAMP: format_timestamp(ns),
+            F.LEVEL: level,
+            F.LOGGER: logger,
+            F.MESSAGE: message,
+            F.APP: self.app,
+            F.ENV: self.env,
+            F.HOST: self.host,
+            F.PID: self.pid,
+        }
+        context = _CONTEXT.get()
+        if context:
+            self._merge(record, context)
+        if fields:
+            self._merge(record, fields)
+        if exc is not None:
+            self._merge(record, exception_fields(exc))
+        return record
+
+    def _merge(self, record: Record, values: Mapping[Any, Any]) -> None:
+        is_secret = self._is_secret
+        for key, value in values.items():
+            if key in _RESERVED:
+                key = F.COLLISION_PREFIX + key  # noqa: PLW2901 - keep the caller's value, renamed
+            if is_secret(key):
+                value = REDACTED  # noqa: PLW2901
+            elif isinstance(value, _CONTAINERS):
+                value = self._walk(value)  # noqa: PLW2901
+            record[key] = value
+
+    @staticmethod
+    def _truncate(text: str, limit: int) -> str:
+        return text[:limit] + _TRUNCATED.format(len(text) - limit)
+
+    # -- serialising ----------------------------------------------------------------------------
+
+    def line(self, record: Record) -> bytes:
+        """One JSON line (with its newline). Never raises; a changed line says why in ``log_error``."""
+        try:
+            line = orjson.dumps(record, default=self._default, option=_OPTIONS)
+        except Exception as err:  # noqa: BLE001 - orjson raises TypeError/JSONEncodeError
+            line = self._sanitised(record, err)
+        if len(line) > self.max_line_bytes:
+            line = self._shrunk(record, len(line))
+        return line
+
+    def _make_default(self) -> Any:
+        redact_mapping = self.redactor.mapping
+
+        def default(obj: Any) -> Any:  # noqa: PLR0911 - one branch a type
+            if isinstance(obj, Mapping):
+                return redact_mapping(obj)
+            if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+                return redact_mapping({f.name: getattr(obj, f.name, None) for f in dataclasses.fields(obj)})
+            if isinstance(obj, (Set, frozenset)):
+                return [x for x in obj]
+            if isinstance(obj, (bytes, bytearray, memoryview)):
+                return bytes(obj).decode("utf-8", "backslashreplace")
+            if isinstance(obj, (Decimal, PurePath)):
+                return str(obj)
+            if isinstance(obj, enum.Enum):
+                return obj.value
+            if isinstance(obj, BaseException):
+                return f"{type(obj).__qualname__}: {_safe_text(obj)}"
+            if isinstance(obj, int):  # an int beyond 64 bits
+                return str(obj)
+            model_dump = getattr(type(obj), "model_dump", None)  # pydantic models
+            if callable(model_dump):
+                try:
+                    return redact_mapping(model_dump(obj))
+                except Exception:  # noqa: BLE001
+                    pass
+            return _safe_repr(obj)
+
+        return default
+
+    def _sanitised(self, record: Record, err: Exception) -> bytes:
+        """The slow path: make every value serialisable, and say what was wrong."""
+        clean = _Sanitiser(self._default).mapping(record, 0, set())
+        clean[F.LOG_ERROR] = f"unserialisable values replaced: {_safe_text(err)}"
+        try:
+            return orjson.dumps(clean, option=_OPTIONS)
+        except Exception as err2:  # noqa: BLE001 - last resort: the schema keys alone
+            return self._minimal(record, f"line could not be serialised: {_safe_text(err2)}")
+
+    def _shrunk(self, record: Record, size: int) -> bytes:
+        limit = self.max_line_bytes
+        per_value = max(64, limit // (8 * max(1, len(record))))
+        small: Record = {}
+        for key, value in record.items():
+            if key in _RESERVED and key != F.MESSAGE:
+                small[key] = value
+                continue
+            text = value if isinstance(value, str) else None
+            if text is None and not isinstance(value, (int, float, bool, type(None))):
+                try:
+                    text = orjson.dumps(value, default=self._default).decode()
+                except Exception:  # noqa: BLE001
+                    text = _safe_repr(value)
+            if text is not None and len(text) > per_value:
+                value = self._truncate(text, per_value)  # noqa: PLW2901
+            small[key] = value
+        small[F.LOG_ERROR] = (
+            f"line of {size} bytes exceeded the limit of {limit} bytes (LOG_MAX_LINE_BYTES); "
+            "values truncated"
+        )
+        try:
+            line = orjson.dumps(small, option=_OPTIONS)
+        except Exception:  # noqa: BLE001
+            line = b""
+        if not line or len(line) > limit:
+            return self._minimal(record, small[F.LOG_ERROR] + "; fields dropped")
+        return line
+
+    def _minimal(self, record: Record, error: str) -> bytes:
+        minimal = {k: _safe_text(record.get(k, "")) for k in F.SCHEMA_KEYS}
+        minimal[F.PID] = self.pid  # type: ignore[assignment]
+        minimal[F.MESSAGE] = self._truncate(minimal[F.MESSAGE], self.max_line_bytes // 8)
+        minimal[F.LOG_ERROR] = error
+        return orjson.dumps(
+            {k: v.encode("utf-8", "backslashreplace").decode() if isinstance(v, str) else v for k, v in minimal.items()},
+            option=_OPTIONS,
+        )
+
+
+_CONTAINERS: Final = (dict, list, tuple)
+_INT64_MIN: Final = -(2**63)
+_UINT64_MAX: Final = 2**64 - 1
+_SANITISE_DEPTH: Final = 32
+
+
+class _Sanitiser:
+    """Copies a value into plain JSON types: cycles, depth, big ints, surrogates, odd keys."""
+
+    def __init__(self, default: Any) -> None:
+        self._default = default
+
+    def text(self, value: str) -> str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+
+    def key(self, key: Any) -> str:
+        return self.text(key if isinstance(key, str) else _safe_text(key))
+
+    def mapping(self, values: Mapping[Any, Any], depth: int, seen: set[int]) -> dict[str, Any]:
+        return {self.key(k): self.value(v, depth + 1, seen) for k, v in values.items()}
+
+    def value(self, value: Any, depth: int, seen: set[int]) -> Any:  # noqa: PLR0911
+        if value is None or isinstance(value, (bool, float)):
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, int):
+            return int(value) if _INT64_MIN <= value <= _UINT64_MAX else str(value)
+        if depth > _SANITISE_DEPTH:
+            return TOO_DEEP
+        if id(value) in seen:
+            return "[circular reference]"
+        seen.add(id(value))
+        try:
+            if isinstance(value, dict):
+                return self.mapping(value, depth, seen)
+            if isinstance(value, (list, tuple)):
+                return [self.value(v, depth + 1, seen) for v in value]
+            try:  # datetime, UUID, enum and friends: orjson knows them
+                return orjson.Fragment(orjson.dumps(value, default=self._default))
+            except Exception:  # noqa: BLE001, S110 - fall through to the conversion below
+                pass
+            try:
+                converted = self._default(value)
+            except Exception:  # noqa: BLE001
+                converted = _safe_repr(value)
+            if converted is value:
+                return _safe_repr(value)
+            return self.value(converted, depth + 1, seen)
+        finally:
+            seen.discard(id(value))

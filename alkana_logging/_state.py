@@ -1,0 +1,273 @@
+"""The one place that holds the global configuration: the pipeline in force, and what
+``setup()`` installed into logging, structlog and loguru, so that ``shutdown()`` can undo it."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+
+from alkana_logging import _structlog
+from alkana_logging._render import Renderer
+from alkana_logging.exceptions import ConfigurationError
+from alkana_logging.health import PipelineHealth
+from alkana_logging.pipeline import RECORD_ATTRS as _RECORD_ATTRS
+from alkana_logging.pipeline import STRUCTLOG_LEVELS, Pipeline, level_number
+from alkana_logging.redaction import Redactor
+from alkana_logging.settings import Settings, load_settings
+from alkana_logging.sinks import FileSink, Sink, StreamSink
+from alkana_logging.stdlib import PipelineHandler
+
+#: Loggers that frameworks give handlers of their own; setup() hands them to the root logger.
+FRAMEWORK_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access")
+
+_lock = threading.RLock()
+_pipeline: Pipeline | None = None
+_settings: Settings | None = None
+_handler: PipelineHandler | None = None
+_loguru_sink_id: int | None = None
+_processors: list[Any] = []
+_hooks_installed = False
+
+
+def current() -> Pipeline | None:
+    return _pipeline
+
+
+def settings() -> Settings | None:
+    return _settings
+
+
+def is_configured() -> bool:
+    return _pipeline is not None
+
+
+def build_sinks(settings: Settings, health: PipelineHealth) -> list[Sink]:
+    sinks: list[Sink] = []
+    if settings.log_file is not None:
+        try:
+            sinks.append(
+                FileSink(
+                    settings.log_file,
+                    rotation=settings.rotation,
+                    max_bytes=settings.max_bytes,
+                    backup_count=settings.backup_count,
+                    health=health,
+                )
+            )
+        except OSError as err:
+            if settings.on_file_error != "stdout":
+                raise ConfigurationError(
+                    f"LOG_FILE={os.fspath(settings.log_file)!r} cannot be opened for writing "
+                    f"({err.strerror or err}); expected a writable path, or set "
+                    "LOG_ON_FILE_ERROR=stdout to fall back to stdout"
+                ) from err
+            health.report(
+                f"LOG_FILE={os.fspath(settings.log_file)!r} cannot be opened "
+                f"({err.strerror or err}); logging to stdout only"
+            )
+            if not settings.stdout:
+                sinks.append(StreamSink(sys.stdout, health=health))
+    if settings.stdout:
+        render = None
+        if settings.format == "console":
+            from alkana_logging.console import ConsoleRenderer
+
+            render = ConsoleRenderer(colors=_isatty(sys.stdout))
+        sinks.append(StreamSink(sys.stdout, render=render, health=health))
+    if settings.loki_url:
+        from alkana_logging.loki import LokiSink
+
+        sinks.append(LokiSink.from_settings(settings, health))
+    return sinks
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def configure(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    extra_sinks: Iterable[Sink] = (),
+    processors: Iterable[Any] = (),
+    settings_obj: Settings | None = None,
+) -> Settings:
+    """Build a pipeline from settings and install it in place of the previous one."""
+    global _pipeline, _settings  # noqa: PLW0603 - the one place of global state
+    effective = settings_obj if settings_obj is not None else load_settings(overrides)
+    health = PipelineHealth()
+    sinks = build_sinks(effective, health) + list(extra_sinks)
+    renderer = Renderer(
+        app=effective.app_name,
+        env=effective.app_env,
+        host=effective.host,
+        redactor=Redactor(effective.redact_keys),
+        max_line_bytes=effective.max_line_bytes,
+    )
+    pipeline = Pipeline(renderer, sinks, level=effective.level_number, health=health)
+    with _lock:
+        previous = _pipeline
+        _pipeline, _settings = pipeline, effective
+        _install(pipeline, effective, list(processors))
+        if previous is not None:
+            previous.close()
+        _install_hooks()
+    return effective
+
+
+def _install(pipeline: Pipeline, settings: Settings, processors: list[Any]) -> None:
+    global _handler  # noqa: PLW0603
+    root = logging.getLogger()
+    new_handler = PipelineHandler(pipeline)
+    for handler in list(root.handlers):
+        # Replace our previous handler and handlers that write to streams or files (the output
+        # of basicConfig or of a framework's defaults); keep the others (pytest's, Sentry's...).
+        if handler is _handler or isinstance(handler, logging.StreamHandler):
+            root.removeHandler(handler)
+    root.addHandler(new_handler)
+    root.setLevel(settings.level_number)
+    _handler = new_handler
+    for name in FRAMEWORK_LOGGERS:
+        framework_logger = logging.getLogger(name)
+        for handler in list(framework_logger.handlers):
+            framework_logger.removeHandler(handler)
+        framework_logger.propagate = True
+    logging.captureWarnings(settings.capture_warnings)
+
+    _structlog.set_level(settings.level_number)
+    _processors[:] = [*processors, _structlog_processor]
+    structlog.configure(
+        processors=_processors,
+        wrapper_class=_structlog.BoundLogger,
+        logger_factory=_structlog.LoggerFactory(),
+        context_class=dict,
+        cache_logger_on_first_use=True,
+    )
+    _install_loguru(pipeline, settings)
+
+
+def _structlog_processor(logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:
+    pipeline = _pipeline
+    name = getattr(logger, "name", "root")
+    if pipeline is not None:
+        pipeline.emit_structlog(name, method_name, event_dict)
+    else:  # a logger cached before shutdown(): hand the event to the stdlib instead
+        message = event_dict.pop("event", "")
+        level = STRUCTLOG_LEVELS.get(method_name, "info")
+        emit(level, name, message, event_dict)
+    return ""
+
+
+def _install_loguru(pipeline: Pipeline, settings: Settings) -> None:
+    global _loguru_sink_id  # noqa: PLW0603
+    try:
+        from loguru import logger as loguru_logger
+    except ImportError:
+        return
+    from alkana_logging._loguru import make_sink
+
+    _remove_loguru()
+    try:
+        loguru_logger.remove(0)  # loguru's default stderr sink: the pipeline writes instead
+    except ValueError:
+        pass
+    _loguru_sink_id = loguru_logger.add(
+        make_sink(), level=settings.level_number, format="{message}", catch=True
+    )
+
+
+def _remove_loguru() -> None:
+    global _loguru_sink_id  # noqa: PLW0603
+    if _loguru_sink_id is None:
+        return
+    from loguru import logger as loguru_logger
+
+    try:
+        loguru_logger.remove(_loguru_sink_id)
+    except ValueError:
+        pass
+    _loguru_sink_id = None
+
+
+def shutdown() -> None:
+    """Flush and close the outputs and undo what ``setup()`` installed."""
+    global _pipeline, _settings, _handler  # noqa: PLW0603
+    with _lock:
+        pipeline = _pipeline
+        if pipeline is None:
+            return
+        _pipeline = _settings = None
+        if _handler is not None:
+            logging.getLogger().removeHandler(_handler)
+            _handler = None
+        logging.captureWarnings(False)
+        _remove_loguru()
+        structlog.reset_defaults()
+        pipeline.close()
+
+
+def _install_hooks() -> None:
+    global _hooks_installed  # noqa: PLW0603
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(shutdown)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _after_fork_in_child() -> None:
+    global _lock  # noqa: PLW0603
+    _lock = threading.RLock()
+    pipeline = _pipeline
+    if pipeline is not None:
+        pipeline.after_fork()
+
+
+def emit(
+    level: str,
+    logger: str,
+    message: str,
+    fields: Mapping[str, Any] | None = None,
+    exc: BaseException | None = None,
+) -> None:
+    """Emit one line from the package's own helpers (events of the middleware, ETL, metrics).
+
+    With ``setup()`` done, the line goes straight to the pipeline. Without it, it goes through
+    the stdlib logger ``logger`` (its fields as ``extra=``), so users who wire logging themselves
+    with :class:`~alkana_logging.JsonFormatter` get the same lines.
+    """
+    pipeline = _pipeline
+    number = level_number(level)
+    if pipeline is not None:
+        if number >= pipeline.level:
+            pipeline.emit(time.time_ns(), level, logger, message, fields, exc)
+        return
+    stdlib_logger = logging.getLogger(logger)
+    if stdlib_logger.isEnabledFor(number):
+        extra = {
+            (f"extra_{k}" if k in _RECORD_ATTRS else k): v for k, v in (fields or {}).items()
+        }
+        exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+        stdlib_logger.log(number, message, extra=extra, exc_info=exc_info)
+
+
+def is_enabled(level: str) -> bool:
+    """Whether a line at ``level`` would be written (for helpers that want to skip work)."""
+    pipeline = _pipeline
+    if pipeline is not None:
+        return level_number(level) >= pipeline.level
+    return logging.getLogger().isEnabledFor(level_number(level))
+
+
+

@@ -1,0 +1,75 @@
+"""Counters of the whole pipeline: what was written, dropped, failed; the last error and when."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+import time
+from typing import Any
+
+
+@dataclasses.dataclass
+class PipelineHealth:
+    """Live counters, shared by every sink of one pipeline.
+
+    Attributes are plain integers updated under each sink's lock; :meth:`snapshot` returns a
+    consistent copy as a dict.
+    """
+
+    lines_written: int = 0
+    write_errors: int = 0
+    rotations: int = 0
+    internal_errors: int = 0
+    dropped: dict[str, int] = dataclasses.field(default_factory=dict)
+    last_error: str | None = None
+    last_error_at: float | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        with self._lock:
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def write_error(self, message: str, *, report: bool) -> None:
+        with self._lock:
+            self.write_errors += 1
+            self.last_error = message
+            self.last_error_at = time.time()
+        if report:
+            self.report(message)
+
+    def internal_error(self, message: str) -> None:
+        with self._lock:
+            first = self.internal_errors == 0
+            self.internal_errors += 1
+            self.last_error = message
+            self.last_error_at = time.time()
+        if first:
+            self.report(message)
+
+    @staticmethod
+    def report(message: str) -> None:
+        """One line on stderr, never raising (stderr may be closed too)."""
+        try:
+            sys.stderr.write(f"alkana_logging: {message}\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001, S110 - nowhere left to report to
+            pass
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "lines_written": self.lines_written,
+                "write_errors": self.write_errors,
+                "rotations": self.rotations,
+                "internal_errors": self.internal_errors,
+                "dropped": dict(self.dropped),
+                "dropped_total": sum(self.dropped.values()),
+                "last_error": self.last_error,
+                "last_error_at": self.last_error_at,
+                **{k: (v() if callable(v) else v) for k, v in self.extra.items()},
+            }

@@ -1,0 +1,147 @@
+"""The pipeline: one renderer and its sinks, and the front-ends that feed it.
+
+Every front-end (stdlib ``logging``, structlog, loguru, the package's own event helpers) ends in
+:meth:`Pipeline.emit`, so every line has one schema, one redaction and one set of outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from alkana_logging import fields as F
+from alkana_logging._render import (
+    Renderer,
+    level_name,
+    resolve_exc_info,
+)
+from alkana_logging.health import PipelineHealth
+from alkana_logging.sinks import Sink
+
+_LEVEL_NUMBERS = {F.DEBUG: 10, F.INFO: 20, F.WARNING: 30, F.ERROR: 40, F.CRITICAL: 50}
+
+#: Attributes that every ``LogRecord`` has; anything else on a record came from ``extra=``.
+RECORD_ATTRS = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", (), None))
+) | {"message", "asctime", "taskName"}
+
+
+class Pipeline:
+    """Renders each call once and hands the line to every sink."""
+
+    def __init__(
+        self,
+        renderer: Renderer,
+        sinks: Sequence[Sink],
+        *,
+        level: int = logging.INFO,
+        health: PipelineHealth | None = None,
+    ) -> None:
+        self.renderer = renderer
+        self.sinks: tuple[Sink, ...] = tuple(sinks)
+        self.level = level
+        self.health = health if health is not None else PipelineHealth()
+
+    def emit(
+        self,
+        ns: int,
+        level: str,
+        logger: str,
+        message: Any,
+        fields: Mapping[Any, Any] | None = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        """Write one line to every sink. Never raises."""
+        try:
+            record = self.renderer.record(ns, level, logger, message, fields, exc)
+            line = self.renderer.line(record)
+        except Exception as err:  # noqa: BLE001 - the pipeline must not break the caller
+            self.health.internal_error(f"rendering failed: {err!r}")
+            record = {F.LEVEL: level, F.LOGGER: logger, F.LOG_ERROR: f"rendering failed: {err!r}"}
+            line = self.renderer.line({**record, F.MESSAGE: "<unrenderable log call>"})
+        for sink in self.sinks:
+            try:
+                sink.write(line, record, ns)
+            except Exception as err:  # noqa: BLE001
+                self.health.internal_error(f"{type(sink).__name__} failed: {err!r}")
+
+    # -- front-ends -----------------------------------------------------------------------------
+
+    def emit_stdlib(self, record: logging.LogRecord) -> None:
+        """A stdlib ``LogRecord``: its ``extra=`` fields, message and exception."""
+        ns, level, name, message, fields, exc = stdlib_parts(record)
+        self.emit(ns, level, name, message, fields, exc)
+
+    def emit_structlog(self, name: str, method_name: str, event_dict: dict[str, Any]) -> None:
+        """A structlog event dict (structlog's own copy: popping from it is fine)."""
+        ns = time.time_ns()
+        message = event_dict.pop("event", "")
+        exc_info = event_dict.pop("exc_info", None)
+        exc = resolve_exc_info(exc_info) if exc_info else None
+        self.emit(ns, STRUCTLOG_LEVELS.get(method_name, F.INFO), name, message, event_dict, exc)
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as err:  # noqa: BLE001
+                self.health.internal_error(f"closing {type(sink).__name__} failed: {err!r}")
+
+    def after_fork(self) -> None:
+        self.renderer.after_fork()
+        self.health.after_fork()
+        for sink in self.sinks:
+            sink.after_fork()
+
+
+STRUCTLOG_LEVELS: Mapping[str, str] = {
+    "debug": F.DEBUG,
+    "info": F.INFO,
+    "msg": F.INFO,
+    "warning": F.WARNING,
+    "warn": F.WARNING,
+    "error": F.ERROR,
+    "err": F.ERROR,
+    "exception": F.ERROR,
+    "critical": F.CRITICAL,
+    "fatal": F.CRITICAL,
+}
+
+
+def level_number(level: str) -> int:
+    return _LEVEL_NUMBERS[level]
+
+
+def stdlib_parts(
+    record: logging.LogRecord,
+) -> tuple[int, str, str, str, dict[str, Any] | None, BaseException | None]:
+    """Split a ``LogRecord`` into what the renderer needs; never raises on bad ``%`` args."""
+    fields: dict[str, Any] | None = None
+    try:
+        message = record.getMessage()
+    except Exception as err:  # noqa: BLE001 - mismatched % arguments must not lose the line
+        message = f"{_repr(record.msg)} % {_repr(record.args)}"
+        fields = {F.LOG_ERROR: f"message arguments did not match the format: {err!r}"}
+    attrs = record.__dict__
+    extra_keys = attrs.keys() - RECORD_ATTRS
+    if extra_keys:
+        extra = {k: v for k, v in attrs.items() if k in extra_keys}
+        fields = {**extra, **fields} if fields else extra
+    if record.stack_info:
+        fields = {**(fields or {}), "stack_info": record.stack_info}
+    exc = resolve_exc_info(record.exc_info) if record.exc_info else None
+    ns = int(record.created * 1_000_000_000)
+    return ns, level_name(record.levelno), record.name, message, fields, exc
+
+
+def _repr(obj: Any) -> str:
+    try:
+        return repr(obj)
+    except Exception:  # noqa: BLE001
+        return f"<unrepresentable {type(obj).__qualname__} object>"

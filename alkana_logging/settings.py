@@ -1,0 +1,288 @@
+"""Settings: keyword arguments override the environment, the environment overrides defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from alkana_logging.exceptions import ConfigurationError
+
+Rotation = Literal["size", "external", "none"]
+Format = Literal["json", "console"]
+OnFileError = Literal["raise", "stdout"]
+
+LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ROTATIONS: tuple[Rotation, ...] = ("size", "external", "none")
+FORMATS: tuple[Format, ...] = ("json", "console")
+ON_FILE_ERRORS: tuple[OnFileError, ...] = ("raise", "stdout")
+
+#: Keys whose values are always written as ``"[REDACTED]"`` (compared case-insensitively,
+#: with ``-`` and ``_`` alike).
+DEFAULT_REDACT_KEYS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "api_key",
+        "apikey",
+        "x_api_key",
+        "authorization",
+        "proxy_authorization",
+        "cookie",
+        "set_cookie",
+        "private_key",
+        "client_secret",
+        "secret_key",
+        "session_id",
+        "sessionid",
+        "credentials",
+    }
+)
+
+DEFAULT_JOB = "alkana"
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_BACKUP_COUNT = 5
+#: Lines longer than this are shortened (Loki refuses lines over 256 KB by default).
+DEFAULT_MAX_LINE_BYTES = 64 * 1024
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The effective settings of the logging pipeline, as :func:`alkana_logging.setup` returns them."""
+
+    level: str = "INFO"
+    log_file: Path | None = Path("logs/app.log")
+    stdout: bool = True
+    format: Format = "json"
+    rotation: Rotation = "size"
+    max_bytes: int = DEFAULT_MAX_BYTES
+    backup_count: int = DEFAULT_BACKUP_COUNT
+    app_name: str = "app"
+    app_env: str = "dev"
+    host: str = dataclasses.field(default_factory=socket.gethostname)
+    redact_keys: frozenset[str] = DEFAULT_REDACT_KEYS
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    on_file_error: OnFileError = "raise"
+    capture_warnings: bool = True
+    loki_url: str | None = None
+    loki_tenant: str | None = None
+    loki_username: str | None = None
+    loki_password: str | None = dataclasses.field(default=None, repr=False)
+    loki_token: str | None = dataclasses.field(default=None, repr=False)
+    loki_job: str = DEFAULT_JOB
+    loki_structured_metadata: bool = True
+    loki_verify_tls: bool = True
+
+    @property
+    def level_number(self) -> int:
+        return _LEVEL_NUMBERS[self.level]
+
+
+_LEVEL_NUMBERS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+# setting name -> environment variable
+ENV_VARS: Mapping[str, str] = {
+    "level": "LOG_LEVEL",
+    "log_file": "LOG_FILE",
+    "stdout": "LOG_STDOUT",
+    "format": "LOG_FORMAT",
+    "rotation": "LOG_ROTATION",
+    "max_bytes": "LOG_MAX_BYTES",
+    "backup_count": "LOG_BACKUP_COUNT",
+    "app_name": "APP_NAME",
+    "app_env": "APP_ENV",
+    "host": "LOG_HOST",
+    "redact_keys": "LOG_REDACT_KEYS",
+    "max_line_bytes": "LOG_MAX_LINE_BYTES",
+    "on_file_error": "LOG_ON_FILE_ERROR",
+    "capture_warnings": "LOG_CAPTURE_WARNINGS",
+    "loki_url": "LOKI_URL",
+    "loki_tenant": "LOKI_TENANT",
+    "loki_username": "LOKI_USERNAME",
+    "loki_password": "LOKI_PASSWORD",
+    "loki_token": "LOKI_TOKEN",
+    "loki_job": "LOKI_JOB",
+    "loki_structured_metadata": "LOKI_STRUCTURED_METADATA",
+    "loki_verify_tls": "LOKI_VERIFY_TLS",
+}
+
+
+def _where(name: str, from_env: bool) -> str:
+    return f"{ENV_VARS[name]} (environment)" if from_env else f"setup({name}=...)"
+
+
+def _as_bool(name: str, value: Any, from_env: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigurationError(
+        f"{_where(name, from_env)}: got {value!r}; expected true or false (1/0, yes/no, on/off)"
+    )
+
+
+def _as_int(name: str, value: Any, from_env: bool, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{_where(name, from_env)}: got {value!r}; expected an integer")
+    try:
+        number = int(value.strip()) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"{_where(name, from_env)}: got {value!r}; expected an integer >= {minimum}"
+        ) from None
+    if number < minimum:
+        raise ConfigurationError(
+            f"{_where(name, from_env)}: got {value!r}; expected an integer >= {minimum}"
+        )
+    return number
+
+
+def _as_choice(name: str, value: Any, from_env: bool, choices: Iterable[str]) -> str:
+    choices = tuple(choices)
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text not in choices:
+        raise ConfigurationError(
+            f"{_where(name, from_env)}: got {value!r}; expected one of {', '.join(choices)}"
+        )
+    return str(text)
+
+
+def _as_level(name: str, value: Any, from_env: bool) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        for level_name, number in _LEVEL_NUMBERS.items():
+            if number == value:
+                return level_name
+    if isinstance(value, str):
+        text = value.strip().upper()
+        if text == "WARN":
+            text = "WARNING"
+        if text in _LEVEL_NUMBERS:
+            return text
+    raise ConfigurationError(
+        f"{_where(name, from_env)}: got {value!r}; expected one of {', '.join(LEVEL_NAMES)}"
+    )
+
+
+def _as_text(name: str, value: Any, from_env: bool, *, empty_ok: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{_where(name, from_env)}: got {value!r}; expected a string")
+    value = value.strip()
+    if not value and not empty_ok:
+        raise ConfigurationError(f"{_where(name, from_env)}: got an empty value; expected text")
+    return value
+
+
+def _as_keys(name: str, value: Any, from_env: bool) -> frozenset[str]:
+    if isinstance(value, str):
+        items: Iterable[Any] = value.split(",")
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        raise ConfigurationError(
+            f"{_where(name, from_env)}: got {value!r}; expected key names (comma-separated)"
+        )
+    keys = set()
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationError(
+                f"{_where(name, from_env)}: got {item!r} in {value!r}; expected key names"
+            )
+        if item.strip():
+            keys.add(normalise_key(item.strip()))
+    return DEFAULT_REDACT_KEYS | frozenset(keys)
+
+
+def normalise_key(key: str) -> str:
+    """The form in which keys are compared for redaction: lower case, ``-`` as ``_``."""
+    return key.lower().replace("-", "_")
+
+
+def _optional_text(name: str, value: Any, from_env: bool) -> str | None:
+    if value is None:
+        return None
+    text = _as_text(name, value, from_env, empty_ok=True)
+    return text or None
+
+
+def _parse(name: str, value: Any, from_env: bool) -> Any:  # noqa: PLR0911 - one branch a setting
+    if name == "level":
+        return _as_level(name, value, from_env)
+    if name == "log_file":
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, (str, os.PathLike)):
+            raise ConfigurationError(
+                f"{_where(name, from_env)}: got {value!r}; expected a file path or empty"
+            )
+        return Path(value).expanduser()
+    if name in {"stdout", "capture_warnings", "loki_structured_metadata", "loki_verify_tls"}:
+        return _as_bool(name, value, from_env)
+    if name == "format":
+        return _as_choice(name, value, from_env, FORMATS)
+    if name == "rotation":
+        return _as_choice(name, value, from_env, ROTATIONS)
+    if name == "on_file_error":
+        return _as_choice(name, value, from_env, ON_FILE_ERRORS)
+    if name in {"max_bytes", "backup_count"}:
+        return _as_int(name, value, from_env, 0)
+    if name == "max_line_bytes":
+        return _as_int(name, value, from_env, 1024)
+    if name in {"app_name", "app_env", "host", "loki_job"}:
+        return _as_text(name, value, from_env)
+    if name == "redact_keys":
+        return _as_keys(name, value, from_env)
+    return _optional_text(name, value, from_env)
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build the effective settings.
+
+    Args:
+        overrides: keyword arguments given to ``setup()``; ``None`` values mean "not given".
+        environ: the environment to read (``os.environ`` when omitted).
+
+    Returns:
+        The frozen, validated settings.
+
+    Raises:
+        TypeError: an override names no setting.
+        ConfigurationError: a value is not accepted; the message names the setting.
+    """
+    overrides = dict(overrides or {})
+    environ = os.environ if environ is None else environ
+    unknown = sorted(set(overrides) - set(ENV_VARS))
+    if unknown:
+        raise TypeError(
+            f"setup() got unexpected keyword argument(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(sorted(ENV_VARS))}"
+        )
+    values: dict[str, Any] = {}
+    for name, env_var in ENV_VARS.items():
+        if overrides.get(name) is not None:
+            values[name] = _parse(name, overrides[name], from_env=False)
+        elif env_var in environ:
+            values[name] = _parse(name, environ[env_var], from_env=True)
+    settings = Settings(**values)
+    if settings.rotation == "none" and settings.log_file is not None:
+        # "none" is the stdout-only mode (containers, the journal): no file is written.
+        settings = dataclasses.replace(settings, log_file=None)
+    if settings.log_file is None and not settings.stdout:
+        raise ConfigurationError(
+            "LOG_STDOUT is false and there is no log file (LOG_FILE is empty or LOG_ROTATION is "
+            "none): nothing would be written; set LOG_FILE or LOG_STDOUT=true"
+        )
+    return settings

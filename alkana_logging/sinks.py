@@ -1,0 +1,312 @@
+"""Where rendered lines go: a rotating file safe for several processes, a stream, a list.
+
+A sink receives each line three ways at once: the JSON bytes (what files and Loki store), the
+record they were made from (for the console renderer and tests) and the time in nanoseconds (for
+Loki's timestamps). A sink never raises into the caller: failures are counted in
+:class:`~alkana_logging.health.PipelineHealth` and reported once on stderr.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol, TextIO, runtime_checkable
+
+from alkana_logging.health import PipelineHealth
+
+FILE_MODE = 0o640
+_NS = 1_000_000_000
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """The pluggable output of the pipeline."""
+
+    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
+        """Take one line; never raise."""
+
+    def flush(self) -> None:
+        """Write out what is buffered."""
+
+    def close(self) -> None:
+        """Flush and release resources."""
+
+    def after_fork(self) -> None:
+        """Make the sink usable in a forked child (fresh locks, no inherited threads)."""
+
+
+def open_log_file(path: Path) -> int:
+    """Open ``path`` for appending (creating its directory, mode 0640); return the descriptor."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+
+
+class FileSink:
+    """Appends lines to a file with one ``write()`` each, rotating by size or following logrotate.
+
+    Several processes may share one file: each line is a single ``O_APPEND`` write, so lines are
+    never torn or interleaved. Rotation is decided by a byte counter; every ``check_bytes``
+    written (or every ``check_interval`` seconds) one ``stat()`` of the path tells whether another
+    process or logrotate has replaced the file (then it is reopened) and, in ``size`` mode,
+    whether it is full (then, under an ``flock`` on ``<file>.lock``, the one process that finds it
+    full renames ``app.log`` to ``app.log.1``, shifting older backups, and all reopen). A line
+    written to the old file by a process that has not reopened yet lands in ``app.log.1``: it is
+    not lost. Backups are named ``app.log.N`` so that a shipper's ``*.log`` glob skips them.
+
+    Args:
+        path: the log file.
+        rotation: ``"size"`` (rotate here) or ``"external"`` (logrotate rotates; reopen only).
+        max_bytes: rotate when the file reaches this size (0: never).
+        backup_count: how many backups to keep (0: never rotate, as the stdlib does).
+        health: the counters to report into.
+        check_interval: seconds between two checks of the path, at most.
+        max_pending: lines kept in memory for a retry while writing fails.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        rotation: str = "size",
+        max_bytes: int = 10 * 1024 * 1024,
+        backup_count: int = 5,
+        health: PipelineHealth | None = None,
+        check_interval: float = 1.0,
+        max_pending: int = 10_000,
+    ) -> None:
+        if rotation not in ("size", "external"):
+            raise ValueError(f"rotation: got {rotation!r}; expected 'size' or 'external'")
+        self.path = Path(path)
+        self._path = os.fspath(self.path)
+        self._rotation = rotation
+        self._rotates = rotation == "size" and max_bytes > 0 and backup_count > 0
+        self._max_bytes = max_bytes
+        self._backup_count = backup_count
+        self._health = health if health is not None else PipelineHealth()
+        self._interval_ns = int(check_interval * _NS)
+        self._check_bytes = max(4096, max_bytes // 64) if self._rotates else 1 << 20
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._max_pending = max_pending
+        self._failing = False
+        self._lock = threading.Lock()
+        self._lock_fd = -1
+        self._fd = -1
+        self._open()
+
+    # -- opening --------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        fd = open_log_file(self.path)
+        st = os.fstat(fd)
+        old, self._fd = self._fd, fd
+        self._identity = (st.st_dev, st.st_ino)
+        self._size = st.st_size
+        self._since_check = 0
+        self._next_check_ns = 0
+        if old >= 0:
+            os.close(old)
+
+    def _reopen(self) -> None:
+        try:
+            self._open()
+        except OSError as err:
+            self._error("reopen", err)
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
+        with self._lock:
+            if self._pending and not self._retry():
+                self._keep(line)
+                return
+            if not self._write(line):
+                self._keep(line)
+                return
+            self._health.lines_written += 1
+            size = len(line)
+            self._size += size
+            self._since_check += size
+            if (
+                self._since_check >= self._check_bytes
+                or ns >= self._next_check_ns
+                or (self._rotates and self._size >= self._max_bytes)
+            ):
+                self._check(ns)
+
+    def _write(self, data: bytes) -> bool:
+        try:
+            written = os.write(self._fd, data)
+            while written < len(data):  # only on a full disk or a signal; rare
+                written += os.write(self._fd, data[written:])
+        except OSError as err:
+            self._error("write", err)
+            if err.errno in (errno.EBADF, errno.ENOENT, errno.ESTALE):
+                self._reopen()
+            return False
+        if self._failing:
+            self._failing = False
+            self._health.report(f"writing to {self._path} works again")
+        return True
+
+    def _keep(self, line: bytes) -> None:
+        if len(self._pending) >= self._max_pending:
+            self._pending.popleft()
+            self._health.drop("file_write_failed")
+        self._pending.append(line)
+
+    def _retry(self) -> bool:
+        """Write the lines kept while writing failed; True when none is left."""
+        if self._failing:
+            self._reopen()
+        while self._pending:
+            if not self._write(self._pending[0]):
+                return False
+            self._pending.popleft()
+            self._health.lines_written += 1
+        return True
+
+    def _error(self, what: str, err: OSError) -> None:
+        self._health.write_error(f"{what} {self._path}: {err}", report=not self._failing)
+        self._failing = True
+
+    # -- rotation -------------------------------------------------------------------------------
+
+    def _check(self, ns: int) -> None:
+        self._since_check = 0
+        self._next_check_ns = ns + self._interval_ns
+        try:
+            st = os.stat(self._path)
+        except FileNotFoundError:  # deleted, or renamed by another process or logrotate
+            self._reopen()
+            return
+        except OSError as err:
+            self._error("stat", err)
+            return
+        if (st.st_dev, st.st_ino) != self._identity:
+            self._reopen()
+            return
+        self._size = st.st_size
+        if self._rotates and st.st_size >= self._max_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        try:
+            if self._lock_fd < 0:
+                self._lock_fd = os.open(
+                    self._path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE
+                )
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        except OSError as err:
+            self._error("lock", err)
+            return
+        try:
+            try:
+                st = os.stat(self._path)
+            except FileNotFoundError:
+                st = None
+            if st is not None and (st.st_dev, st.st_ino) == self._identity:
+                if st.st_size < self._max_bytes:
+                    return  # another process rotated and this one has the new file already
+                for index in range(self._backup_count - 1, 0, -1):
+                    source = f"{self._path}.{index}"
+                    if os.path.exists(source):
+                        os.replace(source, f"{self._path}.{index + 1}")
+                os.replace(self._path, f"{self._path}.1")
+                self._health.rotations += 1
+            self._open()
+        except OSError as err:
+            self._error("rotate", err)
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                self._retry()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pending:
+                self._retry()
+            for fd in (self._fd, self._lock_fd):
+                if fd >= 0:
+                    os.close(fd)
+            self._fd = self._lock_fd = -1
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+
+class StreamSink:
+    """Writes lines to a text stream (stdout), as JSON or, with ``render``, as human text."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        render: Any = None,
+        health: PipelineHealth | None = None,
+    ) -> None:
+        self._stream = stream
+        self._render = render
+        self._health = health if health is not None else PipelineHealth()
+        self._lock = threading.Lock()
+        self._failing = False
+
+    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
+        try:
+            text = self._render(record) if self._render is not None else line.decode("utf-8")
+        except Exception:  # noqa: BLE001 - the console renderer must not lose the line
+            text = line.decode("utf-8")
+        with self._lock:
+            try:
+                self._stream.write(text)
+                self._stream.flush()
+            except (OSError, ValueError) as err:  # ValueError: the stream was closed
+                self._health.write_error(f"write to stream: {err}", report=not self._failing)
+                self._failing = True
+                return
+            self._failing = False
+
+    def flush(self) -> None:
+        with self._lock:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    def close(self) -> None:
+        self.flush()
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+
+class ListSink:
+    """Keeps every record (with its static keys) in a list: for tests."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.lines: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
+        with self._lock:
+            self.records.append(dict(record))
+            self.lines.append(line)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()

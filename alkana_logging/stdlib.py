@@ -1,0 +1,79 @@
+"""The stdlib front-end: a ``Handler`` for the root logger and a ``Formatter`` for ``dictConfig``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
+
+from alkana_logging._render import Renderer
+from alkana_logging.pipeline import Pipeline, stdlib_parts
+from alkana_logging.redaction import Redactor
+from alkana_logging.settings import load_settings
+
+
+class PipelineHandler(logging.Handler):
+    """Hands every record to the pipeline (which renders, redacts and writes it).
+
+    The pipeline's sinks lock for themselves, so ``handle`` skips the handler lock.
+    """
+
+    def __init__(self, pipeline: Pipeline, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.pipeline = pipeline
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        rv = self.filter(record)
+        if rv:
+            if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may replace it
+                record = rv
+            self.pipeline.emit_stdlib(record)
+        return rv
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.pipeline.emit_stdlib(record)
+
+
+class JsonFormatter(_BaseJsonFormatter):
+    """The same schema for users who wire logging themselves (``dictConfig``, uvicorn's
+    ``--log-config``): ``"()": "alkana_logging.JsonFormatter"``.
+
+    Settings come from the environment as for ``setup()`` (``APP_NAME``, ``APP_ENV``,
+    ``LOG_REDACT_KEYS``, ``LOG_MAX_LINE_BYTES``), overridden by the keyword arguments.
+    python-json-logger's ``static_fields`` are added to every line; its ``fmt`` is accepted and
+    ignored: the schema is fixed by the contract.
+
+    Args:
+        app_name: the ``app`` value.
+        app_env: the ``env`` value.
+        redact_keys: extra keys to redact.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        app_name: str | None = None,
+        app_env: str | None = None,
+        redact_keys: Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        settings = load_settings(
+            {"app_name": app_name, "app_env": app_env, "redact_keys": redact_keys, "stdout": True}
+        )
+        self.renderer = Renderer(
+            app=settings.app_name,
+            env=settings.app_env,
+            host=settings.host,
+            redactor=Redactor(settings.redact_keys),
+            max_line_bytes=settings.max_line_bytes,
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        ns, level, name, message, fields, exc = stdlib_parts(record)
+        if self.static_fields:
+            fields = {**self.static_fields, **(fields or {})}
+        line = self.renderer.line(self.renderer.record(ns, level, name, message, fields, exc))
+        return line[:-1].decode("utf-8")

@@ -1,0 +1,46 @@
+"""Helpers for users' own tests: capture the events their code emits.
+
+    from alkana_logging.testing import capture_logs
+
+    def test_refresh():
+        with capture_logs() as events:
+            refresh()
+        assert events[-1]["event"] == "timing"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+from alkana_logging import _state
+from alkana_logging.settings import load_settings
+from alkana_logging.sinks import ListSink
+
+
+@contextlib.contextmanager
+def capture_logs(level: str = "DEBUG", **overrides: Any) -> Iterator[list[dict[str, Any]]]:
+    """Capture every line logged inside the block as a list of dicts (nothing is written).
+
+    The configuration in force before the block is restored after it.
+
+    Args:
+        level: the lowest level captured.
+        **overrides: other settings (``app_name``, ``redact_keys``, ...).
+    """
+    previous = _state.settings()
+    sink = ListSink()
+    settings = load_settings({"level": level, "stdout": True, **overrides})
+    # A capture writes nowhere but to the list.
+    _state.configure(
+        settings_obj=dataclasses.replace(settings, stdout=False, log_file=None), extra_sinks=[sink]
+    )
+    try:
+        yield sink.records
+    finally:
+        if previous is not None:
+            _state.configure(settings_obj=previous)
+        else:
+            _state.shutdown()
