@@ -121,6 +121,9 @@ class FileSink:
 
     def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
         with self._lock:
+            if ns >= self._next_check_ns:
+                # Checked before writing: after a quiet spell, logrotate may have moved the file.
+                self._check(ns)
             if self._pending and not self._retry():
                 self._keep(line)
                 return
@@ -131,10 +134,8 @@ class FileSink:
             size = len(line)
             self._size += size
             self._since_check += size
-            if (
-                self._since_check >= self._check_bytes
-                or ns >= self._next_check_ns
-                or (self._rotates and self._size >= self._max_bytes)
+            if self._since_check >= self._check_bytes or (
+                self._rotates and self._size >= self._max_bytes
             ):
                 self._check(ns)
 
@@ -212,10 +213,12 @@ class FileSink:
             if st is not None and (st.st_dev, st.st_ino) == self._identity:
                 if st.st_size < self._max_bytes:
                     return  # another process rotated and this one has the new file already
-                for index in range(self._backup_count - 1, 0, -1):
-                    source = f"{self._path}.{index}"
-                    if os.path.exists(source):
-                        os.replace(source, f"{self._path}.{index + 1}")
+                # Shift app.log.1.. up by one; the oldest beyond backup_count is overwritten.
+                last = 1
+                while last < self._backup_count and os.path.exists(f"{self._path}.{last}"):
+                    last += 1
+                for index in range(last - 1, 0, -1):
+                    os.replace(f"{self._path}.{index}", f"{self._path}.{index + 1}")
                 os.replace(self._path, f"{self._path}.1")
                 self._health.rotations += 1
             self._open()
