@@ -83,7 +83,9 @@ def exception_fields(exc: BaseException) -> dict[str, str]:
         stack = f"<traceback unavailable: {_safe_repr(err)}>"
     cls = type(exc)
     module = cls.__module__
-    name = cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    name = (
+        cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    )
     return {
         F.EXCEPTION_TYPE: name,
         F.EXCEPTION_MESSAGE: _safe_text(exc),
@@ -182,7 +184,7 @@ class Renderer:
     # -- serialising ----------------------------------------------------------------------------
 
     def line(self, record: Record) -> bytes:
-        """One JSON line (with its newline). Never raises; a changed line says why in ``log_error``."""
+        """One JSON line, newline included; never raises (a changed line says why)."""
         try:
             line = orjson.dumps(record, default=self._default, option=_OPTIONS)
         except Exception as err:  # noqa: BLE001 - orjson raises TypeError/JSONEncodeError
@@ -198,9 +200,11 @@ class Renderer:
             if isinstance(obj, Mapping):
                 return redact_mapping(obj)
             if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-                return redact_mapping({f.name: getattr(obj, f.name, None) for f in dataclasses.fields(obj)})
+                return redact_mapping(
+                    {f.name: getattr(obj, f.name, None) for f in dataclasses.fields(obj)}
+                )
             if isinstance(obj, (Set, frozenset)):
-                return [x for x in obj]
+                return list(obj)
             if isinstance(obj, (bytes, bytearray, memoryview)):
                 return bytes(obj).decode("utf-8", "backslashreplace")
             if isinstance(obj, (Decimal, PurePath)):
@@ -215,7 +219,7 @@ class Renderer:
             if callable(model_dump):
                 try:
                     return redact_mapping(model_dump(obj))
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001, S110 - fall back to the repr below
                     pass
             return _safe_repr(obj)
 
@@ -265,7 +269,10 @@ class Renderer:
         minimal[F.MESSAGE] = self._truncate(minimal[F.MESSAGE], self.max_line_bytes // 8)
         minimal[F.LOG_ERROR] = error
         return orjson.dumps(
-            {k: v.encode("utf-8", "backslashreplace").decode() if isinstance(v, str) else v for k, v in minimal.items()},
+            {
+                k: v.encode("utf-8", "backslashreplace").decode() if isinstance(v, str) else v
+                for k, v in minimal.items()
+            },
             option=_OPTIONS,
         )
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
@@ -26,7 +27,13 @@ from alkana_logging.sinks import FileSink, Sink, StreamSink
 from alkana_logging.stdlib import PipelineHandler
 
 #: Loggers that frameworks give handlers of their own; setup() hands them to the root logger.
-FRAMEWORK_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access")
+FRAMEWORK_LOGGERS = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "gunicorn.error",
+    "gunicorn.access",
+)
 
 _lock = threading.RLock()
 _pipeline: Pipeline | None = None
@@ -104,7 +111,7 @@ def configure(
     settings_obj: Settings | None = None,
 ) -> Settings:
     """Build a pipeline from settings and install it in place of the previous one."""
-    global _pipeline, _settings  # noqa: PLW0603 - the one place of global state
+    global _pipeline, _settings
     effective = settings_obj if settings_obj is not None else load_settings(overrides)
     health = PipelineHealth()
     sinks = build_sinks(effective, health) + list(extra_sinks)
@@ -178,10 +185,8 @@ def _install_loguru(pipeline: Pipeline, settings: Settings) -> None:
     from alkana_logging._loguru import make_sink
 
     _remove_loguru()
-    try:
-        loguru_logger.remove(0)  # loguru's default stderr sink: the pipeline writes instead
-    except ValueError:
-        pass
+    with contextlib.suppress(ValueError):  # loguru's default stderr sink: replaced by ours
+        loguru_logger.remove(0)
     _loguru_sink_id = loguru_logger.add(
         make_sink(), level=settings.level_number, format="{message}", catch=True
     )
@@ -193,10 +198,8 @@ def _remove_loguru() -> None:
         return
     from loguru import logger as loguru_logger
 
-    try:
+    with contextlib.suppress(ValueError):
         loguru_logger.remove(_loguru_sink_id)
-    except ValueError:
-        pass
     _loguru_sink_id = None
 
 
@@ -255,9 +258,7 @@ def emit(
         return
     stdlib_logger = logging.getLogger(logger)
     if stdlib_logger.isEnabledFor(number):
-        extra = {
-            (f"extra_{k}" if k in _RECORD_ATTRS else k): v for k, v in (fields or {}).items()
-        }
+        extra = {(f"extra_{k}" if k in _RECORD_ATTRS else k): v for k, v in (fields or {}).items()}
         exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
         stdlib_logger.log(number, message, extra=extra, exc_info=exc_info)
 
@@ -268,6 +269,3 @@ def is_enabled(level: str) -> bool:
     if pipeline is not None:
         return level_number(level) >= pipeline.level
     return logging.getLogger().isEnabledFor(level_number(level))
-
-
-

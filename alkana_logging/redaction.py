@@ -62,7 +62,9 @@ class Redactor:
             is_secret = self.is_secret
             walk = self.value
             return {
-                k: REDACTED if is_secret(k) else walk(v, depth + 1)
+                k: REDACTED
+                if is_secret(k)
+                else walk(v, depth + 1)
                 if isinstance(v, _CONTAINERS)
                 else v
                 for k, v in value.items()

@@ -60,7 +60,7 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """The effective settings of the logging pipeline, as :func:`alkana_logging.setup` returns them."""
+    """The effective settings of the pipeline, as :func:`alkana_logging.setup` returns them."""
 
     level: str = "INFO"
     log_file: Path | None = Path("logs/app.log")
@@ -178,10 +178,10 @@ def _as_level(name: str, value: Any, from_env: bool) -> str:
 def _as_text(name: str, value: Any, from_env: bool, *, empty_ok: bool = False) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(f"{_where(name, from_env)}: got {value!r}; expected a string")
-    value = value.strip()
-    if not value and not empty_ok:
+    text: str = value.strip()
+    if not text and not empty_ok:
         raise ConfigurationError(f"{_where(name, from_env)}: got an empty value; expected text")
-    return value
+    return text
 
 
 def _as_keys(name: str, value: Any, from_env: bool) -> frozenset[str]:

@@ -9,6 +9,7 @@ Loki's timestamps). A sink never raises into the caller: failures are counted in
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import fcntl
 import os
@@ -279,11 +280,8 @@ class StreamSink:
             self._failing = False
 
     def flush(self) -> None:
-        with self._lock:
-            try:
-                self._stream.flush()
-            except (OSError, ValueError):
-                pass
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
 
     def close(self) -> None:
         self.flush()

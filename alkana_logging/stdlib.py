@@ -1,4 +1,4 @@
-"""The stdlib front-end: a ``Handler`` for the root logger and a ``Formatter`` for ``dictConfig``."""
+"""The stdlib front-end: a ``Handler`` for the root logger, a ``Formatter`` for ``dictConfig``."""
 
 from __future__ import annotations
 

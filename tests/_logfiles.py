@@ -9,8 +9,12 @@ from typing import Any
 
 
 def log_files(path: Path) -> list[Path]:
-    """The live file and every sibling that starts with its name (``app.log.3``, ``app.log-…gz``)."""
-    return sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name) and not p.name.endswith(".lock"))
+    """The live file and each sibling starting with its name (``app.log.3``, ``app.log-….gz``)."""
+    return sorted(
+        p
+        for p in path.parent.iterdir()
+        if p.name.startswith(path.name) and not p.name.endswith(".lock")
+    )
 
 
 def read_lines(path: Path) -> list[bytes]:

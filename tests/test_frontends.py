@@ -187,7 +187,9 @@ def test_call_fields_override_bound_context(log_file: Path) -> None:
 
 @pytest.mark.parametrize("key", ["level", "timestamp", "message", "app", "logger", "pid"])
 def test_colliding_keys_cannot_overwrite_the_schema(log_file: Path, key: str) -> None:
-    logging.getLogger("x").info("m", extra={"custom": 1} | ({} if key == "message" else {key: "forged"}))
+    logging.getLogger("x").info(
+        "m", extra={"custom": 1} | ({} if key == "message" else {key: "forged"})
+    )
     alkana_logging.get_logger("x").info("m", **{key: "forged"})
     records = lines(log_file)
     assert_schema(records[1], "info", "x", "m")
@@ -216,7 +218,9 @@ def test_setup_twice_reconfigures_without_duplicates(tmp_path: Path) -> None:
     loguru_logger.debug("four")
     assert [r[F.MESSAGE] for r in read_records(first)] == ["one"]
     assert [r[F.MESSAGE] for r in lines(second)] == ["two", "three", "four"]
-    root_handlers = [h for h in logging.getLogger().handlers if isinstance(h, alkana_logging.PipelineHandler)]
+    root_handlers = [
+        h for h in logging.getLogger().handlers if isinstance(h, alkana_logging.PipelineHandler)
+    ]
     assert root_handlers == []  # shutdown() removed the one handler
 
 
@@ -267,7 +271,9 @@ def test_nothing_happens_at_import() -> None:
         "assert not structlog.is_configured();"
         "print('clean')"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
     assert result.stdout.strip() == "clean", result.stderr
 
 

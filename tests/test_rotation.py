@@ -143,9 +143,7 @@ def test_external_mode_reopens_after_a_rename_without_a_signal(tmp_path: Path) -
 
 def test_external_mode_never_rotates_by_itself(tmp_path: Path) -> None:
     log_file = tmp_path / "app.log"
-    alkana_logging.setup(
-        log_file=str(log_file), stdout=False, rotation="external", max_bytes=1024
-    )
+    alkana_logging.setup(log_file=str(log_file), stdout=False, rotation="external", max_bytes=1024)
     log = alkana_logging.get_logger("t")
     for i in range(100):
         log.info("line", seq=i)
@@ -177,9 +175,7 @@ def test_external_mode_with_the_real_logrotate_loses_nothing(tmp_path: Path) -> 
     conf = tmp_path / "logrotate.conf"
     conf.write_text(LOGROTATE_CONF.format(log_dir=log_dir))
     log_file = log_dir / "app.log"
-    writers = start_writers(
-        log_file, 4, 10_000, "--rotation", "external", "--pause-every", "2"
-    )
+    writers = start_writers(log_file, 4, 10_000, "--rotation", "external", "--pause-every", "2")
     rotations = 0
     stop = threading.Event()
 
