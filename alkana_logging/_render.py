@@ -124,8 +124,8 @@ class Renderer:
         self.max_line_bytes = max_line_bytes
         # Characters, not bytes: the final size check catches wide characters.
         self.max_message_chars = max_line_bytes // 2
-        self._is_secret = redactor.is_secret
         self._walk = redactor.value
+        self._actions: dict[Any, int] = {}
         self._default = self._make_default()
 
     def after_fork(self) -> None:
@@ -167,15 +167,29 @@ class Renderer:
         return record
 
     def _merge(self, record: Record, values: Mapping[Any, Any]) -> None:
-        is_secret = self._is_secret
+        # One dict lookup a key decides what to do with it; the answer is cached per key.
+        actions = self._actions
         for key, value in values.items():
-            if key in _RESERVED:
-                key = F.COLLISION_PREFIX + key  # noqa: PLW2901 - keep the caller's value, renamed
-            if is_secret(key):
-                value = REDACTED  # noqa: PLW2901
-            elif isinstance(value, _CONTAINERS):
-                value = self._walk(value)  # noqa: PLW2901
-            record[key] = value
+            action = actions.get(key)
+            if action is None:
+                action = self._action(key)
+            if action == _KEEP:
+                record[key] = self._walk(value) if isinstance(value, _CONTAINERS) else value
+            elif action == _REDACT:
+                record[key] = REDACTED
+            else:  # a schema key: keep the caller's value under a prefixed name
+                self._merge(record, {F.COLLISION_PREFIX + key: value})
+
+    def _action(self, key: Any) -> int:
+        if key in _RESERVED:
+            action = _RENAME
+        elif self.redactor.is_secret(key):
+            action = _REDACT
+        else:
+            action = _KEEP
+        if len(self._actions) < _ACTIONS_LIMIT:
+            self._actions[key] = action
+        return action
 
     @staticmethod
     def _truncate(text: str, limit: int) -> str:
@@ -278,6 +292,8 @@ class Renderer:
 
 
 _CONTAINERS: Final = (dict, list, tuple)
+_KEEP, _REDACT, _RENAME = 0, 1, 2
+_ACTIONS_LIMIT: Final = 4096
 _INT64_MIN: Final = -(2**63)
 _UINT64_MAX: Final = 2**64 - 1
 _SANITISE_DEPTH: Final = 32

@@ -16,7 +16,8 @@ from typing import Any
 import structlog
 
 from alkana_logging import _structlog
-from alkana_logging._render import Renderer
+from alkana_logging import fields as F
+from alkana_logging._render import Renderer, resolve_exc_info
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
 from alkana_logging.pipeline import RECORD_ATTRS as _RECORD_ATTRS
@@ -40,7 +41,7 @@ _pipeline: Pipeline | None = None
 _settings: Settings | None = None
 _handler: PipelineHandler | None = None
 _loguru_sink_id: int | None = None
-_processors: list[Any] = []
+_processors: list[Any] = []  # filled below; updated in place by setup()
 _hooks_installed = False
 
 
@@ -165,15 +166,26 @@ def _install(pipeline: Pipeline, settings: Settings, processors: list[Any]) -> N
 
 
 def _structlog_processor(logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:
-    pipeline = _pipeline
+    """The last structlog processor: the event goes to the pipeline (structlog's own copy of the
+    event dict, so popping from it is fine); the wrapped logger gets an empty string."""
+    message = event_dict.pop("event", "")
+    exc_info = event_dict.pop("exc_info", None)
+    exc = resolve_exc_info(exc_info) if exc_info else None
+    level = STRUCTLOG_LEVELS.get(method_name, F.INFO)
     name = getattr(logger, "name", "root")
+    pipeline = _pipeline
     if pipeline is not None:
-        pipeline.emit_structlog(name, method_name, event_dict)
-    else:  # a logger cached before shutdown(): hand the event to the stdlib instead
-        message = event_dict.pop("event", "")
-        level = STRUCTLOG_LEVELS.get(method_name, "info")
-        emit(level, name, message, event_dict)
+        pipeline.emit(time.time_ns(), level, name, message, event_dict, exc)
+    else:  # a logger kept after shutdown(): hand the event to the stdlib instead
+        emit(level, name, message, event_dict, exc)
     return ""
+
+
+def structlog_logger(name: str, initial_values: dict[str, Any]) -> Any:
+    """A concrete bound logger (no lazy proxy to resolve on every call) that stays valid across
+    ``setup()`` calls: its class takes the level in force and its processor list is updated in
+    place."""
+    return _structlog.BoundLogger(_structlog.Named(name), _processors, initial_values)
 
 
 def _install_loguru(pipeline: Pipeline, settings: Settings) -> None:
@@ -269,3 +281,6 @@ def is_enabled(level: str) -> bool:
     if pipeline is not None:
         return level_number(level) >= pipeline.level
     return logging.getLogger().isEnabledFor(level_number(level))
+
+
+_processors.append(_structlog_processor)

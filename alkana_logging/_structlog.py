@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import structlog
@@ -53,3 +54,7 @@ class Named:
 
     debug = info = msg = warning = warn = error = err = critical = fatal = exception = _drop
     log = _drop
+
+
+# Until setup() says otherwise, the stdlib's default threshold.
+set_level(logging.INFO)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
-
 from alkana_logging import _state
 from alkana_logging.settings import Settings
 
@@ -51,7 +49,7 @@ def get_logger(name: str | None = None, **initial_values: Any) -> Any:
         name: the logger's name, usually ``__name__``.
         **initial_values: fields bound to every line of this logger.
     """
-    return structlog.get_logger(name or "root", **initial_values)
+    return _state.structlog_logger(name or "root", initial_values)
 
 
 def pipeline_health() -> dict[str, Any]:

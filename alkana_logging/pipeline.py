@@ -7,16 +7,11 @@ Every front-end (stdlib ``logging``, structlog, loguru, the package's own event 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alkana_logging import fields as F
-from alkana_logging._render import (
-    Renderer,
-    level_name,
-    resolve_exc_info,
-)
+from alkana_logging._render import Renderer, level_name, resolve_exc_info
 from alkana_logging.health import PipelineHealth
 from alkana_logging.sinks import Sink
 
@@ -76,14 +71,6 @@ class Pipeline:
         ns, level, name, message, fields, exc = stdlib_parts(record)
         self.emit(ns, level, name, message, fields, exc)
 
-    def emit_structlog(self, name: str, method_name: str, event_dict: dict[str, Any]) -> None:
-        """A structlog event dict (structlog's own copy: popping from it is fine)."""
-        ns = time.time_ns()
-        message = event_dict.pop("event", "")
-        exc_info = event_dict.pop("exc_info", None)
-        exc = resolve_exc_info(exc_info) if exc_info else None
-        self.emit(ns, STRUCTLOG_LEVELS.get(method_name, F.INFO), name, message, event_dict, exc)
-
     def flush(self) -> None:
         for sink in self.sinks:
             sink.flush()
@@ -133,7 +120,8 @@ def stdlib_parts(
     attrs = record.__dict__
     extra_keys = attrs.keys() - RECORD_ATTRS
     if extra_keys:
-        extra = {k: v for k, v in attrs.items() if k in extra_keys}
+        # Sorted: a set's order changes from process to process; lines should not.
+        extra = {k: attrs[k] for k in sorted(extra_keys, key=str)}
         fields = {**extra, **fields} if fields else extra
     if record.stack_info:
         fields = {**(fields or {}), "stack_info": record.stack_info}

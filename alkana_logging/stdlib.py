@@ -25,6 +25,9 @@ class PipelineHandler(logging.Handler):
         self.pipeline = pipeline
 
     def handle(self, record: logging.LogRecord) -> Any:
+        if not self.filters:
+            self.pipeline.emit_stdlib(record)
+            return True
         rv = self.filter(record)
         if rv:
             if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may replace it
