@@ -1,0 +1,7 @@
+"""``python -m alkana_logging``: the ``alkana-logging`` command."""
+
+from __future__ import annotations
+
+from alkana_logging.cli import main
+
+raise SystemExit(main())

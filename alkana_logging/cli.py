@@ -1,0 +1,604 @@
+"""The ``alkana-logging`` command: presets, queries against Loki, the local report, tail, checks
+and the rendered operational files.
+
+Exit status: 0 when all went well, 1 when the work failed (Loki unreachable or refusing, a
+check failed, rendered files differ), 2 for a usage error (unknown preset or parameter, bad
+option value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Final, TextIO
+
+import orjson
+
+from alkana_logging import presets as P
+from alkana_logging import render as R
+from alkana_logging import report as Rep
+from alkana_logging.exceptions import AlkanaLoggingError, ConfigurationError
+from alkana_logging.settings import DEFAULT_JOB, Settings, load_settings
+
+PROG: Final = "alkana-logging"
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+
+_UNITS: Final = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 7 * 86400.0,
+    "y": 365 * 86400.0,
+}
+_DURATION_PART: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w|y)")
+
+
+class UsageError(AlkanaLoggingError):
+    """A command-line value that is not accepted (exit status 2)."""
+
+
+def parse_duration(text: str, *, option: str) -> float:
+    """``90s``, ``5m``, ``1h30m``, ``7d`` as seconds.
+
+    Raises:
+        UsageError: the text is not a duration.
+    """
+    text = text.strip()
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise UsageError(
+            f"{option}: got {text!r}; expected a duration such as 30s, 5m, 1h30m or 7d"
+        )
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise UsageError(f"{option}: got {text!r}; expected a duration > 0")
+    return seconds
+
+
+def parse_time(text: str, *, option: str) -> float:
+    """Epoch seconds, or an RFC 3339 time (``2026-11-26T15:41:40Z``), as epoch seconds.
+
+    Raises:
+        UsageError: the text is neither.
+    """
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"{option}: got {text!r}; expected epoch seconds or an RFC 3339 time"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _params(pairs: Iterable[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--param: got {pair!r}; expected NAME=VALUE")
+        values[name.strip()] = value
+    return values
+
+
+def _print_json(data: Any, out: TextIO) -> None:
+    out.write(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+# -- presets --------------------------------------------------------------------------------------
+
+
+def cmd_presets(args: argparse.Namespace, out: TextIO) -> int:
+    if args.name:
+        preset = P.get(args.name)
+        values = _params(args.param)
+        logql = preset.render(values)
+        if args.json:
+            _print_json({**preset.as_dict(), "values": preset.resolve(values), "logql": logql}, out)
+            return EXIT_OK
+        out.write(f"{preset.name} ({preset.kind}, {preset.unit}): {preset.description}\n\n")
+        out.write(
+            Rep.format_table(
+                ("param", "value", "description"),
+                (
+                    (p.name, value if value is not None else "-", p.description)
+                    for p, value in zip(preset.params, preset.resolve(values).values(), strict=True)
+                ),
+            )
+            + "\n\n"
+        )
+        out.write(logql + "\n")
+        return EXIT_OK
+    if args.json:
+        _print_json([preset.as_dict() for preset in P.PRESETS], out)
+        return EXIT_OK
+    out.write(
+        Rep.format_table(
+            ("name", "kind", "unit", "description"),
+            ((p.name, p.kind, p.unit, p.description) for p in P.PRESETS),
+        )
+        + "\n\n`alkana-logging presets NAME` shows a preset's parameters and LogQL.\n"
+    )
+    return EXIT_OK
+
+
+# -- query ----------------------------------------------------------------------------------------
+
+
+def _format_value(value: float, unit: str, now: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if unit == "ratio":
+        return Rep.percent(value)
+    if unit == "epoch_s":
+        if value <= 0:
+            return "never"
+        stamp = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        return f"{stamp} ({Rep.age(now - value)} ago)"
+    return Rep.number(value, 3)
+
+
+def _label_columns(label_sets: Iterable[Mapping[str, str]]) -> list[str]:
+    names: set[str] = set()
+    for labels in label_sets:
+        names.update(labels)
+    return sorted(names)
+
+
+def _sort_key(value: float) -> tuple[bool, float]:
+    return (math.isnan(value), -value if not math.isnan(value) else 0.0)
+
+
+def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
+    from alkana_logging.loki_query import LokiClient
+
+    preset = P.get(args.preset)
+    values: dict[str, Any] = _params(args.param)
+    settings = load_settings()
+    if "job" not in values:
+        values["job"] = settings.loki_job
+    since = parse_duration(args.since, option="--since") if args.since else None
+    if preset.kind == "instant" and since is not None and "range" not in values:
+        values["range"] = args.since
+    logql = preset.render(values)
+    now = time.time()
+    with LokiClient.from_settings(settings, url=args.loki_url, timeout=args.timeout) as client:
+        if preset.kind == "instant":
+            result = client.query(logql, time=now)
+            window: dict[str, Any] = {"type": "instant", "time": Rep.iso(now)}
+        else:
+            start = now - (since or 3600.0)
+            step = parse_duration(args.step, option="--step") if args.step else None
+            result = client.query_range(
+                logql,
+                start=start,
+                end=now,
+                step=step,
+                limit=args.limit if preset.kind == "logs" else None,
+            )
+            window = {"type": "range", "start": Rep.iso(start), "end": Rep.iso(now)}
+    if args.json:
+        _print_json(
+            {
+                "preset": preset.name,
+                "kind": preset.kind,
+                "unit": preset.unit,
+                "logql": logql,
+                "params": preset.resolve(values),
+                "query": window,
+                **result.to_dict(),
+            },
+            out,
+        )
+        return EXIT_OK
+    out.write(f"{preset.name}: {preset.description}\n")
+    if result.result_type == "vector":
+        columns = _label_columns(s.labels for s in result.vector)
+        rows = [
+            (*(s.labels.get(c, "") for c in columns), _format_value(s.value, preset.unit, now))
+            for s in sorted(result.vector, key=lambda s: _sort_key(s.value))
+        ]
+        _write_rows(out, (*columns, f"value ({preset.unit})"), rows)
+    elif result.result_type == "matrix":
+        columns = _label_columns(s.labels for s in result.matrix)
+        matrix_rows = []
+        for series in result.matrix:
+            numbers = [v for _, v in series.points if not math.isnan(v)]
+            last = series.points[-1] if series.points else None
+            matrix_rows.append(
+                (
+                    *(series.labels.get(c, "") for c in columns),
+                    f"{len(series.points):,}",
+                    "-" if last is None else _format_value(last[1], preset.unit, now),
+                    "-" if not numbers else _format_value(min(numbers), preset.unit, now),
+                    "-" if not numbers else _format_value(max(numbers), preset.unit, now),
+                )
+            )
+        _write_rows(out, (*columns, "points", "last", "min", "max"), matrix_rows)
+    elif result.result_type == "streams":
+        entries = sorted((ns, line) for stream in result.streams for ns, line in stream.entries)
+        render = _line_renderer(_use_color(args.color, out))
+        for _, line in entries:
+            out.write(render(line))
+        if not entries:
+            out.write("(no lines)\n")
+    else:
+        out.write(f"value: {_format_value(result.scalar or 0.0, preset.unit, now)}\n")
+    return EXIT_OK
+
+
+def _write_rows(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    if not rows:
+        out.write("(no data)\n")
+        return
+    out.write(Rep.format_table(headers, rows) + "\n")
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    result = Rep.build_report(
+        args.paths,
+        now=parse_time(args.now, option="--now") if args.now else None,
+        slow_ms=args.slow_ms,
+        stale_after_s=parse_duration(args.stale_after, option="--stale-after"),
+        top=args.top,
+    )
+    if args.json:
+        _print_json(result.to_dict(), out)
+    else:
+        out.write(result.format())
+    return EXIT_OK
+
+
+# -- tail -----------------------------------------------------------------------------------------
+
+
+def _use_color(choice: str, out: IO[str]) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return out.isatty()
+
+
+def _line_renderer(colors: bool) -> Callable[[str], str]:
+    """Turns one JSON line into the console form (non-JSON lines pass through unchanged)."""
+    from alkana_logging.console import ConsoleRenderer
+
+    renderer = ConsoleRenderer(colors=colors)
+
+    def render(line: str) -> str:
+        text = line.rstrip("\r\n")
+        try:
+            record = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return text + "\n"
+        if not isinstance(record, dict):
+            return text + "\n"
+        return renderer(record)
+
+    return render
+
+
+def _last_lines(stream: IO[bytes], count: int, block: int = 65536) -> list[bytes]:
+    """The last ``count`` complete lines of an open file, read from its end.
+
+    The stream is left at the end it found, so following goes on from exactly there.
+    """
+    stream.seek(0, os.SEEK_END)
+    end = position = stream.tell()
+    data = b""
+    while count > 0 and position > 0 and data.count(b"\n") <= count:
+        step = min(block, position)
+        position -= step
+        stream.seek(position)
+        data = stream.read(step) + data
+    stream.seek(end)
+    return data.splitlines(keepends=True)[-count:] if count > 0 else []
+
+
+def _follow(
+    stream: IO[bytes], path: Path, render: Callable[[str], str], out: TextIO, interval: float
+) -> Iterator[None]:
+    """Print what is appended to ``path`` after the position of ``stream`` (open on it);
+    reopen when the file is replaced (rotation) or truncated.
+
+    Yields after each poll that found nothing new, so a caller (or a test) decides when to stop.
+    """
+    identity = os.fstat(stream.fileno()).st_ino
+    pending = b""
+    try:
+        while True:
+            chunk = stream.read()
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    out.write(render(line.decode("utf-8", "replace")))
+                out.flush()
+                continue
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                st = None
+            if st is not None and (st.st_ino != identity or st.st_size < stream.tell()):
+                # Rotated (a new file under the name) or truncated: the old file was read to
+                # its end above, so start the new one from its beginning.
+                stream.close()
+                stream = path.open("rb")
+                identity = os.fstat(stream.fileno()).st_ino
+                pending = b""
+                continue
+            yield
+            time.sleep(interval)
+    finally:
+        stream.close()
+
+
+def cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
+    path = Path(args.path).expanduser()
+    if not path.is_file():
+        raise UsageError(f"{args.path}: no such file")
+    if args.lines < 0:
+        raise UsageError(f"--lines: got {args.lines}; expected a number >= 0")
+    if args.follow and path.name.endswith(".gz"):
+        raise UsageError(f"{args.path}: a compressed file cannot be followed; drop -f")
+    render = _line_renderer(_use_color(args.color, out))
+    if not args.follow:
+        lines = list(Rep.read_lines(path))[-args.lines :] if args.lines > 0 else []
+        for raw in lines:
+            out.write(render(raw.decode("utf-8", "replace")))
+        return EXIT_OK
+    stream = path.open("rb")
+    for raw in _last_lines(stream, args.lines):
+        out.write(render(raw.decode("utf-8", "replace")))
+    out.flush()
+    for _ in _follow(stream, path, render, out, args.interval):
+        pass
+    return EXIT_OK
+
+
+# -- check ----------------------------------------------------------------------------------------
+
+
+def _writable_dir(directory: Path) -> tuple[bool, str]:
+    if directory.exists():
+        if not directory.is_dir():
+            return False, f"{directory} exists and is not a directory"
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return False, f"{directory} is not writable by this user"
+        return True, f"{directory} is writable"
+    parent = directory.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+        return True, f"{directory} does not exist yet; it will be created (in {parent})"
+    return False, f"{directory} does not exist and cannot be created ({parent} is not writable)"
+
+
+def _check_log_file(settings: Settings) -> tuple[bool, str]:
+    if settings.log_file is None:
+        return True, "no log file (stdout only)"
+    path = settings.log_file
+    ok, message = _writable_dir(path.parent)
+    if ok and path.exists() and not os.access(path, os.W_OK):
+        return False, f"{path} exists and is not writable by this user"
+    note = (
+        " (rotated by logrotate: LOG_ROTATION=external)" if settings.rotation == "external" else ""
+    )
+    return ok, f"log file {path}: {message}{note}"
+
+
+def _check_loki(
+    settings: Settings, url: str | None, timeout: float
+) -> tuple[bool | None, str, str]:
+    from alkana_logging.loki_query import LokiClient, LokiQueryError
+
+    url = url or settings.loki_url
+    if not url:
+        return None, "loki", "not configured (LOKI_URL is not set): skipped"
+    try:
+        with LokiClient.from_settings(settings, url=url, timeout=timeout) as client:
+            ready = client.ready()
+            labels = client.labels()
+    except (LokiQueryError, ValueError) as err:
+        return False, "loki", str(err)
+    return True, "loki", f"{client.url}: {ready}; {len(labels)} label name(s)"
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    results: list[tuple[bool | None, str, str]] = []
+    try:
+        settings = load_settings()
+    except ConfigurationError as err:
+        results.append((False, "settings", str(err)))
+    else:
+        results.append(
+            (
+                True,
+                "settings",
+                f"level {settings.level}, format {settings.format}, rotation {settings.rotation}, "
+                f"app {settings.app_name}, env {settings.app_env}",
+            )
+        )
+        ok, message = _check_log_file(settings)
+        results.append((ok, "log directory", message))
+        results.append(_check_loki(settings, args.loki_url, args.timeout))
+    for status, what, message in results:
+        mark = {True: "ok", False: "FAIL", None: "skip"}[status]
+        out.write(f"{mark:<5} {what}: {message}\n")
+    return EXIT_FAILED if any(status is False for status, _, _ in results) else EXIT_OK
+
+
+# -- render ---------------------------------------------------------------------------------------
+
+
+def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
+    options = R.RenderOptions(
+        job=args.job,
+        app=args.app,
+        env=args.env,
+        host=args.host,
+        log_dir=args.log_dir,
+        loki_url=args.loki_url,
+        user=args.user,
+        group=args.group,
+    )
+    artifacts = R.render(args.target, options)
+    if args.check:
+        root = Path(args.out or ".")
+        stale = [
+            a.path
+            for a in artifacts
+            if not (root / a.path).is_file()
+            or (root / a.path).read_text(encoding="utf-8") != a.text
+        ]
+        for relative in stale:
+            out.write(f"differs from the renderer's output: {root / relative}\n")
+        if not stale:
+            out.write(f"{len(artifacts)} file(s) up to date under {root}\n")
+        return EXIT_FAILED if stale else EXIT_OK
+    if args.out:
+        for written in R.write(artifacts, args.out):
+            out.write(f"wrote {written}\n")
+        return EXIT_OK
+    for artifact in artifacts:
+        if len(artifacts) > 1:
+            out.write(f"==> {artifact.path} <==\n")
+        out.write(artifact.text)
+    return EXIT_OK
+
+
+# -- the parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``alkana-logging``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="LogQL presets, Loki queries, a local report over JSON log files, a "
+        "readable tail, checks, and the rendered Promtail/Alloy/logrotate/Loki/Grafana files.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    presets = sub.add_parser("presets", help="list the LogQL presets, or show one")
+    presets.add_argument("name", nargs="?", help="show this preset's parameters and LogQL")
+    presets.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    presets.add_argument("--json", action="store_true", help="print JSON")
+    presets.set_defaults(func=cmd_presets)
+
+    query = sub.add_parser("query", help="run a preset against Loki's HTTP API")
+    query.add_argument("preset", help="the preset's name (see `presets`)")
+    query.add_argument("--loki-url", help="Loki's base URL (default: LOKI_URL)")
+    query.add_argument(
+        "--since",
+        help="how far back: the window of an instant preset, the start of a range preset "
+        "(default: the preset's range, and 1h for series and lines)",
+    )
+    query.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    query.add_argument("--step", help="seconds between points of a range query (e.g. 1m)")
+    query.add_argument("--limit", type=int, default=100, help="most lines for a log preset")
+    query.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for Loki")
+    query.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    query.add_argument("--json", action="store_true", help="print JSON")
+    query.set_defaults(func=cmd_query)
+
+    report = sub.add_parser("report", help="compute the presets' numbers from log files")
+    report.add_argument("paths", nargs="+", metavar="PATH", help="log files or directories")
+    report.add_argument("--json", action="store_true", help="print JSON")
+    report.add_argument(
+        "--slow-ms", type=float, default=float(P.DEFAULT_SLOW_MS), help="slow request threshold"
+    )
+    report.add_argument(
+        "--stale-after", default=P.DEFAULT_STALE_AFTER, help="a table is stale after this"
+    )
+    report.add_argument("--now", help="measure ages from this time (default: now)")
+    report.add_argument("--top", type=int, default=Rep.DEFAULT_TOP, help="exception types listed")
+    report.set_defaults(func=cmd_report)
+
+    tail = sub.add_parser("tail", help="show JSON log lines readably")
+    tail.add_argument("path", help="the log file")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    tail.add_argument("-n", "--lines", type=int, default=10, help="how many last lines first")
+    tail.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    tail.add_argument("--interval", type=float, default=0.25, help=argparse.SUPPRESS)
+    tail.set_defaults(func=cmd_tail)
+
+    check = sub.add_parser("check", help="check the settings, the log directory and Loki")
+    check.add_argument("--loki-url", help="Loki's base URL (default: LOKI_URL)")
+    check.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for Loki")
+    check.set_defaults(func=cmd_check)
+
+    _add_render(sub)
+    return parser
+
+
+def _add_render(sub: Any) -> None:
+    render = sub.add_parser("render", help="render the shipped operational files")
+    render.add_argument("target", choices=(*R.TARGETS, "all"))
+    render.add_argument("--job", default=DEFAULT_JOB)
+    render.add_argument("--app", default=R.DEFAULT_APP)
+    render.add_argument("--env", default=R.DEFAULT_ENV)
+    render.add_argument("--host", help="a static host label (default: none)")
+    render.add_argument("--log-dir", default=R.DEFAULT_LOG_DIR)
+    render.add_argument("--loki-url", default=R.DEFAULT_LOKI_URL)
+    render.add_argument("--user", default=R.DEFAULT_USER, help="owner of the log files")
+    render.add_argument("--group", default=R.DEFAULT_GROUP, help="group of the log files")
+    render.add_argument(
+        "--out", help="write under this directory at each file's path (default: stdout)"
+    )
+    render.add_argument(
+        "--check",
+        action="store_true",
+        help="compare the files under --out (default .) with the output; exit 1 if they differ",
+    )
+    render.set_defaults(func=cmd_render)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``alkana-logging`` with ``argv`` (the process's arguments when omitted).
+
+    Returns:
+        The exit status.
+    """
+    from alkana_logging.loki_query import LokiQueryError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = sys.stdout
+    try:
+        return int(args.func(args, out))
+    except (UsageError, P.PresetError, R.RenderError, ConfigurationError, ValueError) as err:
+        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python's exit flush quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except (LokiQueryError, Rep.ReportError, OSError) as err:
+        print(f"{PROG} {args.command}: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_OK

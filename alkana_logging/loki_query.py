@@ -1,0 +1,398 @@
+"""A small client for Loki's query API: instant and range queries, readiness, label names.
+
+Answers are parsed into plain data (:class:`QueryResult`): a ``vector`` (one value per series,
+from an instant query), a ``matrix`` (series of points, from a range query), ``streams`` (log
+lines) or a ``scalar``. Failures are :class:`LokiQueryError`\\ s with a message a person can act
+on: :class:`LokiUnreachableError` when no answer came, :class:`LokiRejectedError` (with Loki's
+own message) when Loki refused the query.
+
+Needs ``requests`` (the ``loki`` extra).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from alkana_logging.exceptions import AlkanaLoggingError
+
+if TYPE_CHECKING:
+    import requests
+
+    from alkana_logging.settings import Settings
+
+_PUSH_PATH: Final = "/loki/api/v1/push"
+_MAX_MESSAGE: Final = 2000
+DEFAULT_TIMEOUT: Final = 30.0
+
+Direction = Literal["forward", "backward"]
+
+
+class LokiQueryError(AlkanaLoggingError):
+    """A query could not be run or its answer could not be read."""
+
+
+class LokiUnreachableError(LokiQueryError):
+    """No answer from Loki: connection refused, name not resolved, TLS failure, timeout."""
+
+
+class LokiRejectedError(LokiQueryError):
+    """Loki answered with an error status; ``loki_message`` is what Loki said.
+
+    Attributes:
+        status: the HTTP status code.
+        loki_message: Loki's own message (a LogQL parse error, a limit, an auth failure, ...).
+    """
+
+    def __init__(self, url: str, status: int, loki_message: str) -> None:
+        super().__init__(f"Loki at {url} rejected the request (HTTP {status}): {loki_message}")
+        self.status = status
+        self.loki_message = loki_message
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One value of an instant vector: the series' labels, the time (epoch s), the value."""
+
+    labels: dict[str, str]
+    time: float
+    value: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """One series of a matrix: labels and (epoch s, value) points in time order."""
+
+    labels: dict[str, str]
+    points: tuple[tuple[float, float], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+    """One log stream: labels and (ns since the epoch, line) entries as Loki returned them."""
+
+    labels: dict[str, str]
+    entries: tuple[tuple[int, str], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryResult:
+    """A parsed query answer; only the field of ``result_type`` is filled."""
+
+    result_type: Literal["vector", "matrix", "streams", "scalar"]
+    vector: tuple[Sample, ...] = ()
+    matrix: tuple[Series, ...] = ()
+    streams: tuple[Stream, ...] = ()
+    scalar: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (NaN and infinities as strings, as Loki writes them)."""
+        result: Any
+        if self.result_type == "vector":
+            result = [
+                {"labels": s.labels, "time": s.time, "value": _json_number(s.value)}
+                for s in self.vector
+            ]
+        elif self.result_type == "matrix":
+            result = [
+                {"labels": s.labels, "points": [[t, _json_number(v)] for t, v in s.points]}
+                for s in self.matrix
+            ]
+        elif self.result_type == "streams":
+            result = [
+                {"labels": s.labels, "entries": [[str(ns), line] for ns, line in s.entries]}
+                for s in self.streams
+            ]
+        else:
+            result = None if self.scalar is None else _json_number(self.scalar)
+        return {"result_type": self.result_type, "result": result}
+
+
+def _json_number(value: float) -> float | str:
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+
+
+def base_url(url: str) -> str:
+    """Loki's base URL: without a trailing ``/`` or the push path, if one was given."""
+    url = url.strip().rstrip("/")
+    return url.removesuffix(_PUSH_PATH).rstrip("/")
+
+
+class LokiClient:
+    """Runs queries against one Loki.
+
+    Args:
+        url: Loki's base URL (``http://loki:3100``); a push URL is accepted too.
+        tenant: sent as ``X-Scope-OrgID`` (multi-tenant Loki).
+        username: basic auth user (with ``password``).
+        password: basic auth password.
+        token: a bearer token (instead of basic auth).
+        verify_tls: check the server's TLS certificate.
+        timeout: seconds to wait for a connection and for the answer.
+        session: a ``requests.Session`` to use (one is made otherwise).
+
+    Raises:
+        LokiQueryError: ``requests`` is not installed.
+        ValueError: an option is not accepted.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        tenant: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        verify_tls: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        session: requests.Session | None = None,
+    ) -> None:
+        try:
+            import requests
+        except ImportError:  # pragma: no cover - requests is installed wherever tests run
+            raise LokiQueryError(
+                "querying Loki needs the requests package: pip install 'alkana-logging[loki]'"
+            ) from None
+        if not isinstance(url, str) or not url.strip().startswith(("http://", "https://")):
+            raise ValueError(f"url: got {url!r}; expected an http:// or https:// URL of Loki")
+        if not timeout > 0:
+            raise ValueError(f"timeout: got {timeout!r}; expected a number of seconds > 0")
+        if token and username:
+            raise ValueError("token and username: got both; expected a bearer token or basic auth")
+        self.url = base_url(url)
+        self._timeout = timeout
+        self._requests = requests
+        self._session = session if session is not None else requests.Session()
+        self._session.verify = verify_tls
+        if tenant:
+            self._session.headers["X-Scope-OrgID"] = tenant
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+        elif username:
+            self._session.auth = (username, password or "")
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, url: str | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> LokiClient:
+        """A client for the Loki of ``settings`` (``LOKI_URL``, tenant and credentials).
+
+        Raises:
+            LokiQueryError: no URL given and ``LOKI_URL`` is not set.
+        """
+        url = url or settings.loki_url
+        if not url:
+            raise LokiQueryError("no Loki URL: set LOKI_URL or pass --loki-url")
+        return cls(
+            url,
+            tenant=settings.loki_tenant,
+            username=settings.loki_username,
+            password=settings.loki_password,
+            token=settings.loki_token,
+            verify_tls=settings.loki_verify_tls,
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        """Close the connections of the session."""
+        self._session.close()
+
+    def __enter__(self) -> LokiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def _get(self, path: str, params: Mapping[str, str] | None = None) -> requests.Response:
+        url = self.url + path
+        try:
+            response = self._session.get(url, params=params, timeout=self._timeout)
+        except self._requests.exceptions.Timeout:
+            raise LokiUnreachableError(
+                f"cannot reach Loki at {self.url}: no answer within {self._timeout:g} s"
+            ) from None
+        except self._requests.exceptions.RequestException as err:
+            raise LokiUnreachableError(f"cannot reach Loki at {self.url}: {_reason(err)}") from None
+        if response.status_code != 200:
+            raise LokiRejectedError(self.url, response.status_code, _error_message(response))
+        return response
+
+    def _data(self, path: str, params: Mapping[str, str]) -> Any:
+        response = self._get(path, params)
+        try:
+            body = response.json()
+        except ValueError:
+            raise LokiQueryError(
+                f"Loki at {self.url} answered {path} with something that is not JSON: "
+                f"{response.text[:200]!r}"
+            ) from None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            message = body.get("error") if isinstance(body, dict) else None
+            detail = message if isinstance(message, str) and message else repr(body)
+            raise LokiQueryError(f"Loki at {self.url} did not answer {path} with success: {detail}")
+        return body.get("data")
+
+    def query(
+        self, logql: str, *, time: float | None = None, limit: int | None = None
+    ) -> QueryResult:
+        """An instant query: one value per series at ``time`` (now when omitted).
+
+        Args:
+            logql: the query.
+            time: the evaluation time, epoch seconds.
+            limit: the most log lines to return (log queries only).
+
+        Raises:
+            LokiQueryError: see the class documentation.
+        """
+        params = {"query": logql}
+        if time is not None:
+            params["time"] = _ns(time)
+        if limit is not None:
+            params["limit"] = str(limit)
+        return parse_result(self._data("/loki/api/v1/query", params))
+
+    def query_range(
+        self,
+        logql: str,
+        *,
+        start: float,
+        end: float,
+        step: float | None = None,
+        limit: int | None = None,
+        direction: Direction = "backward",
+    ) -> QueryResult:
+        """A range query: series of points (metric queries) or log lines (log queries).
+
+        Args:
+            logql: the query.
+            start: the start, epoch seconds.
+            end: the end, epoch seconds.
+            step: seconds between two points (Loki chooses when omitted).
+            limit: the most log lines to return (log queries).
+            direction: ``backward`` returns the newest lines first.
+
+        Raises:
+            LokiQueryError: see the class documentation.
+            ValueError: ``end`` is before ``start``, or ``step`` is not positive.
+        """
+        if end < start:
+            raise ValueError(f"end: got {end!r}, before start {start!r}")
+        params = {"query": logql, "start": _ns(start), "end": _ns(end), "direction": direction}
+        if step is not None:
+            if not step > 0:
+                raise ValueError(f"step: got {step!r}; expected seconds > 0")
+            params["step"] = f"{step:g}"
+        if limit is not None:
+            params["limit"] = str(limit)
+        return parse_result(self._data("/loki/api/v1/query_range", params))
+
+    def ready(self) -> str:
+        """Loki's ``/ready`` answer (``ready``).
+
+        Raises:
+            LokiQueryError: Loki is unreachable or not ready (its message says why).
+        """
+        return self._get("/ready").text.strip()
+
+    def labels(self) -> list[str]:
+        """The label names Loki knows (a cheap call that needs the tenant and credentials).
+
+        Raises:
+            LokiQueryError: see the class documentation.
+        """
+        data = self._data("/loki/api/v1/labels", {})
+        return [str(name) for name in data or ()]
+
+
+_ERRNO: Final = re.compile(r"\[Errno -?[0-9]+\] [^'\")]+")
+
+
+def _reason(err: Exception) -> str:
+    """The useful part of a requests error ("[Errno 111] Connection refused"), not its chain."""
+    match = _ERRNO.search(str(err))
+    return match.group(0).strip() if match else str(err)
+
+
+def _ns(seconds: float) -> str:
+    return str(round(seconds * 1_000_000_000))
+
+
+def _error_message(response: requests.Response) -> str:
+    """Loki's message from an error answer: plain text, or JSON with ``message``/``error``."""
+    text = response.text.strip()
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("message", "error"):
+            if isinstance(body.get(key), str) and body[key].strip():
+                text = body[key].strip()
+                break
+    if not text:
+        text = response.reason or "no message"
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
+
+
+def _value(raw: Any) -> float:
+    # Loki writes sample values as strings ("0.5", "NaN", "+Inf") to keep them exact.
+    return float(raw)
+
+
+def _labels(raw: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (raw or {}).items()}
+
+
+def parse_result(data: Any) -> QueryResult:
+    """Parse the ``data`` object of a Loki query answer.
+
+    Raises:
+        LokiQueryError: the object is not one of Loki's result forms.
+    """
+    try:
+        kind = data["resultType"]
+        result = data["result"]
+        if kind == "vector":
+            return QueryResult(
+                "vector",
+                vector=tuple(
+                    Sample(_labels(s.get("metric")), float(s["value"][0]), _value(s["value"][1]))
+                    for s in result
+                ),
+            )
+        if kind == "matrix":
+            return QueryResult(
+                "matrix",
+                matrix=tuple(
+                    Series(
+                        _labels(s.get("metric")),
+                        tuple((float(t), _value(v)) for t, v in s["values"]),
+                    )
+                    for s in result
+                ),
+            )
+        if kind == "streams":
+            return QueryResult(
+                "streams",
+                streams=tuple(
+                    Stream(
+                        _labels(s.get("stream")),
+                        tuple((int(ns), str(line)) for ns, line, *_ in s["values"]),
+                    )
+                    for s in result
+                ),
+            )
+        if kind == "scalar":
+            return QueryResult("scalar", scalar=_value(result[1]))
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
+        raise LokiQueryError(f"cannot read Loki's answer: {type(err).__name__}: {err}") from None
+    raise LokiQueryError(f"cannot read Loki's answer: unknown resultType {kind!r}")

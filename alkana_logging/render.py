@@ -1,0 +1,856 @@
+"""Renders the operational side from one source: shipper configs, logrotate, Loki rules, Grafana.
+
+Every artifact is text built here from the contract (:mod:`alkana_logging.fields`) and the
+presets (:mod:`alkana_logging.presets`): the alert rules and the dashboard panels take their
+LogQL from the presets, the shipper configs take their labels and the timestamp key from the
+contract. The repository's committed files are this module's output with the default options,
+and a test fails when they drift.
+
+YAML is written as text (values quoted as JSON strings, which YAML reads the same way), so the
+package needs no YAML library. The dashboard JSON is built from plain dicts: it is a dozen
+panels, Grafana migrates older dashboard JSON on load, and a generator library would add a
+dependency whose output changes with its own releases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, Final
+
+from alkana_logging import fields as F
+from alkana_logging import presets as P
+from alkana_logging.settings import DEFAULT_JOB
+
+DEFAULT_APP: Final = "alkana-dashboard"
+DEFAULT_ENV: Final = "production"
+DEFAULT_LOG_DIR: Final = "/var/log/alkana-dashboard"
+DEFAULT_LOKI_URL: Final = "http://loki:3100"
+DEFAULT_USER: Final = "alkana"
+DEFAULT_GROUP: Final = "alkana"
+
+#: Loki refuses lines longer than its ``max_line_size`` (256 KB by default); the shippers drop
+#: them first, with a reason their drop counter shows, instead of having whole batches refused.
+MAX_LINE_SIZE: Final = "256KB"
+DROP_REASON: Final = "line_too_long"
+
+#: The Grafana datasource uid every panel refers to (the provisioning file creates it).
+DATASOURCE_UID: Final = "alkana-loki"
+DATASOURCE: Final = {"type": "loki", "uid": DATASOURCE_UID}
+
+#: Images of the local stack (pinned: a compose file that pulls "latest" changes by itself).
+LOKI_IMAGE: Final = "grafana/loki:3.7.1"
+ALLOY_IMAGE: Final = "grafana/alloy:v1.21.0"
+GRAFANA_IMAGE: Final = "grafana/grafana:12.3.1"
+
+#: Alert thresholds (the design's numbers).
+ERROR_RATIO_THRESHOLD: Final = 0.05
+SLOW_P95_MS: Final = 2000
+SPIKE_MIN_LINES: Final = 10
+SPIKE_FACTOR: Final = 3
+
+TARGETS: Final = ("promtail", "alloy", "logrotate", "rules", "dashboard", "compose")
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+_UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class RenderError(ValueError):
+    """A render option is not accepted; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderOptions:
+    """What the rendered artifacts are for.
+
+    Attributes:
+        job: the ``job`` label.
+        app: the ``app`` label (and the logrotate file's name).
+        env: the ``env`` label.
+        host: a static ``host`` label, or ``None`` for none.
+        log_dir: where the application writes its ``*.log`` files (absolute).
+        loki_url: Loki's base URL as the shippers and Grafana reach it.
+        user: the owner of the log files (logrotate ``create`` and ``su``).
+        group: their group.
+
+    Raises:
+        RenderError: a value is not accepted.
+    """
+
+    job: str = DEFAULT_JOB
+    app: str = DEFAULT_APP
+    env: str = DEFAULT_ENV
+    host: str | None = None
+    log_dir: str = DEFAULT_LOG_DIR
+    loki_url: str = DEFAULT_LOKI_URL
+    user: str = DEFAULT_USER
+    group: str = DEFAULT_GROUP
+
+    def __post_init__(self) -> None:
+        for name in ("job", "app", "env", "host"):
+            value = getattr(self, name)
+            if name == "host" and value is None:
+                continue
+            if not isinstance(value, str) or not value or _UNSAFE_TEXT.search(value):
+                raise RenderError(
+                    f"--{name}: got {value!r}; expected a non-empty label value without "
+                    "control characters"
+                )
+        for name in ("user", "group"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _NAME.match(value):
+                raise RenderError(
+                    f"--{name}: got {value!r}; expected a user or group name "
+                    "(letters, digits, '.', '_', '-')"
+                )
+        if not self.log_dir.startswith("/") or re.search(r'[\x00-\x1f"{}*?\[\]]', self.log_dir):
+            raise RenderError(
+                f"--log-dir: got {self.log_dir!r}; expected an absolute directory path without "
+                "quotes, braces, glob characters or control characters"
+            )
+        if not re.match(r"^https?://[^\s\"]+$", self.loki_url):
+            raise RenderError(f"--loki-url: got {self.loki_url!r}; expected an http(s):// URL")
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The static stream labels, in the contract's order."""
+        values = {F.LABEL_JOB: self.job, F.LABEL_APP: self.app, F.LABEL_ENV: self.env}
+        if self.host is not None:
+            values[F.LABEL_HOST] = self.host
+        return {label: values[label] for label in F.STREAM_LABELS if label in values}
+
+    @property
+    def log_glob(self) -> str:
+        """The shippers' and logrotate's glob: current files only, rotated names fall outside."""
+        return str(PurePosixPath(self.log_dir) / "*.log")
+
+    @property
+    def push_url(self) -> str:
+        return self.loki_url.rstrip("/") + "/loki/api/v1/push"
+
+    def preset(self, name: str, **params: Any) -> str:
+        """A preset's LogQL for these labels."""
+        return P.get(name).render(self.labels, **params)
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """One rendered file: its path relative to the repository root, and its text."""
+
+    path: str
+    text: str
+
+
+def _q(value: str) -> str:
+    """A YAML (or Alloy) double-quoted string; JSON's escapes mean the same there."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _header(target: str, comment: str = "#") -> str:
+    return (
+        f"{comment} Generated by `alkana-logging render {target}` from the package's field names\n"
+        f"{comment} and LogQL presets. Re-render (options: --job --app --env --host --log-dir\n"
+        f"{comment} --loki-url) instead of editing by hand.\n"
+    )
+
+
+# -- shippers -------------------------------------------------------------------------------------
+
+
+def promtail(options: RenderOptions) -> list[Artifact]:
+    """``promtail/config.yml``: tail ``<log-dir>/*.log`` with static labels and line timestamps."""
+    labels = "".join(f"          {k}: {_q(v)}\n" for k, v in options.labels.items())
+    text = f"""{_header("promtail")}#
+# Promtail reached end of life on 2026-03-02: new installs should use Grafana Alloy
+# (integrations/alloy/config.alloy is the same pipeline).
+
+server:
+  http_listen_port: 9080
+  grpc_listen_port: 0
+
+positions:
+  # Where Promtail remembers how far it has read each file (keep it across restarts).
+  filename: /var/lib/promtail/positions.yaml
+
+clients:
+  - url: {_q(options.push_url)}
+
+scrape_configs:
+  - job_name: {_q(options.job)}
+    static_configs:
+      - targets: [localhost]
+        labels:
+          # Static labels only. request_id, trace_id and user stay in the JSON line.
+{labels}          # Current files only: rotated names (app.log.1, app.log-20261126-...) fall
+          # outside this glob, so no line is shipped twice.
+          __path__: {_q(options.log_glob)}
+    pipeline_stages:
+      # Loki refuses lines over {MAX_LINE_SIZE}: drop them here, counted under a reason.
+      - drop:
+          longer_than: {MAX_LINE_SIZE}
+          drop_counter_reason: {DROP_REASON}
+      - json:
+          expressions:
+            {F.TIMESTAMP}: {F.TIMESTAMP}
+      # The line's own time (RFC 3339, UTC, microseconds), not the time Promtail read it.
+      - timestamp:
+          source: {F.TIMESTAMP}
+          format: RFC3339Nano
+      # Promtail adds the file's path as a label; the label set stays static without it.
+      - labeldrop:
+          - filename
+"""
+    return [Artifact("promtail/config.yml", text)]
+
+
+def alloy(options: RenderOptions) -> list[Artifact]:
+    """``integrations/alloy/config.alloy``: the Promtail pipeline for Grafana Alloy."""
+    width = max(len("__path__"), *(len(k) for k in options.labels)) + 2
+    targets = [f"    {_q('__path__').ljust(width)} = {_q(options.log_glob)},"]
+    targets += [f"    {_q(k).ljust(width)} = {_q(v)}," for k, v in options.labels.items()]
+    target_lines = "\n".join(targets)
+    text = f"""{_header("alloy", "//")}
+// Current files only: rotated names (app.log.1, app.log-20261126-...) fall outside the glob.
+// Static labels only; request_id, trace_id and user stay in the JSON line.
+local.file_match "alkana" {{
+  path_targets = [{{
+{target_lines}
+  }}]
+}}
+
+loki.source.file "alkana" {{
+  targets    = local.file_match.alkana.targets
+  forward_to = [loki.process.alkana.receiver]
+}}
+
+loki.process "alkana" {{
+  forward_to = [loki.write.default.receiver]
+
+  // Loki refuses lines over {MAX_LINE_SIZE}: drop them here, counted under a reason.
+  stage.drop {{
+    longer_than         = {_q(MAX_LINE_SIZE)}
+    drop_counter_reason = {_q(DROP_REASON)}
+  }}
+
+  stage.json {{
+    expressions = {{ {_q(F.TIMESTAMP)} = {_q(F.TIMESTAMP)} }}
+  }}
+
+  // The line's own time (RFC 3339, UTC, microseconds), not the time Alloy read it.
+  stage.timestamp {{
+    source = {_q(F.TIMESTAMP)}
+    format = "RFC3339Nano"
+  }}
+
+  // loki.source.file adds the file's path as a label; the label set stays static without it.
+  stage.label_drop {{
+    values = ["filename"]
+  }}
+}}
+
+loki.write "default" {{
+  endpoint {{
+    url = {_q(options.push_url)}
+  }}
+}}
+"""
+    return [Artifact("integrations/alloy/config.alloy", text)]
+
+
+def logrotate(options: RenderOptions) -> list[Artifact]:
+    """``logrotate/<app>``: rotation by logrotate for ``LOG_ROTATION=external``."""
+    text = f"""{_header("logrotate")}#
+# For LOG_ROTATION=external: logrotate renames the file and creates a new one; the library
+# notices the new inode and reopens by itself. Hence no copytruncate (it loses the lines
+# written between the copy and the truncation) and no postrotate reload (a signal would stop
+# a uvicorn worker). Install as /etc/logrotate.d/{options.app}; test with `logrotate -d`.
+{options.log_glob} {{
+    # Rotate as the files' owner, never as root in a directory the application can write.
+    su {options.user} {options.group}
+    daily
+    # Also rotate within the day once a file passes 10 MB (needs logrotate run hourly).
+    maxsize 10M
+    rotate 14
+    missingok
+    notifempty
+    create 0640 {options.user} {options.group}
+    # app.log-20261126-1764170000: the epoch seconds keep two rotations of one day apart,
+    # and the names sort by age. Rotated names fall outside the shippers' *.log glob.
+    dateext
+    dateformat -%Y%m%d-%s
+    compress
+    # The newest rotated file stays uncompressed until the next rotation: a process that
+    # has not reopened yet may still append to it.
+    delaycompress
+}}
+"""
+    return [Artifact(f"logrotate/{options.app}", text)]
+
+
+# -- Loki rules -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One alert rule; ``expr`` comes from a preset."""
+
+    alert: str
+    expr: str
+    duration: str
+    severity: str
+    summary: str
+    description: str
+
+
+def _rule_groups(options: RenderOptions) -> list[tuple[str, str, list[Rule]]]:
+    o = options
+    ratio = o.preset("error_ratio", range="5m")
+    p95 = o.preset("latency_p95", range="5m", by=F.ROUTE)
+    recent_errors = o.preset("error_log_lines", range="5m")
+    # The hour before the last five minutes, scaled to five minutes: the usual level.
+    usual_errors = o.preset("error_log_lines", range="1h", offset="5m")
+    where = f"{o.app} ({o.env})"
+    http = [
+        Rule(
+            "HighErrorRate",
+            f"({ratio}) > {ERROR_RATIO_THRESHOLD}",
+            "5m",
+            "critical",
+            f"More than {ERROR_RATIO_THRESHOLD:.0%} of the HTTP requests of {where} fail",
+            f"{{{{ $value | humanizePercentage }}}} of the HTTP requests of {where} ended with a "
+            f"5xx status over the last 5 minutes (threshold {ERROR_RATIO_THRESHOLD:.0%}).",
+        ),
+        Rule(
+            "SlowAPIResponses",
+            f"({p95}) > {SLOW_P95_MS}",
+            "10m",
+            "warning",
+            f"p95 latency of {{{{ $labels.{F.ROUTE} }}}} on {where} is over {SLOW_P95_MS} ms",
+            f"The 95th percentile of duration_ms of {{{{ $labels.{F.ROUTE} }}}} is "
+            f"{{{{ $value | humanize }}}} ms over the last 5 minutes (threshold {SLOW_P95_MS} ms).",
+        ),
+        Rule(
+            "ErrorLogSpike",
+            f"(({recent_errors}) > {SPIKE_MIN_LINES}) unless "
+            f"(({recent_errors}) <= {SPIKE_FACTOR} * ({usual_errors}) / 12)",
+            "2m",
+            "warning",
+            f"Error lines spike on {where}",
+            f"{{{{ $value }}}} lines at level error or critical in the last 5 minutes: more "
+            f"than {SPIKE_MIN_LINES}, and more than {SPIKE_FACTOR} times the 5-minute average "
+            "of the hour before.",
+        ),
+    ]
+    stale_after = P.DEFAULT_STALE_AFTER
+    lookback = P.DEFAULT_ETL_LOOKBACK
+    etl = [
+        Rule(
+            "ETLStale",
+            o.preset("etl_stale", range=lookback, stale_after=stale_after),
+            "15m",
+            "critical",
+            f"ETL table {{{{ $labels.{F.TABLE} }}}} of {where} has not loaded for {stale_after}",
+            f"Table {{{{ $labels.{F.TABLE} }}}} ran in the last {lookback} but has had no "
+            f"successful run for {stale_after}. Last success: {{{{ if eq $value 0.0 }}}}none in "
+            f"{lookback}{{{{ else }}}}{{{{ $value | humanizeTimestamp }}}}{{{{ end }}}}.",
+        ),
+        Rule(
+            "ETLFailed",
+            o.preset("etl_failing", range="24h"),
+            "0m",
+            "warning",
+            f"The last ETL run of {{{{ $labels.{F.TABLE} }}}} on {where} failed",
+            f"The latest run of table {{{{ $labels.{F.TABLE} }}}} failed at "
+            "{{ $value | humanizeTimestamp }} and no successful run followed it (last 24 h).",
+        ),
+    ]
+    return [("alkana-http", "1m", http), ("alkana-etl", "5m", etl)]
+
+
+def rule_expressions(options: RenderOptions | None = None) -> dict[str, str]:
+    """Every alert rule's expression by alert name (for checks such as the LogQL grammar)."""
+    options = options or RenderOptions()
+    return {rule.alert: rule.expr for _, _, rules in _rule_groups(options) for rule in rules}
+
+
+def _rule_text(rule: Rule, options: RenderOptions) -> str:
+    return (
+        f"      - alert: {rule.alert}\n"
+        f"        expr: |\n"
+        f"          {rule.expr}\n"
+        f"        for: {rule.duration}\n"
+        f"        labels:\n"
+        f"          severity: {rule.severity}\n"
+        f"          {F.LABEL_APP}: {_q(options.app)}\n"
+        f"          {F.LABEL_ENV}: {_q(options.env)}\n"
+        f"        annotations:\n"
+        f"          summary: {_q(rule.summary)}\n"
+        f"          description: {_q(rule.description)}\n"
+    )
+
+
+def rules(options: RenderOptions) -> list[Artifact]:
+    """``integrations/loki/rules/alkana.yaml``: Loki ruler alerts in Prometheus rule-file form."""
+    out = [
+        _header("rules"),
+        "#\n# Loki ruler rules (Prometheus rule-file form, LogQL expressions). With the local\n"
+        "# stack (integrations/docker-compose.yml) this directory is the rules of tenant 'fake'.\n",
+        "groups:\n",
+    ]
+    for name, interval, group in _rule_groups(options):
+        out.append(f"  - name: {name}\n    interval: {interval}\n    rules:\n")
+        out.extend(_rule_text(rule, options) for rule in group)
+    return [Artifact("integrations/loki/rules/alkana.yaml", "".join(out))]
+
+
+# -- Grafana --------------------------------------------------------------------------------------
+
+_UNITS: Final = {"ratio": "percentunit", "ms": "ms", "req/s": "reqps", "epoch_s": "dateTimeAsIso"}
+
+
+def _target(ref: str, expr: str, *, instant: bool = False, legend: str = "") -> dict[str, Any]:
+    target: dict[str, Any] = {
+        "refId": ref,
+        "datasource": DATASOURCE,
+        "editorMode": "code",
+        "expr": expr,
+        "queryType": "instant" if instant else "range",
+    }
+    if legend:
+        target["legendFormat"] = legend
+    return target
+
+
+def _panel(
+    kind: str,
+    title: str,
+    grid: tuple[int, int, int, int],
+    targets: Sequence[dict[str, Any]],
+    *,
+    description: str = "",
+    unit: str | None = None,
+    options: dict[str, Any] | None = None,
+    custom: dict[str, Any] | None = None,
+    transformations: Sequence[dict[str, Any]] = (),
+    overrides: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    x, y, w, h = grid
+    defaults: dict[str, Any] = {}
+    if unit:
+        defaults["unit"] = unit
+    if custom:
+        defaults["custom"] = custom
+    panel: dict[str, Any] = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "targets": list(targets),
+        "fieldConfig": {"defaults": defaults, "overrides": list(overrides)},
+        "options": options or {},
+    }
+    if transformations:
+        panel["transformations"] = list(transformations)
+    return panel
+
+
+def _rename(field: str, name: str, unit: str | None = None) -> dict[str, Any]:
+    properties: list[dict[str, Any]] = [{"id": "displayName", "value": name}]
+    if unit:
+        properties.append({"id": "unit", "value": unit})
+    return {"matcher": {"id": "byName", "options": field}, "properties": properties}
+
+
+def dashboard_json(options: RenderOptions) -> dict[str, Any]:
+    """The Grafana dashboard as a dict; every panel query comes from a preset."""
+    o = options
+    auto = "$__auto"
+    whole = "$__range"
+    bars = {"drawStyle": "bars", "fillOpacity": 60, "stacking": {"mode": "normal"}}
+    route_legend = f"{{{{{F.ROUTE}}}}}"
+    table_legend = f"{{{{{F.TABLE}}}}}"
+    stat_options = {"reduceOptions": {"calcs": ["lastNotNull"]}, "graphMode": "none"}
+    p = P.get
+    panels = [
+        _panel(
+            "stat",
+            "Requests / s",
+            (0, 0, 6, 4),
+            [_target("A", o.preset("request_rate", range="1m", by=""), instant=True)],
+            description="http_request events per second over the last minute, all routes",
+            unit=_UNITS["req/s"],
+            options=stat_options,
+        ),
+        _panel(
+            "stat",
+            "5xx ratio (time range)",
+            (6, 0, 6, 4),
+            [_target("A", o.preset("error_ratio", range=whole), instant=True)],
+            description=p("error_ratio").description,
+            unit=_UNITS["ratio"],
+            options=stat_options,
+        ),
+        _panel(
+            "stat",
+            "p95 latency (time range)",
+            (12, 0, 6, 4),
+            [_target("A", o.preset("latency_p95", range=whole, by=""), instant=True)],
+            description="p95 of duration_ms over the time range, all routes (quantile_over_time)",
+            unit="ms",
+            options=stat_options,
+        ),
+        _panel(
+            "stat",
+            f"Slow requests > {P.DEFAULT_SLOW_MS} ms (time range)",
+            (18, 0, 6, 4),
+            [_target("A", o.preset("slow_requests", range=whole, by=""), instant=True)],
+            description="http_request events slower than the threshold in the time range",
+            options=stat_options,
+        ),
+        _panel(
+            "timeseries",
+            "Request rate by route",
+            (0, 4, 12, 8),
+            [_target("A", o.preset("request_rate", range=auto), legend=route_legend)],
+            description=p("request_rate").description,
+            unit=_UNITS["req/s"],
+        ),
+        _panel(
+            "timeseries",
+            "5xx ratio by route",
+            (12, 4, 12, 8),
+            [_target("A", o.preset("error_ratio_by_route", range=auto), legend=route_legend)],
+            description=p("error_ratio_by_route").description,
+            unit=_UNITS["ratio"],
+        ),
+        _panel(
+            "timeseries",
+            "Latency p50 / p95 / p99",
+            (0, 12, 12, 8),
+            [
+                _target(
+                    ref, o.preset(name, range=auto, by=""), legend=name.removeprefix("latency_")
+                )
+                for ref, name in zip("ABC", P.LATENCY_QUANTILES, strict=True)
+            ],
+            description="Loki's quantile_over_time of duration_ms over all routes.",
+            unit="ms",
+        ),
+        _panel(
+            "timeseries",
+            "p95 latency by route",
+            (12, 12, 12, 8),
+            [_target("A", o.preset("latency_p95", range=auto), legend=route_legend)],
+            description=p("latency_p95").description,
+            unit="ms",
+        ),
+        _panel(
+            "timeseries",
+            "5xx errors by route",
+            (0, 20, 8, 8),
+            [_target("A", o.preset("errors_by_route", range=auto), legend=route_legend)],
+            description=p("errors_by_route").description,
+            custom=bars,
+        ),
+        _panel(
+            "timeseries",
+            f"Slow requests by route (> {P.DEFAULT_SLOW_MS} ms)",
+            (8, 20, 8, 8),
+            [_target("A", o.preset("slow_requests", range=auto), legend=route_legend)],
+            description=p("slow_requests").description,
+            custom=bars,
+        ),
+        _panel(
+            "table",
+            "Top exceptions (time range)",
+            (16, 20, 8, 8),
+            [_target("A", o.preset("top_exceptions", range=whole), instant=True)],
+            description=p("top_exceptions").description,
+            transformations=[
+                {"id": "merge", "options": {}},
+                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
+                {"id": "sortBy", "options": {"sort": [{"field": "Value", "desc": True}]}},
+            ],
+            overrides=[_rename("Value", "lines")],
+        ),
+        _panel(
+            "logs",
+            "Error logs",
+            (0, 28, 24, 10),
+            [_target("A", o.preset("error_logs"))],
+            description=p("error_logs").description,
+            options={"showTime": True, "wrapLogMessage": True, "sortOrder": "Descending"},
+        ),
+        _panel(
+            "table",
+            "ETL status and freshness by table",
+            (0, 38, 14, 8),
+            [
+                _target(
+                    "A",
+                    f"sum by ({F.TABLE}) ({o.preset('etl_runs', range=whole)})",
+                    instant=True,
+                ),
+                _target("B", o.preset("etl_failures", range=whole), instant=True),
+                # Grafana's time units take milliseconds.
+                _target("C", f"({o.preset('etl_last_success')}) * 1000", instant=True),
+                _target("D", f"({o.preset('etl_stale')}) * 0 + 1", instant=True),
+            ],
+            description=(
+                "Runs and failures in the time range; the last success within "
+                f"{P.DEFAULT_ETL_LOOKBACK}; stale = 1 when a table that ran in the last "
+                f"{P.DEFAULT_ETL_LOOKBACK} has had no successful run for "
+                f"{P.DEFAULT_STALE_AFTER}."
+            ),
+            transformations=[
+                {"id": "merge", "options": {}},
+                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
+            ],
+            overrides=[
+                _rename("Value #A", "runs"),
+                _rename("Value #B", "failures"),
+                _rename("Value #C", "last success", "dateTimeFromNow"),
+                _rename("Value #D", "stale"),
+            ],
+        ),
+        _panel(
+            "timeseries",
+            "ETL duration p95 by table",
+            (14, 38, 10, 8),
+            [_target("A", o.preset("etl_duration_p95", range=auto), legend=table_legend)],
+            description=p("etl_duration_p95").description,
+            unit="ms",
+        ),
+        _panel(
+            "timeseries",
+            "Log volume by level",
+            (0, 46, 24, 8),
+            [
+                _target(
+                    "A",
+                    o.preset("log_volume_by_level", range=auto),
+                    legend=f"{{{{{F.LEVEL}}}}}",
+                )
+            ],
+            description=p("log_volume_by_level").description,
+            custom=bars,
+        ),
+    ]
+    for number, panel in enumerate(panels, start=1):
+        panel["id"] = number
+    uid = re.sub(r"[^A-Za-z0-9_-]+", "-", f"alkana-{o.app}-{o.env}")[:40].strip("-")
+    return {
+        "uid": uid,
+        "title": f"alkana: {o.app} ({o.env})",
+        "description": (
+            "Generated by `alkana-logging render dashboard` from the package's LogQL presets; "
+            "re-render instead of editing."
+        ),
+        "tags": ["alkana-logging", "loki"],
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "1m",
+        "schemaVersion": 39,
+        "time": {"from": "now-6h", "to": "now"},
+        "timezone": "browser",
+        "templating": {"list": []},
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
+def dashboard(options: RenderOptions) -> list[Artifact]:
+    """The dashboard JSON and Grafana's datasource and dashboard provisioning files."""
+    board = json.dumps(dashboard_json(options), indent=2, ensure_ascii=False) + "\n"
+    datasource = f"""{_header("dashboard")}
+apiVersion: 1
+
+datasources:
+  - name: Loki
+    type: loki
+    # The dashboard's panels refer to this uid.
+    uid: {DATASOURCE_UID}
+    access: proxy
+    url: {_q(options.loki_url)}
+    isDefault: true
+    editable: false
+"""
+    provider = f"""{_header("dashboard")}
+apiVersion: 1
+
+providers:
+  - name: alkana-logging
+    orgId: 1
+    folder: alkana-logging
+    type: file
+    disableDeletion: false
+    allowUiUpdates: false
+    updateIntervalSeconds: 30
+    options:
+      # integrations/grafana/dashboards is mounted here by integrations/docker-compose.yml.
+      path: /var/lib/grafana/dashboards
+"""
+    return [
+        Artifact("integrations/grafana/dashboards/alkana.json", board),
+        Artifact("integrations/grafana/provisioning/datasources/loki.yaml", datasource),
+        Artifact("integrations/grafana/provisioning/dashboards/alkana.yaml", provider),
+    ]
+
+
+# -- the local stack ------------------------------------------------------------------------------
+
+
+def compose(options: RenderOptions) -> list[Artifact]:
+    """``integrations/docker-compose.yml`` and the single-binary Loki config it runs."""
+    loki = f"""{_header("compose")}#
+# A minimal single-binary Loki for trying things out: filesystem storage, one replica, no
+# authentication (tenant 'fake'), and the ruler reading the rules in /loki/rules/<tenant>/
+# (integrations/loki/rules is mounted there). Not for production.
+
+auth_enabled: false
+
+server:
+  http_listen_port: 3100
+  grpc_listen_port: 9096
+  log_level: info
+
+common:
+  instance_addr: 127.0.0.1
+  path_prefix: /loki
+  storage:
+    filesystem:
+      chunks_directory: /loki/chunks
+      rules_directory: /loki/rules
+  replication_factor: 1
+  ring:
+    kvstore:
+      store: inmemory
+
+schema_config:
+  configs:
+    - from: 2024-01-01
+      store: tsdb
+      object_store: filesystem
+      schema: v13
+      index:
+        prefix: index_
+        period: 24h
+
+limits_config:
+  # The shippers drop longer lines before they get here (their drop counters show them).
+  max_line_size: {MAX_LINE_SIZE}
+
+ruler:
+  storage:
+    type: local
+    local:
+      directory: /loki/rules
+  rule_path: /loki/rules-temp
+  evaluation_interval: 1m
+  enable_api: true
+  # No Alertmanager in this stack: firing alerts show in Grafana (Alerting, data
+  # source-managed rules) and at /prometheus/api/v1/alerts. Set alertmanager_url to send them.
+
+analytics:
+  reporting_enabled: false
+"""
+    text = f"""{_header("compose")}#
+# A local Loki + Alloy + Grafana for trying the shipped configs: run
+#   docker compose -f integrations/docker-compose.yml up -d
+# from the repository root while the application writes its *.log files to logs/ there (or
+# set ALKANA_LOG_DIR to the directory it writes to), then open
+# http://127.0.0.1:3000 (anonymous admin: for a local trial only). Ports listen on 127.0.0.1.
+
+name: alkana-logging
+
+services:
+  loki:
+    image: {LOKI_IMAGE}
+    command: ["-config.file=/etc/loki/loki-local.yaml"]
+    ports:
+      - "127.0.0.1:3100:3100"
+    volumes:
+      - ./loki/loki-local.yaml:/etc/loki/loki-local.yaml:ro
+      - ./loki/rules:/loki/rules/fake:ro
+      - loki-data:/loki
+
+  alloy:
+    image: {ALLOY_IMAGE}
+    command:
+      - run
+      - --server.http.listen-addr=0.0.0.0:12345
+      - --storage.path=/var/lib/alloy/data
+      - /etc/alloy/config.alloy
+    ports:
+      - "127.0.0.1:12345:12345"
+    volumes:
+      - ./alloy/config.alloy:/etc/alloy/config.alloy:ro
+      - ${{ALKANA_LOG_DIR:-../logs}}:{options.log_dir}:ro
+      - alloy-data:/var/lib/alloy/data
+    depends_on:
+      - loki
+
+  grafana:
+    image: {GRAFANA_IMAGE}
+    ports:
+      - "127.0.0.1:3000:3000"
+    environment:
+      GF_AUTH_ANONYMOUS_ENABLED: "true"
+      GF_AUTH_ANONYMOUS_ORG_ROLE: "Admin"
+      GF_AUTH_DISABLE_LOGIN_FORM: "true"
+    volumes:
+      - ./grafana/provisioning:/etc/grafana/provisioning:ro
+      - ./grafana/dashboards:/var/lib/grafana/dashboards:ro
+    depends_on:
+      - loki
+
+volumes:
+  loki-data: {{}}
+  alloy-data: {{}}
+"""
+    return [
+        Artifact("integrations/docker-compose.yml", text),
+        Artifact("integrations/loki/loki-local.yaml", loki),
+    ]
+
+
+_RENDERERS: Final[dict[str, Callable[[RenderOptions], list[Artifact]]]] = {
+    "promtail": promtail,
+    "alloy": alloy,
+    "logrotate": logrotate,
+    "rules": rules,
+    "dashboard": dashboard,
+    "compose": compose,
+}
+
+
+def render(target: str, options: RenderOptions | None = None) -> list[Artifact]:
+    """The artifacts of ``target`` (one of :data:`TARGETS`, or ``all``).
+
+    Raises:
+        RenderError: ``target`` is not known.
+    """
+    options = options or RenderOptions()
+    if target == "all":
+        return [artifact for name in TARGETS for artifact in _RENDERERS[name](options)]
+    try:
+        return _RENDERERS[target](options)
+    except KeyError:
+        raise RenderError(
+            f"target: got {target!r}; expected one of {', '.join((*TARGETS, 'all'))}"
+        ) from None
+
+
+def write(artifacts: Iterable[Artifact], root: str | Path) -> list[Path]:
+    """Write ``artifacts`` under ``root`` at their paths (directories created); return them."""
+    written = []
+    for artifact in artifacts:
+        path = Path(root) / artifact.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(artifact.text, encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,576 @@
+"""The local report: the presets' numbers computed straight from JSON log files, without Loki.
+
+The definitions are the presets' own (:mod:`alkana_logging.presets`): an error is an
+``http_request`` event with ``status_code >= 500``; a slow request has ``duration_ms`` above the
+threshold; percentiles follow Loki's ``quantile_over_time`` (:func:`loki_quantile`); a line that
+is not a JSON object is counted and skipped, as ``| json | __error__=""`` skips it; a value that
+is not a number is left out of the numbers that need one, as ``| __error__=""`` after a numeric
+filter or ``| unwrap`` leaves it out.
+
+One difference is on purpose: Loki sees only what its window holds, so ``etl_stale`` forgets a
+table that has not run for longer than its look-back (7 days); the report sees every table that
+appears in the files, and calls it stale when its last success (if any) is older than
+``stale_after`` before ``now``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from alkana_logging import fields as F
+from alkana_logging.exceptions import AlkanaLoggingError
+from alkana_logging.presets import DEFAULT_SLOW_MS, LATENCY_QUANTILES, SERVER_ERROR_MIN
+
+#: 25 hours: a table without a successful run for longer is stale.
+DEFAULT_STALE_AFTER_S: Final = 25 * 3600.0
+DEFAULT_TOP: Final = 10
+
+#: Current and rotated log files in a directory: ``app.log``, ``app.log.1`` (size rotation),
+#: ``app.log-20261126-1764170000`` (logrotate's dateext), each optionally ``.gz``. Not
+#: ``app.log.lock``.
+LOG_FILE_NAME: Final = re.compile(r"\.log(?:[.-][0-9][0-9-]*)?(?:\.gz)?$")
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+
+
+class ReportError(AlkanaLoggingError):
+    """A path given to the report does not exist or holds no log files."""
+
+
+def loki_quantile(q: float, values: Sequence[float]) -> float | None:
+    """The ``q`` quantile of ``values`` as Loki's ``quantile_over_time`` computes it.
+
+    Sort the values, take the rank ``q * (n - 1)`` and interpolate linearly between the two
+    values around it (Prometheus's ``quantile``, which Loki uses).
+
+    Args:
+        q: the quantile, 0 to 1.
+        values: the samples, in any order.
+
+    Returns:
+        The quantile, or ``None`` when there are no values.
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = q * (len(ordered) - 1)
+    lower = max(0, math.floor(rank))
+    upper = min(len(ordered) - 1, lower + 1)
+    weight = rank - math.floor(rank)
+    return ordered[lower] * (1 - weight) + ordered[upper] * weight
+
+
+# -- finding and reading files --------------------------------------------------------------------
+
+
+def log_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The files to read: each file given, and in each directory the current and rotated logs.
+
+    Raises:
+        ReportError: a path does not exist.
+    """
+    found: dict[Path, None] = {}
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                if child.is_file() and LOG_FILE_NAME.search(child.name):
+                    found.setdefault(child.resolve(), None)
+        elif path.is_file():
+            found.setdefault(path.resolve(), None)
+        else:
+            raise ReportError(f"{raw}: no such file or directory")
+    return list(found)
+
+
+def read_lines(path: Path) -> Iterator[bytes]:
+    """The lines of a log file, decompressed when it is gzip (by content, not by name)."""
+    with path.open("rb") as probe:
+        compressed = probe.read(2) == _GZIP_MAGIC
+    opener = gzip.open if compressed else open
+    with opener(path, "rb") as stream:
+        yield from stream
+
+
+# -- accumulating ---------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _epoch(value: Any) -> float | None:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds as RFC 3339 UTC with microseconds and ``Z`` (the contract's form)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclasses.dataclass
+class _Route:
+    requests: int = 0
+    errors: int = 0
+    slow: int = 0
+    durations: list[float] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class _Table:
+    runs: int = 0
+    failures: int = 0
+    started: int = 0
+    last_run_at: float | None = None
+    last_status: str | None = None
+    last_success_at: float | None = None
+
+
+@dataclasses.dataclass
+class _Accumulator:
+    slow_ms: float
+    lines: int = 0
+    non_json: int = 0
+    routes: dict[str, _Route] = dataclasses.field(default_factory=dict)
+    tables: dict[str, _Table] = dataclasses.field(default_factory=dict)
+    levels: Counter[str] = dataclasses.field(default_factory=Counter)
+    exceptions: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    def add(self, raw: bytes) -> None:
+        if not raw.strip():
+            return
+        self.lines += 1
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            self.non_json += 1
+            return
+        if not isinstance(record, dict):
+            self.non_json += 1
+            return
+        level = record.get(F.LEVEL)
+        if isinstance(level, str) and level:
+            self.levels[level] += 1
+        exception = record.get(F.EXCEPTION_TYPE)
+        if isinstance(exception, str) and exception:
+            self.exceptions[exception] += 1
+        event = record.get(F.EVENT)
+        if event == F.EVENT_HTTP_REQUEST:
+            self._request(record)
+        elif event in (F.EVENT_ETL_RUN_STARTED, F.EVENT_ETL_RUN_FINISHED):
+            self._etl(event, record)
+
+    def _request(self, record: Mapping[str, Any]) -> None:
+        route = record.get(F.ROUTE)
+        stats = self.routes.setdefault(route if isinstance(route, str) else "", _Route())
+        stats.requests += 1
+        status = _number(record.get(F.STATUS_CODE))
+        if status is not None and status >= SERVER_ERROR_MIN:
+            stats.errors += 1
+        duration = _number(record.get(F.DURATION_MS))
+        if duration is not None:
+            stats.durations.append(duration)
+            if duration > self.slow_ms:
+                stats.slow += 1
+
+    def _etl(self, event: str, record: Mapping[str, Any]) -> None:
+        table = record.get(F.TABLE)
+        if not isinstance(table, str) or not table:
+            return
+        stats = self.tables.setdefault(table, _Table())
+        if event == F.EVENT_ETL_RUN_STARTED:
+            stats.started += 1
+            return
+        stats.runs += 1
+        status = record.get(F.STATUS)
+        if status == F.STATUS_FAILED:
+            stats.failures += 1
+        finished = _number(record.get(F.FINISHED_AT))
+        if finished is None:
+            finished = _epoch(record.get(F.TIMESTAMP))
+        if finished is None:
+            return
+        if stats.last_run_at is None or finished >= stats.last_run_at:
+            stats.last_run_at = finished
+            stats.last_status = status if isinstance(status, str) else None
+        if status == F.STATUS_SUCCESS and (
+            stats.last_success_at is None or finished > stats.last_success_at
+        ):
+            stats.last_success_at = finished
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteReport:
+    """The HTTP numbers of one route."""
+
+    route: str
+    requests: int
+    errors: int
+    error_ratio: float
+    slow: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class TableReport:
+    """The ETL numbers of one table; times are epoch seconds."""
+
+    table: str
+    runs: int
+    failures: int
+    started: int
+    last_run_at: float | None
+    last_status: str | None
+    last_success_at: float | None
+    last_success_age_s: float | None
+    stale: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Everything the report computed; :meth:`to_dict` is the ``--json`` form."""
+
+    files: tuple[str, ...]
+    unreadable: tuple[str, ...]
+    now: float
+    lines: int
+    non_json_lines: int
+    requests: int
+    errors: int
+    error_ratio: float | None
+    latency_ms: dict[str, float | None]
+    slow_threshold_ms: float
+    slow_requests: int
+    routes: tuple[RouteReport, ...]
+    top_exceptions: tuple[tuple[str, int], ...]
+    levels: dict[str, int]
+    stale_after_s: float
+    etl: tuple[TableReport, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``report --json`` (times as RFC 3339 strings)."""
+        return {
+            "files": list(self.files),
+            "unreadable": list(self.unreadable),
+            "now": iso(self.now),
+            "lines": self.lines,
+            "non_json_lines": self.non_json_lines,
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_ratio": self.error_ratio,
+            "latency_ms": dict(self.latency_ms),
+            "slow_threshold_ms": self.slow_threshold_ms,
+            "slow_requests": self.slow_requests,
+            "routes": [
+                {
+                    "route": r.route,
+                    "requests": r.requests,
+                    "errors": r.errors,
+                    "error_ratio": r.error_ratio,
+                    "slow": r.slow,
+                    "p50_ms": r.p50_ms,
+                    "p95_ms": r.p95_ms,
+                    "p99_ms": r.p99_ms,
+                }
+                for r in self.routes
+            ],
+            "top_exceptions": [{"exception_type": t, "count": n} for t, n in self.top_exceptions],
+            "levels": dict(self.levels),
+            "stale_after_s": self.stale_after_s,
+            "etl": [
+                {
+                    "table": t.table,
+                    "runs": t.runs,
+                    "failures": t.failures,
+                    "started": t.started,
+                    "last_run_at": None if t.last_run_at is None else iso(t.last_run_at),
+                    "last_status": t.last_status,
+                    "last_success_at": None
+                    if t.last_success_at is None
+                    else iso(t.last_success_at),
+                    "last_success_age_s": t.last_success_age_s,
+                    "stale": t.stale,
+                }
+                for t in self.etl
+            ],
+        }
+
+    def format(self) -> str:
+        """The report as text for a terminal."""
+        return _format(self)
+
+
+def _quantiles(values: Sequence[float]) -> dict[str, float | None]:
+    return {
+        name.removeprefix("latency_"): loki_quantile(q, values)
+        for name, q in LATENCY_QUANTILES.items()
+    }
+
+
+def build_report(
+    paths: Iterable[str | Path],
+    *,
+    now: float | None = None,
+    slow_ms: float = DEFAULT_SLOW_MS,
+    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    top: int = DEFAULT_TOP,
+) -> Report:
+    """Read the log files under ``paths`` and compute the presets' numbers.
+
+    Args:
+        paths: files and directories (a directory contributes its current and rotated logs,
+            ``.gz`` included).
+        now: the time "stale" is measured from, epoch seconds (the clock when omitted).
+        slow_ms: a request slower than this is slow (``duration_ms > slow_ms``).
+        stale_after_s: a table without a successful run for longer than this is stale.
+        top: how many exception types to list.
+
+    Returns:
+        The report.
+
+    Raises:
+        ReportError: a path does not exist.
+        ValueError: an option is out of range.
+    """
+    if slow_ms < 0 or not math.isfinite(slow_ms):
+        raise ValueError(f"slow_ms: got {slow_ms!r}; expected a number >= 0")
+    if stale_after_s <= 0 or not math.isfinite(stale_after_s):
+        raise ValueError(f"stale_after_s: got {stale_after_s!r}; expected a number > 0")
+    if top < 1:
+        raise ValueError(f"top: got {top!r}; expected an integer >= 1")
+    now = time.time() if now is None else now
+    files = log_files(paths)
+    acc = _Accumulator(slow_ms=slow_ms)
+    unreadable: list[str] = []
+    for path in files:
+        try:
+            for raw in read_lines(path):
+                acc.add(raw)
+        except (OSError, EOFError) as err:
+            # A file being compressed by logrotate right now, or unreadable: say so, go on.
+            unreadable.append(f"{path}: {err}")
+
+    routes = []
+    durations: list[float] = []
+    for route, stats in acc.routes.items():
+        durations.extend(stats.durations)
+        q = _quantiles(stats.durations)
+        routes.append(
+            RouteReport(
+                route=route,
+                requests=stats.requests,
+                errors=stats.errors,
+                error_ratio=stats.errors / stats.requests,
+                slow=stats.slow,
+                p50_ms=q["p50"],
+                p95_ms=q["p95"],
+                p99_ms=q["p99"],
+            )
+        )
+    routes.sort(key=lambda r: (-r.requests, r.route))
+    requests = sum(r.requests for r in routes)
+    errors = sum(r.errors for r in routes)
+
+    tables = []
+    for name, run in sorted(acc.tables.items()):
+        age = None if run.last_success_at is None else now - run.last_success_at
+        tables.append(
+            TableReport(
+                table=name,
+                runs=run.runs,
+                failures=run.failures,
+                started=run.started,
+                last_run_at=run.last_run_at,
+                last_status=run.last_status,
+                last_success_at=run.last_success_at,
+                last_success_age_s=age,
+                stale=age is None or age > stale_after_s,
+            )
+        )
+
+    order = {level: i for i, level in enumerate(F.LEVELS)}
+    levels = dict(sorted(acc.levels.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+    exceptions = sorted(acc.exceptions.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return Report(
+        files=tuple(str(p) for p in files),
+        unreadable=tuple(unreadable),
+        now=now,
+        lines=acc.lines,
+        non_json_lines=acc.non_json,
+        requests=requests,
+        errors=errors,
+        error_ratio=errors / requests if requests else None,
+        latency_ms=_quantiles(durations),
+        slow_threshold_ms=slow_ms,
+        slow_requests=sum(r.slow for r in routes),
+        routes=tuple(routes),
+        top_exceptions=tuple(exceptions),
+        levels=levels,
+        stale_after_s=stale_after_s,
+        etl=tuple(tables),
+    )
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Rows of text as aligned columns; columns whose cells all look numeric align right."""
+    body = [list(row) for row in rows]
+    widths = [len(h) for h in headers]
+    numeric = [True] * len(headers)
+    for row in body:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+            if cell not in ("", "-") and not _NUMERIC.match(cell):
+                numeric[i] = False
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i])
+            for i, cell in enumerate(cells)
+        ).rstrip()
+
+    return "\n".join([line(headers), *(line(row) for row in body)])
+
+
+_NUMERIC: Final = re.compile(r"^[-+]?[0-9][0-9,]*(?:\.[0-9]+)?(?: ?%)?$")
+
+
+def number(value: float | None, digits: int = 1) -> str:
+    """A number for people: thousands separated, ``-`` for none."""
+    if value is None:
+        return "-"
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:,.{digits}f}"
+
+
+def percent(value: float | None) -> str:
+    """A ratio as a percentage with two decimals, ``-`` for none."""
+    return "-" if value is None else f"{value * 100:.2f} %"
+
+
+def age(seconds: float | None) -> str:
+    """A duration for people: ``45s``, ``3h 02m``, ``2d 04h``."""
+    if seconds is None:
+        return "-"
+    if seconds < 0:
+        return "in the future"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _format(r: Report) -> str:
+    out = [
+        f"alkana-logging report: {len(r.files)} file(s), {r.lines:,} lines "
+        f"({r.non_json_lines:,} not JSON), now {_when(r.now)}"
+    ]
+    out += [f"  unreadable: {problem}" for problem in r.unreadable]
+    out.append("")
+    lat = r.latency_ms
+    out.append(
+        f"HTTP: {r.requests:,} requests, 5xx {percent(r.error_ratio)} ({r.errors:,}), "
+        f"slow (> {number(r.slow_threshold_ms)} ms): {r.slow_requests:,}"
+    )
+    out.append(
+        f"latency ms: p50 {number(lat['p50'])}  p95 {number(lat['p95'])}  p99 {number(lat['p99'])}"
+    )
+    if r.routes:
+        out += [
+            "",
+            format_table(
+                ("route", "requests", "5xx", "p50 ms", "p95 ms", "p99 ms", "slow"),
+                (
+                    (
+                        route.route or "(none)",
+                        f"{route.requests:,}",
+                        percent(route.error_ratio),
+                        number(route.p50_ms),
+                        number(route.p95_ms),
+                        number(route.p99_ms),
+                        f"{route.slow:,}",
+                    )
+                    for route in r.routes
+                ),
+            ),
+        ]
+    out += ["", "levels: " + ("  ".join(f"{k} {v:,}" for k, v in r.levels.items()) or "-")]
+    if r.top_exceptions:
+        out += ["", "top exceptions:"]
+        out += [f"  {count:>8,}  {name}" for name, count in r.top_exceptions]
+    out += ["", f"ETL tables (stale: no success for {age(r.stale_after_s)}):"]
+    if r.etl:
+        out.append(
+            format_table(
+                (
+                    "table",
+                    "runs",
+                    "failed",
+                    "last status",
+                    "last run",
+                    "last success",
+                    "age",
+                    "stale",
+                ),
+                (
+                    (
+                        t.table,
+                        f"{t.runs:,}",
+                        f"{t.failures:,}",
+                        t.last_status or "-",
+                        _when(t.last_run_at),
+                        _when(t.last_success_at),
+                        age(t.last_success_age_s),
+                        "STALE" if t.stale else "ok",
+                    )
+                    for t in r.etl
+                ),
+            )
+        )
+    else:
+        out.append("  (no ETL runs)")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,318 @@
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from alkana_logging import fields as F
+from alkana_logging import presets as P
+from alkana_logging import render as R
+from alkana_logging.loki_query import (
+    LokiClient,
+    LokiQueryError,
+    LokiRejectedError,
+    LokiUnreachableError,
+    QueryResult,
+    base_url,
+    parse_result,
+)
+from alkana_logging.settings import Settings
+from tests import _loki_api as api
+
+
+@pytest.fixture
+def loki() -> Iterator[api.LokiApi]:
+    with api.running() as server:
+        yield server
+
+
+@pytest.fixture
+def client(loki: api.LokiApi) -> Iterator[LokiClient]:
+    with LokiClient(loki.url, timeout=5) as c:
+        yield c
+
+
+# -- answers --------------------------------------------------------------------------------------
+
+
+def test_instant_query_returns_a_vector(loki: api.LokiApi, client: LokiClient) -> None:
+    loki.answers["/loki/api/v1/query"] = api.vector(
+        ({"route": "/a"}, "0.25"), ({"route": "/b"}, "NaN"), at=1_800_000_001.5
+    )
+    result = client.query("sum(x)", time=1_800_000_001.5)
+    assert result.result_type == "vector"
+    assert [(s.labels, s.time) for s in result.vector] == [
+        ({"route": "/a"}, 1_800_000_001.5),
+        ({"route": "/b"}, 1_800_000_001.5),
+    ]
+    assert result.vector[0].value == 0.25
+    assert math.isnan(result.vector[1].value)
+    seen = loki.last("/loki/api/v1/query")
+    assert seen.params == {"query": "sum(x)", "time": "1800000001500000000"}
+
+
+def test_range_query_returns_a_matrix_and_sends_start_end_step(
+    loki: api.LokiApi, client: LokiClient
+) -> None:
+    loki.answers["/loki/api/v1/query_range"] = api.matrix(
+        ({"level": "info"}, [(100.0, "3"), (160.0, "5")]), ({"level": "error"}, [(160.0, "+Inf")])
+    )
+    result = client.query_range("sum by (level) (x)", start=100.0, end=160.0, step=60)
+    assert result.result_type == "matrix"
+    assert result.matrix[0].labels == {"level": "info"}
+    assert result.matrix[0].points == ((100.0, 3.0), (160.0, 5.0))
+    assert result.matrix[1].points == ((160.0, math.inf),)
+    assert loki.last("/loki/api/v1/query_range").params == {
+        "query": "sum by (level) (x)",
+        "start": "100000000000",
+        "end": "160000000000",
+        "step": "60",
+        "direction": "backward",
+    }
+
+
+def test_log_query_returns_streams(loki: api.LokiApi, client: LokiClient) -> None:
+    line = json.dumps({F.LEVEL: F.ERROR, F.MESSAGE: "boom"})
+    loki.answers["/loki/api/v1/query_range"] = api.streams(
+        ({"job": "alkana"}, [(1_800_000_000_000_000_001, line)])
+    )
+    result = client.query_range('{job="alkana"}', start=0, end=1, limit=50, direction="forward")
+    assert result.result_type == "streams"
+    assert result.streams[0].labels == {"job": "alkana"}
+    assert result.streams[0].entries == ((1_800_000_000_000_000_001, line),)
+    seen = loki.last("/loki/api/v1/query_range").params
+    assert (seen["limit"], seen["direction"]) == ("50", "forward")
+
+
+def test_scalar_answers_are_read() -> None:
+    result = parse_result({"resultType": "scalar", "result": [1.5, "2"]})
+    assert (result.result_type, result.scalar) == ("scalar", 2.0)
+
+
+def test_results_convert_to_json_with_loki_spelling_of_special_values() -> None:
+    result = parse_result({"resultType": "vector", "result": [{"metric": {}, "value": [1, "NaN"]}]})
+    assert json.dumps(result.to_dict()) == (
+        '{"result_type": "vector", "result": [{"labels": {}, "time": 1.0, "value": "NaN"}]}'
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"resultType": "vector", "result": [{"metric": {}, "value": [1]}]},
+        {"resultType": "matrix", "result": [{"metric": {}}]},
+        {"resultType": "vector"},
+        {"resultType": "histogram", "result": []},
+        None,
+    ],
+)
+def test_answers_that_are_not_loki_forms_are_errors(data: object) -> None:
+    with pytest.raises(LokiQueryError, match=r"cannot read Loki's answer"):
+        parse_result(data)
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def test_a_rejected_query_shows_lokis_plain_text_message(
+    loki: api.LokiApi, client: LokiClient
+) -> None:
+    message = "parse error at line 1, col 8: syntax error: unexpected IDENTIFIER"
+    loki.answers["/loki/api/v1/query"] = api.text_error(400, message + "\n")
+    with pytest.raises(LokiRejectedError) as caught:
+        client.query("sum(x")
+    assert caught.value.status == 400
+    assert caught.value.loki_message == message
+    assert f"rejected the request (HTTP 400): {message}" in str(caught.value)
+
+
+def test_a_rejected_query_shows_lokis_json_message(loki: api.LokiApi, client: LokiClient) -> None:
+    loki.answers["/loki/api/v1/query"] = api.json_error(400, "max entries limit exceeded")
+    with pytest.raises(LokiRejectedError, match=r"HTTP 400\): max entries limit exceeded$"):
+        client.query("x")
+
+
+def test_an_error_without_a_body_shows_the_reason(loki: api.LokiApi, client: LokiClient) -> None:
+    loki.answers["/loki/api/v1/query"] = api.Answer(502, b"")
+    with pytest.raises(LokiRejectedError, match=r"HTTP 502\): Bad Gateway"):
+        client.query("x")
+
+
+def test_a_success_status_with_no_json_is_an_error(loki: api.LokiApi, client: LokiClient) -> None:
+    loki.answers["/loki/api/v1/query"] = api.Answer(200, b"<html>proxy</html>", "text/html")
+    with pytest.raises(LokiQueryError, match=r"not JSON: '<html>proxy</html>'"):
+        client.query("x")
+
+
+def test_a_json_error_status_in_a_200_is_an_error(loki: api.LokiApi, client: LokiClient) -> None:
+    body = json.dumps({"status": "error", "error": "query timed out"}).encode()
+    loki.answers["/loki/api/v1/query"] = api.Answer(200, body)
+    with pytest.raises(LokiQueryError, match=r"did not answer .* with success: query timed out"):
+        client.query("x")
+
+
+def test_an_unreachable_loki_is_named_with_the_reason() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens on the port now.
+    with pytest.raises(
+        LokiUnreachableError, match=rf"cannot reach Loki at http://127.0.0.1:{port}: "
+    ):
+        LokiClient(f"http://127.0.0.1:{port}", timeout=5).query("x")
+
+
+def test_a_loki_that_does_not_answer_in_time_is_unreachable(loki: api.LokiApi) -> None:
+    loki.answers["/loki/api/v1/query"] = api.Answer(200, b"{}", delay=1.0)
+    with pytest.raises(LokiUnreachableError, match=r"no answer within 0.1 s"):
+        LokiClient(loki.url, timeout=0.1).query("x")
+
+
+def test_ready_and_labels(loki: api.LokiApi, client: LokiClient) -> None:
+    assert client.ready() == "ready"
+    assert client.labels() == ["app", "env", "job"]
+    loki.answers["/ready"] = api.text_error(
+        503, "Ingester not ready: waiting for 15s after being ready"
+    )
+    with pytest.raises(LokiRejectedError, match=r"HTTP 503\): Ingester not ready"):
+        client.ready()
+
+
+# -- identity -------------------------------------------------------------------------------------
+
+
+def test_tenant_and_basic_auth_are_sent(loki: api.LokiApi) -> None:
+    loki.answers["/loki/api/v1/query"] = api.vector()
+    with LokiClient(loki.url, tenant="team-a", username="u", password="p:w") as c:
+        c.query("x")
+    headers = loki.last("/loki/api/v1/query").headers
+    assert headers["X-Scope-OrgID"] == "team-a"
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"u:p:w").decode()
+
+
+def test_a_bearer_token_is_sent(loki: api.LokiApi) -> None:
+    loki.answers["/loki/api/v1/query"] = api.vector()
+    with LokiClient(loki.url, token="t0k") as c:
+        c.query("x")
+    headers = loki.last("/loki/api/v1/query").headers
+    assert headers["Authorization"] == "Bearer t0k"
+    assert "X-Scope-OrgID" not in headers
+
+
+def test_from_settings_takes_url_tenant_and_credentials(loki: api.LokiApi) -> None:
+    loki.answers["/loki/api/v1/query"] = api.vector()
+    settings = Settings(loki_url=loki.url + "/loki/api/v1/push", loki_tenant="t", loki_token="k")
+    with LokiClient.from_settings(settings) as c:
+        assert c.url == loki.url
+        c.query("x")
+    headers = loki.last("/loki/api/v1/query").headers
+    assert (headers["X-Scope-OrgID"], headers["Authorization"]) == ("t", "Bearer k")
+
+
+def test_from_settings_without_a_url_says_how_to_give_one() -> None:
+    with pytest.raises(LokiQueryError, match=r"no Loki URL: set LOKI_URL or pass --loki-url"):
+        LokiClient.from_settings(Settings())
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://loki:3100", "http://loki:3100"),
+        ("http://loki:3100/", "http://loki:3100"),
+        ("https://x.example/loki/api/v1/push", "https://x.example"),
+        ("http://gw/tenant-a/loki/api/v1/push/", "http://gw/tenant-a"),
+    ],
+)
+def test_base_url_accepts_a_push_url(url: str, expected: str) -> None:
+    assert base_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"url": "loki:3100"}, r"url: got 'loki:3100'; expected an http:// or https:// URL"),
+        ({"url": "http://l", "timeout": 0}, r"timeout: got 0; expected a number of seconds > 0"),
+        ({"url": "http://l", "token": "t", "username": "u"}, r"got both"),
+    ],
+)
+def test_bad_client_options_are_rejected(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LokiClient(**kwargs)  # type: ignore[arg-type]
+
+
+def test_range_end_before_start_is_rejected(client: LokiClient) -> None:
+    with pytest.raises(ValueError, match=r"end: got 1, before start 2"):
+        client.query_range("x", start=2, end=1)
+
+
+# -- a real Loki (opt-in) -------------------------------------------------------------------------
+
+
+def _real_loki() -> str:
+    url = os.environ.get("LOKI_URL")
+    if not url:
+        pytest.skip(
+            "LOKI_URL is not set: this test needs a real Loki "
+            "(e.g. docker compose -f integrations/docker-compose.yml up)"
+        )
+    return url
+
+
+@pytest.mark.loki
+def test_every_preset_and_rule_runs_on_a_real_loki_and_error_ratio_is_right() -> None:
+    url = _real_loki()
+    job = f"alkana-test-{uuid.uuid4().hex[:8]}"
+    now_ns = time.time_ns()
+    lines = [
+        json.dumps(
+            {
+                F.TIMESTAMP: "x",
+                F.LEVEL: F.INFO,
+                F.EVENT: F.EVENT_HTTP_REQUEST,
+                F.ROUTE: "/items/{item_id}",
+                F.STATUS_CODE: status,
+                F.DURATION_MS: float(i + 1),
+            }
+        )
+        for i, status in enumerate((200, 200, 200, 500))
+    ]
+    body = {
+        "streams": [
+            {
+                "stream": {"job": job},
+                "values": [[str(now_ns - 1000 + i), line] for i, line in enumerate(lines)],
+            }
+        ]
+    }
+    tenant = os.environ.get("LOKI_TENANT")
+    headers = {"X-Scope-OrgID": tenant} if tenant else {}
+    pushed = requests.post(
+        base_url(url) + "/loki/api/v1/push", json=body, headers=headers, timeout=30
+    )
+    assert pushed.status_code == 204, pushed.text
+    with LokiClient(url, tenant=tenant) as client:
+        for preset in P.PRESETS:
+            logql = preset.render(job=job)
+            if preset.kind == "instant":
+                client.query(logql)
+            else:
+                client.query_range(logql, start=time.time() - 600, end=time.time(), limit=10)
+        for expr in R.rule_expressions(R.RenderOptions(job=job)).values():
+            client.query(expr)
+        # Ingestion is asynchronous: wait (not a timing assertion) for the lines to be queryable.
+        result: QueryResult | None = None
+        for _ in range(60):
+            result = client.query(P.get("error_ratio").render(job=job))
+            if result.vector:
+                break
+            time.sleep(0.5)
+        assert result is not None
+        assert [s.value for s in result.vector] == [0.25]

@@ -1,0 +1,307 @@
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import alkana_logging
+from alkana_logging import _state
+from alkana_logging import fields as F
+from alkana_logging import report as Rep
+from alkana_logging.cli import main
+
+NOW = 1_800_000_000.0
+HOUR = 3600.0
+
+# The known workload: what the generated files hold, and so what the report must find.
+ITEMS = "/items/{item_id}"
+HEALTH = "/health"
+ODD = "/odd"
+ITEM_DURATIONS = [float(ms) for ms in range(1, 101)]  # 1..100 ms
+ITEM_ERRORS = {10: 500, 20: 500, 30: 502, 40: 503, 50: 500, 60: 500, 70: 599}  # by duration
+HEALTH_DURATIONS = [2500.0] * 10  # all slow
+NON_JSON_LINES = [b"Traceback (most recent call last):\n", b"  oops\n", b"[1, 2]\n", b"42\n"]
+
+
+def _request(route: str, status: Any, duration: Any) -> None:
+    _state.emit(
+        F.INFO,
+        "alkana.http",
+        f"GET {route}",
+        {
+            F.EVENT: F.EVENT_HTTP_REQUEST,
+            F.ROUTE: route,
+            F.STATUS_CODE: status,
+            F.DURATION_MS: duration,
+        },
+    )
+
+
+def _etl(event: str, table: str, level: str = F.INFO, **fields: Any) -> None:
+    _state.emit(level, "alkana.etl", event, {F.EVENT: event, F.TABLE: table, **fields})
+
+
+def _finished(table: str, status: str, finished_at: float) -> None:
+    level = F.INFO if status == F.STATUS_SUCCESS else F.ERROR
+    _etl(
+        F.EVENT_ETL_RUN_FINISHED,
+        table,
+        level,
+        **{F.STATUS: status, F.FINISHED_AT: finished_at, F.DURATION_MS: 1234.5, F.ROWS: 10},
+    )
+
+
+def make_workload(directory: Path) -> Path:
+    """Write the known workload with the library itself: rotated, gzipped and dateext files."""
+    app_log = directory / "app.log"
+    alkana_logging.setup(
+        log_file=str(app_log), stdout=False, level="DEBUG", max_bytes=8000, backup_count=100
+    )
+    for duration in ITEM_DURATIONS:
+        _request(ITEMS, ITEM_ERRORS.get(int(duration), 200), duration)
+    for duration in HEALTH_DURATIONS:
+        _request(HEALTH, 200, duration)
+    # A hostile line: neither the status nor the duration is a number.
+    _request(ODD, "oops", "fast")
+    log = logging.getLogger("app.worker")
+    for _ in range(3):
+        try:
+            raise ValueError("bad value")
+        except ValueError:
+            log.exception("failed")
+    try:
+        raise KeyError("k")
+    except KeyError:
+        log.critical("gone", exc_info=True)
+    log.warning("careful")
+    log.warning("careful again")
+    log.debug("noise")
+    alkana_logging.shutdown()
+
+    etl_log = directory / "etl.log"
+    alkana_logging.setup(log_file=str(etl_log), stdout=False, level="DEBUG")
+    _etl(F.EVENT_ETL_RUN_STARTED, "raw_mb51")
+    _finished("raw_mb51", F.STATUS_SUCCESS, NOW - 1 * HOUR)
+    _etl(F.EVENT_ETL_RUN_STARTED, "raw_mb51")
+    _finished("raw_mb51", F.STATUS_FAILED, NOW - 0.5 * HOUR)
+    _etl(F.EVENT_ETL_RUN_STARTED, "mv_stock")
+    _finished("mv_stock", F.STATUS_SUCCESS, NOW - 30 * HOUR)
+    _etl(F.EVENT_ETL_RUN_STARTED, "hung_table")
+    alkana_logging.shutdown()
+    # As logrotate leaves it: a dateext name, uncompressed (delaycompress).
+    etl_log.rename(directory / "etl.log-20270115-1800000000")
+
+    with app_log.open("ab") as stream:
+        stream.writelines(NON_JSON_LINES)
+    # One rotated file compressed, as logrotate's compress leaves it.
+    rotated = directory / "app.log.2"
+    assert rotated.exists(), "the workload is meant to rotate at least twice"
+    with gzip.open(directory / "app.log.2.gz", "wb") as packed:
+        packed.write(rotated.read_bytes())
+    rotated.unlink()
+    # Files the report must skip: the rotation lock and a file that is not a log.
+    (directory / "app.log.lock").write_bytes(b'{"event": "http_request"}\n')
+    (directory / "notes.txt").write_bytes(b'{"event": "http_request"}\n')
+    return directory
+
+
+@pytest.fixture
+def workload(tmp_path: Path) -> Path:
+    return make_workload(tmp_path)
+
+
+# -- Loki's quantile ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("q", "values", "expected"),
+    [
+        (0.5, [1.0, 2.0, 3.0, 4.0], 2.5),
+        (0.95, [4.0, 1.0, 3.0, 2.0], 3.85),  # rank 2.85: 3 + 0.85 * (4 - 3); order does not matter
+        (0.99, [float(v) for v in range(1, 101)], 99.01),
+        (0.0, [5.0, 7.0], 5.0),
+        (1.0, [5.0, 7.0], 7.0),
+        (0.95, [42.0], 42.0),
+    ],
+)
+def test_loki_quantile_interpolates_at_rank_q_times_n_minus_one(
+    q: float, values: list[float], expected: float
+) -> None:
+    assert Rep.loki_quantile(q, values) == pytest.approx(expected, rel=1e-12)
+
+
+def test_loki_quantile_of_nothing_is_none() -> None:
+    assert Rep.loki_quantile(0.5, []) is None
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+
+def test_directories_give_current_rotated_and_compressed_logs_only(workload: Path) -> None:
+    names = sorted(p.name for p in Rep.log_files([workload]))
+    assert "app.log" in names
+    assert "app.log.1" in names
+    assert "app.log.2.gz" in names
+    assert "etl.log-20270115-1800000000" in names
+    assert "app.log.lock" not in names
+    assert "notes.txt" not in names
+
+
+def test_a_file_named_explicitly_is_read_whatever_its_name(workload: Path) -> None:
+    assert Rep.log_files([workload / "notes.txt"]) == [(workload / "notes.txt").resolve()]
+
+
+def test_a_missing_path_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(Rep.ReportError, match=r"nope: no such file or directory"):
+        Rep.build_report([tmp_path / "nope"])
+
+
+# -- the numbers ----------------------------------------------------------------------------------
+
+
+def test_http_numbers_are_exactly_those_of_the_workload(workload: Path) -> None:
+    report = Rep.build_report([workload], now=NOW)
+    assert report.requests == 111
+    assert report.errors == 7
+    assert report.error_ratio == 7 / 111
+    # All 110 numeric durations: 1..100 and ten times 2500.
+    # p50: rank 54.5 -> 55.5; p95: rank 103.55 and p99: rank 107.91 -> both 2500.
+    assert report.latency_ms == {"p50": 55.5, "p95": 2500.0, "p99": 2500.0}
+    assert report.slow_requests == 10
+    by_route = {r.route: r for r in report.routes}
+    assert [r.route for r in report.routes] == [ITEMS, HEALTH, ODD]
+    items = by_route[ITEMS]
+    assert (items.requests, items.errors, items.slow) == (100, 7, 0)
+    assert items.error_ratio == 0.07
+    assert items.p50_ms == pytest.approx(50.5, rel=1e-12)
+    assert items.p95_ms == pytest.approx(95.05, rel=1e-12)
+    assert items.p99_ms == pytest.approx(99.01, rel=1e-12)
+    health = by_route[HEALTH]
+    assert (health.requests, health.errors, health.slow, health.p95_ms) == (10, 0, 10, 2500.0)
+    odd = by_route[ODD]
+    assert (odd.requests, odd.errors, odd.p50_ms) == (1, 0, None)
+
+
+def test_slow_threshold_is_a_parameter(workload: Path) -> None:
+    report = Rep.build_report([workload], now=NOW, slow_ms=90)
+    assert report.slow_requests == 10 + 10  # 91..100 ms and the ten health checks
+
+
+def test_levels_exceptions_and_non_json_lines(workload: Path) -> None:
+    report = Rep.build_report([workload], now=NOW)
+    # info: 111 requests + 4 runs started + 2 successful runs; error: 3 exceptions + 1 failed run.
+    assert report.levels == {"debug": 1, "info": 117, "warning": 2, "error": 4, "critical": 1}
+    assert report.top_exceptions == (("ValueError", 3), ("KeyError", 1))
+    assert report.non_json_lines == len(NON_JSON_LINES)
+    assert report.lines == 117 + 1 + 2 + 4 + 1 + len(NON_JSON_LINES)
+    assert report.unreadable == ()
+
+
+def test_etl_tables_runs_failures_last_status_and_staleness(workload: Path) -> None:
+    report = Rep.build_report([workload], now=NOW)
+    tables = {t.table: t for t in report.etl}
+    assert sorted(tables) == ["hung_table", "mv_stock", "raw_mb51"]
+    raw = tables["raw_mb51"]
+    assert (raw.runs, raw.failures, raw.started) == (2, 1, 2)
+    assert raw.last_status == F.STATUS_FAILED
+    assert raw.last_run_at == NOW - 0.5 * HOUR
+    assert raw.last_success_at == NOW - 1 * HOUR
+    assert raw.last_success_age_s == 1 * HOUR
+    assert raw.stale is False
+    stock = tables["mv_stock"]
+    assert (stock.runs, stock.failures, stock.last_status) == (1, 0, F.STATUS_SUCCESS)
+    assert stock.last_success_age_s == 30 * HOUR
+    assert stock.stale is True
+    hung = tables["hung_table"]
+    assert (hung.runs, hung.started, hung.last_status, hung.last_success_at) == (0, 1, None, None)
+    assert hung.stale is True
+
+
+def test_stale_is_measured_from_now_and_stale_after(workload: Path) -> None:
+    report = Rep.build_report([workload], now=NOW - 6 * HOUR, stale_after_s=25 * HOUR)
+    assert {t.table: t.stale for t in report.etl}["mv_stock"] is False  # 24 h old then
+    report = Rep.build_report([workload], now=NOW, stale_after_s=31 * HOUR)
+    assert {t.table: t.stale for t in report.etl}["mv_stock"] is False
+
+
+def test_a_truncated_gzip_file_is_reported_and_the_rest_counted(tmp_path: Path) -> None:
+    line = json.dumps({F.LEVEL: F.INFO, F.EVENT: F.EVENT_HTTP_REQUEST, F.ROUTE: "/a"}).encode()
+    (tmp_path / "app.log").write_bytes(line + b"\n")
+    packed = gzip.compress((line + b"\n") * 1000)
+    (tmp_path / "app.log.1.gz").write_bytes(packed[: len(packed) // 2])
+    report = Rep.build_report([tmp_path], now=NOW)
+    assert len(report.unreadable) == 1
+    assert "app.log.1.gz" in report.unreadable[0]
+    assert report.requests >= 1
+
+
+def test_an_empty_directory_gives_an_empty_report(tmp_path: Path) -> None:
+    report = Rep.build_report([tmp_path], now=NOW)
+    assert (report.requests, report.error_ratio, report.etl, report.routes) == (0, None, (), ())
+    assert report.latency_ms == {"p50": None, "p95": None, "p99": None}
+    assert "(no ETL runs)" in report.format()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("slow_ms", -1.0, r"slow_ms: got -1.0; expected a number >= 0"),
+        ("stale_after_s", 0.0, r"stale_after_s: got 0.0; expected a number > 0"),
+        ("top", 0, r"top: got 0; expected an integer >= 1"),
+    ],
+)
+def test_bad_options_are_rejected(tmp_path: Path, option: str, value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Rep.build_report([tmp_path], **{option: value})
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+
+def test_json_output_has_the_keys_the_issue_lists(
+    workload: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(workload), "--json", "--now", str(NOW)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"requests", "error_ratio", "latency_ms", "routes", "etl", "levels"} <= set(data)
+    assert set(data["latency_ms"]) == {"p50", "p95", "p99"}
+    assert {"route", "requests", "error_ratio", "p95_ms"} <= set(data["routes"][0])
+    assert {"table", "runs", "failures", "last_status", "last_success_at", "stale"} <= set(
+        data["etl"][0]
+    )
+    assert data["requests"] == 111
+    raw = next(t for t in data["etl"] if t["table"] == "raw_mb51")
+    assert raw["last_success_at"] == "2027-01-15T07:00:00.000000Z"  # NOW - 1 h
+    assert raw["stale"] is False
+    assert data["now"] == "2027-01-15T08:00:00.000000Z"
+
+
+def test_text_output_is_readable(workload: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(workload), "--now", "2027-01-15T08:00:00Z"]) == 0
+    text = capsys.readouterr().out
+    assert "HTTP: 111 requests, 5xx 6.31 % (7)" in text
+    assert "latency ms: p50 55.5  p95 2,500  p99 2,500" in text
+    assert "/items/{item_id}" in text
+    assert "mv_stock" in text
+    assert "STALE" in text
+    assert "ValueError" in text
+
+
+def test_report_of_a_missing_path_exits_1_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(tmp_path / "missing")]) == 1
+    assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_report_reads_files_written_by_other_processes(tmp_path: Path) -> None:
+    # The report must not depend on this process: lines from another pid count the same.
+    line = {F.LEVEL: F.INFO, F.EVENT: F.EVENT_HTTP_REQUEST, F.ROUTE: "/x", F.STATUS_CODE: 500}
+    (tmp_path / "app.log").write_text(json.dumps({**line, F.PID: os.getpid() + 1}) + "\n")
+    report = Rep.build_report([tmp_path], now=NOW)
+    assert (report.requests, report.errors) == (1, 1)
