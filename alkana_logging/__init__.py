@@ -22,6 +22,7 @@ from alkana_logging.context import (
     unbind_context,
 )
 from alkana_logging.exceptions import AlkanaLoggingError, ConfigurationError
+from alkana_logging.loki import LokiHandler, LokiSink
 from alkana_logging.settings import Settings
 from alkana_logging.stdlib import JsonFormatter, PipelineHandler
 
@@ -29,6 +30,8 @@ __all__ = [
     "AlkanaLoggingError",
     "ConfigurationError",
     "JsonFormatter",
+    "LokiHandler",
+    "LokiSink",
     "PipelineHandler",
     "Settings",
     "bind_context",

@@ -5,20 +5,22 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from alkana_logging.exceptions import ConfigurationError
 
 Rotation = Literal["size", "external", "none"]
 Format = Literal["json", "console"]
 OnFileError = Literal["raise", "stdout"]
+Oversize = Literal["truncate", "drop"]
 
 LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ROTATIONS: tuple[Rotation, ...] = ("size", "external", "none")
 FORMATS: tuple[Format, ...] = ("json", "console")
 ON_FILE_ERRORS: tuple[OnFileError, ...] = ("raise", "stdout")
+OVERSIZES: tuple[Oversize, ...] = ("truncate", "drop")
 
 #: Keys whose values are always written as ``"[REDACTED]"`` (compared case-insensitively,
 #: with ``-`` and ``_`` alike).
@@ -84,6 +86,17 @@ class Settings:
     loki_job: str = DEFAULT_JOB
     loki_structured_metadata: bool = True
     loki_verify_tls: bool = True
+    loki_host_label: bool = True
+    loki_batch_bytes: int = 1024 * 1024
+    loki_batch_wait: float = 1.0
+    loki_buffer_lines: int = 100_000
+    loki_buffer_bytes: int = 32 * 1024 * 1024
+    loki_max_line_bytes: int = 256_000
+    loki_oversize: Oversize = "truncate"
+    loki_connect_timeout: float = 5.0
+    loki_read_timeout: float = 10.0
+    loki_max_retry_time: float = 300.0
+    loki_flush_timeout: float = 5.0
 
     @property
     def level_number(self) -> int:
@@ -116,6 +129,17 @@ ENV_VARS: Mapping[str, str] = {
     "loki_job": "LOKI_JOB",
     "loki_structured_metadata": "LOKI_STRUCTURED_METADATA",
     "loki_verify_tls": "LOKI_VERIFY_TLS",
+    "loki_host_label": "LOKI_HOST_LABEL",
+    "loki_batch_bytes": "LOKI_BATCH_BYTES",
+    "loki_batch_wait": "LOKI_BATCH_WAIT",
+    "loki_buffer_lines": "LOKI_BUFFER_LINES",
+    "loki_buffer_bytes": "LOKI_BUFFER_BYTES",
+    "loki_max_line_bytes": "LOKI_MAX_LINE_BYTES",
+    "loki_oversize": "LOKI_OVERSIZE",
+    "loki_connect_timeout": "LOKI_CONNECT_TIMEOUT",
+    "loki_read_timeout": "LOKI_READ_TIMEOUT",
+    "loki_max_retry_time": "LOKI_MAX_RETRY_TIME",
+    "loki_flush_timeout": "LOKI_FLUSH_TIMEOUT",
 }
 
 
@@ -146,6 +170,19 @@ def _as_int(name: str, value: Any, from_env: bool, minimum: int) -> int:
         raise ConfigurationError(
             f"{_where(name, from_env)}: got {value!r}; expected an integer >= {minimum}"
         )
+    return number
+
+
+def _as_seconds(name: str, value: Any, from_env: bool) -> float:
+    expected = f"{_where(name, from_env)}: got {value!r}; expected a number of seconds > 0"
+    if isinstance(value, bool):
+        raise ConfigurationError(expected)
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(expected) from None
+    if not number > 0 or number == float("inf"):
+        raise ConfigurationError(expected)
     return number
 
 
@@ -216,34 +253,73 @@ def _optional_text(name: str, value: Any, from_env: bool) -> str | None:
     return text or None
 
 
-def _parse(name: str, value: Any, from_env: bool) -> Any:  # noqa: PLR0911 - one branch a setting
-    if name == "level":
-        return _as_level(name, value, from_env)
-    if name == "log_file":
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        if not isinstance(value, (str, os.PathLike)):
-            raise ConfigurationError(
-                f"{_where(name, from_env)}: got {value!r}; expected a file path or empty"
-            )
-        return Path(value).expanduser()
-    if name in {"stdout", "capture_warnings", "loki_structured_metadata", "loki_verify_tls"}:
-        return _as_bool(name, value, from_env)
-    if name == "format":
-        return _as_choice(name, value, from_env, FORMATS)
-    if name == "rotation":
-        return _as_choice(name, value, from_env, ROTATIONS)
-    if name == "on_file_error":
-        return _as_choice(name, value, from_env, ON_FILE_ERRORS)
-    if name in {"max_bytes", "backup_count"}:
-        return _as_int(name, value, from_env, 0)
-    if name == "max_line_bytes":
-        return _as_int(name, value, from_env, 1024)
-    if name in {"app_name", "app_env", "host", "loki_job"}:
-        return _as_text(name, value, from_env)
-    if name == "redact_keys":
-        return _as_keys(name, value, from_env)
-    return _optional_text(name, value, from_env)
+Parser: TypeAlias = Callable[[str, Any, bool], Any]
+
+
+def _as_path(name: str, value: Any, from_env: bool) -> Path | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigurationError(
+            f"{_where(name, from_env)}: got {value!r}; expected a file path or empty"
+        )
+    return Path(value).expanduser()
+
+
+def _choice(choices: Iterable[str]) -> Parser:
+    return lambda name, value, from_env: _as_choice(name, value, from_env, choices)
+
+
+def _int_from(minimum: int) -> Parser:
+    return lambda name, value, from_env: _as_int(name, value, from_env, minimum)
+
+
+def _text(name: str, value: Any, from_env: bool) -> str:
+    return _as_text(name, value, from_env)
+
+
+#: How each setting's value is read; a setting not listed is optional text.
+_PARSERS: Mapping[str, Parser] = {
+    "level": _as_level,
+    "log_file": _as_path,
+    "format": _choice(FORMATS),
+    "rotation": _choice(ROTATIONS),
+    "on_file_error": _choice(ON_FILE_ERRORS),
+    "loki_oversize": _choice(OVERSIZES),
+    "max_bytes": _int_from(0),
+    "backup_count": _int_from(0),
+    "max_line_bytes": _int_from(1024),
+    "redact_keys": _as_keys,
+    **dict.fromkeys(("app_name", "app_env", "host", "loki_job"), _text),
+    **dict.fromkeys(
+        (
+            "stdout",
+            "capture_warnings",
+            "loki_structured_metadata",
+            "loki_verify_tls",
+            "loki_host_label",
+        ),
+        _as_bool,
+    ),
+    **dict.fromkeys(
+        (
+            "loki_batch_wait",
+            "loki_connect_timeout",
+            "loki_read_timeout",
+            "loki_max_retry_time",
+            "loki_flush_timeout",
+        ),
+        _as_seconds,
+    ),
+    **dict.fromkeys(
+        ("loki_batch_bytes", "loki_buffer_lines", "loki_buffer_bytes", "loki_max_line_bytes"),
+        _int_from(1),
+    ),
+}
+
+
+def _parse(name: str, value: Any, from_env: bool) -> Any:
+    return _PARSERS.get(name, _optional_text)(name, value, from_env)
 
 
 def load_settings(

@@ -34,9 +34,8 @@ def capture_logs(level: str = "DEBUG", **overrides: Any) -> Iterator[list[dict[s
     sink = ListSink()
     settings = load_settings({"level": level, "stdout": True, **overrides})
     # A capture writes nowhere but to the list.
-    _state.configure(
-        settings_obj=dataclasses.replace(settings, stdout=False, log_file=None), extra_sinks=[sink]
-    )
+    quiet = dataclasses.replace(settings, stdout=False, log_file=None, loki_url=None)
+    _state.configure(settings_obj=quiet, extra_sinks=[sink])
     try:
         yield sink.records
     finally:
