@@ -319,7 +319,8 @@ _PARSERS: Mapping[str, Parser] = {
 
 
 def _parse(name: str, value: Any, from_env: bool) -> Any:
-    return _PARSERS.get(name, _optional_text)(name, value, from_env)
+    parser: Parser = _PARSERS.get(name, _optional_text)
+    return parser(name, value, from_env)
 
 
 def load_settings(
