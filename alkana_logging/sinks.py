@@ -159,7 +159,8 @@ class FileSink:
         if len(self._pending) >= self._max_pending:
             self._pending.popleft()
             self._health.drop("file_write_failed")
-        self._pending.append(line)
+        # A copy: a line from orjson keeps its whole (about 4 KiB) write buffer alive.
+        self._pending.append(bytes(memoryview(line)))
 
     def _retry(self) -> bool:
         """Write the lines kept while writing failed; True when none is left."""
@@ -301,7 +302,7 @@ class ListSink:
     def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
         with self._lock:
             self.records.append(dict(record))
-            self.lines.append(line)
+            self.lines.append(bytes(memoryview(line)))  # see FileSink._keep
 
     def flush(self) -> None:
         pass
