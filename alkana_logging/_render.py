@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import re
 import sys
 import time
 import traceback
@@ -28,10 +29,13 @@ from alkana_logging.redaction import REDACTED, TOO_DEEP, Redactor
 Record = dict[str, Any]
 
 _NS: Final = 1_000_000_000
-_OPTIONS: Final = orjson.OPT_APPEND_NEWLINE
+# orjson writes dataclasses itself, field by field and unredacted: hand them to `default`.
+_DUMP_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATACLASS
+_OPTIONS: Final = orjson.OPT_APPEND_NEWLINE | _DUMP_OPTIONS
 _LEVEL_BY_NUMBER: Final = {10: F.DEBUG, 20: F.INFO, 30: F.WARNING, 40: F.ERROR, 50: F.CRITICAL}
 _RESERVED: Final = frozenset(F.SCHEMA_KEYS)
 _TRUNCATED = "…[truncated {} chars]"
+_TRUNCATED_END = re.compile(r"…\[truncated (\d+) chars\]\Z")
 
 _ts_cache: tuple[int, str] = (-1, "")
 
@@ -70,6 +74,14 @@ def _safe_repr(obj: Any) -> str:
         return repr(obj)
     except Exception:  # noqa: BLE001
         return f"<unrepresentable {type(obj).__qualname__} object>"
+
+
+def _int_text(value: int) -> str:
+    """An int beyond 64 bits as text; Python refuses str() over 4300 digits (a DoS guard)."""
+    try:
+        return str(value)
+    except ValueError:
+        return f"<int of {value.bit_length()} bits>"
 
 
 def exception_fields(exc: BaseException) -> dict[str, str]:
@@ -177,11 +189,15 @@ class Renderer:
                 record[key] = self._walk(value) if isinstance(value, _CONTAINERS) else value
             elif action == _REDACT:
                 record[key] = REDACTED
-            else:  # a schema key: keep the caller's value under a prefixed name
+            elif action == _RENAME:  # a schema key: keep the caller's value, renamed
                 self._merge(record, {F.COLLISION_PREFIX + key: value})
+            else:  # not a string: merged under its text, which may be a schema key
+                self._merge(record, {_safe_text(key): value})
 
     def _action(self, key: Any) -> int:
-        if key in _RESERVED:
+        if type(key) is not str:
+            action = _TEXT
+        elif key in _RESERVED:
             action = _RENAME
         elif self.redactor.is_secret(key):
             action = _REDACT
@@ -193,7 +209,14 @@ class Renderer:
 
     @staticmethod
     def _truncate(text: str, limit: int) -> str:
-        return text[:limit] + _TRUNCATED.format(len(text) - limit)
+        if len(text) <= limit:
+            return text
+        earlier = _TRUNCATED_END.search(text)
+        if earlier is None:
+            return text[:limit] + _TRUNCATED.format(len(text) - limit)
+        # Cut again (the line was still too long): count from the original length.
+        kept = text[: min(limit, earlier.start())]
+        return kept + _TRUNCATED.format(earlier.start() + int(earlier[1]) - len(kept))
 
     # -- serialising ----------------------------------------------------------------------------
 
@@ -228,7 +251,7 @@ class Renderer:
             if isinstance(obj, BaseException):
                 return f"{type(obj).__qualname__}: {_safe_text(obj)}"
             if isinstance(obj, int):  # an int beyond 64 bits
-                return str(obj)
+                return _int_text(obj)
             model_dump = getattr(type(obj), "model_dump", None)  # pydantic models
             if callable(model_dump):
                 try:
@@ -259,7 +282,7 @@ class Renderer:
             text = value if isinstance(value, str) else None
             if text is None and not isinstance(value, (int, float, bool, type(None))):
                 try:
-                    text = orjson.dumps(value, default=self._default).decode()
+                    text = orjson.dumps(value, default=self._default, option=_DUMP_OPTIONS).decode()
                 except Exception:  # noqa: BLE001
                     text = _safe_repr(value)
             if text is not None and len(text) > per_value:
@@ -277,6 +300,21 @@ class Renderer:
             return self._minimal(record, small[F.LOG_ERROR] + "; fields dropped")
         return line
 
+    def fallback(self, ns: int, level: str, logger: Any, error: str) -> tuple[Record, bytes]:
+        """The record and line of a call whose record could not be built: the schema alone."""
+        record: Record = {
+            F.TIMESTAMP: format_timestamp(ns),
+            F.LEVEL: level,
+            F.LOGGER: _safe_text(logger),
+            F.MESSAGE: "<unrenderable log call>",
+            F.APP: self.app,
+            F.ENV: self.env,
+            F.HOST: self.host,
+            F.PID: self.pid,
+            F.LOG_ERROR: error,
+        }
+        return record, self._minimal(record, error)
+
     def _minimal(self, record: Record, error: str) -> bytes:
         minimal = {k: _safe_text(record.get(k, "")) for k in F.SCHEMA_KEYS}
         minimal[F.PID] = self.pid  # type: ignore[assignment]
@@ -292,7 +330,7 @@ class Renderer:
 
 
 _CONTAINERS: Final = (dict, list, tuple)
-_KEEP, _REDACT, _RENAME = 0, 1, 2
+_KEEP, _REDACT, _RENAME, _TEXT = 0, 1, 2, 3
 _ACTIONS_LIMIT: Final = 4096
 _INT64_MIN: Final = -(2**63)
 _UINT64_MAX: Final = 2**64 - 1
@@ -324,7 +362,7 @@ class _Sanitiser:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, int):
-            return int(value) if _INT64_MIN <= value <= _UINT64_MAX else str(value)
+            return int(value) if _INT64_MIN <= value <= _UINT64_MAX else _int_text(value)
         if depth > _SANITISE_DEPTH:
             return TOO_DEEP
         if id(value) in seen:
@@ -336,7 +374,9 @@ class _Sanitiser:
             if isinstance(value, (list, tuple)):
                 return [self.value(v, depth + 1, seen) for v in value]
             try:  # datetime, UUID, enum and friends: orjson knows them
-                return orjson.Fragment(orjson.dumps(value, default=self._default))
+                return orjson.Fragment(
+                    orjson.dumps(value, default=self._default, option=_DUMP_OPTIONS)
+                )
             except Exception:  # noqa: BLE001, S110 - fall through to the conversion below
                 pass
             try:

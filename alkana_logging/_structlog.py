@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 from structlog._base import BoundLoggerBase
+
+from alkana_logging import fields as F
+from alkana_logging._render import _safe_repr
 
 
 class BoundLogger(BoundLoggerBase):
@@ -26,12 +31,71 @@ class BoundLogger(BoundLoggerBase):
     def exception(self, event: Any = None, *args: Any, **kw: Any) -> Any: ...
 
 
+#: structlog's level methods and the level each one writes.
+_LEVEL_METHODS = {
+    "debug": "debug",
+    "info": "info",
+    "msg": "info",
+    "warning": "warning",
+    "warn": "warning",
+    "error": "error",
+    "critical": "critical",
+    "fatal": "critical",
+}
+#: Where the event is among the positional arguments (after ``level`` for ``log``).
+_EVENT_INDEX = {"log": 1, "alog": 1}
+_INTROSPECTION = frozenset({"is_enabled_for", "get_effective_level"})
+
+
 def set_level(level: int) -> None:
-    """Give :class:`BoundLogger` the methods of structlog's filtering logger for ``level``."""
+    """Give :class:`BoundLogger` the methods of structlog's filtering logger for ``level``.
+
+    Filtered methods stay structlog's bare no-ops. Enabled ones format positional arguments
+    themselves: structlog's ``event % args`` raises into the caller when they do not match.
+    """
     template = structlog.make_filtering_bound_logger(level)
     for name, method in vars(template).items():
-        if not name.startswith("__"):
+        if name.startswith("__"):
+            continue
+        if name in _INTROSPECTION or getattr(method, "__name__", "") in ("_nop", "_anop"):
             setattr(BoundLogger, name, method)
+        elif name in _LEVEL_METHODS:
+            setattr(BoundLogger, name, _level_method(_LEVEL_METHODS[name]))
+        else:
+            setattr(BoundLogger, name, _interpolating(method, _EVENT_INDEX.get(name, 0)))
+
+
+def _level_method(level_name: str) -> Callable[..., Any]:
+    def method(self: Any, event: Any = None, *args: Any, **kw: Any) -> Any:
+        if args:
+            event = interpolate(event, args, kw)
+        return self._proxy_to_logger(level_name, event, **kw)
+
+    method.__name__ = level_name
+    return method
+
+
+def _interpolating(method: Callable[..., Any], event_index: int) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kw: Any) -> Any:
+        if len(args) > event_index + 1:
+            event = interpolate(args[event_index], args[event_index + 1 :], kw)
+            args = (*args[:event_index], event)
+        return method(self, *args, **kw)
+
+    return call
+
+
+def interpolate(event: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+    """``event % args`` as structlog does it; on a mismatch, both are kept and ``log_error``
+    (in ``kw``) says why, as for the stdlib."""
+    try:
+        if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+            return event % args[0]
+        return event % args
+    except Exception as err:  # noqa: BLE001 - mismatched arguments must not lose the line
+        kw[F.LOG_ERROR] = f"message arguments did not match the format: {_safe_repr(err)}"
+        return f"{_safe_repr(event)} % {_safe_repr(args)}"
 
 
 class LoggerFactory:

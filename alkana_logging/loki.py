@@ -1011,7 +1011,7 @@ class LokiHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            ns, level, name, message, fields, exc = stdlib_parts(record)
+            ns, level, name, message, fields, exc = stdlib_parts(record, self.renderer.redactor)
             rendered = self.renderer.record(ns, level, name, message, fields, exc)
             self.sink.write(self.renderer.line(rendered), rendered, ns)
         except Exception:  # noqa: BLE001

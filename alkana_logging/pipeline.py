@@ -13,6 +13,7 @@ from typing import Any
 from alkana_logging import fields as F
 from alkana_logging._render import Renderer, level_name, resolve_exc_info
 from alkana_logging.health import PipelineHealth
+from alkana_logging.redaction import Redactor
 from alkana_logging.sinks import Sink
 
 _LEVEL_NUMBERS = {F.DEBUG: 10, F.INFO: 20, F.WARNING: 30, F.ERROR: 40, F.CRITICAL: 50}
@@ -55,9 +56,9 @@ class Pipeline:
             record = self.renderer.record(ns, level, logger, message, fields, exc)
             line = self.renderer.line(record)
         except Exception as err:  # noqa: BLE001 - the pipeline must not break the caller
-            self.health.internal_error(f"rendering failed: {err!r}")
-            record = {F.LEVEL: level, F.LOGGER: logger, F.LOG_ERROR: f"rendering failed: {err!r}"}
-            line = self.renderer.line({**record, F.MESSAGE: "<unrenderable log call>"})
+            error = f"rendering failed: {_repr(err)}"
+            self.health.internal_error(error)
+            record, line = self.renderer.fallback(ns, level, logger, error)
         for sink in self.sinks:
             try:
                 sink.write(line, record, ns)
@@ -68,7 +69,7 @@ class Pipeline:
 
     def emit_stdlib(self, record: logging.LogRecord) -> None:
         """A stdlib ``LogRecord``: its ``extra=`` fields, message and exception."""
-        ns, level, name, message, fields, exc = stdlib_parts(record)
+        ns, level, name, message, fields, exc = stdlib_parts(record, self.renderer.redactor)
         self.emit(ns, level, name, message, fields, exc)
 
     def flush(self) -> None:
@@ -108,12 +109,20 @@ def level_number(level: str) -> int:
 
 
 def stdlib_parts(
-    record: logging.LogRecord,
+    record: logging.LogRecord, redactor: Redactor | None = None
 ) -> tuple[int, str, str, str, dict[str, Any] | None, BaseException | None]:
-    """Split a ``LogRecord`` into what the renderer needs; never raises on bad ``%`` args."""
+    """Split a ``LogRecord`` into what the renderer needs; never raises on bad ``%`` args.
+
+    With a ``redactor``, secrets in dicts and lists given as ``%`` arguments are replaced before
+    the message is formatted (the message is text: nothing can be redacted after that).
+    """
     fields: dict[str, Any] | None = None
     try:
-        message = record.getMessage()
+        args = redactor.args(record.args) if redactor is not None and record.args else None
+        if args is None or args is record.args:
+            message = record.getMessage()
+        else:  # LogRecord.getMessage(), with the redacted arguments
+            message = str(record.msg) % args
     except Exception as err:  # noqa: BLE001 - mismatched % arguments must not lose the line
         message = f"{_repr(record.msg)} % {_repr(record.args)}"
         fields = {F.LOG_ERROR: f"message arguments did not match the format: {err!r}"}
@@ -121,13 +130,17 @@ def stdlib_parts(
     extra_keys = attrs.keys() - RECORD_ATTRS
     if extra_keys:
         # Sorted: a set's order changes from process to process; lines should not.
-        extra = {k: attrs[k] for k in sorted(extra_keys, key=str)}
+        extra = {k: attrs[k] for k in sorted(extra_keys, key=_sort_key)}
         fields = {**extra, **fields} if fields else extra
     if record.stack_info:
         fields = {**(fields or {}), "stack_info": record.stack_info}
     exc = resolve_exc_info(record.exc_info) if record.exc_info else None
     ns = int(record.created * 1_000_000_000)
     return ns, level_name(record.levelno), record.name, message, fields, exc
+
+
+def _sort_key(key: Any) -> str:
+    return key if isinstance(key, str) else _repr(key)
 
 
 def _repr(obj: Any) -> str:

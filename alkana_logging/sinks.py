@@ -21,6 +21,8 @@ from typing import Any, Protocol, TextIO, runtime_checkable
 from alkana_logging.health import PipelineHealth
 
 FILE_MODE = 0o640
+#: The log directory, when created here: never world-writable, whatever the umask.
+DIR_MODE = 0o750
 _NS = 1_000_000_000
 
 
@@ -43,7 +45,7 @@ class Sink(Protocol):
 
 def open_log_file(path: Path) -> int:
     """Open ``path`` for appending (creating its directory, mode 0640); return the descriptor."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
 
 
@@ -94,6 +96,10 @@ class FileSink:
         self._pending: collections.deque[bytes] = collections.deque()
         self._max_pending = max_pending
         self._failing = False
+        # The first pending item is the rest of a line that a full disk took only partly.
+        self._partial_head = False
+        self._lines_since_check = 0
+        self._identity = (-1, -1)
         self._lock = threading.Lock()
         self._lock_fd = -1
         self._fd = -1
@@ -104,8 +110,14 @@ class FileSink:
     def _open(self) -> None:
         fd = open_log_file(self.path)
         st = os.fstat(fd)
+        if self._partial_head and (st.st_dev, st.st_ino) != self._identity:
+            # The rest of a partly written line cannot complete it in another file.
+            self._pending.popleft()
+            self._partial_head = False
+            self._health.drop("file_write_failed")
         old, self._fd = self._fd, fd
         self._identity = (st.st_dev, st.st_ino)
+        self._lines_since_check = 0
         self._size = st.st_size
         self._since_check = 0
         self._next_check_ns = 0
@@ -128,10 +140,16 @@ class FileSink:
             if self._pending and not self._retry():
                 self._keep(line)
                 return
-            if not self._write(line):
-                self._keep(line)
+            written = self._write(line)
+            if written < len(line):
+                if written:  # nothing is pending (the retry above wrote it all)
+                    self._pending.append(line[written:])
+                    self._partial_head = True
+                else:
+                    self._keep(line)
                 return
             self._health.lines_written += 1
+            self._lines_since_check += 1
             size = len(line)
             self._size += size
             self._since_check += size
@@ -140,7 +158,9 @@ class FileSink:
             ):
                 self._check(ns)
 
-    def _write(self, data: bytes) -> bool:
+    def _write(self, data: bytes) -> int:
+        """Write ``data``; return how many of its bytes are in the file (fewer on a failure)."""
+        written = 0
         try:
             written = os.write(self._fd, data)
             while written < len(data):  # only on a full disk or a signal; rare
@@ -149,16 +169,21 @@ class FileSink:
             self._error("write", err)
             if err.errno in (errno.EBADF, errno.ENOENT, errno.ESTALE):
                 self._reopen()
-            return False
+            return written
         if self._failing:
             self._failing = False
             self._health.report(f"writing to {self._path} works again")
-        return True
+        return written
 
     def _keep(self, line: bytes) -> None:
         if len(self._pending) >= self._max_pending:
-            self._pending.popleft()
             self._health.drop("file_write_failed")
+            if not self._partial_head:
+                self._pending.popleft()
+            elif len(self._pending) > 1:  # keep the rest of the line begun in the file
+                del self._pending[1]
+            else:
+                return
         # A copy: a line from orjson keeps its whole (about 4 KiB) write buffer alive.
         self._pending.append(bytes(memoryview(line)))
 
@@ -167,10 +192,17 @@ class FileSink:
         if self._failing:
             self._reopen()
         while self._pending:
-            if not self._write(self._pending[0]):
+            head = self._pending[0]
+            written = self._write(head)
+            if written < len(head):
+                if written:
+                    self._pending[0] = head[written:]
+                    self._partial_head = True
                 return False
             self._pending.popleft()
+            self._partial_head = False
             self._health.lines_written += 1
+            self._lines_since_check += 1
         return True
 
     def _error(self, what: str, err: OSError) -> None:
@@ -184,18 +216,46 @@ class FileSink:
         self._next_check_ns = ns + self._interval_ns
         try:
             st = os.stat(self._path)
-        except FileNotFoundError:  # deleted, or renamed by another process or logrotate
-            self._reopen()
-            return
-        except OSError as err:
-            self._error("stat", err)
+        except OSError as err:  # deleted, renamed by logrotate, or its directory is gone
+            self._moved(err)
             return
         if (st.st_dev, st.st_ino) != self._identity:
-            self._reopen()
+            self._moved(None)
             return
+        self._lines_since_check = 0
         self._size = st.st_size
         if self._rotates and st.st_size >= self._max_bytes:
             self._rotate()
+
+    def _moved(self, err: OSError | None) -> None:
+        """The path no longer leads to the open file. If the file was renamed (logrotate),
+        reopen the path. If it was deleted, what was written to it since the last check is
+        gone: count it, report once, and write nothing more to it until the path works again."""
+        try:
+            deleted = self._fd >= 0 and os.fstat(self._fd).st_nlink == 0
+        except OSError:
+            deleted = False
+        if deleted:
+            lost, self._lines_since_check = self._lines_since_check, 0
+            if lost:
+                self._health.drop("file_deleted", lost)
+            self._health.write_error(
+                f"{self._path} was deleted while open; up to {lost} lines written to it since "
+                "the last check are lost; reopening",
+                report=not self._failing,
+            )
+            os.close(self._fd)
+            self._fd = -1
+            was_failing, self._failing = self._failing, True
+            try:
+                self._open()
+            except OSError as open_err:
+                self._error("reopen", open_err)  # counted; kept lines wait for the path
+            else:
+                self._failing = was_failing
+        elif err is None or isinstance(err, FileNotFoundError):
+            self._reopen()
+        # Otherwise (e.g. a directory made unreadable) the open file still works: keep it.
 
     def _rotate(self) -> None:
         try:

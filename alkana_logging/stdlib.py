@@ -75,7 +75,7 @@ class JsonFormatter(_BaseJsonFormatter):
         )
 
     def format(self, record: logging.LogRecord) -> str:
-        ns, level, name, message, fields, exc = stdlib_parts(record)
+        ns, level, name, message, fields, exc = stdlib_parts(record, self.renderer.redactor)
         if self.static_fields:
             fields = {**self.static_fields, **(fields or {})}
         line = self.renderer.line(self.renderer.record(ns, level, name, message, fields, exc))
