@@ -21,8 +21,10 @@ from alkana_logging.context import (
     reset_context,
     unbind_context,
 )
+from alkana_logging.etl import etl_run
 from alkana_logging.exceptions import AlkanaLoggingError, ConfigurationError
 from alkana_logging.loki import LokiHandler, LokiSink
+from alkana_logging.metrics import metric, timed
 from alkana_logging.settings import Settings
 from alkana_logging.stdlib import JsonFormatter, PipelineHandler
 
@@ -37,12 +39,15 @@ __all__ = [
     "bind_context",
     "bound_context",
     "clear_context",
+    "etl_run",
     "get_context",
     "get_logger",
     "is_configured",
+    "metric",
     "pipeline_health",
     "reset_context",
     "setup",
     "shutdown",
+    "timed",
     "unbind_context",
 ]

@@ -138,6 +138,7 @@ class Renderer:
         self.max_message_chars = max_line_bytes // 2
         self._walk = redactor.value
         self._actions: dict[Any, int] = {}
+        self._plain: set[str] = set()  # keys whose action is _KEEP
         self._default = self._make_default()
 
     def after_fork(self) -> None:
@@ -179,6 +180,10 @@ class Renderer:
         return record
 
     def _merge(self, record: Record, values: Mapping[Any, Any]) -> None:
+        # The usual call: known plain keys with scalar values. Both checks run in C.
+        if values.keys() <= self._plain and _SCALARS.issuperset(map(type, values.values())):
+            record.update(values)
+            return
         # One dict lookup a key decides what to do with it; the answer is cached per key.
         actions = self._actions
         for key, value in values.items():
@@ -205,6 +210,8 @@ class Renderer:
             action = _KEEP
         if len(self._actions) < _ACTIONS_LIMIT:
             self._actions[key] = action
+            if action == _KEEP:
+                self._plain.add(key)
         return action
 
     @staticmethod
@@ -332,6 +339,7 @@ class Renderer:
 _CONTAINERS: Final = (dict, list, tuple)
 _KEEP, _REDACT, _RENAME, _TEXT = 0, 1, 2, 3
 _ACTIONS_LIMIT: Final = 4096
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 _INT64_MIN: Final = -(2**63)
 _UINT64_MAX: Final = 2**64 - 1
 _SANITISE_DEPTH: Final = 32

@@ -275,12 +275,4 @@ def emit(
         stdlib_logger.log(number, message, extra=extra, exc_info=exc_info)
 
 
-def is_enabled(level: str) -> bool:
-    """Whether a line at ``level`` would be written (for helpers that want to skip work)."""
-    pipeline = _pipeline
-    if pipeline is not None:
-        return level_number(level) >= pipeline.level
-    return logging.getLogger().isEnabledFor(level_number(level))
-
-
 _processors.append(_structlog_processor)

@@ -130,7 +130,11 @@ def stdlib_parts(
     extra_keys = attrs.keys() - RECORD_ATTRS
     if extra_keys:
         # Sorted: a set's order changes from process to process; lines should not.
-        extra = {k: attrs[k] for k in sorted(extra_keys, key=_sort_key)}
+        try:
+            order = sorted(extra_keys)
+        except TypeError:  # keys that are not all strings
+            order = sorted(extra_keys, key=_sort_key)
+        extra = {k: attrs[k] for k in order}
         fields = {**extra, **fields} if fields else extra
     if record.stack_info:
         fields = {**(fields or {}), "stack_info": record.stack_info}

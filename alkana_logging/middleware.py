@@ -1,0 +1,631 @@
+"""Request context for Starlette and FastAPI: one pure-ASGI middleware.
+
+``RequestContextMiddleware`` binds ``request_id`` (and ``trace_id``/``span_id`` from a W3C
+``traceparent``) for everything logged while a request is handled, echoes the id in the
+response, and writes exactly one ``http_request`` event per request when the response has
+finished. It needs starlette (the ``starlette`` extra; FastAPI depends on it) for route matching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from alkana_logging import _state
+from alkana_logging import fields as F
+from alkana_logging.context import _CONTEXT
+from alkana_logging.health import PipelineHealth
+from alkana_logging.pipeline import level_number
+
+__all__ = [
+    "RequestContextMiddleware",
+    "is_safe_request_id",
+    "new_request_id",
+    "parse_traceparent",
+    "scope_user",
+    "silence_uvicorn_access",
+]
+
+#: The logger named in the ``http_request`` events.
+LOGGER_NAME: Final = "alkana_logging.middleware"
+#: The status written when the client went away before the response was complete (as nginx does).
+STATUS_CLIENT_CLOSED: Final = 499
+UVICORN_ACCESS_LOGGER: Final = "uvicorn.access"
+MAX_REQUEST_ID_LENGTH: Final = 128
+
+_SAFE_ID: Final = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+_SAFE_ID_TEXT: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# Version 00 only: a later version may add fields, and we cannot know what they mean.
+_TRACEPARENT: Final = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+_ZERO_TRACE: Final = b"0" * 32
+_ZERO_SPAN: Final = b"0" * 16
+# RFC 9110 token characters: what a header name may be made of.
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TRACEPARENT_HEADER: Final = b"traceparent"
+_FORWARDED_FOR_HEADER: Final = b"x-forwarded-for"
+_LEVEL_NUMBERS: Final = {level: level_number(level) for level in F.LEVELS}
+
+# New ids are made 256 at a time from one os.urandom() call, as uuid.uuid4() would make them
+# (version 4, RFC 4122 variant): one system call per id costs more than the rest of the id.
+# list.pop() and list.extend() are atomic, so threads need no lock; a forked child drops the ids
+# it inherited, or parent and child would hand out the same ones.
+_IDS_PER_BATCH: Final = 256
+# Per 16 bytes: keep all bits but the version nibble (byte 6) and the variant bits (byte 8)...
+_BATCH_MASK: Final = int.from_bytes(bytes.fromhex("ffffffffffff0fff3fffffffffffffff" * 256))
+# ... and set them to version 4 and variant RFC 4122.
+_BATCH_SET: Final = int.from_bytes(bytes.fromhex("00000000000040008000000000000000" * 256))
+_ids: list[str] = []
+os.register_at_fork(after_in_child=_ids.clear)
+
+
+def _id_batch() -> list[str]:
+    size = 16 * _IDS_PER_BATCH
+    text = (int.from_bytes(os.urandom(size)) & _BATCH_MASK | _BATCH_SET).to_bytes(size).hex()
+    return [text[i : i + 32] for i in range(0, 2 * size, 32)]
+
+
+IdGenerator = Callable[[], str]
+IdValidator = Callable[[str], bool]
+UserResolver = Callable[[Scope], "str | None"]
+
+
+def new_request_id() -> str:
+    """A new request id: a random UUID4 as 32 lower-case hex digits (``uuid.uuid4().hex``)."""
+    while True:
+        try:
+            return _ids.pop()
+        except IndexError:
+            _ids.extend(_id_batch())
+
+
+def is_safe_request_id(value: str) -> bool:
+    """Whether ``value`` is a token that may be logged and echoed: 1 to 128 ``[A-Za-z0-9._-]``."""
+    return _SAFE_ID_TEXT.fullmatch(value) is not None
+
+
+def parse_traceparent(value: bytes | str) -> tuple[str, str] | None:
+    """The ``(trace_id, span_id)`` of a W3C ``traceparent`` header, or None if it is not valid.
+
+    Valid means version ``00``, a 32-hex trace id and a 16-hex span id (lower case, not all
+    zeros) and 2 hex digits of flags, exactly as the W3C Trace Context recommendation says.
+    """
+    raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
+    match = _TRACEPARENT.fullmatch(raw)
+    if match is None:
+        return None
+    trace_id, span_id = match.groups()
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    return trace_id.decode("ascii"), span_id.decode("ascii")
+
+
+def scope_user(scope: Scope) -> str | None:
+    """The authenticated user of a request, as Starlette's ``AuthenticationMiddleware`` left it.
+
+    Returns the user's ``display_name`` when ``scope["user"]`` is authenticated, else None.
+    """
+    user = scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    name = getattr(user, "display_name", None)
+    if name is None or name == "":
+        return None
+    return str(name)
+
+
+def silence_uvicorn_access() -> None:
+    """Keep uvicorn's access logger quiet: the ``http_request`` event replaces its line.
+
+    uvicorn writes its access line at info level on the ``uvicorn.access`` logger; raising that
+    logger's level to warning drops the line before it is formatted (uvicorn writes nothing above
+    info there). ``--log-level debug`` or a ``--log-config`` applied later sets it again; the
+    middleware calls this once more when the server starts (the lifespan or the first request).
+    """
+    logging.getLogger(UVICORN_ACCESS_LOGGER).setLevel(logging.WARNING)
+
+
+class RequestContextMiddleware:
+    """Binds the request's ids while it is handled and logs one ``http_request`` event for it.
+
+    Pure ASGI (Starlette's ``BaseHTTPMiddleware`` loses context changes), for Starlette and
+    FastAPI. Two ways to install it::
+
+        app.add_middleware(RequestContextMiddleware)     # inside Starlette's error handler
+        app = RequestContextMiddleware(app)              # outermost: recommended
+
+    Starlette puts every middleware added with ``add_middleware`` inside its
+    ``ServerErrorMiddleware``, which sends the 500 of an unhandled exception straight to the
+    server: that one response then lacks the id header (the event is still written, with status
+    500 and the exception). Wrapping the application puts this middleware outside, so the 500
+    carries the header too, and errors of the other middlewares are covered.
+
+    Per request:
+
+    - ``request_id`` is the incoming header's value when it is a safe token (1 to 128
+      characters of ``[A-Za-z0-9._-]``: UUIDs, nginx's ``$request_id``, ...) and passes
+      ``id_validator``; otherwise a new id. A rejected value is never logged or echoed.
+    - ``trace_id`` and ``span_id`` come from a valid W3C ``traceparent`` header.
+    - They are bound to the context for the whole request (async endpoints, sync endpoints run
+      in the threadpool and background tasks see them) and reset afterwards.
+    - The id goes back in the response header (unless the application set that header itself).
+    - One ``http_request`` event when the application returns: ``method``, ``route`` (the matched
+      route's template; ``<unmatched>`` when none matched), ``path`` (no query string: it is
+      never logged, nor are any headers), ``status_code``, ``duration_ms`` (until the last body
+      chunk was sent), ``client_ip``, ``user`` (when known) and ``request_id``. Level info below
+      400, warning for 4xx, error for 5xx and for any exception. An unhandled exception raised
+      before the response was complete gives status 500 with the exception's fields, one raised
+      after it (in a background task) keeps the status sent; either is re-raised. A client that
+      disconnected before the response was complete gives status 499.
+
+    Websocket connections get their ids bound and pass through; lifespan passes through.
+
+    uvicorn's access line would duplicate the event, so the middleware raises the level of the
+    ``uvicorn.access`` logger to warning (see :func:`silence_uvicorn_access`), when it is
+    created and again when the server starts; ``silence_uvicorn_access=False`` leaves it alone.
+
+    Args:
+        app: the ASGI application to wrap.
+        header_name: the request and response header of the id.
+        id_generator: makes a new id (default: a random UUID4 as 32 hex digits). Its ids must be
+            safe tokens; one that is not is replaced by a default id.
+        id_validator: an extra check of an incoming id, after the safe-token check (e.g. accept
+            UUIDs only); False or an exception rejects the id.
+        trust_incoming_id: False ignores incoming ids (a new id for every request).
+        user_resolver: returns the ``user`` of a request from its scope, after the application
+            ran (default: :func:`scope_user`); None or an exception leaves ``user`` out.
+        skip_paths: paths (exact, without query string) that get no event (ids are still bound).
+        debug_paths: paths whose successful requests are logged at debug level (health checks).
+        trusted_proxies: addresses or networks of reverse proxies; when the peer is one of
+            them, ``client_ip`` is the nearest untrusted address of ``X-Forwarded-For``.
+        silence_uvicorn_access: whether to silence uvicorn's access logger.
+
+    Raises:
+        TypeError: an option has the wrong type.
+        ValueError: an option has a value that is not accepted.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        header_name: str = "X-Request-ID",
+        id_generator: IdGenerator | None = None,
+        id_validator: IdValidator | None = None,
+        trust_incoming_id: bool = True,
+        user_resolver: UserResolver | None = None,
+        skip_paths: Iterable[str] = (),
+        debug_paths: Iterable[str] = (),
+        trusted_proxies: Iterable[str] = (),
+        silence_uvicorn_access: bool = True,
+    ) -> None:
+        if not isinstance(header_name, str) or not _HEADER_NAME.fullmatch(header_name):
+            raise ValueError(
+                f"header_name: expected an HTTP header name (letters, digits, '-'), "
+                f"got {header_name!r}"
+            )
+        for option, value in (
+            ("id_generator", id_generator),
+            ("id_validator", id_validator),
+            ("user_resolver", user_resolver),
+        ):
+            if value is not None and not callable(value):
+                raise TypeError(f"{option}: expected a callable or None, got {value!r}")
+        for option, flag in (
+            ("trust_incoming_id", trust_incoming_id),
+            ("silence_uvicorn_access", silence_uvicorn_access),
+        ):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{option}: expected True or False, got {flag!r}")
+        self.app = app
+        self.header_name = header_name
+        self._header_key = header_name.lower().encode("latin-1")
+        self._id_generator = id_generator
+        self._id_validator = id_validator
+        self._trust_incoming_id = trust_incoming_id
+        self._user_resolver: UserResolver = user_resolver or scope_user
+        self._skip_paths = _paths("skip_paths", skip_paths)
+        self._debug_paths = _paths("debug_paths", debug_paths)
+        self._trusted_proxies = _networks(trusted_proxies)
+        self._silence = silence_uvicorn_access
+        self._silence_pending = silence_uvicorn_access
+        if silence_uvicorn_access:
+            _silence_uvicorn_access()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: PLR0912, PLR0915
+        # One frame for the whole request, few calls: this runs for every request.
+        if scope["type"] != "http":
+            await self._not_http(scope, receive, send)
+            return
+        if self._silence_pending:
+            self._silence_pending = False
+            _silence_uvicorn_access()
+        start = time.perf_counter()
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        raw_id = traceparent = forwarded = None
+        header_key = self._header_key
+        for name, value in scope["headers"]:
+            if name == header_key:
+                raw_id = value
+            elif name == _TRACEPARENT_HEADER:
+                traceparent = value
+            elif name == _FORWARDED_FOR_HEADER:
+                forwarded = value
+        if raw_id is None and self._id_generator is None:
+            request_id = new_request_id()
+        else:
+            request_id = self._request_id(raw_id)
+        bound = {**_CONTEXT.get(), F.REQUEST_ID: request_id}
+        trace = None
+        if traceparent is not None:
+            trace = parse_traceparent(traceparent)
+            if trace is not None:
+                bound[F.TRACE_ID], bound[F.SPAN_ID] = trace
+        token = _CONTEXT.set(bound)
+        id_header = (header_key, request_id.encode("ascii"))
+        status = 0
+        end = 0.0
+        disconnected = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, end
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                for name, _ in headers:
+                    # ASGI response header names are lower case.
+                    if name == header_key:  # the application set it: keep its own
+                        break
+                else:
+                    headers.append(id_header)
+                    message = {**message, "headers": headers}
+                await send(message)
+                return
+            await send(message)
+            if not message.get("more_body", False):
+                end = time.perf_counter()
+
+        async def receive_watching() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            # After the response, servers answer every receive() with a disconnect: not a sign.
+            if message["type"] == "http.disconnect" and end == 0.0:
+                disconnected = True
+            return message
+
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive_watching, send_with_id)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:
+                if not self._skip_paths or path not in self._skip_paths:
+                    if disconnected:
+                        # The client left before the response was complete; what the app sent
+                        # after that went nowhere, and an error was the departure's consequence.
+                        status = STATUS_CLIENT_CLOSED
+                        error = None
+                    if end == 0.0:  # the response did not complete
+                        end = time.perf_counter()
+                        if isinstance(error, asyncio.CancelledError):
+                            status = STATUS_CLIENT_CLOSED
+                            error = None
+                        elif error is not None or status == 0:
+                            # What ServerErrorMiddleware or the server sends in this case.
+                            status = 500
+                    self._log(
+                        scope,
+                        path,
+                        root_path,
+                        request_id,
+                        trace,
+                        status,
+                        end - start,
+                        forwarded,
+                        error,
+                    )
+            finally:
+                error = None  # no reference cycle through the traceback
+                _CONTEXT.reset(token)
+
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type == "websocket":
+            request_id, trace, _ = self._incoming(scope["headers"])
+            bound = {**_CONTEXT.get(), F.REQUEST_ID: request_id}
+            if trace is not None:
+                bound[F.TRACE_ID], bound[F.SPAN_ID] = trace
+            token = _CONTEXT.set(bound)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                _CONTEXT.reset(token)
+            return
+        if scope_type == "lifespan" and self._silence:
+            # uvicorn (or a --log-config) may have configured logging after __init__.
+            self._silence_pending = False
+            _silence_uvicorn_access()
+        await self.app(scope, receive, send)
+
+    def _incoming(
+        self, headers: Iterable[tuple[bytes, bytes]]
+    ) -> tuple[str, tuple[str, str] | None, bytes | None]:
+        """The request id, the trace ids and ``X-Forwarded-For`` of a request's headers."""
+        raw_id = traceparent = forwarded = None
+        header_key = self._header_key
+        for name, value in headers:
+            if name == header_key:
+                raw_id = value
+            elif name == _TRACEPARENT_HEADER:
+                traceparent = value
+            elif name == _FORWARDED_FOR_HEADER:
+                forwarded = value
+        trace = parse_traceparent(traceparent) if traceparent is not None else None
+        return self._request_id(raw_id), trace, forwarded
+
+    def _log(  # noqa: PLR0912 - inlined fast paths of the hot path
+        self,
+        scope: Scope,
+        path: str,
+        root_path: str,
+        request_id: str,
+        trace: tuple[str, str] | None,
+        status: int,
+        duration: float,
+        forwarded: bytes | None,
+        error: BaseException | None,
+    ) -> None:
+        if status >= 500 or error is not None:
+            level = F.ERROR
+        elif status >= 400:
+            level = F.WARNING
+        elif self._debug_paths and path in self._debug_paths:
+            level = F.DEBUG
+        else:
+            level = F.INFO
+        pipeline = _state.current()
+        if pipeline is not None and _LEVEL_NUMBERS[level] < pipeline.level:
+            return
+        try:
+            method: str = scope["method"]
+            client = scope.get("client")
+            fields: dict[str, Any] = {
+                F.EVENT: F.EVENT_HTTP_REQUEST,
+                F.METHOD: method,
+                F.ROUTE: route_template(scope, root_path, status),
+                F.PATH: path,
+                F.STATUS_CODE: status,
+                # Whole microseconds: the clock's noise is larger than that.
+                F.DURATION_MS: int(duration * 1_000_000.0) / 1000.0,
+                F.CLIENT_IP: (
+                    self._client_ip(client, forwarded)
+                    if self._trusted_proxies
+                    else client[0]
+                    if client
+                    else None
+                ),
+            }
+            # Written from the context when it still holds them (the endpoint may have cleared it).
+            context = _CONTEXT.get()
+            if context.get(F.REQUEST_ID) is not request_id:
+                fields[F.REQUEST_ID] = request_id
+            if trace is not None and context.get(F.TRACE_ID) is not trace[0]:
+                fields[F.TRACE_ID], fields[F.SPAN_ID] = trace
+            if self._user_resolver is not scope_user or "user" in scope:
+                try:
+                    user = self._user_resolver(scope)
+                except Exception as exc:  # noqa: BLE001 - a user resolver must not lose the event
+                    _report(f"user_resolver failed: {exc!r}")
+                    user = None
+                if user is not None:
+                    fields[F.USER] = user
+            message = f"{method} {path}"  # the status is a field; formatting it costs
+        except Exception as exc:  # noqa: BLE001 - the request must not fail because of its line
+            _report(f"http_request event failed: {exc!r}")
+            return
+        if pipeline is not None:
+            pipeline.emit(time.time_ns(), level, LOGGER_NAME, message, fields, error)
+        else:
+            _state.emit(level, LOGGER_NAME, message, fields, exc=error)
+
+    def _request_id(self, raw: bytes | None) -> str:
+        if (
+            raw is not None
+            and self._trust_incoming_id
+            and len(raw) <= MAX_REQUEST_ID_LENGTH
+            and _SAFE_ID.fullmatch(raw) is not None
+        ):
+            request_id = raw.decode("ascii")
+            validator = self._id_validator
+            if validator is None:
+                return request_id
+            try:
+                if validator(request_id):
+                    return request_id
+            except Exception as exc:  # noqa: BLE001 - a failing validator rejects the id
+                _report(f"id_validator failed: {exc!r}")
+        generator = self._id_generator
+        if generator is None:
+            return new_request_id()
+        try:
+            request_id = generator()
+        except Exception as exc:  # noqa: BLE001
+            _report(f"id_generator failed: {exc!r}")
+            return new_request_id()
+        if isinstance(request_id, str) and _SAFE_ID_TEXT.fullmatch(request_id):
+            return request_id
+        _report(f"id_generator returned {request_id!r}, not a safe token; a new id was used")
+        return new_request_id()
+
+    def _client_ip(self, client: Any, forwarded: bytes | None) -> str | None:
+        if not client:
+            return None
+        peer: str = client[0]
+        networks = self._trusted_proxies
+        if forwarded is None:
+            return peer
+        try:
+            address: Any = ipaddress.ip_address(peer)
+        except ValueError:
+            return peer
+        if not any(address in network for network in networks):
+            return peer
+        client_ip = peer
+        # From the right: each trusted proxy appended the address it received the request from.
+        for hop in reversed(forwarded.decode("latin-1").split(",")):
+            try:
+                address = ipaddress.ip_address(hop.strip())
+            except ValueError:
+                break  # not an address: never log what a client can write freely
+            client_ip = str(address)
+            if not any(address in network for network in networks):
+                break
+        return client_ip
+
+
+# The method's parameter of the same name hides the function inside __init__.
+_silence_uvicorn_access = silence_uvicorn_access
+
+
+def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
+    """The template of the route that handled a request (``/items/{item_id}``), after the app ran.
+
+    Starlette's router leaves the matched route in ``scope["route"]``. Behind a ``Mount`` or a
+    FastAPI router included with a prefix, that route's template is relative: the prefix is
+    found by matching the route against the tails of the path, and path parameters in the prefix
+    are put back as ``{name}``. Starlette before 0.47 leaves no route: then the routes are
+    matched again from ``scope["router"]``.
+
+    Args:
+        scope: the request's scope, as the application left it.
+        root_path: the ``root_path`` of the scope when the request came in.
+        status: the response status (a 404 without a route is not matched again).
+    """
+    route = scope.get("route")
+    route_path = _route_path(scope["path"], root_path) if root_path else scope["path"]
+    if route is None:
+        router = scope.get("router")
+        if router is None or status == 404:
+            return F.ROUTE_UNMATCHED
+        view = {
+            "type": scope["type"],
+            "path": scope["path"],
+            "root_path": root_path,
+            "method": scope.get("method", "GET"),
+            "headers": scope.get("headers", []),
+        }
+        return _match_routes(getattr(router, "routes", ()), view) or F.ROUTE_UNMATCHED
+    try:
+        template: str = route.path
+        if template == route_path or route.path_regex.match(route_path):
+            return template or "/"
+    except AttributeError:  # not a Starlette route: its path, if it has one, is all we know
+        path = getattr(route, "path", None)
+        return path if isinstance(path, str) and path else F.ROUTE_UNMATCHED
+    regex = route.path_regex
+    start = route_path.find("/", 1)
+    while start > 0:
+        if regex.match(route_path[start:]):
+            own = getattr(route, "param_convertors", {})
+            return (
+                _prefix_template(route_path[:start], scope.get("path_params", {}), own) + template
+            )
+        start = route_path.find("/", start + 1)
+    return template or "/"
+
+
+def _route_path(path: str, root_path: str) -> str:
+    if root_path and path.startswith(root_path):
+        rest = path[len(root_path) :]
+        if rest == "" or rest[0] == "/":
+            return rest
+    return path
+
+
+def _prefix_template(prefix: str, path_params: Any, own: Any) -> str:
+    """A mount's or router's prefix with the values of its path parameters replaced by names."""
+    names = {str(v): k for k, v in path_params.items() if k not in own}
+    if not names:
+        return prefix
+    return "/".join(
+        "{" + names[part] + "}" if part in names else part for part in prefix.split("/")
+    )
+
+
+def _match_routes(routes: Iterable[Any], view: dict[str, Any], depth: int = 0) -> str | None:
+    if depth > 16:  # mounts inside mounts that deep are a cycle
+        return None
+    partial: tuple[Any, dict[str, Any]] | None = None
+    for route in routes:
+        try:
+            match, child = route.matches(view)
+        except Exception:  # noqa: BLE001, S112 - a route that cannot match this view does not
+            continue
+        if match is Match.FULL:
+            return _template_of(route, {**view, **child}, depth)
+        if match is Match.PARTIAL and partial is None:
+            partial = (route, {**view, **child})
+    if partial is not None:
+        return _template_of(*partial, depth)
+    return None
+
+
+def _template_of(route: Any, view: dict[str, Any], depth: int) -> str | None:
+    prefix = getattr(route, "path", "")
+    prefix = prefix if isinstance(prefix, str) else ""
+    inner = getattr(route, "routes", None)
+    if inner is None:  # a plain route
+        return prefix or "/"
+    if inner:  # a Mount or Host of a router: the full template is the mount's plus the route's
+        found = _match_routes(inner, view, depth + 1)
+        if found is not None:
+            return prefix + found
+    return prefix or None
+
+
+def _paths(option: str, paths: Iterable[str]) -> frozenset[str]:
+    if isinstance(paths, (str, bytes)):
+        raise TypeError(f"{option}: expected a collection of paths, got the single value {paths!r}")
+    result = frozenset(paths)
+    for path in result:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError(f"{option}: expected paths starting with '/', got {path!r}")
+    return result
+
+
+def _networks(proxies: Iterable[str]) -> tuple[Any, ...]:
+    if isinstance(proxies, (str, bytes)):
+        raise TypeError(
+            f"trusted_proxies: expected a collection of addresses or networks, "
+            f"got the single value {proxies!r}"
+        )
+    networks = []
+    for proxy in proxies:
+        try:
+            networks.append(ipaddress.ip_network(proxy, strict=False))
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"trusted_proxies: expected IP addresses or networks (e.g. '10.0.0.0/8'), "
+                f"got {proxy!r}"
+            ) from err
+    return tuple(networks)
+
+
+def _report(message: str) -> None:
+    """Count and report a failure of the middleware's own work (it never fails the request)."""
+    pipeline = _state.current()
+    if pipeline is not None:
+        pipeline.health.internal_error(message)
+    else:
+        PipelineHealth.report(message)

@@ -1,0 +1,861 @@
+"""RequestContextMiddleware: real uvicorn servers on 127.0.0.1, real HTTP, events from the file.
+
+The servers run in child processes (see ``tests/_uvicorn_server.py``); every request carries its
+own id, so each test finds its events in the shared log file by that id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+from websockets.sync.client import connect as ws_connect
+
+import alkana_logging
+from alkana_logging import fields as F
+from alkana_logging.middleware import (
+    RequestContextMiddleware,
+    is_safe_request_id,
+    new_request_id,
+    parse_traceparent,
+    route_template,
+)
+from alkana_logging.testing import capture_logs
+from tests._uvicorn_server import EXAMPLES, Server, read_records, serve, wait_for
+
+HEX32 = re.compile(r"[0-9a-f]{32}")
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def rid(label: str) -> str:
+    return f"{label}-{uuid.uuid4().hex[:12]}"
+
+
+def http_events(log_file: Path, request_id: str, count: int = 1) -> list[dict[str, Any]]:
+    return wait_for(
+        log_file,
+        lambda r: r.get(F.EVENT) == F.EVENT_HTTP_REQUEST and r.get(F.REQUEST_ID) == request_id,
+        count,
+    )
+
+
+@pytest.fixture(scope="module")
+def starlette_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log_file = tmp_path_factory.mktemp("starlette") / "app.log"
+    # uvicorn would rewrite the client address from X-Forwarded-For itself; the middleware's
+    # trusted_proxies option is what is tested here.
+    with serve(
+        "tests._uvicorn_server:starlette_app", log_file, uvicorn_args=("--no-proxy-headers",)
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def fastapi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log_file = tmp_path_factory.mktemp("fastapi") / "app.log"
+    with serve("tests._uvicorn_server:fastapi_app", log_file) as server:
+        yield server
+
+
+@pytest.fixture
+def http(starlette_server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=starlette_server.base_url, trust_env=False, timeout=30) as client:
+        yield client
+
+
+# -- events of a real server ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "route", "status", "level"),
+    [
+        ("GET", "/items/7", "/items/{item_id}", 200, F.INFO),
+        ("GET", "/sync/3", "/sync/{n:int}", 200, F.INFO),
+        ("GET", "/api/orders/42", "/api/orders/{order_id}", 200, F.INFO),
+        ("GET", "/post-only", "/post-only", 405, F.WARNING),
+        ("GET", "/no/such/page", F.ROUTE_UNMATCHED, 404, F.WARNING),
+        ("GET", "/sync/not-a-number", F.ROUTE_UNMATCHED, 404, F.WARNING),
+    ],
+)
+def test_event_has_route_template_status_and_duration(
+    starlette_server: Server,
+    http: httpx.Client,
+    method: str,
+    path: str,
+    route: str,
+    status: int,
+    level: str,
+) -> None:
+    request_id = rid("route")
+    response = http.request(
+        method, path + "?token=secret-value", headers={"X-Request-ID": request_id}
+    )
+
+    assert status == response.status_code
+    [event] = http_events(starlette_server.log_file, request_id)
+    assert route == event[F.ROUTE]
+    assert path == event[F.PATH]
+    assert method == event[F.METHOD]
+    assert status == event[F.STATUS_CODE]
+    assert isinstance(event[F.STATUS_CODE], int)
+    assert isinstance(event[F.DURATION_MS], float)
+    assert event[F.DURATION_MS] >= 0.0
+    assert event[F.CLIENT_IP] == "127.0.0.1"
+    assert level == event[F.LEVEL]
+    assert event[F.LOGGER] == "alkana_logging.middleware"
+    assert event[F.APP] == "test-backend"
+    assert "secret-value" not in str(event)
+
+
+@pytest.mark.parametrize(
+    "incoming",
+    [
+        "3f2b8c1d9e7a4b6c8d0e1f2a3b4c5d6e",  # nginx's $request_id
+        "0b8e9c0e-6b1f-4c4e-9f59-3b2f4f8a1c2d",  # a UUID
+        "job.42_retry-3",
+        "x" * 128,
+    ],
+)
+def test_incoming_id_is_bound_echoed_and_logged(
+    starlette_server: Server, http: httpx.Client, incoming: str
+) -> None:
+    marker = rid("marker")
+    response = http.get("/items/1", params={"m": marker}, headers={"X-Request-ID": incoming})
+
+    assert incoming == response.headers["x-request-id"]
+    assert incoming == response.json()[F.REQUEST_ID]
+    [inner] = wait_for(starlette_server.log_file, lambda r: r.get("marker") == marker)
+    assert incoming == inner[F.REQUEST_ID]
+    assert http_events(starlette_server.log_file, incoming)
+
+
+def test_request_without_id_gets_a_new_uuid4(starlette_server: Server, http: httpx.Client) -> None:
+    response = http.get("/items/2")
+
+    new_id = response.headers["x-request-id"]
+    assert HEX32.fullmatch(new_id)
+    assert uuid.UUID(new_id).version == 4
+    assert new_id == response.json()[F.REQUEST_ID]
+    assert http_events(starlette_server.log_file, new_id)
+
+
+HOSTILE_IDS = [
+    pytest.param(b'quote"and\\backslash', id="quotes"),
+    pytest.param(b"with spaces", id="spaces"),
+    pytest.param(b'{"request_id": "forged"}', id="json"),
+    pytest.param("sep\u2028arator\u2029".encode(), id="unicode-line-separators"),
+    pytest.param("ünïcödé".encode(), id="non-ascii"),
+    pytest.param(b"tab\there", id="tab"),
+    pytest.param(b"../../etc/passwd", id="path"),
+    pytest.param(b"y" * 129, id="129-chars"),
+    pytest.param(b"z" * 10240, id="10KB"),
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_IDS)
+def test_hostile_id_is_replaced_and_never_written(
+    starlette_server: Server, http: httpx.Client, hostile: bytes
+) -> None:
+    marker = rid("hostile")
+    response = http.get("/items/3", params={"m": marker}, headers={"X-Request-ID": hostile})
+
+    replaced = response.headers["x-request-id"]
+    assert HEX32.fullmatch(replaced)
+    [inner] = wait_for(starlette_server.log_file, lambda r: r.get("marker") == marker)
+    assert replaced == inner[F.REQUEST_ID]
+    assert http_events(starlette_server.log_file, replaced)
+    raw = starlette_server.log_file.read_bytes()
+    text = hostile.decode("utf-8", "replace")
+    assert hostile not in raw
+    assert text.encode() not in raw
+    assert b"forged" not in raw
+    # Every line is still one JSON object.
+    assert len(raw.splitlines()) == len(read_records(starlette_server.log_file))
+
+
+def test_newline_in_id_cannot_inject_a_line(starlette_server: Server) -> None:
+    # httpx refuses to send this, so the bytes go over a raw socket.
+    injected = b'evil\n{"level":"critical","message":"injected"}'
+    with socket.create_connection(("127.0.0.1", starlette_server.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /items/4 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: " + injected + b"\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    # uvicorn refuses the malformed request (no event), or the id was replaced: never written.
+    status = int(reply.split(b" ", 2)[1])
+    assert status in (200, 400)
+    records = read_records(starlette_server.log_file)
+    assert not any(r.get(F.MESSAGE) == "injected" for r in records)
+    assert b"injected" not in starlette_server.log_file.read_bytes()
+
+
+def test_concurrent_requests_never_see_each_others_context(starlette_server: Server) -> None:
+    batch = uuid.uuid4().hex[:8]
+    ids = {n: f"conc-{batch}-{n}" for n in range(100)}
+
+    async def one(client: httpx.AsyncClient, n: int) -> httpx.Response:
+        path = f"/items/{n}" if n % 2 else f"/sync/{n}"
+        return await client.get(
+            path, params={"m": f"{batch}-{n}"}, headers={"X-Request-ID": ids[n]}
+        )
+
+    async def all_at_once() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        async with httpx.AsyncClient(
+            base_url=starlette_server.base_url, limits=limits, trust_env=False, timeout=60
+        ) as client:
+            return await asyncio.gather(*(one(client, n) for n in range(100)))
+
+    responses = asyncio.run(all_at_once())
+
+    for n, response in enumerate(responses):
+        assert response.status_code == 200
+        assert ids[n] == response.headers["x-request-id"]
+        assert ids[n] == response.json()[F.REQUEST_ID]
+    inner = wait_for(
+        starlette_server.log_file, lambda r: str(r.get("marker", "")).startswith(batch), 100
+    )
+    for record in inner:
+        n = int(record["marker"].rsplit("-", 1)[1])
+        assert ids[n] == record[F.REQUEST_ID], record
+        assert ("item read" if n % 2 else "sync item read") == record[F.MESSAGE]
+    events = wait_for(
+        starlette_server.log_file,
+        lambda r: (
+            r.get(F.EVENT) == F.EVENT_HTTP_REQUEST
+            and str(r.get(F.REQUEST_ID, "")).startswith(f"conc-{batch}-")
+        ),
+        100,
+    )
+    for event in events:
+        n = int(event[F.REQUEST_ID].rsplit("-", 1)[1])
+        assert (f"/items/{n}" if n % 2 else f"/sync/{n}") == event[F.PATH]
+    assert len({e[F.REQUEST_ID] for e in events}) == 100
+
+
+def test_unhandled_exception_gives_500_with_id_header_and_error_event(
+    starlette_server: Server, http: httpx.Client
+) -> None:
+    request_id = rid("fail")
+    response = http.get("/fail", headers={"X-Request-ID": request_id})
+
+    assert response.status_code == 500
+    assert request_id == response.headers["x-request-id"]
+    [event] = http_events(starlette_server.log_file, request_id)
+    assert event[F.STATUS_CODE] == 500
+    assert event[F.LEVEL] == F.ERROR
+    assert event[F.ROUTE] == "/fail"
+    assert event[F.EXCEPTION_TYPE] == "RuntimeError"
+    assert event[F.EXCEPTION_MESSAGE] == "boom from /fail"
+    assert "raise RuntimeError" in event[F.EXCEPTION_STACKTRACE]
+
+
+def test_streaming_response_event_comes_after_the_last_chunk(
+    starlette_server: Server, http: httpx.Client
+) -> None:
+    request_id = rid("stream")
+    response = http.get("/stream", headers={"X-Request-ID": request_id})
+
+    assert response.text == "chunk0;chunk1;chunk2;chunk3;chunk4;"
+    assert request_id == response.headers["x-request-id"]
+    [event] = http_events(starlette_server.log_file, request_id)
+    assert event[F.STATUS_CODE] == 200
+    lines = [
+        r for r in read_records(starlette_server.log_file) if r.get(F.REQUEST_ID) == request_id
+    ]
+    messages = [r[F.MESSAGE] for r in lines]
+    assert messages.count("chunk produced") == 5
+    assert messages.index("stream generator done") < messages.index(event[F.MESSAGE])
+    assert event == lines[-1]
+
+
+def test_client_that_disconnects_still_gets_an_event(starlette_server: Server) -> None:
+    request_id = rid("gone")
+    with socket.create_connection(("127.0.0.1", starlette_server.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /endless HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: "
+            + request_id.encode()
+            + b"\r\n\r\n"
+        )
+        received = b""
+        while b"tick1" not in received:
+            received += sock.recv(4096)
+    # The socket is closed mid-stream.
+    [event] = http_events(starlette_server.log_file, request_id)
+    assert event[F.STATUS_CODE] == 499
+    assert event[F.LEVEL] == F.WARNING
+    assert event[F.ROUTE] == "/endless"
+    assert F.EXCEPTION_TYPE not in event
+
+
+def test_background_task_sees_the_request_id(starlette_server: Server, http: httpx.Client) -> None:
+    request_id = rid("bg")
+    response = http.get("/background", headers={"X-Request-ID": request_id})
+
+    assert response.text == "accepted"
+    [line] = wait_for(
+        starlette_server.log_file,
+        lambda r: r.get(F.MESSAGE) == "background task ran" and r.get(F.REQUEST_ID) == request_id,
+    )
+    assert request_id == line[F.REQUEST_ID]
+    assert http_events(starlette_server.log_file, request_id)
+
+
+def test_websocket_gets_an_id_and_passes_through(starlette_server: Server) -> None:
+    request_id = rid("ws")
+    with ws_connect(
+        starlette_server.ws_url + "/ws", additional_headers={"X-Request-ID": request_id}, proxy=None
+    ) as websocket:
+        assert request_id == websocket.recv(timeout=10)
+
+    [line] = wait_for(
+        starlette_server.log_file,
+        lambda r: r.get(F.MESSAGE) == "websocket connected" and r.get(F.REQUEST_ID) == request_id,
+    )
+    assert request_id == line[F.REQUEST_ID]
+    # No http_request event for a websocket.
+    assert not [
+        r
+        for r in read_records(starlette_server.log_file)
+        if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST and r.get(F.REQUEST_ID) == request_id
+    ]
+
+
+def test_lifespan_passes_through(starlette_server: Server) -> None:
+    assert wait_for(starlette_server.log_file, lambda r: r.get(F.MESSAGE) == "lifespan startup")
+
+
+def test_valid_traceparent_binds_trace_and_span_ids(
+    starlette_server: Server, http: httpx.Client
+) -> None:
+    request_id = rid("trace")
+    response = http.get(
+        "/items/5", headers={"X-Request-ID": request_id, "traceparent": TRACEPARENT}
+    )
+
+    body = response.json()
+    assert body[F.TRACE_ID] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert body[F.SPAN_ID] == "00f067aa0ba902b7"
+    [event] = http_events(starlette_server.log_file, request_id)
+    assert event[F.TRACE_ID] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert event[F.SPAN_ID] == "00f067aa0ba902b7"
+
+
+def test_invalid_traceparent_binds_nothing(starlette_server: Server, http: httpx.Client) -> None:
+    request_id = rid("badtrace")
+    response = http.get(
+        "/items/5", headers={"X-Request-ID": request_id, "traceparent": "ff-" + TRACEPARENT[3:]}
+    )
+
+    assert F.TRACE_ID not in response.json()
+    [event] = http_events(starlette_server.log_file, request_id)
+    assert F.TRACE_ID not in event
+    assert F.SPAN_ID not in event
+
+
+def test_debug_path_is_logged_at_debug_and_skip_path_not_at_all(
+    starlette_server: Server, http: httpx.Client
+) -> None:
+    health_id, skipped_id, after_id = rid("health"), rid("skipped"), rid("after")
+    http.get("/health", headers={"X-Request-ID": health_id})
+    skipped = http.get("/skipped", headers={"X-Request-ID": skipped_id})
+    http.get("/items/6", headers={"X-Request-ID": after_id})
+
+    [event] = http_events(starlette_server.log_file, health_id)
+    assert event[F.LEVEL] == F.DEBUG
+    assert skipped_id == skipped.headers["x-request-id"]
+    http_events(starlette_server.log_file, after_id)  # written after the skipped one would be
+    assert not [
+        r for r in read_records(starlette_server.log_file) if r.get(F.REQUEST_ID) == skipped_id
+    ]
+
+
+def test_authenticated_user_is_in_the_event(starlette_server: Server, http: httpx.Client) -> None:
+    request_id = rid("user")
+    http.get("/items/8", headers={"X-Request-ID": request_id, "X-Test-User": "alice"})
+    anonymous_id = rid("anon")
+    http.get("/items/8", headers={"X-Request-ID": anonymous_id})
+
+    assert http_events(starlette_server.log_file, request_id)[0][F.USER] == "alice"
+    assert F.USER not in http_events(starlette_server.log_file, anonymous_id)[0]
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "client_ip"),
+    [
+        (None, "127.0.0.1"),
+        ("203.0.113.7", "203.0.113.7"),
+        ("198.51.100.1, 203.0.113.7", "203.0.113.7"),
+        ("203.0.113.7, 127.0.0.1", "203.0.113.7"),
+        ("not-an-address", "127.0.0.1"),
+        ("203.0.113.7, <script>", "127.0.0.1"),
+    ],
+)
+def test_client_ip_behind_a_trusted_proxy(
+    starlette_server: Server, http: httpx.Client, forwarded: str | None, client_ip: str
+) -> None:
+    request_id = rid("proxy")
+    headers = {"X-Request-ID": request_id}
+    if forwarded is not None:
+        headers["X-Forwarded-For"] = forwarded
+    http.get("/items/9", headers=headers)
+
+    assert client_ip == http_events(starlette_server.log_file, request_id)[0][F.CLIENT_IP]
+
+
+def test_uvicorn_access_line_is_not_written(starlette_server: Server, http: httpx.Client) -> None:
+    request_id = rid("access")
+    http.get("/items/10", headers={"X-Request-ID": request_id})
+    http_events(starlette_server.log_file, request_id)
+
+    records = read_records(starlette_server.log_file)
+    assert not [r for r in records if r[F.LOGGER] == "uvicorn.access"]
+    assert "GET /items/10" not in starlette_server.output()
+
+
+# -- the usual FastAPI setup: app.add_middleware --------------------------------------------------
+
+
+def test_fastapi_included_router_route_template(fastapi_server: Server) -> None:
+    request_id = rid("fastapi")
+    response = httpx.get(
+        fastapi_server.base_url + "/api/users/12/orders/34",
+        headers={"X-Request-ID": request_id},
+        trust_env=False,
+    )
+
+    assert response.status_code == 200
+    assert request_id == response.headers["x-request-id"]
+    [event] = http_events(fastapi_server.log_file, request_id)
+    assert event[F.ROUTE] == "/api/users/{user_id}/orders/{order_id}"
+    [inner] = wait_for(
+        fastapi_server.log_file,
+        lambda r: r.get(F.MESSAGE) == "order read" and r.get(F.REQUEST_ID) == request_id,
+    )
+    assert inner[F.LOGGER] == "tests.fastapi"
+
+
+def test_fastapi_sync_endpoint_sees_the_context(fastapi_server: Server) -> None:
+    request_id = rid("fastapi-sync")
+    response = httpx.get(
+        fastapi_server.base_url + "/sync", headers={"X-Request-ID": request_id}, trust_env=False
+    )
+
+    assert request_id == response.json()[F.REQUEST_ID]
+    wait_for(
+        fastapi_server.log_file,
+        lambda r: r.get(F.MESSAGE) == "sync endpoint" and r.get(F.REQUEST_ID) == request_id,
+    )
+
+
+def test_fastapi_unhandled_exception_event(fastapi_server: Server) -> None:
+    request_id = rid("fastapi-fail")
+    response = httpx.get(
+        fastapi_server.base_url + "/fail", headers={"X-Request-ID": request_id}, trust_env=False
+    )
+
+    assert response.status_code == 500
+    [event] = http_events(fastapi_server.log_file, request_id)
+    assert event[F.STATUS_CODE] == 500
+    assert event[F.ROUTE] == "/fail"
+    assert event[F.EXCEPTION_TYPE] == "ValueError"
+    assert event[F.EXCEPTION_MESSAGE] == "fastapi boom"
+
+
+def test_fastapi_with_uvicorn_default_logging_writes_no_access_line(
+    fastapi_server: Server,
+) -> None:
+    # This server runs with uvicorn's own logging config, which sets uvicorn.access to INFO with a
+    # handler of its own before the application is imported.
+    request_id = rid("fastapi-access")
+    httpx.get(
+        fastapi_server.base_url + "/sync", headers={"X-Request-ID": request_id}, trust_env=False
+    )
+    http_events(fastapi_server.log_file, request_id)
+
+    assert not [r for r in read_records(fastapi_server.log_file) if r[F.LOGGER] == "uvicorn.access"]
+    assert '"GET /sync HTTP/1.1"' not in fastapi_server.output()
+
+
+def test_uvicorn_access_line_appears_when_silencing_is_off(tmp_path: Path) -> None:
+    log_file = tmp_path / "app.log"
+    with serve(
+        "tests._uvicorn_server:fastapi_app",
+        log_file,
+        env={"TEST_SILENCE_UVICORN_ACCESS": "false"},
+    ) as server:
+        request_id = rid("loud")
+        httpx.get(server.base_url + "/sync", headers={"X-Request-ID": request_id}, trust_env=False)
+        http_events(log_file, request_id)
+        access = wait_for(log_file, lambda r: r[F.LOGGER] == "uvicorn.access")
+    assert "GET /sync" in access[0][F.MESSAGE]
+
+
+# -- the example backend --------------------------------------------------------------------------
+
+
+def test_example_backend_routes_and_events(tmp_path: Path) -> None:
+    log_file = tmp_path / "app.log"
+    with serve("backend:app", log_file, factory=False, app_dir=EXAMPLES) as server:
+        with httpx.Client(base_url=server.base_url, trust_env=False, timeout=30) as client:
+            ids = {
+                name: rid(name) for name in ("list", "item", "missing", "fail", "slow", "health")
+            }
+            listed = client.get("/items", headers={"X-Request-ID": ids["list"]})
+            item = client.get("/items/3", headers={"X-Request-ID": ids["item"]})
+            missing = client.get("/items/999", headers={"X-Request-ID": ids["missing"]})
+            # uvicorn closes the connection after an unhandled exception: not one to reuse.
+            failed = client.get(
+                "/fail", headers={"X-Request-ID": ids["fail"], "Connection": "close"}
+            )
+            slow = client.get("/slow", headers={"X-Request-ID": ids["slow"]})
+            health = client.get("/health", headers={"X-Request-ID": ids["health"]})
+
+        assert (
+            listed.status_code,
+            item.status_code,
+            missing.status_code,
+            failed.status_code,
+            slow.status_code,
+            health.status_code,
+        ) == (200, 200, 404, 500, 200, 200)
+        assert len(listed.json()) == 7
+        assert ids["fail"] == failed.headers["x-request-id"]
+        assert health.json()["logging"]["configured"] is True
+        expected = {
+            "list": ("/items", 200, F.INFO),
+            "item": ("/items/{item_id}", 200, F.INFO),
+            "missing": ("/items/{item_id}", 404, F.WARNING),
+            "fail": ("/fail", 500, F.ERROR),
+            "slow": ("/slow", 200, F.INFO),
+            "health": ("/health", 200, F.DEBUG),
+        }
+        for name, (route, status, level) in expected.items():
+            [event] = http_events(log_file, ids[name])
+            assert (route, status, level) == (event[F.ROUTE], event[F.STATUS_CODE], event[F.LEVEL])
+        records = read_records(log_file)
+        by_id = {name: [r for r in records if r.get(F.REQUEST_ID) == ids[name]] for name in ids}
+        assert any(r.get(F.EVENT) == F.EVENT_TIMING for r in by_id["list"])
+        assert any(r.get(F.EVENT) == F.EVENT_METRIC for r in by_id["list"])
+        assert any(r.get(F.MESSAGE) == "item read" for r in by_id["item"])
+        assert any(
+            r.get(F.EVENT) == F.EVENT_TIMING and r[F.OPERATION] == "slow_report"
+            for r in by_id["slow"]
+        )
+
+
+# -- in-process: options and helpers --------------------------------------------------------------
+
+
+async def hello(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("hello")
+
+
+def call(
+    app: Any, path: str = "/hello", headers: list[tuple[bytes, bytes]] | None = None
+) -> list[Any]:
+    """One raw ASGI request; returns the messages the app sent."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers or [],
+        "client": ("192.0.2.1", 40000),
+        "server": ("testserver", 80),
+    }
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def response_id(sent: list[Any]) -> str:
+    return dict(sent[0]["headers"])[b"x-request-id"].decode()
+
+
+@pytest.fixture(autouse=True)
+def uvicorn_access_level() -> Iterator[logging.Logger]:
+    """Constructing the middleware silences uvicorn's access logger: restore it for other tests."""
+    logger = logging.getLogger("uvicorn.access")
+    level = logger.level
+    yield logger
+    logger.setLevel(level)
+
+
+def hello_app() -> Starlette:
+    return Starlette(routes=[Route("/hello", hello)])
+
+
+def test_construction_silences_uvicorn_access(uvicorn_access_level: logging.Logger) -> None:
+    uvicorn_access_level.setLevel(logging.INFO)
+    RequestContextMiddleware(hello_app(), silence_uvicorn_access=False)
+    assert uvicorn_access_level.level == logging.INFO
+    RequestContextMiddleware(hello_app())
+    assert uvicorn_access_level.level == logging.WARNING
+
+
+def test_server_start_silences_uvicorn_access_again(uvicorn_access_level: logging.Logger) -> None:
+    # uvicorn configures logging after the app object exists when it is given the object itself.
+    app = RequestContextMiddleware(hello_app())
+    uvicorn_access_level.setLevel(logging.INFO)
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return next(messages)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send))
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert uvicorn_access_level.level == logging.WARNING
+
+    uvicorn_access_level.setLevel(logging.INFO)
+    no_lifespan = RequestContextMiddleware(hello_app())
+    uvicorn_access_level.setLevel(logging.INFO)
+    call(no_lifespan)
+    assert uvicorn_access_level.level == logging.WARNING
+
+
+def test_trust_incoming_id_false_always_makes_a_new_id() -> None:
+    app = RequestContextMiddleware(hello_app(), trust_incoming_id=False)
+    sent = call(app, headers=[(b"x-request-id", b"client-chosen")])
+    assert HEX32.fullmatch(response_id(sent))
+
+
+def test_id_validator_is_an_extra_check() -> None:
+    app = RequestContextMiddleware(hello_app(), id_validator=lambda v: v.startswith("ok-"))
+    assert response_id(call(app, headers=[(b"x-request-id", b"ok-1")])) == "ok-1"
+    assert HEX32.fullmatch(response_id(call(app, headers=[(b"x-request-id", b"no-1")])))
+    # A validator cannot let an unsafe value through.
+    lenient = RequestContextMiddleware(hello_app(), id_validator=lambda v: True)
+    assert HEX32.fullmatch(response_id(call(lenient, headers=[(b"x-request-id", b"a b")])))
+
+
+def test_custom_header_name_and_id_generator() -> None:
+    counter = iter(range(1, 100))
+    app = RequestContextMiddleware(
+        hello_app(), header_name="X-Correlation-ID", id_generator=lambda: f"gen-{next(counter)}"
+    )
+    sent = call(app)
+    assert dict(sent[0]["headers"])[b"x-correlation-id"].decode() == "gen-1"
+
+
+def test_unsafe_generated_id_is_replaced() -> None:
+    app = RequestContextMiddleware(hello_app(), id_generator=lambda: "bad id\n")
+    with capture_logs():
+        sent = call(app)
+        health = alkana_logging.pipeline_health()
+    assert HEX32.fullmatch(response_id(sent))
+    assert health["internal_errors"] == 1
+
+
+def test_failing_user_resolver_keeps_the_event() -> None:
+    def resolver(scope: Any) -> str:
+        raise LookupError("no session store")
+
+    app = RequestContextMiddleware(hello_app(), user_resolver=resolver)
+    with capture_logs() as records:
+        call(app)
+        health = alkana_logging.pipeline_health()
+    [event] = [r for r in records if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert F.USER not in event
+    assert health["internal_errors"] == 1
+
+
+def test_app_that_never_responds_is_logged_as_500() -> None:
+    async def silent(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    with capture_logs() as records:
+        call(RequestContextMiddleware(silent))
+    [event] = [r for r in records if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert event[F.STATUS_CODE] == 500
+    assert event[F.ROUTE] == F.ROUTE_UNMATCHED
+
+
+def test_cancelled_request_is_logged_as_499_and_context_is_reset() -> None:
+    async def cancelled(scope: Any, receive: Any, send: Any) -> None:
+        raise asyncio.CancelledError
+
+    with capture_logs() as records, pytest.raises(asyncio.CancelledError):
+        call(RequestContextMiddleware(cancelled))
+    [event] = [r for r in records if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert event[F.STATUS_CODE] == 499
+    assert F.EXCEPTION_TYPE not in event
+    assert alkana_logging.get_context() == {}
+
+
+def test_context_is_reset_after_the_request() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(alkana_logging.get_context())
+        await PlainTextResponse("x")(scope, receive, send)
+
+    with alkana_logging.bound_context(user="outer"):
+        call(RequestContextMiddleware(app), headers=[(b"x-request-id", b"inner-1")])
+        assert alkana_logging.get_context() == {"user": "outer"}
+    assert seen[0] == {"user": "outer", F.REQUEST_ID: "inner-1"}
+
+
+def test_app_header_is_not_duplicated() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await PlainTextResponse("x", headers={"X-Request-ID": "from-app"})(scope, receive, send)
+
+    sent = call(RequestContextMiddleware(app), headers=[(b"x-request-id", b"incoming")])
+    assert [v for k, v in sent[0]["headers"] if k == b"x-request-id"] == [b"from-app"]
+
+
+def test_route_template_without_scope_route_matches_the_router_again() -> None:
+    # Starlette before 0.47 leaves no scope["route"]: the routes are matched from the router.
+    app = Starlette(
+        routes=[Route("/a/{n:int}", hello), Mount("/m", routes=[Route("/b/{k}", hello)])]
+    )
+    scope = {"type": "http", "path": "/m/b/2", "method": "GET", "headers": [], "router": app.router}
+    assert route_template(scope, "", 200) == "/m/b/{k}"
+    assert route_template({**scope, "path": "/a/5"}, "", 200) == "/a/{n:int}"
+    assert route_template({**scope, "path": "/zzz"}, "", 200) == F.ROUTE_UNMATCHED
+    assert route_template({**scope, "path": "/a/5"}, "", 404) == F.ROUTE_UNMATCHED
+
+
+def test_route_template_puts_mount_parameters_back() -> None:
+    app = Starlette(routes=[Mount("/t/{tenant}", routes=[Route("/b/{k}", hello)])])
+    with capture_logs() as records:
+        call(RequestContextMiddleware(app), path="/t/acme/b/acme")
+    [event] = [r for r in records if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert event[F.ROUTE] == "/t/{tenant}/b/{k}"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (TRACEPARENT, ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")),
+        (TRACEPARENT.encode(), ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")),
+        ("01-" + TRACEPARENT[3:], None),  # another version
+        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", None),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", None),
+        (TRACEPARENT.upper(), None),
+        (TRACEPARENT + "-extra", None),
+        ("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", None),
+        ("", None),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n", None),
+    ],
+)
+def test_parse_traceparent(header: str | bytes, expected: tuple[str, str] | None) -> None:
+    assert expected == parse_traceparent(header)
+
+
+def test_new_request_id_is_a_uuid4_hex() -> None:
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for value in ids:
+        assert HEX32.fullmatch(value)
+        assert uuid.UUID(value).version == 4
+        assert uuid.UUID(value).variant == uuid.RFC_4122
+
+
+@pytest.mark.parametrize(
+    ("value", "safe"),
+    [
+        ("abc", True),
+        ("a" * 128, True),
+        ("a" * 129, False),
+        ("", False),
+        ("a b", False),
+        ("é", False),
+    ],
+)
+def test_is_safe_request_id(value: str, safe: bool) -> None:
+    assert safe == is_safe_request_id(value)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"header_name": "X Request"}, ValueError, "header_name"),
+        ({"header_name": ""}, ValueError, "header_name"),
+        ({"id_generator": "uuid4"}, TypeError, "id_generator"),
+        ({"id_validator": 3}, TypeError, "id_validator"),
+        ({"user_resolver": "user"}, TypeError, "user_resolver"),
+        ({"trust_incoming_id": "yes"}, TypeError, "trust_incoming_id"),
+        ({"silence_uvicorn_access": 1}, TypeError, "silence_uvicorn_access"),
+        ({"skip_paths": "/health"}, TypeError, "skip_paths"),
+        ({"debug_paths": ["health"]}, ValueError, "debug_paths"),
+        ({"trusted_proxies": "10.0.0.1"}, TypeError, "trusted_proxies"),
+        ({"trusted_proxies": ["10.0.0.300"]}, ValueError, "trusted_proxies"),
+    ],
+)
+def test_bad_options_are_refused(
+    options: dict[str, Any],
+    error: type[Exception],
+    match: str,
+    uvicorn_access_level: logging.Logger,
+) -> None:
+    with pytest.raises(error, match=match):
+        RequestContextMiddleware(hello_app(), **options)
+
+
+FORK_SCRIPT = """
+import os
+from alkana_logging.middleware import new_request_id
+
+new_request_id()  # the parent now holds a batch of ready ids
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(read_end)
+    os.write(write_end, ",".join(new_request_id() for _ in range(100)).encode())
+    os._exit(0)
+os.close(write_end)
+data = b""
+while chunk := os.read(read_end, 65536):
+    data += chunk
+os.waitpid(pid, 0)
+child = set(data.decode().split(","))
+parent = {new_request_id() for _ in range(100)}
+print(len(child), len(parent), len(child & parent))
+"""
+
+
+def test_forked_child_never_reuses_the_parents_ids() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    assert result.stdout.split() == ["100", "100", "0"]
