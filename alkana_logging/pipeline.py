@@ -19,10 +19,12 @@ from alkana_logging.sinks import Sink
 _LEVEL_NUMBERS = {F.DEBUG: 10, F.INFO: 20, F.WARNING: 30, F.ERROR: 40, F.CRITICAL: 50}
 
 #: Attributes that every ``LogRecord`` has; anything else on a record came from ``extra=``.
+#: uvicorn's ``color_message`` (the message again, with ANSI colours) is left out too.
 RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
     "asctime",
     "taskName",
+    "color_message",
 }
 
 

@@ -119,14 +119,15 @@ def log_through_every_front_end() -> None:
 
 
 def show() -> None:
-    records = [json.loads(line) for line in LOG_FILE.read_text().splitlines()]
-    print(f"\n{len(records)} lines in {LOG_FILE}; one of each kind:\n")
+    lines = LOG_FILE.read_text().split("\n")[:-1]
+    print(f"\n{len(lines)} lines in {LOG_FILE}; the first of each kind (cut at 300 characters):\n")
     shown: set[str] = set()
-    for record in records:
+    for line in lines:
+        record = json.loads(line)
         kind = record.get(F.EVENT) or record[F.LOGGER]
         if kind not in shown:
             shown.add(kind)
-            print(json.dumps(record)[:400])
+            print(line if len(line) <= 300 else line[:300] + " ...")
     print()
     subprocess.run([sys.executable, "-m", "alkana_logging", "report", str(LOG_DIR)], check=False)
 
