@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import alkana_logging
+from alkana_logging.render import RenderOptions, render
 from alkana_logging.sinks import FileSink
 from tests._logfiles import log_files, read_lines, read_records
 
@@ -151,29 +154,24 @@ def test_external_mode_never_rotates_by_itself(tmp_path: Path) -> None:
     assert [p.name for p in log_files(log_file)] == ["app.log"]
 
 
-LOGROTATE_CONF = """\
-{log_dir}/*.log {{
-    size 1
-    rotate 1000
-    create 0640
-    compress
-    delaycompress
-    dateext
-    dateformat -%Y%m%d-%s
-    missingok
-    notifempty
-}}
-"""
+def shipped_logrotate_config(log_dir: Path) -> str:
+    """The committed logrotate config, rendered for a temporary directory and this user."""
+    options = RenderOptions(
+        log_dir=str(log_dir),
+        user=pwd.getpwuid(os.getuid()).pw_name,
+        group=grp.getgrgid(os.getgid()).gr_name,
+    )
+    return render("logrotate", options)[0].text
 
 
 @pytest.mark.slow
-def test_external_mode_with_the_real_logrotate_loses_nothing(tmp_path: Path) -> None:
+def test_external_mode_with_the_shipped_logrotate_config_loses_nothing(tmp_path: Path) -> None:
     logrotate = shutil.which("logrotate") or "/usr/sbin/logrotate"
     assert Path(logrotate).exists(), "logrotate is not installed (.ci/run installs it)"
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
     conf = tmp_path / "logrotate.conf"
-    conf.write_text(LOGROTATE_CONF.format(log_dir=log_dir))
+    conf.write_text(shipped_logrotate_config(log_dir))
     log_file = log_dir / "app.log"
     writers = start_writers(log_file, 4, 10_000, "--rotation", "external", "--pause-every", "2")
     rotations = 0
