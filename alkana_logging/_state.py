@@ -155,6 +155,7 @@ def _install(pipeline: Pipeline, settings: Settings, processors: list[Any]) -> N
 
     _structlog.set_level(settings.level_number)
     _processors[:] = [*processors, _structlog_processor]
+    _structlog.set_direct(None if processors else pipeline.emit_call, _processors)
     structlog.configure(
         processors=_processors,
         wrapper_class=_structlog.BoundLogger,
@@ -227,6 +228,7 @@ def shutdown() -> None:
             logging.getLogger().removeHandler(_handler)
             _handler = None
         logging.captureWarnings(False)
+        _structlog.set_direct(None)  # loggers kept by callers take the processor's fallback
         _remove_loguru()
         structlog.reset_defaults()
         pipeline.close()

@@ -7,11 +7,13 @@ Every front-end (stdlib ``logging``, structlog, loguru, the package's own event 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import Any
 
 from alkana_logging import fields as F
-from alkana_logging._render import Renderer, level_name, resolve_exc_info
+from alkana_logging._render import _LEVEL_BY_NUMBER, Renderer, level_name, resolve_exc_info
 from alkana_logging.health import PipelineHealth
 from alkana_logging.redaction import Redactor
 from alkana_logging.sinks import Sink
@@ -26,6 +28,8 @@ RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | 
     "taskName",
     "color_message",
 }
+#: How many attributes ``LogRecord.__init__`` sets (``extra=`` values come after them).
+_RECORD_SIZE = len(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
 
 
 class Pipeline:
@@ -40,6 +44,7 @@ class Pipeline:
         health: PipelineHealth | None = None,
     ) -> None:
         self.renderer = renderer
+        self.redactor = renderer.redactor
         self.sinks: tuple[Sink, ...] = tuple(sinks)
         self.level = level
         self.health = health if health is not None else PipelineHealth()
@@ -68,6 +73,19 @@ class Pipeline:
                 self.health.internal_error(f"{type(sink).__name__} failed: {err!r}")
 
     # -- front-ends -----------------------------------------------------------------------------
+
+    def emit_call(self, name: str, level: str, event: Any, fields: dict[str, Any]) -> None:
+        """A call of an alkana structlog logger (``fields`` is the call's own dict)."""
+        ns = time.time_ns()
+        exc_info = fields.pop("exc_info", None)
+        self.emit(
+            ns,
+            level,
+            name,
+            "" if event is None else event,
+            fields,
+            resolve_exc_info(exc_info) if exc_info else None,
+        )
 
     def emit_stdlib(self, record: logging.LogRecord) -> None:
         """A stdlib ``LogRecord``: its ``extra=`` fields, message and exception."""
@@ -120,33 +138,38 @@ def stdlib_parts(
     """
     fields: dict[str, Any] | None = None
     try:
-        args = redactor.args(record.args) if redactor is not None and record.args else None
-        if args is None or args is record.args:
-            message = record.getMessage()
-        else:  # LogRecord.getMessage(), with the redacted arguments
-            message = str(record.msg) % args
+        msg, args = record.msg, record.args
+        # What LogRecord.getMessage() returns, without the call (unless a subclass overrides it).
+        if not args and type(msg) is str and type(record) is logging.LogRecord:
+            message = msg
+        else:
+            redacted = redactor.args(args) if redactor is not None and args else args
+            message = record.getMessage() if redacted is args else str(msg) % redacted
     except Exception as err:  # noqa: BLE001 - mismatched % arguments must not lose the line
         message = f"{_repr(record.msg)} % {_repr(record.args)}"
         fields = {F.LOG_ERROR: f"message arguments did not match the format: {err!r}"}
     attrs = record.__dict__
-    extra_keys = attrs.keys() - RECORD_ATTRS
-    if extra_keys:
-        # Sorted: a set's order changes from process to process; lines should not.
-        try:
-            order = sorted(extra_keys)
-        except TypeError:  # keys that are not all strings
-            order = sorted(extra_keys, key=_sort_key)
-        extra = {k: attrs[k] for k in order}
-        fields = {**extra, **fields} if fields else extra
+    if len(attrs) > _RECORD_SIZE:
+        # extra= values come after LogRecord's own attributes, in the caller's order: the tail,
+        # taken in C. A tail holding a record attribute (a formatter's ``message``, a record
+        # factory that set attributes before LogRecord's) is sorted out key by key.
+        extra = dict(islice(attrs.items(), _RECORD_SIZE, None))
+        if not RECORD_ATTRS.isdisjoint(extra):
+            extra = {k: v for k, v in attrs.items() if k not in RECORD_ATTRS}
+        if extra:
+            fields = {**extra, **fields} if fields else extra
     if record.stack_info:
         fields = {**(fields or {}), "stack_info": record.stack_info}
     exc = resolve_exc_info(record.exc_info) if record.exc_info else None
-    ns = int(record.created * 1_000_000_000)
-    return ns, level_name(record.levelno), record.name, message, fields, exc
-
-
-def _sort_key(key: Any) -> str:
-    return key if isinstance(key, str) else _repr(key)
+    levelno = record.levelno
+    return (
+        int(record.created * 1_000_000_000),
+        _LEVEL_BY_NUMBER.get(levelno) or level_name(levelno),
+        record.name,
+        message,
+        fields,
+        exc,
+    )
 
 
 def _repr(obj: Any) -> str:

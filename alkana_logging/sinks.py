@@ -119,8 +119,8 @@ class FileSink:
         self._identity = (st.st_dev, st.st_ino)
         self._lines_since_check = 0
         self._size = st.st_size
-        self._since_check = 0
         self._next_check_ns = 0
+        self._set_check_at()
         if old >= 0:
             os.close(old)
 
@@ -140,8 +140,19 @@ class FileSink:
             if self._pending and not self._retry():
                 self._keep(line)
                 return
-            written = self._write(line)
-            if written < len(line):
+            size = len(line)
+            if self._failing:
+                written = self._write(line)
+            else:  # the usual line: one write() that takes it all, without a call of _write()
+                try:
+                    written = os.write(self._fd, line)
+                except OSError as err:
+                    self._write_error(err)
+                    written = 0
+                else:
+                    if written < size:  # a full disk or a signal: _write() finishes or reports
+                        written += self._write(line[written:])
+            if written < size:
                 if written:  # nothing is pending (the retry above wrote it all)
                     self._pending.append(line[written:])
                     self._partial_head = True
@@ -150,12 +161,8 @@ class FileSink:
                 return
             self._health.lines_written += 1
             self._lines_since_check += 1
-            size = len(line)
             self._size += size
-            self._since_check += size
-            if self._since_check >= self._check_bytes or (
-                self._rotates and self._size >= self._max_bytes
-            ):
+            if self._size >= self._check_at:
                 self._check(ns)
 
     def _write(self, data: bytes) -> int:
@@ -166,14 +173,17 @@ class FileSink:
             while written < len(data):  # only on a full disk or a signal; rare
                 written += os.write(self._fd, data[written:])
         except OSError as err:
-            self._error("write", err)
-            if err.errno in (errno.EBADF, errno.ENOENT, errno.ESTALE):
-                self._reopen()
+            self._write_error(err)
             return written
         if self._failing:
             self._failing = False
             self._health.report(f"writing to {self._path} works again")
         return written
+
+    def _write_error(self, err: OSError) -> None:
+        self._error("write", err)
+        if err.errno in (errno.EBADF, errno.ENOENT, errno.ESTALE):
+            self._reopen()
 
     def _keep(self, line: bytes) -> None:
         if len(self._pending) >= self._max_pending:
@@ -211,9 +221,17 @@ class FileSink:
 
     # -- rotation -------------------------------------------------------------------------------
 
+    def _set_check_at(self) -> None:
+        # One comparison a line decides both "look at the path again" (every check_bytes) and
+        # "the file is full" (max_bytes, in size mode).
+        check_at = self._size + self._check_bytes
+        if self._rotates:
+            check_at = min(check_at, self._max_bytes)
+        self._check_at = check_at
+
     def _check(self, ns: int) -> None:
-        self._since_check = 0
         self._next_check_ns = ns + self._interval_ns
+        self._check_at = self._size + self._check_bytes  # if stat() fails: again a while later
         try:
             st = os.stat(self._path)
         except OSError as err:  # deleted, renamed by logrotate, or its directory is gone
@@ -224,6 +242,7 @@ class FileSink:
             return
         self._lines_since_check = 0
         self._size = st.st_size
+        self._set_check_at()
         if self._rotates and st.st_size >= self._max_bytes:
             self._rotate()
 

@@ -26,7 +26,9 @@ class PipelineHandler(logging.Handler):
 
     def handle(self, record: logging.LogRecord) -> Any:
         if not self.filters:
-            self.pipeline.emit_stdlib(record)
+            # Pipeline.emit_stdlib() inlined: one call fewer on every stdlib line.
+            pipeline = self.pipeline
+            pipeline.emit(*stdlib_parts(record, pipeline.redactor))
             return True
         rv = self.filter(record)
         if rv:
