@@ -25,6 +25,7 @@ import orjson
 from alkana_logging import fields as F
 from alkana_logging.context import _CONTEXT
 from alkana_logging.redaction import REDACTED, TOO_DEEP, Redactor
+from alkana_logging.settings import Settings
 
 Record = dict[str, Any]
 
@@ -168,6 +169,17 @@ class Renderer:
         self._actions: dict[Any, int] = {}
         self._plain: set[str] = set()  # keys whose action is _KEEP
         self._default = self._make_default()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Renderer:
+        """The renderer for these settings' static fields, redaction and line limit."""
+        return cls(
+            app=settings.app_name,
+            env=settings.app_env,
+            host=settings.host,
+            redactor=Redactor(settings.redact_keys),
+            max_line_bytes=settings.max_line_bytes,
+        )
 
     def after_fork(self) -> None:
         self.pid = os.getpid()

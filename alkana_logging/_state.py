@@ -22,7 +22,6 @@ from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
 from alkana_logging.pipeline import RECORD_ATTRS as _RECORD_ATTRS
 from alkana_logging.pipeline import STRUCTLOG_LEVELS, Pipeline, level_number
-from alkana_logging.redaction import Redactor
 from alkana_logging.settings import Settings, load_settings
 from alkana_logging.sinks import FileSink, Sink, StreamSink
 from alkana_logging.stdlib import PipelineHandler
@@ -116,13 +115,7 @@ def configure(
     effective = settings_obj if settings_obj is not None else load_settings(overrides)
     health = PipelineHealth()
     sinks = build_sinks(effective, health) + list(extra_sinks)
-    renderer = Renderer(
-        app=effective.app_name,
-        env=effective.app_env,
-        host=effective.host,
-        redactor=Redactor(effective.redact_keys),
-        max_line_bytes=effective.max_line_bytes,
-    )
+    renderer = Renderer.from_settings(effective)
     pipeline = Pipeline(renderer, sinks, level=effective.level_number, health=health)
     with _lock:
         previous = _pipeline

@@ -40,7 +40,6 @@ from alkana_logging._render import Renderer
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
 from alkana_logging.pipeline import stdlib_parts
-from alkana_logging.redaction import Redactor
 from alkana_logging.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -989,13 +988,7 @@ class LokiHandler(logging.Handler):
                 "LokiHandler: got no url and LOKI_URL is not set; expected Loki's URL"
             )
         self.health = PipelineHealth()
-        self.renderer = Renderer(
-            app=settings.app_name,
-            env=settings.app_env,
-            host=settings.host,
-            redactor=Redactor(settings.redact_keys),
-            max_line_bytes=settings.max_line_bytes,
-        )
+        self.renderer = Renderer.from_settings(settings)
         self.sink = LokiSink.from_settings(settings, self.health, **sink_options)
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _handler_after_fork(ref))

@@ -10,7 +10,6 @@ from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from alkana_logging._render import Renderer
 from alkana_logging.pipeline import Pipeline, stdlib_parts
-from alkana_logging.redaction import Redactor
 from alkana_logging.settings import load_settings
 
 
@@ -68,13 +67,7 @@ class JsonFormatter(_BaseJsonFormatter):
         settings = load_settings(
             {"app_name": app_name, "app_env": app_env, "redact_keys": redact_keys, "stdout": True}
         )
-        self.renderer = Renderer(
-            app=settings.app_name,
-            env=settings.app_env,
-            host=settings.host,
-            redactor=Redactor(settings.redact_keys),
-            max_line_bytes=settings.max_line_bytes,
-        )
+        self.renderer = Renderer.from_settings(settings)
 
     def format(self, record: logging.LogRecord) -> str:
         ns, level, name, message, fields, exc = stdlib_parts(record, self.renderer.redactor)
