@@ -763,3 +763,48 @@ def test_lines_pushed_to_a_real_loki_can_be_queried_back(tmp_path: Path) -> None
     assert [json.loads(text)[F.MESSAGE] for text in found] == [
         f"marker {marker} {i}" for i in range(3)
     ]
+
+
+@pytest.mark.slow
+def test_a_thirty_second_outage_under_steady_load_loses_nothing_within_the_bound(
+    receiver: LokiReceiver, make_sink: Any, tmp_path: Path
+) -> None:
+    """200 lines a second for 36 s, Loki down for 30 of them, a buffer of 2,000 lines: every line
+    either arrives exactly once or is counted as dropped, and the drop events say how many."""
+    sink = make_sink(buffer_lines=2_000)
+    configure_with(sink, tmp_path)
+    logger = logging.getLogger("steady")
+    total, per_second = 7_200, 200
+    down_at, up_at = 5 * per_second, 35 * per_second
+    start = time.monotonic()
+    for i in range(total):
+        if i == down_at:
+            receiver.down()
+        elif i == up_at:
+            receiver.up()
+        logger.info("line %d", i)
+        # Steady pace: the i-th line is due i/200 s after the start.
+        delay = start + (i + 1) / per_second - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    assert receiver.wait_until(
+        lambda r: any(F.EVENT_LOG_SHIPPING_DROPPED in text for text in r.lines()), timeout=60
+    )
+    assert sink.wait_sent(30)
+    records = parsed(receiver)
+    arrived = collections.Counter(
+        int(r[F.MESSAGE].split()[1]) for r in records if r[F.LOGGER] == "steady"
+    )
+    dropped = sink.health.dropped[REASON_BUFFER_FULL]
+    assert [n for n, count in arrived.items() if count > 1] == []  # none twice
+    assert len(arrived) + dropped == total  # every line arrived or was counted
+    assert set(range(down_at)) <= set(arrived)  # all from before the outage
+    # Once Loki is back, the full buffer drains within a retry or two (backoff ≤ 0.2 s here):
+    # from a second after, every line arrives.
+    assert set(range(up_at + per_second, total)) <= set(arrived)
+    # The buffer held its bound's worth of the outage's lines (give or take the batch in flight).
+    assert 2_000 <= len(set(range(down_at, up_at)) & set(arrived)) <= 2_000 + 200
+    events = [r for r in records if r.get(F.EVENT) == F.EVENT_LOG_SHIPPING_DROPPED]
+    assert sum(e[F.DROPPED] for e in events) == dropped
+    assert sink.health.snapshot()["loki_buffer_lines"] == 0
