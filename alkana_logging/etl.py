@@ -31,7 +31,7 @@ from typing import Any, Final, ParamSpec, TypeVar, cast
 from alkana_logging import _state
 from alkana_logging import fields as F
 from alkana_logging.context import _CONTEXT
-from alkana_logging.metrics import error_summary
+from alkana_logging.metrics import AsyncWith, error_summary
 
 __all__ = ["EtlRun", "EtlStep", "current_run", "etl_run"]
 
@@ -100,7 +100,7 @@ class _Bound:
             _CONTEXT.set({k: v for k, v in current.items() if k not in self._keys})
 
 
-class EtlStep:
+class EtlStep(AsyncWith):
     """One step of a run; writes ``etl_step_finished`` when its block ends.
 
     A step counts its own rows (``step.rows(n)``); they are not added to the run's count, since
@@ -166,19 +166,8 @@ class EtlStep:
         finally:
             self._bound.reset()
 
-    async def __aenter__(self) -> EtlStep:
-        return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-
-class EtlRun:
+class EtlRun(AsyncWith):
     """One run of an ETL job for one table. Make it with :func:`etl_run`.
 
     Attributes:
@@ -306,17 +295,6 @@ class EtlRun:
                 except ValueError:  # exited in another context; see _Bound.reset
                     _CURRENT_RUN.set(None)
             self._bound.reset()
-
-    async def __aenter__(self) -> EtlRun:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
     # -- decorator ------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Final, ParamSpec, TypeVar, cast
+from typing import Any, Final, ParamSpec, Self, TypeVar, cast
 
 from alkana_logging import _state
 from alkana_logging import fields as F
@@ -39,7 +39,33 @@ def error_summary(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
-class Timed:
+class AsyncWith:
+    """``async with`` for a context manager whose ``__enter__``/``__exit__`` never block."""
+
+    def __enter__(self) -> Self:
+        raise NotImplementedError
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class Timed(AsyncWith):
     """Times a block or a function and writes one ``timing`` event when it ends.
 
     Use :func:`timed` to make one. As a context manager (``with`` or ``async with``) it times the
@@ -80,17 +106,6 @@ class Timed:
         # Nested use of one instance: the innermost block ends first.
         start = self._starts.pop() if self._starts else end
         self._emit(end - start, exc)
-
-    async def __aenter__(self) -> Timed:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
     # -- decorator ------------------------------------------------------------------------------
 
