@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import os
 import re
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any, Final
@@ -34,6 +35,16 @@ _DUMP_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATACLASS
 _OPTIONS: Final = orjson.OPT_APPEND_NEWLINE | _DUMP_OPTIONS
 _LEVEL_BY_NUMBER: Final = {10: F.DEBUG, 20: F.INFO, 30: F.WARNING, 40: F.ERROR, 50: F.CRITICAL}
 _RESERVED: Final = frozenset(F.SCHEMA_KEYS)
+
+#: Attributes that every ``LogRecord`` has; anything else on a record came from ``extra=``.
+#: ``message`` and ``asctime`` (a formatter sets them), uvicorn's ``color_message`` (the message
+#: again, with ANSI colours) and Python 3.12's ``taskName`` are left out too.
+RECORD_ATTRS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 _TRUNCATED = "…[truncated {} chars]"
 _TRUNCATED_END = re.compile(r"…\[truncated (\d+) chars\]\Z")
 
@@ -43,6 +54,7 @@ _TRUNCATED_END = re.compile(r"…\[truncated (\d+) chars\]\Z")
 _sec_cache: tuple[int, str] = (-1, "")
 _ms_cache: tuple[int, str] = (-1, "")
 _DIGITS3: Final = tuple(f"{i:03d}" for i in range(1000))
+_DIGITS3_Z: Final = tuple(f"{i:03d}Z" for i in range(1000))  # the microseconds, and the end
 
 
 def format_timestamp(ns: int) -> str:
@@ -58,7 +70,7 @@ def format_timestamp(ns: int) -> str:
             _sec_cache = (sec, sec_prefix)
         prefix = sec_prefix + _DIGITS3[milli]
         _ms_cache = (ms, prefix)
-    return prefix + _DIGITS3[sub // 1000] + "Z"
+    return prefix + _DIGITS3_Z[sub // 1000]
 
 
 def level_name(levelno: int) -> str:
@@ -168,7 +180,22 @@ class Renderer:
         self._walk = redactor.value
         self._actions: dict[Any, int] = {}
         self._plain: set[str] = set()  # keys whose action is _KEEP
+        self._plain_extra: set[str] = set()  # the same, less the LogRecord attributes
         self._default = self._make_default()
+        self._template = self._make_template()
+
+    def _make_template(self) -> Record:
+        # The schema's keys in order; a line copies it (in C) and sets the four that change.
+        return {
+            F.TIMESTAMP: "",
+            F.LEVEL: "",
+            F.LOGGER: "",
+            F.MESSAGE: "",
+            F.APP: self.app,
+            F.ENV: self.env,
+            F.HOST: self.host,
+            F.PID: self.pid,
+        }
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Renderer:
@@ -183,6 +210,7 @@ class Renderer:
 
     def after_fork(self) -> None:
         self.pid = os.getpid()
+        self._template = self._make_template()
 
     # -- building -------------------------------------------------------------------------------
 
@@ -194,8 +222,14 @@ class Renderer:
         message: Any,
         fields: Mapping[Any, Any] | None,
         exc: BaseException | None = None,
+        extra: Iterable[tuple[Any, Any]] | None = None,
     ) -> Record:
-        """The ordered record of one call: schema keys, bound context, the call's fields."""
+        """The ordered record of one call: schema keys, bound context, the call's fields.
+
+        ``extra`` is a stdlib ``LogRecord``'s attributes as key-value pairs, read once: the
+        record's own attributes among them (``RECORD_ATTRS``) are left out, the rest are
+        ``extra=`` values. Then come ``fields`` and the exception's.
+        """
         if type(message) is not str:
             message = _safe_text(message)
         if len(message) > self.max_message_chars:
@@ -203,51 +237,52 @@ class Renderer:
         # format_timestamp()'s cache hit, inline: a call less on nearly every line.
         ms, sub = divmod(ns, 1_000_000)
         cached_ms, prefix = _ms_cache
-        timestamp = (
-            prefix + _DIGITS3[sub // 1000] + "Z" if cached_ms == ms else format_timestamp(ns)
-        )
-        record: Record = {
-            F.TIMESTAMP: timestamp,
-            F.LEVEL: level,
-            F.LOGGER: logger,
-            F.MESSAGE: message,
-            F.APP: self.app,
-            F.ENV: self.env,
-            F.HOST: self.host,
-            F.PID: self.pid,
-        }
+        timestamp = prefix + _DIGITS3_Z[sub // 1000] if cached_ms == ms else format_timestamp(ns)
+        record = self._template.copy()
+        record[F.TIMESTAMP] = timestamp
+        record[F.LEVEL] = level
+        record[F.LOGGER] = logger
+        record[F.MESSAGE] = message
         context = _CONTEXT.get()
         if context:
-            self._merge(record, context)
+            self._merge(record, context.items())
+        if extra is not None:
+            # _merge() with the record's own attributes left out, inline.
+            plain = self._plain_extra
+            for key, value in extra:
+                if key in plain and type(value) in _SCALARS:
+                    record[key] = value
+                elif key not in RECORD_ATTRS:
+                    self._merge_one(record, key, value)
         if fields:
-            # _merge()'s fast path, inline (the usual call: known plain keys, scalar values).
-            if fields.keys() <= self._plain and _SCALARS.issuperset(map(type, fields.values())):
-                record.update(fields)
-            else:
-                self._merge(record, fields)
+            self._merge(record, fields.items())
         if exc is not None:
-            self._merge(record, exception_fields(exc))
+            self._merge(record, exception_fields(exc).items())
         return record
 
-    def _merge(self, record: Record, values: Mapping[Any, Any]) -> None:
-        # The usual call: known plain keys with scalar values. Both checks run in C.
-        if values.keys() <= self._plain and _SCALARS.issuperset(map(type, values.values())):
-            record.update(values)
-            return
-        # One dict lookup a key decides what to do with it; the answer is cached per key.
-        actions = self._actions
-        for key, value in values.items():
-            action = actions.get(key)
-            if action is None:
-                action = self._action(key)
-            if action == _KEEP:
-                record[key] = self._walk(value) if isinstance(value, _CONTAINERS) else value
-            elif action == _REDACT:
-                record[key] = REDACTED
-            elif action == _RENAME:  # a schema key: keep the caller's value, renamed
-                self._merge(record, {F.COLLISION_PREFIX + key: value})
-            else:  # not a string: merged under its text, which may be a schema key
-                self._merge(record, {_safe_text(key): value})
+    def _merge(self, record: Record, pairs: Iterable[tuple[Any, Any]]) -> None:
+        # A Python loop, not C set operations: for a handful of keys it runs fewer instructions
+        # than building the views, maps and iterators the C checks need.
+        plain = self._plain
+        for key, value in pairs:
+            if key in plain and type(value) in _SCALARS:  # the usual key: known, plain, scalar
+                record[key] = value
+            else:
+                self._merge_one(record, key, value)
+
+    def _merge_one(self, record: Record, key: Any, value: Any) -> None:
+        # One dict lookup decides what to do with the key; the answer is cached per key.
+        action = self._actions.get(key)
+        if action is None:
+            action = self._action(key)
+        if action == _KEEP:
+            record[key] = self._walk(value) if isinstance(value, _CONTAINERS) else value
+        elif action == _REDACT:
+            record[key] = REDACTED
+        elif action == _RENAME:  # a schema key: keep the caller's value, renamed
+            self._merge_one(record, F.COLLISION_PREFIX + key, value)
+        else:  # not a string: merged under its text, which may be a schema key
+            self._merge_one(record, _safe_text(key), value)
 
     def _action(self, key: Any) -> int:
         if type(key) is not str:
@@ -262,6 +297,8 @@ class Renderer:
             self._actions[key] = action
             if action == _KEEP:
                 self._plain.add(key)
+                if key not in RECORD_ATTRS:
+                    self._plain_extra.add(key)
         return action
 
     @staticmethod

@@ -17,10 +17,9 @@ import structlog
 
 from alkana_logging import _structlog
 from alkana_logging import fields as F
-from alkana_logging._render import Renderer, resolve_exc_info
+from alkana_logging._render import RECORD_ATTRS, Renderer, resolve_exc_info
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
-from alkana_logging.pipeline import RECORD_ATTRS as _RECORD_ATTRS
 from alkana_logging.pipeline import STRUCTLOG_LEVELS, Pipeline, level_number
 from alkana_logging.settings import Settings, load_settings
 from alkana_logging.sinks import FileSink, Sink, StreamSink
@@ -265,7 +264,10 @@ def emit(
         return
     stdlib_logger = logging.getLogger(logger)
     if stdlib_logger.isEnabledFor(number):
-        extra = {(f"extra_{k}" if k in _RECORD_ATTRS else k): v for k, v in (fields or {}).items()}
+        extra = {
+            (F.COLLISION_PREFIX + k if k in RECORD_ATTRS else k): v
+            for k, v in (fields or {}).items()
+        }
         exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
         stdlib_logger.log(number, message, extra=extra, exc_info=exc_info)
 

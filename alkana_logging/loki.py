@@ -1004,9 +1004,9 @@ class LokiHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            ns, level, name, message, fields, exc = stdlib_parts(record, self.renderer.redactor)
-            rendered = self.renderer.record(ns, level, name, message, fields, exc)
-            self.sink.write(self.renderer.line(rendered), rendered, ns)
+            parts = stdlib_parts(record, self.renderer.redactor)
+            rendered = self.renderer.record(*parts)
+            self.sink.write(self.renderer.line(rendered), rendered, parts[0])
         except Exception:  # noqa: BLE001
             self.handleError(record)
 

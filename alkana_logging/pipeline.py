@@ -8,28 +8,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
 from alkana_logging import fields as F
-from alkana_logging._render import _LEVEL_BY_NUMBER, Renderer, level_name, resolve_exc_info
+from alkana_logging._render import (
+    _LEVEL_BY_NUMBER,
+    Renderer,
+    level_name,
+    resolve_exc_info,
+)
 from alkana_logging.health import PipelineHealth
 from alkana_logging.redaction import Redactor
 from alkana_logging.sinks import Sink
 
 _LEVEL_NUMBERS = {F.DEBUG: 10, F.INFO: 20, F.WARNING: 30, F.ERROR: 40, F.CRITICAL: 50}
 
-#: Attributes that every ``LogRecord`` has; anything else on a record came from ``extra=``.
-#: uvicorn's ``color_message`` (the message again, with ANSI colours) is left out too.
-RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
-    "message",
-    "asctime",
-    "taskName",
-    "color_message",
-}
 #: How many attributes ``LogRecord.__init__`` sets (``extra=`` values come after them).
 _RECORD_SIZE = len(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+_LogRecord = logging.LogRecord
 
 
 class Pipeline:
@@ -57,10 +55,12 @@ class Pipeline:
         message: Any,
         fields: Mapping[Any, Any] | None = None,
         exc: BaseException | None = None,
+        extra: Iterable[tuple[Any, Any]] | None = None,
     ) -> None:
-        """Write one line to every sink. Never raises."""
+        """Write one line to every sink (``extra``: a stdlib record's attributes, see
+        ``Renderer.record``). Never raises."""
         try:
-            record = self.renderer.record(ns, level, logger, message, fields, exc)
+            record = self.renderer.record(ns, level, logger, message, fields, exc, extra)
             line = self.renderer.line(record)
         except Exception as err:  # noqa: BLE001 - the pipeline must not break the caller
             error = f"rendering failed: {_repr(err)}"
@@ -89,8 +89,7 @@ class Pipeline:
 
     def emit_stdlib(self, record: logging.LogRecord) -> None:
         """A stdlib ``LogRecord``: its ``extra=`` fields, message and exception."""
-        ns, level, name, message, fields, exc = stdlib_parts(record, self.renderer.redactor)
-        self.emit(ns, level, name, message, fields, exc)
+        self.emit(*stdlib_parts(record, self.renderer.redactor))
 
     def flush(self) -> None:
         for sink in self.sinks:
@@ -128,19 +127,30 @@ def level_number(level: str) -> int:
     return _LEVEL_NUMBERS[level]
 
 
-def stdlib_parts(
-    record: logging.LogRecord, redactor: Redactor | None = None
-) -> tuple[int, str, str, str, dict[str, Any] | None, BaseException | None]:
-    """Split a ``LogRecord`` into what the renderer needs; never raises on bad ``%`` args.
+StdlibParts = tuple[
+    int,
+    str,
+    str,
+    str,
+    dict[str, Any] | None,
+    BaseException | None,
+    Iterable[tuple[Any, Any]] | None,
+]
+
+
+def stdlib_parts(record: logging.LogRecord, redactor: Redactor | None = None) -> StdlibParts:
+    """Split a ``LogRecord`` into the arguments of ``Pipeline.emit`` / ``Renderer.record``;
+    never raises on bad ``%`` args. The ``extra=`` values come as key-value pairs, read once.
 
     With a ``redactor``, secrets in dicts and lists given as ``%`` arguments are replaced before
     the message is formatted (the message is text: nothing can be redacted after that).
     """
     fields: dict[str, Any] | None = None
+    extra: Iterable[tuple[Any, Any]] | None = None
     try:
         msg, args = record.msg, record.args
         # What LogRecord.getMessage() returns, without the call (unless a subclass overrides it).
-        if not args and type(msg) is str and type(record) is logging.LogRecord:
+        if not args and type(msg) is str and type(record) is _LogRecord:
             message = msg
         else:
             redacted = redactor.args(args) if redactor is not None and args else args
@@ -151,13 +161,11 @@ def stdlib_parts(
     attrs = record.__dict__
     if len(attrs) > _RECORD_SIZE:
         # extra= values come after LogRecord's own attributes, in the caller's order: the tail,
-        # taken in C. A tail holding a record attribute (a formatter's ``message``, a record
-        # factory that set attributes before LogRecord's) is sorted out key by key.
-        extra = dict(islice(attrs.items(), _RECORD_SIZE, None))
-        if not RECORD_ATTRS.isdisjoint(extra):
-            extra = {k: v for k, v in attrs.items() if k not in RECORD_ATTRS}
-        if extra:
-            fields = {**extra, **fields} if fields else extra
+        # read in C as the renderer merges it (which leaves out record attributes there, such
+        # as a formatter's ``message``). A subclass may set attributes before LogRecord's own:
+        # all of its attributes are handed over.
+        items = attrs.items()
+        extra = islice(items, _RECORD_SIZE, None) if type(record) is _LogRecord else items
     if record.stack_info:
         fields = {**(fields or {}), "stack_info": record.stack_info}
     exc = resolve_exc_info(record.exc_info) if record.exc_info else None
@@ -169,6 +177,7 @@ def stdlib_parts(
         message,
         fields,
         exc,
+        extra,
     )
 
 

@@ -133,7 +133,9 @@ class FileSink:
     # -- writing --------------------------------------------------------------------------------
 
     def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
-        with self._lock:
+        # acquire()/release(), not `with`: half the instructions, on every line.
+        self._lock.acquire()
+        try:
             if ns >= self._next_check_ns:
                 # Checked before writing: after a quiet spell, logrotate may have moved the file.
                 self._check(ns)
@@ -164,6 +166,8 @@ class FileSink:
             self._size += size
             if self._size >= self._check_at:
                 self._check(ns)
+        finally:
+            self._lock.release()
 
     def _write(self, data: bytes) -> int:
         """Write ``data``; return how many of its bytes are in the file (fewer on a failure)."""

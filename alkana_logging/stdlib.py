@@ -70,8 +70,10 @@ class JsonFormatter(_BaseJsonFormatter):
         self.renderer = Renderer.from_settings(settings)
 
     def format(self, record: logging.LogRecord) -> str:
-        ns, level, name, message, fields, exc = stdlib_parts(record, self.renderer.redactor)
-        if self.static_fields:
-            fields = {**self.static_fields, **(fields or {})}
-        line = self.renderer.line(self.renderer.record(ns, level, name, message, fields, exc))
+        ns, level, name, message, fields, exc, extra = stdlib_parts(record, self.renderer.redactor)
+        if self.static_fields:  # first: the record's own values win
+            extra = [*self.static_fields.items(), *(extra or ())]
+        line = self.renderer.line(
+            self.renderer.record(ns, level, name, message, fields, exc, extra)
+        )
         return line[:-1].decode("utf-8")

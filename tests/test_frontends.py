@@ -88,6 +88,48 @@ def test_stdlib_api_with_extra(log_file: Path) -> None:
     assert set(record) == {*F.SCHEMA_KEYS, F.USER, "n"}
 
 
+def test_record_attributes_added_by_others_are_not_fields(log_file: Path) -> None:
+    # A handler before ours formats the record first: it gains `message` and `asctime` after
+    # the extra= values. uvicorn gives `color_message` as extra=.
+    seen: list[str] = []
+
+    class Formatting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(self.format(record))
+
+    first = Formatting()
+    first.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger().handlers.insert(0, first)
+    try:
+        logging.getLogger("legacy").info("hi %s", "bob", extra={"table": "t", "rows": 3})
+        logging.getLogger("uvicorn.error").info("up", extra={"color_message": "\x1b[1mup\x1b[0m"})
+    finally:
+        logging.getLogger().removeHandler(first)
+    first_line, second_line = lines(log_file)
+    assert len(seen) == 2
+    assert_schema(first_line, "info", "legacy", "hi bob")
+    assert list(first_line)[8:] == ["table", "rows"]
+    assert set(second_line) == set(F.SCHEMA_KEYS)
+
+
+def test_record_subclass_attributes_are_fields_its_own_are_not(log_file: Path) -> None:
+    class Tagged(logging.LogRecord):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.tenant = "acme"  # set before LogRecord's own attributes
+            super().__init__(*args, **kwargs)
+            self.shard = 7
+
+    previous = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(Tagged)
+    try:
+        logging.getLogger("legacy").info("tagged", extra={"table": "t"})
+    finally:
+        logging.setLogRecordFactory(previous)
+    [record] = lines(log_file)
+    assert_schema(record, "info", "legacy", "tagged")
+    assert {k: record[k] for k in list(record)[8:]} == {"tenant": "acme", "shard": 7, "table": "t"}
+
+
 def test_loguru_is_routed_into_the_same_file(log_file: Path) -> None:
     loguru_logger.bind(job="sync", attempt=2).warning("retrying {}", "now")
     loguru_logger.success("done")
@@ -275,6 +317,22 @@ def test_nothing_happens_at_import() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.stdout.strip() == "clean", result.stderr
+
+
+def test_json_formatter_static_fields_come_first_and_the_record_wins() -> None:
+    formatter = alkana_logging.JsonFormatter(
+        static_fields={"team": "core", "table": "static"}, app_name="svc", app_env="test"
+    )
+    record = logging.getLogger("dc").makeRecord(
+        "dc", logging.INFO, __file__, 1, "hello", (), None, extra={"table": "t", "token": "x"}
+    )
+    line = json.loads(formatter.format(record))
+    assert_schema(line, "info", "dc", "hello")
+    assert {k: line[k] for k in list(line)[8:]} == {
+        "team": "core",
+        "table": "t",
+        "token": "[REDACTED]",
+    }
 
 
 def test_json_formatter_for_dict_config_gives_the_same_schema(
