@@ -280,15 +280,37 @@ class FileSink:
             self._reopen()
         # Otherwise (e.g. a directory made unreadable) the open file still works: keep it.
 
-    def _rotate(self) -> None:
+    def _lock_rotation(self) -> bool:
+        """Take the ``flock`` on ``<file>.lock`` that every process sharing the file takes.
+
+        A lock file deleted with its directory is no lock any more: a process that made the
+        directory again locks a new file. So the lock held must be the file at the path now.
+        """
+        lock_path = self._path + ".lock"
         try:
-            if self._lock_fd < 0:
-                self._lock_fd = os.open(
-                    self._path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE
-                )
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            for _ in range(3):
+                if self._lock_fd < 0:
+                    self._lock_fd = os.open(
+                        lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE
+                    )
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                try:
+                    st = os.stat(lock_path)
+                except FileNotFoundError:
+                    st = None
+                held = os.fstat(self._lock_fd)
+                if st is not None and (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
+                    return True
+                os.close(self._lock_fd)  # releases the stale lock too
+                self._lock_fd = -1
         except OSError as err:
             self._error("lock", err)
+            return False
+        self._error("lock", OSError(errno.ENOLCK, f"{lock_path} kept changing while locked"))
+        return False
+
+    def _rotate(self) -> None:
+        if not self._lock_rotation():
             return
         try:
             try:

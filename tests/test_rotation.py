@@ -119,6 +119,46 @@ def test_single_process_rotates_at_the_size_limit_exactly(tmp_path: Path) -> Non
     assert not (tmp_path / "app.log.3").exists()
 
 
+def test_after_the_directory_is_made_again_rotation_takes_the_new_lock(tmp_path: Path) -> None:
+    # Rotation is serialised by an flock on app.log.lock. When the directory is deleted and made
+    # again, a sink still holding the old (deleted) lock file must not rotate beside a process
+    # that locks the new one.
+    import fcntl
+
+    log_dir = tmp_path / "logs"
+    log_file = log_dir / "app.log"
+    sink = FileSink(log_file, max_bytes=1000, backup_count=3, check_interval=0.0)
+    line = b"x" * 99 + b"\n"
+    for _ in range(12):  # one rotation: the lock file is open from now on
+        sink.write(line, {}, time.time_ns())
+    assert (log_dir / "app.log.1").exists()
+
+    shutil.rmtree(log_dir)
+    log_dir.mkdir()
+    sink.write(line, {}, time.time_ns())  # the sink sees the deletion and opens a new app.log
+    assert log_file.exists()
+
+    other = os.open(log_dir / "app.log.lock", os.O_RDWR | os.O_CREAT)  # another process's lock
+    fcntl.flock(other, fcntl.LOCK_EX)
+    writer = threading.Thread(
+        target=lambda: [sink.write(line, {}, time.time_ns()) for _ in range(12)]
+    )
+    writer.start()
+    try:
+        writer.join(timeout=2.0)
+        assert writer.is_alive(), "the sink rotated while another process held the lock"
+        assert not (log_dir / "app.log.1").exists()
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+        writer.join(timeout=10.0)
+    sink.close()
+    assert not writer.is_alive()
+    assert (log_dir / "app.log.1").exists()
+    total = sum(len(p.read_bytes()) for p in log_dir.glob("app.log*") if p.suffix != ".lock")
+    assert total == 13 * len(line)
+
+
 def test_backup_count_zero_never_rotates(tmp_path: Path) -> None:
     log_file = tmp_path / "app.log"
     alkana_logging.setup(log_file=str(log_file), stdout=False, max_bytes=1024, backup_count=0)
