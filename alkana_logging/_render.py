@@ -214,7 +214,7 @@ class Renderer:
 
     # -- building -------------------------------------------------------------------------------
 
-    def record(
+    def render(
         self,
         ns: int,
         level: str,
@@ -223,8 +223,11 @@ class Renderer:
         fields: Mapping[Any, Any] | None,
         exc: BaseException | None = None,
         extra: Iterable[tuple[Any, Any]] | None = None,
-    ) -> Record:
-        """The ordered record of one call: schema keys, bound context, the call's fields.
+    ) -> tuple[Record, bytes]:
+        """The record of one call and its JSON line, newline included. Never raises on bad
+        values: a line that had to be changed says why in ``log_error``.
+
+        The record is ordered: schema keys, bound context, the call's fields.
 
         ``extra`` is a stdlib ``LogRecord``'s attributes as key-value pairs, read once: the
         record's own attributes among them (``RECORD_ATTRS``) are left out, the rest are
@@ -258,7 +261,13 @@ class Renderer:
             self._merge(record, fields.items())
         if exc is not None:
             self._merge(record, exception_fields(exc).items())
-        return record
+        try:
+            line = orjson.dumps(record, self._default, _OPTIONS)  # positional: cheaper
+        except Exception as err:  # noqa: BLE001 - orjson raises TypeError/JSONEncodeError
+            line = self._sanitised(record, err)
+        if len(line) > self.max_line_bytes:
+            line = self._shrunk(record, len(line))
+        return record, line
 
     def _merge(self, record: Record, pairs: Iterable[tuple[Any, Any]]) -> None:
         # A Python loop, not C set operations: for a handful of keys it runs fewer instructions
@@ -313,16 +322,6 @@ class Renderer:
         return kept + _TRUNCATED.format(earlier.start() + int(earlier[1]) - len(kept))
 
     # -- serialising ----------------------------------------------------------------------------
-
-    def line(self, record: Record) -> bytes:
-        """One JSON line, newline included; never raises (a changed line says why)."""
-        try:
-            line = orjson.dumps(record, self._default, _OPTIONS)  # positional: cheaper
-        except Exception as err:  # noqa: BLE001 - orjson raises TypeError/JSONEncodeError
-            line = self._sanitised(record, err)
-        if len(line) > self.max_line_bytes:
-            line = self._shrunk(record, len(line))
-        return line
 
     def _make_default(self) -> Any:
         redact_mapping = self.redactor.mapping

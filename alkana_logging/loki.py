@@ -1005,8 +1005,8 @@ class LokiHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             parts = stdlib_parts(record, self.renderer.redactor)
-            rendered = self.renderer.record(*parts)
-            self.sink.write(self.renderer.line(rendered), rendered, parts[0])
+            rendered, line = self.renderer.render(*parts)
+            self.sink.write(line, rendered, parts[0])
         except Exception:  # noqa: BLE001
             self.handleError(record)
 

@@ -58,10 +58,9 @@ class Pipeline:
         extra: Iterable[tuple[Any, Any]] | None = None,
     ) -> None:
         """Write one line to every sink (``extra``: a stdlib record's attributes, see
-        ``Renderer.record``). Never raises."""
+        ``Renderer.render``). Never raises."""
         try:
-            record = self.renderer.record(ns, level, logger, message, fields, exc, extra)
-            line = self.renderer.line(record)
+            record, line = self.renderer.render(ns, level, logger, message, fields, exc, extra)
         except Exception as err:  # noqa: BLE001 - the pipeline must not break the caller
             error = f"rendering failed: {_repr(err)}"
             self.health.internal_error(error)
@@ -139,7 +138,7 @@ StdlibParts = tuple[
 
 
 def stdlib_parts(record: logging.LogRecord, redactor: Redactor | None = None) -> StdlibParts:
-    """Split a ``LogRecord`` into the arguments of ``Pipeline.emit`` / ``Renderer.record``;
+    """Split a ``LogRecord`` into the arguments of ``Pipeline.emit`` / ``Renderer.render``;
     never raises on bad ``%`` args. The ``extra=`` values come as key-value pairs, read once.
 
     With a ``redactor``, secrets in dicts and lists given as ``%`` arguments are replaced before

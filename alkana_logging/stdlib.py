@@ -73,7 +73,5 @@ class JsonFormatter(_BaseJsonFormatter):
         ns, level, name, message, fields, exc, extra = stdlib_parts(record, self.renderer.redactor)
         if self.static_fields:  # first: the record's own values win
             extra = [*self.static_fields.items(), *(extra or ())]
-        line = self.renderer.line(
-            self.renderer.record(ns, level, name, message, fields, exc, extra)
-        )
+        _, line = self.renderer.render(ns, level, name, message, fields, exc, extra)
         return line[:-1].decode("utf-8")

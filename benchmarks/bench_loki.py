@@ -147,8 +147,7 @@ def caller_cost(url: str, rounds: int, per_round: int) -> dict[str, float]:
             sink.wait_sent()  # the sender catches up: counted in the process CPU only
             total[name].append((time.process_time_ns() - process_start) / per_round / 1000)
     # The sink's write() alone, with the sender idle: the enqueue itself.
-    record = shared.record(time.time_ns(), F.INFO, "bench", MESSAGE, FIELDS)
-    line = shared.line(record)
+    record, line = shared.render(time.time_ns(), F.INFO, "bench", MESSAGE, FIELDS)
     write = sink.write
     samples = []
     for _ in range(rounds):
@@ -215,8 +214,7 @@ def end_to_end(url: str, lines: int) -> dict[str, float]:
     sink.close()
 
     # The sender alone: lines already buffered (batches wait for the flush), then flushed.
-    record = pipeline.renderer.record(time.time_ns(), F.INFO, "bench", MESSAGE, FIELDS)
-    line = pipeline.renderer.line(record)
+    record, line = pipeline.renderer.render(time.time_ns(), F.INFO, "bench", MESSAGE, FIELDS)
     sender = big_sink(url, batch_wait=3600.0, batch_bytes=1 << 40)
     for _ in range(lines):
         sender.write(line, record, time.time_ns())
@@ -243,8 +241,7 @@ def end_to_end(url: str, lines: int) -> dict[str, float]:
 def memory_bound(buffer_lines: int) -> dict[str, float]:
     closed = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
     shared = renderer()
-    record = shared.record(time.time_ns(), F.INFO, "bench", MESSAGE, FIELDS)
-    line = shared.line(record)
+    record, line = shared.render(time.time_ns(), F.INFO, "bench", MESSAGE, FIELDS)
     tracemalloc.start()
     sink = LokiSink(
         closed, labels=LABELS, health=PipelineHealth(), buffer_lines=buffer_lines, flush_timeout=0.1
