@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
 from starlette.routing import Match
@@ -53,24 +53,39 @@ _HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TRACEPARENT_HEADER: Final = b"traceparent"
 _FORWARDED_FOR_HEADER: Final = b"x-forwarded-for"
 _LEVEL_NUMBERS: Final = {level: level_number(level) for level in F.LEVELS}
+_perf_counter: Final = time.perf_counter
+_time_ns: Final = time.time_ns
+# The event's fields in their order; a copy of it is filled in per request (cheaper than a
+# literal with F.* keys).
+_HTTP_REQUEST_FIELDS: Final[dict[str, Any]] = {
+    F.EVENT: F.EVENT_HTTP_REQUEST,
+    F.METHOD: None,
+    F.ROUTE: None,
+    F.PATH: None,
+    F.STATUS_CODE: None,
+    F.DURATION_MS: None,
+    F.CLIENT_IP: None,
+}
 
 # New ids are made 256 at a time from one os.urandom() call, as uuid.uuid4() would make them
 # (version 4, RFC 4122 variant): one system call per id costs more than the rest of the id.
 # list.pop() and list.extend() are atomic, so threads need no lock; a forked child drops the ids
 # it inherited, or parent and child would hand out the same ones.
 _IDS_PER_BATCH: Final = 256
-# Per 16 bytes: keep all bits but the version nibble (byte 6) and the variant bits (byte 8)...
-_BATCH_MASK: Final = int.from_bytes(bytes.fromhex("ffffffffffff0fff3fffffffffffffff" * 256))
-# ... and set them to version 4 and variant RFC 4122.
-_BATCH_SET: Final = int.from_bytes(bytes.fromhex("00000000000040008000000000000000" * 256))
+# Byte 6 of each 16 keeps its low nibble under the version (4), byte 8 its low 6 bits under the
+# variant bits (10): two translations of every 16th byte, all in C.
+_VERSION_4: Final = bytes(b & 0x0F | 0x40 for b in range(256))
+_VARIANT_RFC_4122: Final = bytes(b & 0x3F | 0x80 for b in range(256))
 _ids: list[str] = []
 os.register_at_fork(after_in_child=_ids.clear)
 
 
 def _id_batch() -> list[str]:
-    size = 16 * _IDS_PER_BATCH
-    text = (int.from_bytes(os.urandom(size)) & _BATCH_MASK | _BATCH_SET).to_bytes(size).hex()
-    return [text[i : i + 32] for i in range(0, 2 * size, 32)]
+    raw = bytearray(os.urandom(16 * _IDS_PER_BATCH))
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_VARIANT_RFC_4122)
+    # hex() puts a space after every 16 bytes, split() cuts there: 256 ids without a Python loop.
+    return raw.hex(" ", 16).split(" ")
 
 
 IdGenerator = Callable[[], str]
@@ -131,6 +146,56 @@ def silence_uvicorn_access() -> None:
     middleware calls this once more when the server starts (the lifespan or the first request).
     """
     logging.getLogger(UVICORN_ACCESS_LOGGER).setLevel(logging.WARNING)
+
+
+class _Exchange:
+    """One request's receive() and send() as the application gets them, and what they saw.
+
+    Made by ``RequestContextMiddleware.__call__``, which sets every attribute.
+    """
+
+    __slots__ = ("app_receive", "app_send", "disconnected", "end", "id_header", "status")
+
+    app_receive: Receive
+    app_send: Send
+    id_header: tuple[bytes, bytes]
+    status: int
+    end: float
+    disconnected: bool
+
+    def send(self, message: Message) -> Awaitable[None]:
+        # A plain method handing back the server's awaitable: no coroutine of its own, but for
+        # a last body chunk, whose end is taken once it was sent.
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            headers = list(message.get("headers", ()))
+            header_key = self.id_header[0]
+            for name, _ in headers:
+                # ASGI response header names are lower case.
+                if name == header_key:  # the application set it: keep its own
+                    break
+            else:
+                headers.append(self.id_header)
+                message = {**message}  # the application's own message stays as it was
+                message["headers"] = headers
+            return self.app_send(message)
+        if message.get("more_body", False):
+            return self.app_send(message)
+        return self._send_last(message)
+
+    async def _send_last(self, message: Message) -> None:
+        await self.app_send(message)
+        self.end = _perf_counter()
+
+    async def receive(self) -> Message:
+        message = await self.app_receive()
+        # After the response, servers answer every receive() with a disconnect: not a sign.
+        if message["type"] == "http.disconnect" and self.end == 0.0:
+            self.disconnected = True
+        return message
+
+
+_new_exchange: Final = object.__new__
 
 
 class RequestContextMiddleware:
@@ -228,10 +293,15 @@ class RequestContextMiddleware:
         self.app = app
         self.header_name = header_name
         self._header_key = header_name.lower().encode("latin-1")
+        self._wanted_headers = frozenset(
+            (self._header_key, _TRACEPARENT_HEADER, _FORWARDED_FOR_HEADER)
+        )
         self._id_generator = id_generator
         self._id_validator = id_validator
         self._trust_incoming_id = trust_incoming_id
         self._user_resolver: UserResolver = user_resolver or scope_user
+        # scope_user() finds no user in a scope without "user": a custom resolver may.
+        self._any_scope_user = self._user_resolver is not scope_user
         self._skip_paths = _paths("skip_paths", skip_paths)
         self._debug_paths = _paths("debug_paths", debug_paths)
         self._trusted_proxies = _networks(trusted_proxies)
@@ -248,93 +318,118 @@ class RequestContextMiddleware:
         if self._silence_pending:
             self._silence_pending = False
             _silence_uvicorn_access()
-        start = time.perf_counter()
+        start = _perf_counter()
         path: str = scope["path"]
         root_path: str = scope.get("root_path", "")
         raw_id = traceparent = forwarded = None
         header_key = self._header_key
+        wanted = self._wanted_headers
         for name, value in scope["headers"]:
-            if name == header_key:
-                raw_id = value
-            elif name == _TRACEPARENT_HEADER:
-                traceparent = value
-            elif name == _FORWARDED_FOR_HEADER:
-                forwarded = value
+            if name in wanted:  # one set lookup a header, three comparisons for the few wanted
+                if name == header_key:
+                    raw_id = value
+                elif name == _TRACEPARENT_HEADER:
+                    traceparent = value
+                else:
+                    forwarded = value
         if raw_id is None and self._id_generator is None:
-            request_id = new_request_id()
+            try:
+                request_id = _ids.pop()
+            except IndexError:
+                request_id = new_request_id()
         else:
             request_id = self._request_id(raw_id)
-        bound = {**_CONTEXT.get(), F.REQUEST_ID: request_id}
+        outer = _CONTEXT.get()
+        bound = {**outer, F.REQUEST_ID: request_id} if outer else {F.REQUEST_ID: request_id}
         trace = None
         if traceparent is not None:
             trace = parse_traceparent(traceparent)
             if trace is not None:
                 bound[F.TRACE_ID], bound[F.SPAN_ID] = trace
         token = _CONTEXT.set(bound)
-        id_header = (header_key, request_id.encode("ascii"))
-        status = 0
-        end = 0.0
-        disconnected = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, end
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = list(message.get("headers", ()))
-                for name, _ in headers:
-                    # ASGI response header names are lower case.
-                    if name == header_key:  # the application set it: keep its own
-                        break
-                else:
-                    headers.append(id_header)
-                    message = {**message, "headers": headers}
-                await send(message)
-                return
-            await send(message)
-            if not message.get("more_body", False):
-                end = time.perf_counter()
-
-        async def receive_watching() -> Message:
-            nonlocal disconnected
-            message = await receive()
-            # After the response, servers answer every receive() with a disconnect: not a sign.
-            if message["type"] == "http.disconnect" and end == 0.0:
-                disconnected = True
-            return message
+        # Set here rather than in an __init__: a Python __init__ called from C costs more.
+        exchange = _new_exchange(_Exchange)
+        exchange.app_receive = receive
+        exchange.app_send = send
+        exchange.id_header = (header_key, request_id.encode())  # a safe token: ASCII
+        exchange.status = 0
+        exchange.end = 0.0
+        exchange.disconnected = False
 
         error: BaseException | None = None
         try:
-            await self.app(scope, receive_watching, send_with_id)
+            await self.app(scope, exchange.receive, exchange.send)
         except BaseException as exc:
             error = exc
             raise
         finally:
             try:
                 if not self._skip_paths or path not in self._skip_paths:
-                    if disconnected:
+                    status = exchange.status
+                    end = exchange.end
+                    if exchange.disconnected:
                         # The client left before the response was complete; what the app sent
                         # after that went nowhere, and an error was the departure's consequence.
                         status = STATUS_CLIENT_CLOSED
                         error = None
                     if end == 0.0:  # the response did not complete
-                        end = time.perf_counter()
+                        end = _perf_counter()
                         if isinstance(error, asyncio.CancelledError):
                             status = STATUS_CLIENT_CLOSED
                             error = None
                         elif error is not None or status == 0:
                             # What ServerErrorMiddleware or the server sends in this case.
                             status = 500
-                    self._log(
-                        scope,
-                        path,
-                        root_path,
-                        request_id,
-                        trace,
-                        status,
-                        end - start,
-                        forwarded,
-                        error,
-                    )
+                    if status >= 500 or error is not None:
+                        level = F.ERROR
+                    elif status >= 400:
+                        level = F.WARNING
+                    elif self._debug_paths and path in self._debug_paths:
+                        level = F.DEBUG
+                    else:
+                        level = F.INFO
+                    pipeline = _state.current()
+                    if pipeline is None or _LEVEL_NUMBERS[level] >= pipeline.level:
+                        try:
+                            method: str = scope["method"]
+                            template = route_template(scope, root_path, status)
+                            fields = _HTTP_REQUEST_FIELDS.copy()
+                            fields[F.METHOD] = method
+                            fields[F.ROUTE] = template
+                            fields[F.PATH] = path
+                            fields[F.STATUS_CODE] = status
+                            # Whole microseconds (the clock's noise is larger than that); a
+                            # duration is never negative: // 1.0 is int() without the call.
+                            fields[F.DURATION_MS] = (end - start) * 1_000_000.0 // 1.0 / 1000.0
+                            fields[F.CLIENT_IP] = (
+                                self._client_ip(scope.get("client"), forwarded)
+                                if self._trusted_proxies
+                                else client[0]
+                                if (client := scope.get("client"))
+                                else None
+                            )
+                            # Written from the context when it still holds them (the endpoint
+                            # may have cleared it, or bound more).
+                            context = _CONTEXT.get()
+                            if context is not bound:
+                                if context.get(F.REQUEST_ID) is not request_id:
+                                    fields[F.REQUEST_ID] = request_id
+                                if trace is not None and context.get(F.TRACE_ID) is not trace[0]:
+                                    fields[F.TRACE_ID], fields[F.SPAN_ID] = trace
+                            if self._any_scope_user or "user" in scope:
+                                user = self._user(scope)
+                                if user is not None:
+                                    fields[F.USER] = user
+                            message = f"{method} {path}"  # the status is a field: cheaper
+                        except Exception as exc:  # noqa: BLE001 - the request must not fail
+                            _report(f"http_request event failed: {exc!r}")
+                        else:
+                            if pipeline is not None:
+                                pipeline.emit(
+                                    _time_ns(), level, LOGGER_NAME, message, fields, error
+                                )
+                            else:
+                                _state.emit(level, LOGGER_NAME, message, fields, exc=error)
             finally:
                 error = None  # no reference cycle through the traceback
                 _CONTEXT.reset(token)
@@ -374,70 +469,12 @@ class RequestContextMiddleware:
         trace = parse_traceparent(traceparent) if traceparent is not None else None
         return self._request_id(raw_id), trace, forwarded
 
-    def _log(  # noqa: PLR0912 - inlined fast paths of the hot path
-        self,
-        scope: Scope,
-        path: str,
-        root_path: str,
-        request_id: str,
-        trace: tuple[str, str] | None,
-        status: int,
-        duration: float,
-        forwarded: bytes | None,
-        error: BaseException | None,
-    ) -> None:
-        if status >= 500 or error is not None:
-            level = F.ERROR
-        elif status >= 400:
-            level = F.WARNING
-        elif self._debug_paths and path in self._debug_paths:
-            level = F.DEBUG
-        else:
-            level = F.INFO
-        pipeline = _state.current()
-        if pipeline is not None and _LEVEL_NUMBERS[level] < pipeline.level:
-            return
+    def _user(self, scope: Scope) -> str | None:
         try:
-            method: str = scope["method"]
-            client = scope.get("client")
-            fields: dict[str, Any] = {
-                F.EVENT: F.EVENT_HTTP_REQUEST,
-                F.METHOD: method,
-                F.ROUTE: route_template(scope, root_path, status),
-                F.PATH: path,
-                F.STATUS_CODE: status,
-                # Whole microseconds: the clock's noise is larger than that.
-                F.DURATION_MS: int(duration * 1_000_000.0) / 1000.0,
-                F.CLIENT_IP: (
-                    self._client_ip(client, forwarded)
-                    if self._trusted_proxies
-                    else client[0]
-                    if client
-                    else None
-                ),
-            }
-            # Written from the context when it still holds them (the endpoint may have cleared it).
-            context = _CONTEXT.get()
-            if context.get(F.REQUEST_ID) is not request_id:
-                fields[F.REQUEST_ID] = request_id
-            if trace is not None and context.get(F.TRACE_ID) is not trace[0]:
-                fields[F.TRACE_ID], fields[F.SPAN_ID] = trace
-            if self._user_resolver is not scope_user or "user" in scope:
-                try:
-                    user = self._user_resolver(scope)
-                except Exception as exc:  # noqa: BLE001 - a user resolver must not lose the event
-                    _report(f"user_resolver failed: {exc!r}")
-                    user = None
-                if user is not None:
-                    fields[F.USER] = user
-            message = f"{method} {path}"  # the status is a field; formatting it costs
-        except Exception as exc:  # noqa: BLE001 - the request must not fail because of its line
-            _report(f"http_request event failed: {exc!r}")
-            return
-        if pipeline is not None:
-            pipeline.emit(time.time_ns(), level, LOGGER_NAME, message, fields, error)
-        else:
-            _state.emit(level, LOGGER_NAME, message, fields, exc=error)
+            return self._user_resolver(scope)
+        except Exception as exc:  # noqa: BLE001 - a user resolver must not lose the event
+            _report(f"user_resolver failed: {exc!r}")
+            return None
 
     def _request_id(self, raw: bytes | None) -> str:
         if (
