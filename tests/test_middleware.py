@@ -28,6 +28,7 @@ from websockets.sync.client import connect as ws_connect
 
 import alkana_logging
 from alkana_logging import fields as F
+from alkana_logging import middleware
 from alkana_logging.middleware import (
     RequestContextMiddleware,
     is_safe_request_id,
@@ -570,7 +571,10 @@ async def hello(request: Request) -> PlainTextResponse:
 
 
 def call(
-    app: Any, path: str = "/hello", headers: list[tuple[bytes, bytes]] | None = None
+    app: Any,
+    path: str = "/hello",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    root_path: str = "",
 ) -> list[Any]:
     """One raw ASGI request; returns the messages the app sent."""
     scope = {
@@ -581,7 +585,7 @@ def call(
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
-        "root_path": "",
+        "root_path": root_path,
         "query_string": b"",
         "headers": headers or [],
         "client": ("192.0.2.1", 40000),
@@ -736,6 +740,92 @@ def test_app_header_is_not_duplicated() -> None:
 
     sent = call(RequestContextMiddleware(app), headers=[(b"x-request-id", b"incoming")])
     assert [v for k, v in sent[0]["headers"] if k == b"x-request-id"] == [b"from-app"]
+
+
+def test_app_message_is_not_changed_and_any_headers_iterable_gets_the_id() -> None:
+    app_messages: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/plain")]
+        start = {"type": "http.response.start", "status": 200, "headers": headers}
+        app_messages.append(start)
+        await send(start)
+        await send({"type": "http.response.body", "body": b"x"})
+
+    async def generated(scope: Any, receive: Any, send: Any) -> None:
+        pairs = ((name, value) for name, value in [(b"content-type", b"text/plain")])
+        await send({"type": "http.response.start", "status": 200, "headers": pairs})
+        await send({"type": "http.response.body", "body": b"x"})
+
+    sent = call(RequestContextMiddleware(app), headers=[(b"x-request-id", b"in-1")])
+    assert sent[0]["headers"] == [(b"content-type", b"text/plain"), (b"x-request-id", b"in-1")]
+    assert app_messages[0]["headers"] == [(b"content-type", b"text/plain")]
+    assert sent[0] is not app_messages[0]
+
+    sent = call(RequestContextMiddleware(generated), headers=[(b"x-request-id", b"in-2")])
+    assert sent[0]["headers"] == [(b"content-type", b"text/plain"), (b"x-request-id", b"in-2")]
+
+
+def test_duration_ends_once_the_last_chunk_was_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A clock the test moves (binary fractions: exact): 0.25 s of work, 0.125 s to send the last
+    # chunk, then 8 s of work after the response (a background task) that the duration leaves out.
+    clock = [1.0]
+    monkeypatch.setattr(middleware, "_perf_counter", lambda: clock[0])
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        clock[0] += 0.25
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+        clock[0] += 8.0
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            clock[0] += 0.125
+
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": [], "client": None}
+    with capture_logs() as records:
+        asyncio.run(RequestContextMiddleware(app)(scope, receive, send))
+    [event] = [r for r in records if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert event[F.DURATION_MS] == 375.0
+
+
+def test_event_keeps_what_the_endpoint_bound_and_the_ids_it_cleared() -> None:
+    async def binds(request: Request) -> PlainTextResponse:
+        alkana_logging.bind_context(order_id="o-1")
+        return PlainTextResponse("x")
+
+    async def clears(request: Request) -> PlainTextResponse:
+        alkana_logging.clear_context()
+        return PlainTextResponse("x")
+
+    app = RequestContextMiddleware(Starlette(routes=[Route("/b", binds), Route("/c", clears)]))
+    headers = [(b"x-request-id", b"in-1"), (b"traceparent", TRACEPARENT.encode())]
+    with capture_logs() as records:
+        call(app, path="/b", headers=headers)
+        call(app, path="/c", headers=headers)
+    bound, cleared = [r for r in records if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    trace = {F.TRACE_ID: "4bf92f3577b34da6a3ce929d0e0e4736", F.SPAN_ID: "00f067aa0ba902b7"}
+    assert bound["order_id"] == "o-1"
+    assert {F.REQUEST_ID: "in-1", **trace}.items() <= bound.items()
+    assert "order_id" not in cleared
+    assert {F.REQUEST_ID: "in-1", **trace}.items() <= cleared.items()
+    assert alkana_logging.get_context() == {}
+
+
+def test_route_shared_by_the_app_and_a_mount_gets_its_template_in_each() -> None:
+    shared = Route("/s/{k}", hello)
+    app = RequestContextMiddleware(Starlette(routes=[shared, Mount("/m", routes=[shared])]))
+    with capture_logs() as records:
+        call(app, path="/s/1")
+        call(app, path="/m/s/1")
+        call(app, path="/api/s/1", root_path="/api")
+    events = [r for r in records if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert [e[F.ROUTE] for e in events] == ["/s/{k}", "/m/s/{k}", "/s/{k}"]
+    assert [e[F.PATH] for e in events] == ["/s/1", "/m/s/1", "/api/s/1"]
 
 
 def test_route_template_without_scope_route_matches_the_router_again() -> None:
