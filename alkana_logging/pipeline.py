@@ -13,12 +13,7 @@ from itertools import islice
 from typing import Any
 
 from alkana_logging import fields as F
-from alkana_logging._render import (
-    _LEVEL_BY_NUMBER,
-    Renderer,
-    level_name,
-    resolve_exc_info,
-)
+from alkana_logging._render import _LEVEL_BY_NUMBER, Renderer, level_name, resolve_exc_info
 from alkana_logging.health import PipelineHealth
 from alkana_logging.redaction import Redactor
 from alkana_logging.sinks import Sink

@@ -8,7 +8,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-from alkana_logging._render import Renderer
+from alkana_logging._render import RECORD_ATTRS, Renderer
 from alkana_logging.pipeline import Pipeline, stdlib_parts
 from alkana_logging.settings import load_settings
 
@@ -72,6 +72,7 @@ class JsonFormatter(_BaseJsonFormatter):
     def format(self, record: logging.LogRecord) -> str:
         ns, level, name, message, fields, exc, extra = stdlib_parts(record, self.renderer.redactor)
         if self.static_fields:  # first: the record's own values win
-            extra = [*self.static_fields.items(), *(extra or ())]
+            own = {k: v for k, v in (extra or ()) if k not in RECORD_ATTRS}
+            fields, extra = {**self.static_fields, **own, **(fields or {})}, None
         _, line = self.renderer.render(ns, level, name, message, fields, exc, extra)
         return line[:-1].decode("utf-8")
