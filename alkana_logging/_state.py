@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from alkana_logging import _structlog
+from alkana_logging import _lifecycle, _structlog
 from alkana_logging import fields as F
 from alkana_logging._render import RECORD_ATTRS, Renderer, resolve_exc_info
 from alkana_logging.exceptions import ConfigurationError
@@ -123,6 +123,11 @@ def configure(
         if previous is not None:
             previous.close()
         _install_hooks()
+        _lifecycle.watch_multiprocessing(shutdown)
+        if effective.loki_url and effective.loki_flush_on_sigterm:
+            _lifecycle.install_sigterm(shutdown)
+        else:
+            _lifecycle.uninstall_sigterm()
     return effective
 
 
@@ -223,6 +228,7 @@ def shutdown() -> None:
         _structlog.set_direct(None)  # loggers kept by callers take the processor's fallback
         _remove_loguru()
         structlog.reset_defaults()
+        _lifecycle.uninstall_sigterm()
         pipeline.close()
 
 
@@ -232,7 +238,15 @@ def _install_hooks() -> None:
         return
     _hooks_installed = True
     atexit.register(shutdown)
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
+
+def _before_fork() -> None:
+    # multiprocessing may have been imported since setup(): its workers must flush at exit.
+    try:
+        _lifecycle.watch_multiprocessing(shutdown)
+    except Exception as err:  # noqa: BLE001 - never fail the caller's fork()
+        PipelineHealth.report(f"preparing for fork() failed: {err!r}")
 
 
 def _after_fork_in_child() -> None:

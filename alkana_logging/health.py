@@ -14,7 +14,8 @@ class PipelineHealth:
     """Live counters, shared by every sink of one pipeline.
 
     Attributes are plain integers updated under each sink's lock; :meth:`snapshot` returns a
-    consistent copy as a dict.
+    consistent copy as a dict. The lock is re-entrant: a signal handler that logs may count a
+    drop while its thread is inside one of these methods.
     """
 
     lines_written: int = 0
@@ -25,7 +26,7 @@ class PipelineHealth:
     last_error: str | None = None
     last_error_at: float | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
-    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+    _lock: Any = dataclasses.field(default_factory=threading.RLock, repr=False)
 
     def drop(self, reason: str, count: int = 1) -> None:
         with self._lock:
@@ -58,7 +59,12 @@ class PipelineHealth:
             pass
 
     def after_fork(self) -> None:
-        self._lock = threading.Lock()
+        """In a forked child: a lock of its own, and counters from zero (they count what this
+        process wrote and lost; the parent's figures stay the parent's)."""
+        self._lock = threading.RLock()
+        self.lines_written = self.write_errors = self.rotations = self.internal_errors = 0
+        self.dropped = {}
+        self.last_error = self.last_error_at = None
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

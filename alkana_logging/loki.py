@@ -42,6 +42,8 @@ from alkana_logging.health import PipelineHealth
 from alkana_logging.pipeline import stdlib_parts
 from alkana_logging.settings import Settings, load_settings
 
+_monotonic = time.monotonic
+
 if TYPE_CHECKING:
     import requests
 
@@ -412,7 +414,9 @@ class LokiSink:
     def _reset_process_state(self) -> None:
         """Everything that belongs to one process: locks, buffer, thread, HTTP session."""
         self._pid = os.getpid()
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler that logs while its thread is inside write() must not
+        # wait for itself.
+        self._lock = threading.RLock()
         self._done = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -433,7 +437,12 @@ class LokiSink:
         self._thread: threading.Thread | None = None
         self._sender_ident = -1
         self._emitting = False
-        self._start_lock = threading.Lock()
+        self._start_lock = threading.RLock()
+        self._starting = False
+        # When the oldest queued line was queued (monotonic): batch_wait counts from it.
+        self._queued_since = 0.0
+        # The thread whose end ends this process (see _loop).
+        self._main = threading.main_thread()
         self._session: requests.Session | None = None
 
     def _register_health(self) -> None:
@@ -452,7 +461,7 @@ class LokiSink:
 
     # -- the caller's side ----------------------------------------------------------------------
 
-    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
+    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:  # noqa: PLR0912
         """Queue one line for Loki; never blocks on the network and never raises."""
         try:
             if self._sender_ident == get_ident() and not self._emitting:
@@ -472,13 +481,22 @@ class LokiSink:
             # Kept whether structured metadata is on or not: _encode() decides.
             request_id = record.get(F.REQUEST_ID)
             trace_id = record.get(F.TRACE_ID)
-            lock = self._lock
-            lock.acquire()  # acquire/release: half the cost of "with" on the hot path
+            lock: Any = self._lock
+            # acquire/release by hand (half the cost of "with"), the acquire first inside the
+            # try: an interrupt lands only after a call returns (see FileSink.write).
+            try:
+                lock.acquire()
+            except BaseException:
+                if lock._is_owned():
+                    lock.release()
+                raise
             try:
                 if (
                     self._accepted - self._finished < self._line_limit
                     and self._depth_bytes + size <= self._max_bytes
                 ):
+                    if not self._queue:
+                        self._queued_since = _monotonic()
                     self._queue.append((ns, line, request_id, trace_id))
                     self._accepted += 1
                     self._depth_bytes += size
@@ -538,14 +556,18 @@ class LokiSink:
 
     def _start(self) -> None:
         with self._start_lock:
-            if self._thread is not None or self._closed:
+            # _starting: a signal handler that logs while this thread starts the sender.
+            if self._thread is not None or self._closed or self._starting:
                 return
-            thread = threading.Thread(target=self._run, name="alkana-logging-loki", daemon=True)
+            self._starting = True
             try:
+                thread = threading.Thread(target=self._run, name="alkana-logging-loki", daemon=True)
                 thread.start()
             except RuntimeError as err:  # interpreter shutting down, or no thread left
                 self.health.internal_error(f"LokiSink could not start its sender: {err!r}")
                 return
+            finally:
+                self._starting = False
             self._thread = thread
 
     def flush(self, timeout: float | None = None) -> None:
@@ -584,14 +606,24 @@ class LokiSink:
         """
         timeout = self._flush_timeout if timeout is None else timeout
         with self._lock:
-            if self._closing or self._closed:
+            if self._closed:
                 return
-            self._closing = True
-            self._close_deadline = time.monotonic() + timeout
             thread = self._thread
             sender_alive = thread is not None and thread.is_alive()
-            if not sender_alive:
-                self._mark_closed()
+            if self._closing:
+                # Closing already (another close(), or the sender saw the main thread end):
+                # wait for it as long as it may take, no longer.
+                wait = max(0.0, self._close_deadline - time.monotonic()) + 1.0
+            else:
+                self._closing = True
+                self._close_deadline = time.monotonic() + timeout
+                wait = -1.0
+                if not sender_alive:
+                    self._mark_closed()
+        if wait >= 0:
+            if thread is not None and sender_alive and thread is not threading.current_thread():
+                thread.join(wait)
+            return
         if thread is None or not sender_alive:
             self._give_up_all(REASON_SHUTDOWN)
             self._close_session()
@@ -635,15 +667,17 @@ class LokiSink:
             self._give_up_all(REASON_ERROR)
 
     def _loop(self) -> None:
-        wait_ns = int(self._batch_wait * 1e9)
+        wait = self._batch_wait
         while True:
+            if not self._closing and not self._main.is_alive():
+                self._main_thread_ended()
             with self._lock:
                 if self._abandoned:
                     return
-                head_ns = self._queue[0][0] if self._queue else None
+                head = self._queued_since if self._queue else None
                 urgent = self._closing or self._finished < self._flush_target
                 full = self._depth_bytes - self._inflight_bytes >= self._batch_bytes
-                if head_ns is None and self._closing:
+                if head is None and self._closing:
                     self._mark_closed()
                     self._done.notify_all()
                     return
@@ -652,13 +686,13 @@ class LokiSink:
                 with self._lock:
                     self._mark_closed()
                 return
-            now_ns = time.time_ns()
-            if head_ns is not None and (urgent or full or now_ns >= head_ns + wait_ns):
+            now = _monotonic()  # never the wall clock: a step back would hold batches for hours
+            if head is not None and (urgent or full or now >= head + wait):
                 self._ship(self._take())
                 continue
-            timeout = self._batch_wait
-            if head_ns is not None:
-                timeout = min(max((head_ns + wait_ns - now_ns) / 1e9, 0.001), timeout)
+            timeout = wait
+            if head is not None:
+                timeout = min(max(head + wait - now, 0.001), timeout)
             self._wake.wait(timeout)
             self._wake.clear()
 
@@ -878,7 +912,10 @@ class LokiSink:
         self.health.drop(reason, lines)
 
     def _give_up_all(self, reason: str) -> None:
-        """Drop every buffered line (queued and in flight): the sender stops or was abandoned."""
+        """Drop every buffered line (queued and in flight): the sender stops or was abandoned.
+
+        Said on stderr too: at exit, nothing else will ever read the count.
+        """
         with self._lock:
             lines = self._accepted - self._finished
             self._queue.clear()
@@ -887,6 +924,24 @@ class LokiSink:
             self._done.notify_all()
         if lines:
             self.health.drop(reason, lines)
+            self.health.report(
+                f"{lines} log lines were not shipped to Loki at {self.url} ({reason})"
+            )
+
+    def _main_thread_ended(self) -> None:
+        """The thread this process runs for has ended, and the process lives on.
+
+        A child forked from a thread other than the main one has no interpreter shutdown (no
+        ``atexit``): it ends when its last thread does, and this daemon thread would keep it
+        alive for ever. So the sender closes by itself: it sends what is queued (at most
+        ``flush_timeout`` seconds), then ends. In an ordinary exit the main thread is marked
+        ended before ``atexit`` runs; ``close()`` then waits for this same closing.
+        """
+        with self._lock:
+            if self._closing or self._closed:
+                return
+            self._closing = True
+            self._close_deadline = time.monotonic() + self._flush_timeout
 
     def _note_error(self, outcome: _Outcome) -> None:
         message = f"pushing to Loki at {self.url} failed: {outcome.error}"

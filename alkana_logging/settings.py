@@ -97,6 +97,7 @@ class Settings:
     loki_read_timeout: float = 10.0
     loki_max_retry_time: float = 300.0
     loki_flush_timeout: float = 5.0
+    loki_flush_on_sigterm: bool = True
 
     @property
     def level_number(self) -> int:
@@ -140,6 +141,7 @@ ENV_VARS: Mapping[str, str] = {
     "loki_read_timeout": "LOKI_READ_TIMEOUT",
     "loki_max_retry_time": "LOKI_MAX_RETRY_TIME",
     "loki_flush_timeout": "LOKI_FLUSH_TIMEOUT",
+    "loki_flush_on_sigterm": "LOKI_FLUSH_ON_SIGTERM",
 }
 
 
@@ -298,6 +300,7 @@ _PARSERS: Mapping[str, Parser] = {
             "loki_structured_metadata",
             "loki_verify_tls",
             "loki_host_label",
+            "loki_flush_on_sigterm",
         ),
         _as_bool,
     ),

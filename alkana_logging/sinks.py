@@ -8,12 +8,13 @@ Loki's timestamps). A sink never raises into the caller: failures are counted in
 
 from __future__ import annotations
 
+import _thread
 import collections
 import contextlib
 import errno
 import fcntl
 import os
-import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, TextIO, runtime_checkable
@@ -24,6 +25,25 @@ FILE_MODE = 0o640
 #: The log directory, when created here: never world-writable, whatever the umask.
 DIR_MODE = 0o750
 _NS = 1_000_000_000
+_monotonic_ns = time.monotonic_ns
+_RLock = _thread.RLock
+
+
+def new_lock() -> Any:
+    """A sink's lock: re-entrant, so that a signal handler that logs while its thread holds the
+    lock can tell (``_is_owned()``) instead of waiting for itself forever."""
+    return _RLock()
+
+
+def was_busy(lock: Any) -> bool:
+    """In a forked child: whether another thread of the parent held ``lock`` at ``fork()``
+    (that thread does not exist here, so what the lock guards may be half-done)."""
+    if lock._is_owned():  # this thread forked from inside write() (a signal handler)
+        return True
+    if lock.acquire(False):
+        lock.release()
+        return False
+    return True
 
 
 @runtime_checkable
@@ -40,7 +60,8 @@ class Sink(Protocol):
         """Flush and release resources."""
 
     def after_fork(self) -> None:
-        """Make the sink usable in a forked child (fresh locks, no inherited threads)."""
+        """Make the sink usable in a forked child (fresh locks, no inherited threads, none of
+        the parent's buffered lines or counters)."""
 
 
 def open_log_file(path: Path) -> int:
@@ -54,12 +75,18 @@ class FileSink:
 
     Several processes may share one file: each line is a single ``O_APPEND`` write, so lines are
     never torn or interleaved. Rotation is decided by a byte counter; every ``check_bytes``
-    written (or every ``check_interval`` seconds) one ``stat()`` of the path tells whether another
-    process or logrotate has replaced the file (then it is reopened) and, in ``size`` mode,
-    whether it is full (then, under an ``flock`` on ``<file>.lock``, the one process that finds it
-    full renames ``app.log`` to ``app.log.1``, shifting older backups, and all reopen). A line
-    written to the old file by a process that has not reopened yet lands in ``app.log.1``: it is
-    not lost. Backups are named ``app.log.N`` so that a shipper's ``*.log`` glob skips them.
+    written (or every ``check_interval`` seconds of the monotonic clock) one ``stat()`` of the
+    path tells whether another process or logrotate has replaced the file (then it is reopened)
+    and, in ``size`` mode, whether it is full (then, under an ``flock`` on ``<file>.lock``, the
+    one process that finds it full renames ``app.log`` to ``app.log.1``, shifting older backups,
+    and all reopen). A line written to the old file by a process that has not reopened yet lands
+    in a backup: it is not lost. Each writer holds a shared ``flock`` on the file it has open, so
+    a backup that would fall past ``backup_count`` while a lagging writer still has it open is
+    kept (as the next number up) until that writer has moved on. Backups are named ``app.log.N``
+    so that a shipper's ``*.log`` glob skips them.
+
+    The lock is re-entrant for one case: a signal handler that logs while its thread is inside
+    :meth:`write` gets its line written at once with one ``write()`` (see ``_write_reentered``).
 
     Args:
         path: the log file.
@@ -100,7 +127,7 @@ class FileSink:
         self._partial_head = False
         self._lines_since_check = 0
         self._identity = (-1, -1)
-        self._lock = threading.Lock()
+        self._lock = new_lock()
         self._lock_fd = -1
         self._fd = -1
         self._open()
@@ -109,6 +136,10 @@ class FileSink:
 
     def _open(self) -> None:
         fd = open_log_file(self.path)
+        if self._rotates:
+            # "This process writes here": a rotation keeps the file while the lock is held.
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         st = os.fstat(fd)
         if self._partial_head and (st.st_dev, st.st_ino) != self._identity:
             # The rest of a partly written line cannot complete it in another file.
@@ -132,13 +163,26 @@ class FileSink:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
-        # acquire()/release(), not `with`: half the instructions, on every line.
-        self._lock.acquire()
+    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:  # noqa: PLR0912
+        # The hot path: one straight function, measured (benchmarks/bench_logging.py).
+        lock = self._lock
+        if lock._is_owned():
+            self._write_reentered(line)
+            return
+        # The acquire is the first call inside a try: an interrupt (KeyboardInterrupt) can only
+        # land after a call returns, so it never leaves the lock taken without a release. The
+        # lock is taken by hand, not with `with`: half the instructions, on every line.
         try:
-            if ns >= self._next_check_ns:
+            lock.acquire()
+        except BaseException:  # interrupted while waiting, or just after taking it
+            if lock._is_owned():
+                lock.release()
+            raise
+        try:
+            now = _monotonic_ns()
+            if now >= self._next_check_ns:
                 # Checked before writing: after a quiet spell, logrotate may have moved the file.
-                self._check(ns)
+                self._check(now)
             if self._pending and not self._retry():
                 self._keep(line)
                 return
@@ -165,9 +209,38 @@ class FileSink:
             self._lines_since_check += 1
             self._size += size
             if self._size >= self._check_at:
-                self._check(ns)
+                self._check(now)
         finally:
-            self._lock.release()
+            lock.release()
+
+    def _write_reentered(self, line: bytes) -> None:
+        """A line logged by a signal handler while this thread was inside :meth:`write`.
+
+        The interrupted call stands between two bytecodes with the lock held; waiting for it
+        would wait forever. Its state is left alone: the line goes to the open file with one
+        ``O_APPEND`` write (whole, before or after the interrupted line, never inside it), or
+        joins the kept lines while writing fails. Counters updated here are never half-updated
+        by the interrupted call: a handler runs only after a call or a backward jump.
+        """
+        fd = self._fd
+        if self._pending or fd < 0:
+            self._keep(line)
+            return
+        try:
+            written = os.write(fd, line)
+            while 0 < written < len(line):
+                written += os.write(fd, line[written:])
+        except OSError as err:
+            self._health.write_error(f"write {self._path}: {err}", report=not self._failing)
+            written = 0
+        if written == len(line):
+            self._health.lines_written += 1
+            self._lines_since_check += 1
+            self._size += written
+        elif written:  # a full disk took part of it: the line is torn, say so
+            self._health.drop("file_write_failed")
+        else:
+            self._keep(line)
 
     def _write(self, data: bytes) -> int:
         """Write ``data``; return how many of its bytes are in the file (fewer on a failure)."""
@@ -233,8 +306,9 @@ class FileSink:
             check_at = min(check_at, self._max_bytes)
         self._check_at = check_at
 
-    def _check(self, ns: int) -> None:
-        self._next_check_ns = ns + self._interval_ns
+    def _check(self, now: int) -> None:
+        """Look at the path (``now``: the monotonic clock, in ns)."""
+        self._next_check_ns = now + self._interval_ns
         self._check_at = self._size + self._check_bytes  # if stat() fails: again a while later
         try:
             st = os.stat(self._path)
@@ -251,9 +325,10 @@ class FileSink:
             self._rotate()
 
     def _moved(self, err: OSError | None) -> None:
-        """The path no longer leads to the open file. If the file was renamed (logrotate),
-        reopen the path. If it was deleted, what was written to it since the last check is
-        gone: count it, report once, and write nothing more to it until the path works again."""
+        """The path no longer leads to the open file. If the file was renamed (logrotate, or a
+        rotation by another process), reopen the path. If it was removed, what was written to it
+        since the last check is gone: count it, report once, and write nothing more to it until
+        the path works again."""
         try:
             deleted = self._fd >= 0 and os.fstat(self._fd).st_nlink == 0
         except OSError:
@@ -263,12 +338,13 @@ class FileSink:
             if lost:
                 self._health.drop("file_deleted", lost)
             self._health.write_error(
-                f"{self._path} was deleted while open; up to {lost} lines written to it since "
-                "the last check are lost; reopening",
+                f"{self._path} was removed while this process was writing to it (deleted, or "
+                f"rotated out and removed by another program); up to {lost} lines written to it "
+                "since the last check are lost; reopening",
                 report=not self._failing,
             )
-            os.close(self._fd)
-            self._fd = -1
+            fd, self._fd = self._fd, -1  # -1 first: a signal handler must not use a closed fd
+            os.close(fd)
             was_failing, self._failing = self._failing, True
             try:
                 self._open()
@@ -301,8 +377,8 @@ class FileSink:
                 held = os.fstat(self._lock_fd)
                 if st is not None and (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
                     return True
-                os.close(self._lock_fd)  # releases the stale lock too
-                self._lock_fd = -1
+                fd, self._lock_fd = self._lock_fd, -1
+                os.close(fd)  # releases the stale lock too
         except OSError as err:
             self._error("lock", err)
             return False
@@ -320,12 +396,7 @@ class FileSink:
             if st is not None and (st.st_dev, st.st_ino) == self._identity:
                 if st.st_size < self._max_bytes:
                     return  # another process rotated and this one has the new file already
-                # Shift app.log.1.. up by one; the oldest beyond backup_count is overwritten.
-                last = 1
-                while last < self._backup_count and os.path.exists(f"{self._path}.{last}"):
-                    last += 1
-                for index in range(last - 1, 0, -1):
-                    os.replace(f"{self._path}.{index}", f"{self._path}.{index + 1}")
+                self._shift_backups()
                 os.replace(self._path, f"{self._path}.1")
                 self._health.rotations += 1
             self._open()
@@ -333,6 +404,32 @@ class FileSink:
             self._error("rotate", err)
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _shift_backups(self) -> None:
+        """Make ``app.log.1`` free: each backup ``app.log.N`` becomes ``app.log.N+1``, highest
+        first. One that would pass ``backup_count`` is deleted, unless a writer still has it open
+        (a lagging process that has not reopened yet): that one is kept, one number up, and goes
+        at a later rotation, once nobody writes to it."""
+        directory, prefix = os.path.split(self._path)
+        prefix += "."
+        numbers = []
+        for name in os.listdir(directory or "."):
+            suffix = name[len(prefix) :]
+            if (
+                name.startswith(prefix)
+                and suffix.isascii()
+                and suffix.isdigit()
+                and suffix[0] != "0"
+            ):
+                numbers.append(int(suffix))
+        numbers.sort(reverse=True)
+        for number in numbers:
+            backup = f"{self._path}.{number}"
+            if number >= self._backup_count and not _in_use(backup):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(backup)
+            else:
+                os.replace(backup, f"{self._path}.{number + 1}")
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -345,17 +442,54 @@ class FileSink:
         with self._lock:
             if self._pending:
                 self._retry()
-            for fd in (self._fd, self._lock_fd):
+            fds = (self._fd, self._lock_fd)
+            self._fd = self._lock_fd = -1
+            for fd in fds:
                 if fd >= 0:
                     os.close(fd)
-            self._fd = self._lock_fd = -1
 
     def after_fork(self) -> None:
-        self._lock = threading.Lock()
+        """In a forked child: a lock of its own, its own rotation lock descriptor (an inherited
+        one shares the parent's ``flock``, so both would rotate at once), none of the parent's
+        kept lines (the parent writes them) and counters from zero. The data file's descriptor
+        is shared with the parent, which is fine for ``O_APPEND`` writes."""
+        self._lock = new_lock()
+        lock_fd, self._lock_fd = self._lock_fd, -1
+        if lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(lock_fd)  # the parent's descriptor keeps its lock; this copy goes
+        self._pending.clear()
+        self._partial_head = False
+        self._lines_since_check = 0
+        self._next_check_ns = 0
+
+
+def _in_use(path: str) -> bool:
+    """Whether a writer holds its shared ``flock`` on ``path`` (has it open to write)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 class StreamSink:
-    """Writes lines to a text stream (stdout), as JSON or, with ``render``, as human text."""
+    """Writes lines to a text stream (stdout), as JSON or, with ``render``, as human text.
+
+    A line logged by a signal handler while its thread is inside :meth:`write` is written right
+    after the interrupted line (the stream itself refuses a re-entrant write). In a child forked
+    while another thread was inside :meth:`write`, the stream's own buffer lock may be held by a
+    thread that does not exist there: the child then writes with ``os.write`` on the stream's
+    file descriptor, which has no lock to inherit.
+    """
 
     def __init__(
         self,
@@ -367,33 +501,74 @@ class StreamSink:
         self._stream = stream
         self._render = render
         self._health = health if health is not None else PipelineHealth()
-        self._lock = threading.Lock()
+        self._lock = new_lock()
         self._failing = False
+        self._deferred: list[str] = []
+        self._raw_fd = -1
 
     def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
         try:
             text = self._render(record) if self._render is not None else line.decode("utf-8")
         except Exception:  # noqa: BLE001 - the console renderer must not lose the line
             text = line.decode("utf-8")
-        with self._lock:
-            try:
+        lock = self._lock
+        if lock._is_owned():  # a signal handler on a thread inside write(): after that line
+            self._deferred.append(text)
+            return
+        try:  # the acquire first inside the try: see FileSink.write
+            lock.acquire()
+        except BaseException:
+            if lock._is_owned():
+                lock.release()
+            raise
+        try:
+            self._put(text)
+            if self._deferred:
+                self._write_deferred()
+        finally:
+            lock.release()
+
+    def _put(self, text: str) -> bool:
+        try:
+            if self._raw_fd >= 0:
+                data = text.encode(getattr(self._stream, "encoding", None) or "utf-8", "replace")
+                while data:
+                    data = data[os.write(self._raw_fd, data) :]
+            else:
                 self._stream.write(text)
                 self._stream.flush()
-            except (OSError, ValueError) as err:  # ValueError: the stream was closed
-                self._health.write_error(f"write to stream: {err}", report=not self._failing)
-                self._failing = True
-                return
-            self._failing = False
+        except (OSError, ValueError, RuntimeError) as err:
+            # ValueError: the stream was closed; RuntimeError: a re-entrant call from elsewhere
+            self._health.write_error(f"write to stream: {err}", report=not self._failing)
+            self._health.drop("stream_write_failed")
+            self._failing = True
+            return False
+        self._failing = False
+        return True
+
+    def _write_deferred(self) -> None:
+        while self._deferred:
+            self._put(self._deferred.pop(0))
 
     def flush(self) -> None:
-        with self._lock, contextlib.suppress(OSError, ValueError):
-            self._stream.flush()
+        with self._lock:
+            if self._deferred:
+                self._write_deferred()
+            if self._raw_fd < 0:
+                with contextlib.suppress(OSError, ValueError):
+                    self._stream.flush()
 
     def close(self) -> None:
         self.flush()
 
     def after_fork(self) -> None:
-        self._lock = threading.Lock()
+        if self._raw_fd < 0 and was_busy(self._lock):
+            # A thread was inside the stream's write() at fork(): the stream's buffer lock may
+            # be held, here, by a thread that does not exist; os.write() has no lock.
+            with contextlib.suppress(Exception):
+                self._raw_fd = self._stream.fileno()
+        self._lock = new_lock()
+        self._deferred = []  # the parent writes its own
 
 
 class ListSink:
@@ -402,7 +577,7 @@ class ListSink:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
         self.lines: list[bytes] = []
-        self._lock = threading.Lock()
+        self._lock = new_lock()
 
     def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
         with self._lock:
@@ -416,4 +591,4 @@ class ListSink:
         pass
 
     def after_fork(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = new_lock()

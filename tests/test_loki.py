@@ -803,8 +803,9 @@ def test_a_thirty_second_outage_under_steady_load_loses_nothing_within_the_bound
     # Once Loki is back, the full buffer drains within a retry or two (backoff ≤ 0.2 s here):
     # from a second after, every line arrives.
     assert set(range(up_at + per_second, total)) <= set(arrived)
-    # The buffer held its bound's worth of the outage's lines (give or take the batch in flight).
-    assert 2_000 <= len(set(range(down_at, up_at)) & set(arrived)) <= 2_000 + 200
+    # The buffer held its bound's worth of the outage's lines, give or take the batch in flight:
+    # the one that failed first may hold the last batch_wait (0.05 s, 10 lines) from before.
+    assert 2_000 - 20 <= len(set(range(down_at, up_at)) & set(arrived)) <= 2_000 + 200
     events = [r for r in records if r.get(F.EVENT) == F.EVENT_LOG_SHIPPING_DROPPED]
     assert sum(e[F.DROPPED] for e in events) == dropped
     assert sink.health.snapshot()["loki_buffer_lines"] == 0

@@ -1,0 +1,109 @@
+"""How a process that logs ends: every way out flushes what is still in memory.
+
+A normal exit runs ``atexit`` (registered by ``_state``). Two ways out skip it:
+
+- a ``multiprocessing`` worker leaves through ``os._exit()`` (the ``fork`` and ``forkserver``
+  start methods, and every ``Pool`` or ``ProcessPoolExecutor`` worker of theirs); its own exit
+  path runs ``multiprocessing.util``'s finalizers first, so the pipeline is closed from one;
+- ``SIGTERM`` with its default action ends the process at once (``Process.terminate()``,
+  ``Pool.terminate()``, ``kill``). With direct push to Loki on, a handler is installed when
+  SIGTERM still has its default action: it closes the pipeline (at most ``LOKI_FLUSH_TIMEOUT``),
+  puts the default action back and sends the signal again, so the process still ends by SIGTERM.
+  A handler the application installed is never replaced.
+
+The file and stdout need none of this (each line is written before the call returns); the Loki
+buffer does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+#: multiprocessing's finalizers run highest priority first; the user's (>= 0) come before ours.
+_FINALIZER_PRIORITY = -100
+
+_close: Callable[[], None] | None = None
+_after_fork_key: Any = None  # the object multiprocessing keys our after-fork hook on
+_sigterm_installed = False
+
+
+class _Key:
+    """A weak-referenceable object that lives as long as the process."""
+
+
+def watch_multiprocessing(close: Callable[[], None]) -> None:
+    """Have ``multiprocessing``'s exit path call ``close`` in this process and in the worker
+    processes it starts; does nothing until ``multiprocessing`` is imported (called again from
+    ``setup()`` and before every ``fork()``)."""
+    global _close, _after_fork_key  # noqa: PLW0603
+    util = sys.modules.get("multiprocessing.util")
+    if util is None:
+        return
+    first = _close is None
+    _close = close
+    if _after_fork_key is None:
+        # A worker's bootstrap clears the finalizers it inherited, then runs these hooks.
+        _after_fork_key = _Key()
+        util.register_after_fork(_after_fork_key, _in_worker)
+    if first:
+        _register_finalizer(util)
+
+
+def _in_worker(_key: object) -> None:
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        _register_finalizer(util)
+
+
+def _register_finalizer(util: Any) -> None:
+    util.Finalize(None, _run_close, exitpriority=_FINALIZER_PRIORITY)
+
+
+def _run_close() -> None:
+    if _close is not None:
+        _close()
+
+
+def install_sigterm(close: Callable[[], None]) -> None:
+    """Close the pipeline on SIGTERM when SIGTERM would otherwise end the process unflushed.
+
+    Only from the main thread (where Python runs signal handlers), and only when SIGTERM has
+    its default action.
+    """
+    global _close, _sigterm_installed  # noqa: PLW0603
+    _close = close
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        return
+    _sigterm_installed = True
+
+
+def uninstall_sigterm() -> None:
+    """Put SIGTERM's default action back, if the handler in force is still ours."""
+    global _sigterm_installed  # noqa: PLW0603
+    if not _sigterm_installed:
+        return
+    _sigterm_installed = False
+    try:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except (ValueError, OSError):
+        pass
+
+
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    try:
+        _run_close()
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
