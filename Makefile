@@ -1,19 +1,51 @@
 # One command for the demo, one for the tests: each sets up what it needs first.
-.PHONY: setup demo test lint bench clean
+#
+# `make test` lints once (ruff, mypy on .venv) and then runs the whole pytest suite under each
+# Python of PYTHONS, one after the other: 3.11 in .venv, the others in .venv-X.Y. All of them
+# run even when one fails; the summary at the end says which failed. `make test PYTHONS=3.11`
+# runs one of them only.
+.PHONY: setup setup-test demo test lint lint-only pytest bench clean
+
+PYTHONS ?= 3.11 3.12 3.13
 
 setup:
 	@bash scripts/bootstrap.sh
 
+# .venv, plus .venv-X.Y for every other Python of PYTHONS.
+setup-test:
+	@bash scripts/bootstrap.sh $(PYTHONS)
+
 demo: setup
 	.venv/bin/python integrations/examples/demo.py
 
-lint: setup
+lint: setup lint-only
+
+lint-only:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
-test: lint
-	.venv/bin/python -m pytest -q
+test: setup-test
+	@$(MAKE) --no-print-directory lint-only
+	@$(MAKE) --no-print-directory pytest
+
+# The suite under each Python of PYTHONS (set up by setup-test): .venv if it is that version,
+# else .venv-X.Y.
+pytest:
+	@failed=""; summary=""; \
+	base=$$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	for version in $(PYTHONS); do \
+	  venv=.venv-$$version; [ "$$version" = "$$base" ] && venv=.venv; \
+	  if [ ! -x $$venv/bin/python ]; then \
+	    echo "error: $$venv is missing: run 'make setup-test PYTHONS=\"$(PYTHONS)\"'" >&2; exit 1; \
+	  fi; \
+	  echo "== pytest on $$($$venv/bin/python -V) ($$venv)"; \
+	  start=$$(date +%s); \
+	  if $$venv/bin/python -m pytest -q; then result=passed; else result="FAILED"; failed="$$failed $$version"; fi; \
+	  summary="$$summary\n   Python $$version: $$result in $$(( $$(date +%s) - start )) s"; \
+	done; \
+	printf "== pytest on each Python:$$summary\n"; \
+	if [ -n "$$failed" ]; then echo "== pytest FAILED on Python$$failed" >&2; exit 1; fi
 
 bench: setup
 	.venv/bin/python benchmarks/bench_logging.py
@@ -21,4 +53,4 @@ bench: setup
 	.venv/bin/python benchmarks/bench_loki.py
 
 clean:
-	rm -rf .venv tests/logql/node_modules .pytest_cache .mypy_cache .ruff_cache logs
+	rm -rf .venv .venv-3.* tests/logql/node_modules .pytest_cache .mypy_cache .ruff_cache logs
