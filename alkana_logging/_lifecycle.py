@@ -29,6 +29,7 @@ _FINALIZER_PRIORITY = -100
 
 _close: Callable[[], None] | None = None
 _after_fork_key: Any = None  # the object multiprocessing keys our after-fork hook on
+_finalizer: Any = None  # our multiprocessing.util.Finalize, while registered
 _sigterm_installed = False
 
 
@@ -44,14 +45,12 @@ def watch_multiprocessing(close: Callable[[], None]) -> None:
     util = sys.modules.get("multiprocessing.util")
     if util is None:
         return
-    first = _close is None
     _close = close
     if _after_fork_key is None:
         # A worker's bootstrap clears the finalizers it inherited, then runs these hooks.
         _after_fork_key = _Key()
         util.register_after_fork(_after_fork_key, _in_worker)
-    if first:
-        _register_finalizer(util)
+    _register_finalizer(util)
 
 
 def _in_worker(_key: object) -> None:
@@ -61,7 +60,10 @@ def _in_worker(_key: object) -> None:
 
 
 def _register_finalizer(util: Any) -> None:
-    util.Finalize(None, _run_close, exitpriority=_FINALIZER_PRIORITY)
+    """One finalizer at a time: a worker's bootstrap may have cleared the one registered."""
+    global _finalizer  # noqa: PLW0603
+    if _finalizer is None or not _finalizer.still_active():
+        _finalizer = util.Finalize(None, _run_close, exitpriority=_FINALIZER_PRIORITY)
 
 
 def _run_close() -> None:
