@@ -17,11 +17,12 @@ buffer does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 #: multiprocessing's finalizers run highest priority first; the user's (>= 0) come before ours.
@@ -31,6 +32,8 @@ _close: Callable[[], None] | None = None
 _after_fork_key: Any = None  # the object multiprocessing keys our after-fork hook on
 _finalizer: Any = None  # our multiprocessing.util.Finalize, while registered
 _sigterm_installed = False
+_closing = False  # the pipeline is being closed: a SIGTERM now waits for the close
+_pending_signal: int | None = None
 
 
 class _Key:
@@ -103,9 +106,33 @@ def uninstall_sigterm() -> None:
         pass
 
 
+@contextlib.contextmanager
+def closing() -> Iterator[None]:
+    """Around the pipeline's close: a SIGTERM that arrives meanwhile (``Pool.terminate()`` of a
+    worker that is flushing at its exit) lets the close finish, then ends the process."""
+    global _closing, _pending_signal  # noqa: PLW0603
+    _closing = True
+    try:
+        yield
+    finally:
+        _closing = False
+        signum, _pending_signal = _pending_signal, None
+        if signum is not None:
+            _end_by(signum)
+
+
 def _on_sigterm(signum: int, _frame: Any) -> None:
+    global _pending_signal  # noqa: PLW0603
+    if _closing:
+        _pending_signal = signum
+        return
     try:
         _run_close()
     finally:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        _end_by(signum)
+
+
+def _end_by(signum: int) -> None:
+    """End the process by ``signum``'s default action, so its exit status says so."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)

@@ -216,7 +216,8 @@ def _remove_loguru() -> None:
 def shutdown() -> None:
     """Flush and close the outputs and undo what ``setup()`` installed."""
     global _pipeline, _settings, _handler  # noqa: PLW0603
-    with _lock:
+    # closing(): a SIGTERM from here on lets the close finish, then ends the process.
+    with _lock, _lifecycle.closing():
         pipeline = _pipeline
         if pipeline is None:
             return
@@ -228,8 +229,8 @@ def shutdown() -> None:
         _structlog.set_direct(None)  # loggers kept by callers take the processor's fallback
         _remove_loguru()
         structlog.reset_defaults()
-        _lifecycle.uninstall_sigterm()
         pipeline.close()
+        _lifecycle.uninstall_sigterm()  # only now: a SIGTERM during the close waits for it
 
 
 def _install_hooks() -> None:

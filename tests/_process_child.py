@@ -114,9 +114,15 @@ def _run_children(method: str, config: dict[str, Any], settings: dict[str, Any])
             else:
                 codes.append(process.exitcode)
         return codes
-    assert kind == "pool", method
     initializer: Any = None if forked else _setup_only
     initargs: tuple[Any, ...] = () if forked else (settings,)
+    if kind == "mppool":
+        # The usual form: leaving the block is Pool.terminate(), which sends SIGTERM to workers
+        # that may be flushing at their exit.
+        with context.Pool(min(children, 3), initializer, initargs) as mp_pool:
+            mp_pool.starmap(_log_in_worker, [(worker, lines) for worker in range(children)])
+        return [0] * children
+    assert kind == "pool", method
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=min(children, 3), mp_context=context, initializer=initializer, initargs=initargs
     ) as pool:

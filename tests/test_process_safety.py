@@ -303,7 +303,18 @@ LOKI_CHILDREN, LOKI_LINES = 3, 2000
 
 
 @pytest.mark.parametrize(
-    "method", ["mp_fork", "pool_fork", "mp_spawn", "mp_forkserver", "pool_spawn", "pool_forkserver"]
+    "method",
+    [
+        "mp_fork",
+        "pool_fork",
+        "mppool_fork",
+        "mp_spawn",
+        "mp_forkserver",
+        "pool_spawn",
+        "pool_forkserver",
+        "mppool_spawn",
+        "mppool_forkserver",
+    ],
 )
 def test_loki_push_from_worker_processes_delivers_every_line(
     tmp_path: Path, receiver: LokiReceiver, method: str
