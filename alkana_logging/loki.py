@@ -482,14 +482,22 @@ class LokiSink:
             request_id = record.get(F.REQUEST_ID)
             trace_id = record.get(F.TRACE_ID)
             lock: Any = self._lock
-            # acquire/release by hand (half the cost of "with"), the acquire first inside the
-            # try: an interrupt lands only after a call returns (see FileSink.write).
-            try:
-                lock.acquire()
-            except BaseException:
-                if lock._is_owned():
-                    lock.release()
-                raise
+            # A signal handler that logs while its thread is in here already holds the lock:
+            # it goes on without taking it again (the statements below are each whole when a
+            # handler runs), so an interrupt in it cannot release the outer call's lock.
+            reentered = lock._is_owned()
+            if not reentered:
+                # acquire/release by hand (half the cost of "with"), the acquire first inside
+                # the try, one call to undo it: an interrupt lands only after a call returns
+                # (see FileSink.write).
+                try:
+                    lock.acquire()
+                except BaseException:
+                    try:  # noqa: SIM105 - contextlib.suppress() is Python code: interruptible
+                        lock.release()
+                    except RuntimeError:
+                        pass
+                    raise
             try:
                 if (
                     self._accepted - self._finished < self._line_limit
@@ -511,7 +519,8 @@ class LokiSink:
                     dropped = REASON_CLOSED if self._closed else REASON_BUFFER_FULL
                     self._unreported[dropped] = self._unreported.get(dropped, 0) + 1
             finally:
-                lock.release()
+                if not reentered:
+                    lock.release()
             if dropped is not None:
                 self.health.drop(dropped)
                 return

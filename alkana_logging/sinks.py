@@ -137,9 +137,7 @@ class FileSink:
     def _open(self) -> None:
         fd = open_log_file(self.path)
         if self._rotates:
-            # "This process writes here": a rotation keeps the file while the lock is held.
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fd = self._hold(fd)
         st = os.fstat(fd)
         if self._partial_head and (st.st_dev, st.st_ino) != self._identity:
             # The rest of a partly written line cannot complete it in another file.
@@ -154,6 +152,34 @@ class FileSink:
         self._set_check_at()
         if old >= 0:
             os.close(old)
+
+    def _hold(self, fd: int) -> int:
+        """Take the shared ``flock`` that says "this process writes here" on the file just
+        opened (a rotation keeps a backup while it is held), and make sure it is the file at
+        the path: one renamed away between ``open()`` and the lock could already have fallen
+        past ``backup_count``, unprotected. Returns the descriptor to use (the path opened
+        again, if it had moved)."""
+        for _ in range(8):
+            for _ in range(40):  # another process's _in_use() probe holds LOCK_EX for µs
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.0005)
+                except OSError:  # no flock here (some network file systems): unprotected
+                    return fd
+            else:
+                return fd  # someone else holds LOCK_EX on the log file: do not wait on it
+            try:
+                st = os.stat(self._path)
+            except FileNotFoundError:
+                st = None
+            held = os.fstat(fd)
+            if st is not None and (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
+                return fd
+            os.close(fd)  # rotated away before the lock was held: open the new file
+            fd = open_log_file(self.path)
+        return fd
 
     def _reopen(self) -> None:
         try:
@@ -175,8 +201,13 @@ class FileSink:
         try:
             lock.acquire()
         except BaseException:  # interrupted while waiting, or just after taking it
-            if lock._is_owned():
+            # One call that releases only if this thread holds it (RLock.release() checks the
+            # owner): a second interrupt can land only after it has returned, where
+            # `if _is_owned(): release()` leaks the lock when it lands between the two.
+            try:  # noqa: SIM105 - contextlib.suppress() is Python code: interruptible
                 lock.release()
+            except RuntimeError:  # not held: the interrupt came while waiting
+                pass
             raise
         try:
             now = _monotonic_ns()
@@ -484,8 +515,8 @@ def _in_use(path: str) -> bool:
 class StreamSink:
     """Writes lines to a text stream (stdout), as JSON or, with ``render``, as human text.
 
-    A line logged by a signal handler while its thread is inside :meth:`write` is written right
-    after the interrupted line (the stream itself refuses a re-entrant write). In a child forked
+    A line logged by a signal handler while its thread is inside :meth:`write` is written at
+    once with ``os.write`` (the stream itself refuses a re-entrant write). In a child forked
     while another thread was inside :meth:`write`, the stream's own buffer lock may be held by a
     thread that does not exist there: the child then writes with ``os.write`` on the stream's
     file descriptor, which has no lock to inherit.
@@ -512,14 +543,16 @@ class StreamSink:
         except Exception:  # noqa: BLE001 - the console renderer must not lose the line
             text = line.decode("utf-8")
         lock = self._lock
-        if lock._is_owned():  # a signal handler on a thread inside write(): after that line
-            self._deferred.append(text)
+        if lock._is_owned():  # a signal handler on a thread inside write()
+            self._write_reentered(text)
             return
-        try:  # the acquire first inside the try: see FileSink.write
+        try:  # the acquire first inside the try, one call to undo it: see FileSink.write
             lock.acquire()
         except BaseException:
-            if lock._is_owned():
+            try:  # noqa: SIM105 - contextlib.suppress() is Python code: interruptible
                 lock.release()
+            except RuntimeError:
+                pass
             raise
         try:
             self._put(text)
@@ -527,6 +560,29 @@ class StreamSink:
                 self._write_deferred()
         finally:
             lock.release()
+
+    def _write_reentered(self, text: str) -> None:
+        """A line logged by a signal handler while this thread was inside :meth:`write`.
+
+        The stream refuses a re-entrant write, so the line goes at once, whole, with
+        ``os.write`` on the stream's descriptor (before the interrupted line if that one is
+        still in the stream's buffer): a handler that ends the process with ``os._exit`` next
+        keeps its line. A stream without a descriptor gets it right after the interrupted line.
+        """
+        fd = self._raw_fd
+        if fd < 0:
+            try:
+                fd = self._stream.fileno()
+            except Exception:  # noqa: BLE001 - no descriptor (io.StringIO, a capture)
+                self._deferred.append(text)
+                return
+        data = text.encode(getattr(self._stream, "encoding", None) or "utf-8", "replace")
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        except OSError as err:
+            self._health.write_error(f"write to stream: {err}", report=not self._failing)
+            self._health.drop("stream_write_failed")
 
     def _put(self, text: str) -> bool:
         try:

@@ -197,6 +197,25 @@ def mode_sigterm_handler_logs(config: dict[str, Any]) -> None:
     _say(json.dumps({"sent": sent, "received": received}))
 
 
+def mode_sigterm_handler_os_exit(config: dict[str, Any]) -> None:
+    """stdout (a pipe) and the file; SIGTERM's handler logs "finishing" and ends the process
+    with os._exit(0), which flushes nothing: the line must already be written, also on stdout."""
+    alkana_logging.setup(log_file=config["log_file"], stdout=True, max_bytes=0)
+    log = alkana_logging.get_logger(LOGGER)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        log.info("finishing")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    sent = 0
+    while True:
+        log.info("line", worker="main", seq=sent)
+        sent += 1
+        if sent == 2000:
+            os.write(2, b"ready\n")  # stdout carries the log lines
+
+
 # -- 3. Ctrl-C while threads log ------------------------------------------------------------------
 
 
@@ -255,6 +274,59 @@ def mode_sigint_threads(config: dict[str, Any]) -> None:
         for thread in threads:
             thread.join()
         _say(json.dumps({"main_sent": main_sent, "counts": counts}))
+
+
+def mode_sigint_storm(config: dict[str, Any]) -> None:
+    """Threads log while SIGINTs arrive every half millisecond; the main thread catches each
+    KeyboardInterrupt, wherever it lands (inside a log call too), and goes on logging. Then
+    the threads are stopped: each must end (none waits on a lock that an interrupt left
+    taken).
+
+    Python raises KeyboardInterrupt at any call or backward jump, also outside a ``try``: this
+    loop's own jump back is one. So SIGINT is blocked (``pthread_sigmask``, in every thread:
+    the kernel gives a process's signal to any thread that does not block it) except inside
+    the ``try`` around the log calls."""
+    sigint = {signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, sigint)  # the threads started here inherit it
+    alkana_logging.setup(log_file=config["log_file"], stdout=False, max_bytes=0)
+    std = logging.getLogger(LOGGER)
+    log = alkana_logging.get_logger(LOGGER)
+    stop = threading.Event()
+    over = threading.Event()  # the parent says so on stdin once the storm has passed
+
+    def work() -> None:
+        while not stop.is_set():
+            std.info("thread line")
+            log.info("thread line")
+
+    def wait_for_the_end() -> None:
+        sys.stdin.readline()
+        over.set()
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    threading.Thread(target=wait_for_the_end, daemon=True).start()
+    _say("ready")
+    interrupts = 0
+    while not over.is_set():
+        try:
+            try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, sigint)
+                std.info("main line")
+                log.info("main line")
+                signal.pthread_sigmask(signal.SIG_BLOCK, sigint)
+            except KeyboardInterrupt:
+                signal.pthread_sigmask(signal.SIG_BLOCK, sigint)
+                interrupts += 1
+        except KeyboardInterrupt:  # one that came before the block took effect
+            interrupts += 1
+    stop.set()
+    for thread in threads:
+        thread.join(5)
+    stuck = sum(thread.is_alive() for thread in threads)
+    _say(json.dumps({"interrupts": interrupts, "stuck": stuck}))
+    os._exit(0)  # a stuck thread would hang the interpreter's exit: the count says it instead
 
 
 def _configured() -> bool:
@@ -463,7 +535,9 @@ def mode_fork_thread_sys_exit(config: dict[str, Any]) -> dict[str, Any]:
 MODES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "fork_after_rotation": mode_fork_after_rotation,
     "sigterm_handler_logs": mode_sigterm_handler_logs,
+    "sigterm_handler_os_exit": mode_sigterm_handler_os_exit,
     "sigint_threads": mode_sigint_threads,
+    "sigint_storm": mode_sigint_storm,
     "loki_children": mode_loki_children,
     "loki_sigterm": mode_loki_sigterm,
     "fork_while_stdout_busy": mode_fork_while_stdout_busy,

@@ -242,6 +242,41 @@ def test_a_sigterm_handler_that_logs_and_ends_the_program_exits(tmp_path: Path) 
         sigterm_run(tmp_path, run, 1)
 
 
+def _read_all(stream: Any, into: list[bytes]) -> None:
+    into.append(stream.read())
+
+
+def test_a_sigterm_handler_that_logs_then_calls_os_exit_keeps_its_line_on_stdout(
+    tmp_path: Path,
+) -> None:
+    """os._exit() flushes nothing: a line the handler logged while its thread was inside the
+    stdout sink's write() must be on the pipe before the handler goes on. 20 processes."""
+    for run in range(20):
+        log_file = tmp_path / f"run{run}" / "app.log"
+        proc = start("sigterm_handler_os_exit", {"log_file": str(log_file)})
+        assert proc.stderr is not None
+        out: list[bytes] = []
+        reader = threading.Thread(target=_read_all, args=(proc.stdout, out))
+        reader.start()  # before "ready": the lines before it fill the pipe
+        ready, _, _ = select.select([proc.stderr], [], [], CHILD_TIMEOUT)
+        assert ready, f"run {run}: the child did not start"
+        assert proc.stderr.readline() == b"ready\n", f"run {run}: {kill(proc)}"
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            kill(proc)
+            pytest.fail(f"run {run}: no exit after SIGTERM")
+        reader.join(EXIT_TIMEOUT)
+        assert proc.stdout is not None
+        proc.stdout.close()
+        proc.stderr.close()
+        assert proc.returncode == 0, f"run {run}: exit code {proc.returncode}"
+        stdout_messages = [json.loads(text)[F.MESSAGE] for text in out[0].splitlines() if text]
+        assert "finishing" in stdout_messages, f"run {run}: not on stdout"
+        assert "finishing" in [r[F.MESSAGE] for r in read_records(log_file)], f"run {run}"
+
+
 # -- 3. Ctrl-C while threads log ------------------------------------------------------------------
 
 
@@ -278,6 +313,32 @@ def test_ctrl_c_while_threads_log_exits_and_keeps_every_line(
             main_sent += 1
         expected += [("main", s) for s in range(main_sent)]
         assert_each_once(found, expected, f"run {run} of {runs}")
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_storm_never_leaves_a_sink_lock_taken(tmp_path: Path) -> None:
+    """SIGINT every half millisecond for a second while four threads log: a second interrupt
+    can land inside the code that undoes a first one's acquire. 25 processes; in each, the
+    logging threads must all end once the storm is over."""
+    for run in range(25):
+        log_file = tmp_path / f"run{run}" / "app.log"
+        proc = start("sigint_storm", {"log_file": str(log_file)}, stdin=True)
+        lines = Lines(proc)
+        assert lines.next(CHILD_TIMEOUT) == "ready", f"run {run}"
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGINT)
+            time.sleep(0.0005)
+        time.sleep(0.1)  # the last one handled before the child is told the storm is over
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(b"over\n")
+            proc.stdin.flush()
+        done = finish(proc, CHILD_TIMEOUT, f"run {run} of 25: after the storm")
+        assert done.stdout.strip(), f"run {run}: no summary\n{done.stderr[-3000:]}"
+        summary = last_json(done.stdout)
+        assert summary["interrupts"] > 0, f"run {run}: no interrupt landed"
+        assert summary["stuck"] == 0, f"run {run}: {summary}\n{done.stderr[-2000:]}"
 
 
 # -- 4. direct push to Loki from worker processes -------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from alkana_logging.health import PipelineHealth
+from alkana_logging.loki import LokiSink
 from alkana_logging.sinks import FileSink, ListSink, StreamSink, was_busy
 from tests._logfiles import read_lines
 
@@ -63,7 +64,38 @@ def test_file_sink_re_entered_while_writing_fails_keeps_the_line_in_order(tmp_pa
     assert read_lines(tmp_path / "app.log") == [line(0).strip(), line(1).strip()]
 
 
-def test_stream_sink_re_entered_writes_the_line_right_after_the_interrupted_one() -> None:
+def _read_now(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1000)
+    except BlockingIOError:
+        return b""
+
+
+def test_stream_sink_re_entered_writes_the_line_at_once_to_the_descriptor() -> None:
+    """A handler that logs and then ends the process with os._exit() keeps its line: it is on
+    the stream's descriptor before the handler returns, not waiting for the interrupted call."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)  # nothing there fails the test rather than hangs it
+    stream = open(write_fd, "w", encoding="utf-8", closefd=True)  # noqa: SIM115
+    try:
+        sink = StreamSink(stream)
+        sink._lock.acquire()  # the interrupted write()
+        try:
+            sink.write(line(1), {}, 0)
+            assert _read_now(read_fd) == line(1)  # already written, not deferred
+        finally:
+            sink._lock.release()
+        sink.write(line(2), {}, 0)
+        assert _read_now(read_fd) == line(2)
+        assert sink._deferred == []
+    finally:
+        stream.close()
+        os.close(read_fd)
+
+
+def test_stream_sink_re_entered_without_a_descriptor_writes_right_after_the_interrupted_one() -> (
+    None
+):
     stream = io.StringIO()
     sink = StreamSink(stream)
     sink._lock.acquire()
@@ -98,8 +130,8 @@ def test_list_sink_re_entered_keeps_both() -> None:
 class _Interrupting:
     """A lock whose acquire() raises KeyboardInterrupt after taking it: the worst moment."""
 
-    def __init__(self) -> None:
-        self.lock: Any = threading.RLock()
+    def __init__(self, lock: Any = None) -> None:
+        self.lock: Any = threading.RLock() if lock is None else lock
         self.interrupt = True
 
     def acquire(self, *args: Any) -> bool:
@@ -114,6 +146,9 @@ class _Interrupting:
 
     def _is_owned(self) -> bool:
         return bool(self.lock._is_owned())
+
+    def _release_save(self) -> Any:
+        return self.lock._release_save()
 
     def __enter__(self) -> None:
         self.lock.acquire()
@@ -143,6 +178,179 @@ def test_an_interrupt_right_after_the_lock_is_taken_leaves_it_free(
     thread.start()
     thread.join(10)
     assert taken == [True]
+    sink.close()
+
+
+class _InterruptedTwice(_Interrupting):
+    """A second interrupt lands right after ``_is_owned()`` says the lock is held, as a Ctrl-C
+    storm does: undoing the acquire with `if _is_owned(): release()` leaves it taken."""
+
+    def _is_owned(self) -> bool:
+        owned = bool(self.lock._is_owned())
+        if owned:
+            raise KeyboardInterrupt
+        return owned
+
+
+class _InterruptedWhileWaiting(_Interrupting):
+    """acquire() interrupted while another thread holds the lock: nothing was taken."""
+
+    def acquire(self, *args: Any) -> bool:
+        raise KeyboardInterrupt
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+@pytest.mark.parametrize("kind", ["file", "stream", "loki"])
+def test_an_interrupt_while_waiting_leaves_the_other_threads_lock_alone(
+    tmp_path: Path, kind: str
+) -> None:
+    sink: Any
+    if kind == "file":
+        sink = FileSink(tmp_path / "app.log")
+    elif kind == "stream":
+        sink = StreamSink(io.StringIO())
+    else:
+        sink = LokiSink("http://127.0.0.1:9/loki/api/v1/push", labels={"app": "t"})
+    real = sink._lock
+    held, done = threading.Event(), threading.Event()
+    released: list[bool] = []
+
+    def holder() -> None:  # another thread inside write()
+        with real:
+            held.set()
+            done.wait(10)
+        released.append(True)  # its release worked: nobody released its lock under it
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert held.wait(10)
+    sink._lock = _InterruptedWhileWaiting(real)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sink.write(LINE, {}, 0)
+        assert not real.acquire(False)  # still the other thread's
+    finally:
+        done.set()
+        thread.join(10)
+    assert released == [True]
+    sink._lock = real
+    if kind == "loki":
+        sink.close(timeout=0.5)
+    else:
+        sink.close()
+
+
+@pytest.mark.parametrize("kind", ["file", "stream", "loki"])
+def test_a_second_interrupt_while_undoing_the_acquire_leaves_the_lock_free(
+    tmp_path: Path, kind: str
+) -> None:
+    sink: Any
+    if kind == "file":
+        sink = FileSink(tmp_path / "app.log")
+    elif kind == "stream":
+        sink = StreamSink(io.StringIO())
+    else:  # nothing listens there: the line only has to be queued
+        sink = LokiSink("http://127.0.0.1:9/loki/api/v1/push", labels={"app": "t"})
+    lock = sink._lock = _InterruptedTwice(sink._lock)  # the Loki sender waits on the real one
+    with pytest.raises(KeyboardInterrupt):
+        sink.write(LINE, {}, 0)
+    assert not lock.lock._is_owned()
+    sink._lock = lock.lock
+    sink.write(LINE, {}, 0)  # and the sink goes on
+    assert not lock.lock._is_owned()
+    if kind == "loki":
+        sink.close(timeout=0.5)
+    else:
+        sink.close()
+
+
+def test_loki_sink_re_entered_queues_the_line_and_keeps_the_outer_lock_count(
+    tmp_path: Path,
+) -> None:
+    sink = LokiSink("http://127.0.0.1:9/loki/api/v1/push", labels={"app": "t"})
+    sink._lock.acquire()  # the interrupted write(); a handler logs on the same thread
+    try:
+        sink.write(LINE, {}, 0)
+        assert len(sink._queue) == 1
+    finally:
+        sink._lock.release()
+    # Released once, it is free: the re-entered call took nothing of its own to leave held.
+    taken: list[bool] = []
+
+    def take() -> None:
+        if sink._lock.acquire(timeout=5):
+            taken.append(True)
+            sink._lock.release()
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    thread.join(10)
+    assert taken == [True]
+    sink.close(timeout=0.5)
+
+
+# -- the shared lock of a writer on the file it writes -------------------------------------------
+
+
+def test_a_file_renamed_away_before_its_shared_lock_is_taken_is_opened_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between open() and flock(), another process rotates: the file opened is a backup
+    already, unprotected by the lock, and may fall past backup_count. The writer must end up
+    holding the file at the path."""
+    path = tmp_path / "app.log"
+    real_flock = fcntl.flock
+    rotated: list[bool] = []
+
+    def flock(fd: int, operation: int) -> None:
+        if operation & fcntl.LOCK_SH and not rotated:
+            rotated.append(True)
+            os.rename(path, tmp_path / "app.log.1")  # the other process's rotation
+        real_flock(fd, operation)
+
+    monkeypatch.setattr("alkana_logging.sinks.fcntl.flock", flock)
+    sink = FileSink(path, max_bytes=1000, backup_count=1)
+    monkeypatch.undo()
+    st = os.stat(path)
+    assert (st.st_dev, st.st_ino) == sink._identity
+    sink.write(line(1), {}, 0)
+    assert read_lines(path) == [line(1).strip()]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(BlockingIOError):  # held: a rotation would keep it
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    sink.close()
+
+
+def test_the_shared_lock_is_taken_when_another_process_probes_the_file_at_that_moment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rotation's probe (LOCK_EX, non-blocking) holds the file for an instant: the writer's
+    LOCK_SH that meets it must be taken again, not given up for the file's whole life."""
+    path = tmp_path / "app.log"
+    real_flock = fcntl.flock
+    busy = [3]
+
+    def flock(fd: int, operation: int) -> None:
+        if operation & fcntl.LOCK_SH and busy[0]:
+            busy[0] -= 1
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        real_flock(fd, operation)
+
+    monkeypatch.setattr("alkana_logging.sinks.fcntl.flock", flock)
+    sink = FileSink(path, max_bytes=1000, backup_count=1)
+    monkeypatch.undo()
+    assert busy == [0]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
     sink.close()
 
 
