@@ -51,6 +51,7 @@ ERROR_RATIO_THRESHOLD: Final = 0.05
 SLOW_P95_MS: Final = 2000
 SPIKE_MIN_LINES: Final = 10
 SPIKE_FACTOR: Final = 3
+DB_CONNECTIONS_MAX: Final = P.DEFAULT_DB_CONNECTIONS_MAX
 
 TARGETS: Final = ("promtail", "alloy", "logrotate", "rules", "dashboard", "compose")
 
@@ -367,7 +368,19 @@ def _rule_groups(options: RenderOptions) -> list[tuple[str, str, list[Rule]]]:
             "{{ $value | humanizeTimestamp }} and no successful run followed it (last 24 h).",
         ),
     ]
-    return [("alkana-http", "1m", http), ("alkana-etl", "5m", etl)]
+    db = [
+        Rule(
+            "DatabaseConnectionsHigh",
+            f"({o.preset('metric_gauge', metric=P.DB_CONNECTIONS_METRIC, range='5m')}) "
+            f"> {DB_CONNECTIONS_MAX}",
+            "5m",
+            "warning",
+            f"{{{{ $value }}}} active database connections on {where}",
+            f"The latest {P.DB_CONNECTIONS_METRIC} value has stayed above {DB_CONNECTIONS_MAX} "
+            "for 5 minutes (now {{ $value }}): the pool is close to exhausted.",
+        ),
+    ]
+    return [("alkana-http", "1m", http), ("alkana-etl", "5m", etl), ("alkana-db", "1m", db)]
 
 
 def rule_expressions(options: RenderOptions | None = None) -> dict[str, str]:
@@ -436,6 +449,7 @@ def _panel(
     custom: dict[str, Any] | None = None,
     transformations: Sequence[dict[str, Any]] = (),
     overrides: Sequence[dict[str, Any]] = (),
+    thresholds: Sequence[tuple[float | None, str]] = (),
 ) -> dict[str, Any]:
     x, y, w, h = grid
     defaults: dict[str, Any] = {}
@@ -443,6 +457,11 @@ def _panel(
         defaults["unit"] = unit
     if custom:
         defaults["custom"] = custom
+    if thresholds:
+        defaults["thresholds"] = {
+            "mode": "absolute",
+            "steps": [{"value": value, "color": color} for value, color in thresholds],
+        }
     panel: dict[str, Any] = {
         "type": kind,
         "title": title,
@@ -628,7 +647,7 @@ def dashboard_json(options: RenderOptions) -> dict[str, Any]:
         _panel(
             "timeseries",
             "Log volume by level",
-            (0, 46, 24, 8),
+            (0, 46, 12, 8),
             [
                 _target(
                     "A",
@@ -638,6 +657,24 @@ def dashboard_json(options: RenderOptions) -> dict[str, Any]:
             ],
             description=p("log_volume_by_level").description,
             custom=bars,
+        ),
+        _panel(
+            "timeseries",
+            f"Database connections ({P.DB_CONNECTIONS_METRIC})",
+            (12, 46, 12, 8),
+            [
+                _target(
+                    "A",
+                    o.preset("metric_gauge", metric=P.DB_CONNECTIONS_METRIC, range=auto),
+                    legend=f"{{{{{F.METRIC}}}}}",
+                )
+            ],
+            description=(
+                f"The latest {P.DB_CONNECTIONS_METRIC} value of the metric events; the line is "
+                f"the DatabaseConnectionsHigh threshold ({DB_CONNECTIONS_MAX})."
+            ),
+            custom={"thresholdsStyle": {"mode": "line"}},
+            thresholds=[(None, "green"), (DB_CONNECTIONS_MAX, "red")],
         ),
     ]
     for number, panel in enumerate(panels, start=1):

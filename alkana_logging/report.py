@@ -30,11 +30,21 @@ import orjson
 
 from alkana_logging import fields as F
 from alkana_logging.exceptions import AlkanaLoggingError
-from alkana_logging.presets import DEFAULT_SLOW_MS, LATENCY_QUANTILES, SERVER_ERROR_MIN
+from alkana_logging.presets import (
+    DB_CONNECTIONS_METRIC,
+    DEFAULT_DB_CONNECTIONS_MAX,
+    DEFAULT_SLOW_MS,
+    LATENCY_QUANTILES,
+    SERVER_ERROR_MIN,
+)
 
 #: 25 hours: a table without a successful run for longer is stale.
 DEFAULT_STALE_AFTER_S: Final = 25 * 3600.0
 DEFAULT_TOP: Final = 10
+#: Metric thresholds the report flags, as the alert rules do (DatabaseConnectionsHigh).
+DEFAULT_METRIC_THRESHOLDS: Final[Mapping[str, float]] = {
+    DB_CONNECTIONS_METRIC: float(DEFAULT_DB_CONNECTIONS_MAX)
+}
 
 #: Current and rotated log files in a directory: ``app.log``, ``app.log.1`` (size rotation),
 #: ``app.log-20261126-1764170000`` (logrotate's dateext), each optionally ``.gz``. Not
@@ -153,12 +163,22 @@ class _Table:
 
 
 @dataclasses.dataclass
+class _Metric:
+    # The contract's timestamps have one fixed form, so they order as strings.
+    latest_timestamp: str
+    latest: float
+    maximum: float
+    samples: int = 0
+
+
+@dataclasses.dataclass
 class _Accumulator:
     slow_ms: float
     lines: int = 0
     non_json: int = 0
     routes: dict[str, _Route] = dataclasses.field(default_factory=dict)
     tables: dict[str, _Table] = dataclasses.field(default_factory=dict)
+    metrics: dict[str, _Metric] = dataclasses.field(default_factory=dict)
     levels: Counter[str] = dataclasses.field(default_factory=Counter)
     exceptions: Counter[str] = dataclasses.field(default_factory=Counter)
 
@@ -185,6 +205,22 @@ class _Accumulator:
             self._request(record)
         elif event in (F.EVENT_ETL_RUN_STARTED, F.EVENT_ETL_RUN_FINISHED):
             self._etl(event, record)
+        elif event == F.EVENT_METRIC:
+            self._metric(record)
+
+    def _metric(self, record: Mapping[str, Any]) -> None:
+        # As metric_gauge: the latest value of each metric name; not a number: left out.
+        name = record.get(F.METRIC)
+        value = _number(record.get(F.VALUE))
+        if not isinstance(name, str) or not name or value is None:
+            return
+        timestamp = record.get(F.TIMESTAMP)
+        timestamp = timestamp if isinstance(timestamp, str) else ""
+        stats = self.metrics.setdefault(name, _Metric(timestamp, value, value))
+        stats.samples += 1
+        if timestamp >= stats.latest_timestamp:
+            stats.latest, stats.latest_timestamp = value, timestamp
+        stats.maximum = max(stats.maximum, value)
 
     def _request(self, record: Mapping[str, Any]) -> None:
         route = record.get(F.ROUTE)
@@ -258,6 +294,19 @@ class TableReport:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricReport:
+    """One metric name of the ``metric`` events: its latest value, as ``metric_gauge``."""
+
+    metric: str
+    samples: int
+    latest: float
+    latest_at: float | None
+    max: float
+    threshold: float | None
+    above_threshold: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class Report:
     """Everything the report computed; :meth:`to_dict` is the ``--json`` form."""
 
@@ -277,6 +326,7 @@ class Report:
     levels: dict[str, int]
     stale_after_s: float
     etl: tuple[TableReport, ...]
+    metrics: tuple[MetricReport, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``report --json`` (times as RFC 3339 strings)."""
@@ -324,6 +374,18 @@ class Report:
                 }
                 for t in self.etl
             ],
+            "metrics": [
+                {
+                    "metric": m.metric,
+                    "samples": m.samples,
+                    "latest": m.latest,
+                    "latest_at": None if m.latest_at is None else iso(m.latest_at),
+                    "max": m.max,
+                    "threshold": m.threshold,
+                    "above_threshold": m.above_threshold,
+                }
+                for m in self.metrics
+            ],
         }
 
     def format(self) -> str:
@@ -345,6 +407,7 @@ def build_report(
     slow_ms: float = DEFAULT_SLOW_MS,
     stale_after_s: float = DEFAULT_STALE_AFTER_S,
     top: int = DEFAULT_TOP,
+    metric_thresholds: Mapping[str, float] = DEFAULT_METRIC_THRESHOLDS,
 ) -> Report:
     """Read the log files under ``paths`` and compute the presets' numbers.
 
@@ -355,6 +418,8 @@ def build_report(
         slow_ms: a request slower than this is slow (``duration_ms > slow_ms``).
         stale_after_s: a table without a successful run for longer than this is stale.
         top: how many exception types to list.
+        metric_thresholds: metric names whose latest value is flagged when above the number
+            (``db_connections_active`` above 80 by default, as DatabaseConnectionsHigh).
 
     Returns:
         The report.
@@ -419,6 +484,21 @@ def build_report(
             )
         )
 
+    metrics = []
+    for name, gauge in sorted(acc.metrics.items()):
+        threshold = metric_thresholds.get(name)
+        metrics.append(
+            MetricReport(
+                metric=name,
+                samples=gauge.samples,
+                latest=gauge.latest,
+                latest_at=_epoch(gauge.latest_timestamp),
+                max=gauge.maximum,
+                threshold=threshold,
+                above_threshold=threshold is not None and gauge.latest > threshold,
+            )
+        )
+
     order = {level: i for i, level in enumerate(F.LEVELS)}
     levels = dict(sorted(acc.levels.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     exceptions = sorted(acc.exceptions.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
@@ -439,6 +519,7 @@ def build_report(
         levels=levels,
         stale_after_s=stale_after_s,
         etl=tuple(tables),
+        metrics=tuple(metrics),
     )
 
 
@@ -573,4 +654,23 @@ def _format(r: Report) -> str:
         )
     else:
         out.append("  (no ETL runs)")
+    if r.metrics:
+        out += ["", "metrics (latest value of each metric event name):"]
+        out.append(
+            format_table(
+                ("metric", "samples", "latest", "max", "at", "threshold", "alert"),
+                (
+                    (
+                        m.metric,
+                        f"{m.samples:,}",
+                        number(m.latest),
+                        number(m.max),
+                        _when(m.latest_at),
+                        number(m.threshold),
+                        "HIGH" if m.above_threshold else "-" if m.threshold is None else "ok",
+                    )
+                    for m in r.metrics
+                ),
+            )
+        )
     return "\n".join(out) + "\n"

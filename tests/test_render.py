@@ -459,7 +459,7 @@ def _rules(options: R.RenderOptions = DEFAULTS) -> dict[str, dict[str, Any]]:
     return {rule["alert"]: rule for group in groups for rule in group["rules"]}
 
 
-def test_rules_are_the_five_alerts_with_severity_summary_and_description() -> None:
+def test_rules_are_the_six_alerts_with_severity_summary_and_description() -> None:
     rules = _rules()
     assert set(rules) == {
         "HighErrorRate",
@@ -467,6 +467,7 @@ def test_rules_are_the_five_alerts_with_severity_summary_and_description() -> No
         "ETLStale",
         "ETLFailed",
         "ErrorLogSpike",
+        "DatabaseConnectionsHigh",
     }
     for rule in rules.values():
         assert rule["labels"]["severity"] in ("warning", "critical")
@@ -490,6 +491,14 @@ def test_rule_expressions_come_from_the_presets() -> None:
         labels, range="7d", stale_after="25h"
     )
     assert rules["ETLFailed"]["expr"].strip() == P.get("etl_failing").render(labels, range="24h")
+    assert rules["DatabaseConnectionsHigh"]["expr"].strip() == (
+        f"({P.get('metric_gauge').render(labels, metric='db_connections_active', range='5m')}) > 80"
+    )
+    db = rules["DatabaseConnectionsHigh"]
+    assert (db["for"], db["labels"]) == (
+        "5m",
+        {"severity": "warning", "app": "alkana-dashboard", "env": "production"},
+    )
     spike = rules["ErrorLogSpike"]["expr"]
     assert P.get("error_log_lines").render(labels, range="5m") in spike
     assert P.get("error_log_lines").render(labels, range="1h", offset="5m") in spike
@@ -536,6 +545,7 @@ def test_dashboard_has_the_panels_the_issue_lists() -> None:
         "ETL status and freshness by table",
         "ETL duration p95 by table",
         "Log volume by level",
+        "Database connections (db_connections_active)",
     ):
         assert wanted in titles
 
@@ -573,6 +583,11 @@ def test_dashboard_queries_come_from_the_presets() -> None:
     assert exprs("Log volume by level") == [
         P.get("log_volume_by_level").render(labels, range="$__auto")
     ]
+    assert exprs("Database connections (db_connections_active)") == [
+        P.get("metric_gauge").render(labels, metric="db_connections_active", range="$__auto")
+    ]
+    db = by_title["Database connections (db_connections_active)"]["fieldConfig"]["defaults"]
+    assert db["thresholds"]["steps"][-1] == {"value": 80, "color": "red"}
     freshness = exprs("ETL status and freshness by table")
     assert f"({P.get('etl_last_success').render(labels)}) * 1000" in freshness
     assert f"({P.get('etl_stale').render(labels)}) * 0 + 1" in freshness

@@ -12,6 +12,7 @@ import pytest
 import alkana_logging
 from alkana_logging import _state
 from alkana_logging import fields as F
+from alkana_logging import presets as P
 from alkana_logging import report as Rep
 from alkana_logging.cli import main
 
@@ -305,3 +306,58 @@ def test_report_reads_files_written_by_other_processes(tmp_path: Path) -> None:
     (tmp_path / "app.log").write_text(json.dumps({**line, F.PID: os.getpid() + 1}) + "\n")
     report = Rep.build_report([tmp_path], now=NOW)
     assert (report.requests, report.errors) == (1, 1)
+
+
+# -- metric events (DatabaseConnectionsHigh) ------------------------------------------------------
+
+
+def test_metrics_report_the_latest_value_of_each_name_and_flag_db_connections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alkana_logging.setup(log_file=str(tmp_path / "app.log"), stdout=False, max_bytes=2000)
+    for value in (10, 95, 60, 85):
+        alkana_logging.metric(P.DB_CONNECTIONS_METRIC, value, pool="main")
+    alkana_logging.metric("queue_depth", 3)
+    alkana_logging.shutdown()
+    # A later file name holding earlier samples: latest is by timestamp, not by file order;
+    # a value that is not a number is left out.
+    (tmp_path / "app.log.9").write_text(
+        "".join(
+            json.dumps(
+                {
+                    F.TIMESTAMP: "2000-01-01T00:00:00.000000Z",
+                    F.EVENT: F.EVENT_METRIC,
+                    F.METRIC: P.DB_CONNECTIONS_METRIC,
+                    F.VALUE: value,
+                }
+            )
+            + "\n"
+            for value in (5, "lots")
+        )
+    )
+    report = Rep.build_report([tmp_path])
+    metrics = {m.metric: m for m in report.metrics}
+    assert set(metrics) == {P.DB_CONNECTIONS_METRIC, "queue_depth"}
+    db = metrics[P.DB_CONNECTIONS_METRIC]
+    assert (db.samples, db.latest, db.max, db.threshold) == (5, 85.0, 95.0, 80.0)
+    assert db.above_threshold is True
+    assert (metrics["queue_depth"].threshold, metrics["queue_depth"].above_threshold) == (
+        None,
+        False,
+    )
+    calm = Rep.build_report([tmp_path], metric_thresholds={P.DB_CONNECTIONS_METRIC: 90})
+    assert next(m for m in calm.metrics if m.metric == P.DB_CONNECTIONS_METRIC).above_threshold is (
+        False
+    )
+    assert main(["report", str(tmp_path), "--json"]) == 0
+    (entry,) = [
+        m for m in json.loads(capsys.readouterr().out)["metrics"] if m["metric"] == "queue_depth"
+    ]
+    assert entry["latest"] == 3.0
+    assert entry["latest_at"].endswith("Z")
+    assert main(["report", str(tmp_path)]) == 0
+    line = next(
+        line for line in capsys.readouterr().out.splitlines() if P.DB_CONNECTIONS_METRIC in line
+    )
+    assert "HIGH" in line
+    assert "85" in line
