@@ -58,6 +58,7 @@ def test_render_all_covers_every_target() -> None:
         "integrations/alloy/config.alloy",
         "logrotate/alkana-dashboard",
         "integrations/loki/rules/alkana.yaml",
+        "integrations/alertmanager/alertmanager.yml",
         "integrations/loki/loki-local.yaml",
         "integrations/grafana/dashboards/alkana.json",
         "integrations/grafana/provisioning/datasources/loki.yaml",
@@ -86,6 +87,11 @@ def test_unknown_target_is_rejected() -> None:
         ({"env": "a\nb"}, r"--env"),
         ({"user": "root root"}, r"--user: got 'root root'; expected a user or group name"),
         ({"loki_url": "loki:3100"}, r"--loki-url: got 'loki:3100'; expected an http"),
+        ({"pager_url": "events"}, r"--pager-url: got 'events'; expected an http"),
+        ({"email_to": "team"}, r"--email-to: got 'team'; expected an e-mail address"),
+        ({"smarthost": "smtp"}, r"--smarthost: got 'smtp'; expected host:port"),
+        ({"secrets_dir": "secrets"}, r"--secrets-dir: got 'secrets'; expected an absolute"),
+        ({"group_wait": "soon"}, r"--group-wait: got 'soon'; expected a duration"),
     ],
 )
 def test_bad_options_are_rejected(kwargs: dict[str, str], message: str) -> None:
@@ -607,7 +613,7 @@ def test_dashboard_provisioning_points_at_the_mounted_dashboards() -> None:
 
 def test_compose_mounts_files_that_exist_in_the_repository() -> None:
     compose = _yaml("integrations/docker-compose.yml")
-    assert set(compose["services"]) == {"loki", "alloy", "grafana"}
+    assert set(compose["services"]) == {"loki", "alloy", "alertmanager", "grafana"}
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), (name, port)
