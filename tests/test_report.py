@@ -4,6 +4,7 @@ import gzip
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -361,3 +362,89 @@ def test_metrics_report_the_latest_value_of_each_name_and_flag_db_connections(
     )
     assert "HIGH" in line
     assert "85" in line
+
+
+# -- ETL freshness from the recent part of the files ---------------------------------------------
+
+
+def _line(ts: float, **fields: Any) -> bytes:
+    return json.dumps({F.TIMESTAMP: Rep.iso(ts), F.LEVEL: F.INFO, **fields}).encode() + b"\n"
+
+
+def _run(ts: float, table: str, status: str, **fields: Any) -> bytes:
+    return _line(
+        ts,
+        **{F.EVENT: F.EVENT_ETL_RUN_FINISHED, F.TABLE: table, F.STATUS: status, F.FINISHED_AT: ts},
+        **fields,
+    )
+
+
+def test_etl_freshness_reads_across_blocks_and_stops_at_the_window(tmp_path: Path) -> None:
+    # Ten days of ETL lines, more than 3 MiB: the backward read crosses several 1 MiB blocks,
+    # and at each boundary a run line straddles it (losing one changes the counts).
+    start = NOW - 10 * 86400
+    lines: list[bytes] = []
+    runs: list[tuple[float, str, str]] = []
+    steps = 9_000
+    for n in range(steps):
+        ts = start + n * (10 * 86400 / steps)
+        table = f"table_{n % 3}"
+        status = F.STATUS_FAILED if n % 7 == 0 else F.STATUS_SUCCESS
+        lines.append(_run(ts, table, status, pad="x" * (300 + n % 97)))
+        runs.append((ts, table, status))
+    # A table that ran only before the window (8 days ago) is not listed, as in etl_stale.
+    lines.insert(100, _run(NOW - 9.5 * 86400, "ancient_table", F.STATUS_SUCCESS))
+    # A line out of order, far before the window in the file: the read stops before it.
+    lines.insert(101, _run(NOW - HOUR, "misplaced_table", F.STATUS_SUCCESS))
+    (tmp_path / "app.log").write_bytes(b"".join(lines))
+    os.utime(tmp_path / "app.log", (NOW, NOW))
+    assert (tmp_path / "app.log").stat().st_size > 3 * (1 << 20)
+
+    tables = {t.table: t for t in Rep.etl_freshness([tmp_path], now=NOW)}
+    assert "misplaced_table" in {t.table for t in Rep.build_report([tmp_path], now=NOW).etl}
+    since = NOW - 7 * 86400
+    recent = [r for r in runs if r[0] >= since]
+    assert set(tables) == {table for _, table, _ in recent}
+    for name, table in tables.items():
+        mine = [r for r in recent if r[1] == name]
+        assert table.runs == len(mine)
+        assert table.last_status == mine[-1][2]
+        assert table.last_run_at == mine[-1][0]
+        successes = [ts for ts, _, status in mine if status == F.STATUS_SUCCESS]
+        assert table.last_success_at == (successes[-1] if successes else None)
+        assert table.stale is (not successes or NOW - successes[-1] > 25 * HOUR)
+
+
+def test_etl_freshness_skips_files_last_written_before_the_window(tmp_path: Path) -> None:
+    # Lines that claim to be recent, in a file last modified 8 days ago: not read at all.
+    old = tmp_path / "app.log-20270107-1799300000"
+    old.write_bytes(_run(NOW - HOUR, "from_an_old_file", F.STATUS_SUCCESS))
+    os.utime(old, (NOW - 8 * 86400, NOW - 8 * 86400))
+    current = tmp_path / "app.log"
+    current.write_bytes(_run(NOW - HOUR, "current", F.STATUS_SUCCESS))
+    os.utime(current, (NOW, NOW))
+    packed = tmp_path / "app.log.1.gz"
+    packed.write_bytes(gzip.compress(_run(NOW - 2 * HOUR, "packed", F.STATUS_FAILED)))
+    os.utime(packed, (NOW - HOUR, NOW - HOUR))
+    tables = {t.table: t for t in Rep.etl_freshness([tmp_path], now=NOW)}
+    assert set(tables) == {"current", "packed"}
+    assert tables["current"].stale is False
+    assert (tables["packed"].last_status, tables["packed"].stale) == (F.STATUS_FAILED, True)
+    # The full report reads everything, whatever the files' times.
+    assert "from_an_old_file" in {t.table for t in Rep.build_report([tmp_path], now=NOW).etl}
+
+
+def test_etl_freshness_agrees_with_the_report_on_the_workload(workload: Path) -> None:
+    for path in workload.iterdir():
+        os.utime(path, (NOW, NOW))
+    # The workload's lines carry the time they were written: measure from there.
+    now = time.time()
+    recent = Rep.etl_freshness([workload], now=now)
+    full = Rep.build_report([workload], now=now).etl
+    assert recent == full
+
+
+@pytest.mark.parametrize("option", ["stale_after_s", "lookback_s"])
+def test_etl_freshness_rejects_bad_windows(tmp_path: Path, option: str) -> None:
+    with pytest.raises(ValueError, match=rf"{option}: got 0; expected a number > 0"):
+        Rep.etl_freshness([tmp_path], **{option: 0})
