@@ -581,8 +581,8 @@ def etl_freshness(
         try:
             if path.stat().st_mtime < since:
                 continue
-            for raw in _recent_lines(path, since_text):
-                if _ETL_RUN_MARK in raw:
+            for block in _recent_blocks(path, since_text):
+                for raw in _etl_lines(block):
                     # The window is the lines' own time (a block read whole holds older ones).
                     stamp = _TIMESTAMP.search(raw, 0, 200)
                     if stamp is None or stamp.group(1) >= since_text:
@@ -592,13 +592,21 @@ def etl_freshness(
     return _tables(acc, now, stale_after_s)
 
 
-def _recent_lines(path: Path, since: bytes) -> Iterator[bytes]:
-    """The lines of ``path`` written since ``since`` (RFC 3339 bytes), and maybe a few more."""
+def _recent_blocks(path: Path, since: bytes) -> Iterator[bytes]:
+    """Blocks of whole lines of ``path``, newest first for a plain file, until the lines are
+    older than ``since`` (RFC 3339 bytes); a compressed file's blocks in order, all of them."""
     with path.open("rb") as stream:
         if stream.read(2) == _GZIP_MAGIC:
             stream.seek(0)
             with gzip.open(stream, "rb") as unpacked:
-                yield from unpacked
+                carry = b""
+                while chunk := unpacked.read(_BLOCK):
+                    chunk = carry + chunk
+                    cut = chunk.rfind(b"\n") + 1
+                    carry = chunk[cut:]
+                    yield chunk[:cut]
+                if carry:
+                    yield carry
             return
         end = stream.seek(0, 2)
         carry = b""
@@ -616,13 +624,24 @@ def _recent_lines(path: Path, since: bytes) -> Iterator[bytes]:
                 carry, block = block[:cut], block[cut:]
             else:
                 carry = b""
-            lines = block.split(b"\n")
-            yield from lines
-            first = _TIMESTAMP.search(lines[0][:200]) if lines else None
+            yield block
+            first = _TIMESTAMP.search(block, 0, 200)
             if first is not None and first.group(1) < since:
                 return
-        if carry:
-            yield carry
+
+
+def _etl_lines(block: bytes) -> Iterator[bytes]:
+    """The lines of ``block`` that hold an ETL run event's mark, found without splitting the
+    block into lines (most lines of a log are not ETL events)."""
+    find, rfind = block.find, block.rfind
+    at = find(_ETL_RUN_MARK)
+    while at >= 0:
+        begin = rfind(b"\n", 0, at) + 1
+        stop = find(b"\n", at)
+        if stop < 0:
+            stop = len(block)
+        yield block[begin:stop]
+        at = find(_ETL_RUN_MARK, stop)
 
 
 # -- text -----------------------------------------------------------------------------------------
