@@ -63,6 +63,9 @@ ALLOY_IMAGE: Final = "grafana/alloy:v1.21.0"
 GRAFANA_IMAGE: Final = "grafana/grafana:12.3.1"
 #: The version the tests run (Debian's prometheus-alertmanager): what is tested is what runs.
 ALERTMANAGER_IMAGE: Final = "prom/alertmanager:v0.25.0"
+#: The example backend's image: the package is installed into it from the repository.
+APP_IMAGE: Final = "python:3.11-slim-bookworm"
+APP_PORT: Final = 8000
 
 #: Alert thresholds (the design's numbers).
 ERROR_RATIO_THRESHOLD: Final = 0.05
@@ -924,6 +927,17 @@ providers:
 # -- the local stack ------------------------------------------------------------------------------
 
 
+_APP_HEALTH_PROBE: Final = (
+    "import sys, urllib.request; "
+    f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{APP_PORT}/health', timeout=3)"
+    ".status != 200)"
+)
+
+
+def _q_list(values: Sequence[str]) -> str:
+    return "[" + ", ".join(_q(value) for value in values) + "]"
+
+
 def compose(options: RenderOptions) -> list[Artifact]:
     """``integrations/docker-compose.yml`` and the single-binary Loki config it runs."""
     loki = f"""{_header("compose")}#
@@ -981,10 +995,11 @@ analytics:
   reporting_enabled: false
 """
     text = f"""{_header("compose")}#
-# A local Loki + Alloy + Alertmanager + Grafana for trying the shipped configs: run
+# A local Loki + Alloy + Alertmanager + Grafana, and the example backend, for trying the
+# shipped configs: run
 #   docker compose -f integrations/docker-compose.yml up -d
-# from the repository root while the application writes its *.log files to logs/ there (or
-# set ALKANA_LOG_DIR to the directory it writes to), then open
+# from the repository root; the backend (http://127.0.0.1:8000/health/detailed) and whatever
+# else writes its *.log files to logs/ there (or to ALKANA_LOG_DIR) is shipped; then open
 # http://127.0.0.1:3000 (anonymous admin: for a local trial only). Ports listen on 127.0.0.1.
 
 name: alkana-logging
@@ -1030,6 +1045,34 @@ services:
       # The secret files (see alertmanager.yml); kept out of the repository.
       - ${{ALKANA_ALERTMANAGER_SECRETS:-./alertmanager/secrets}}:{options.secrets_dir}:ro
       - alertmanager-data:/alertmanager
+
+  # The example backend (integrations/examples/backend.py), writing the directory Alloy reads.
+  app:
+    image: {APP_IMAGE}
+    working_dir: /src
+    command:
+      - sh
+      - -c
+      - >-
+        pip install --no-cache-dir --quiet '/src[all]' fastapi uvicorn &&
+        exec python -m uvicorn --app-dir integrations/examples backend:app
+        --host 0.0.0.0 --port {APP_PORT}
+    environment:
+      APP_NAME: {_q(options.app)}
+      APP_ENV: {_q(options.env)}
+      LOG_FILE: {_q(str(PurePosixPath(options.log_dir) / "app.log"))}
+    ports:
+      - "127.0.0.1:{APP_PORT}:{APP_PORT}"
+    volumes:
+      - ..:/src:ro
+      - ${{ALKANA_LOG_DIR:-../logs}}:{options.log_dir}
+    healthcheck:
+      # /health is cheap (no database, no file read): it says the process serves.
+      test: {_q_list(["CMD", "python", "-c", _APP_HEALTH_PROBE])}
+      interval: 10s
+      timeout: 5s
+      retries: 3
+      start_period: 60s
 
   grafana:
     image: {GRAFANA_IMAGE}

@@ -378,3 +378,47 @@ def test_starlette_routes_answer_get_and_head(tmp_path: Path) -> None:
     assert body["status"] == "degraded"
     assert set(body["components"]["etl"]["tables"]) == {"fresh_table", "old_table", "failing_table"}
     assert health.paths == ("/health", "/health/detailed")
+
+
+# -- the example backend --------------------------------------------------------------------------
+
+
+def test_example_backend_health_after_the_example_etl_and_the_compose_probe(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests._uvicorn_server import EXAMPLES, REPO
+
+    log_file = tmp_path / "logs" / "app.log"
+    env = {**os.environ, "LOG_FILE": str(log_file), "LOG_STDOUT": "false"}
+    etl = subprocess.run(
+        [sys.executable, str(EXAMPLES / "etl_job.py")], env=env, timeout=120, check=False
+    )
+    assert etl.returncode == 1  # one table fails, on purpose
+    with serve("backend:app", log_file, factory=False, app_dir=EXAMPLES) as server:
+        code, body = _get(f"{server.base_url}/health/detailed")
+        compose = yaml.safe_load((REPO / "integrations/docker-compose.yml").read_text())
+        probe = compose["services"]["app"]["healthcheck"]["test"]
+        probed = subprocess.run(
+            [sys.executable, probe[2], probe[3].replace(":8000/", f":{server.port}/")],
+            timeout=30,
+            check=False,
+        )
+    assert probed.returncode == 0
+    assert (code, body["status"]) == (200, "degraded")
+    tables = body["components"]["etl"]["tables"]
+    assert {name: t["status"] for name, t in tables.items()} == {
+        "raw_mara": "healthy",
+        "raw_mb51": "healthy",
+        "raw_mb52": "healthy",
+        "raw_prices": "failed",
+    }
+    assert body["components"]["checks"]["database"] == {
+        "status": "healthy",
+        "items": 7,
+        "duration_ms": body["components"]["checks"]["database"]["duration_ms"],
+    }

@@ -613,13 +613,13 @@ def test_dashboard_provisioning_points_at_the_mounted_dashboards() -> None:
 
 def test_compose_mounts_files_that_exist_in_the_repository() -> None:
     compose = _yaml("integrations/docker-compose.yml")
-    assert set(compose["services"]) == {"loki", "alloy", "alertmanager", "grafana"}
+    assert set(compose["services"]) == {"loki", "alloy", "alertmanager", "app", "grafana"}
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), (name, port)
         for volume in service["volumes"]:
             source = volume.split(":", 1)[0]
-            if source.startswith("./"):
+            if source.startswith(("./", "../")) or source == "..":
                 assert (ROOT / "integrations" / source).exists(), (name, source)
 
 
@@ -637,3 +637,14 @@ def test_compose_wires_loki_config_rules_and_the_log_directory() -> None:
     assert "${ALKANA_LOG_DIR:-../logs}:/var/log/alkana-dashboard:ro" in alloy["volumes"]
     assert "./alloy/config.alloy:/etc/alloy/config.alloy:ro" in alloy["volumes"]
     assert local["limits_config"]["max_line_size"] == "256KB"
+
+
+def test_compose_runs_the_example_backend_with_a_healthcheck_on_health() -> None:
+    compose = _yaml("integrations/docker-compose.yml")
+    app = compose["services"]["app"]
+    assert "backend:app" in app["command"][-1]
+    assert app["environment"]["LOG_FILE"] == "/var/log/alkana-dashboard/app.log"
+    assert "${ALKANA_LOG_DIR:-../logs}:/var/log/alkana-dashboard" in app["volumes"]
+    test = app["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    assert "http://127.0.0.1:8000/health'" in test[3]
