@@ -239,7 +239,9 @@ def sinks() -> Iterator[tuple[HttpSink, SmtpSink]]:
 
 
 @contextlib.contextmanager
-def _alertmanager(tmp_path: Path, http: HttpSink, smtp: SmtpSink) -> Iterator[Alertmanager]:
+def _alertmanager(
+    tmp_path: Path, http: HttpSink, smtp: SmtpSink, *, smtp_password_file: str = SMTP_PASSWORD
+) -> Iterator[Alertmanager]:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     # Trailing newlines, as `echo` writes them: Alertmanager trims these two files.
@@ -247,7 +249,7 @@ def _alertmanager(tmp_path: Path, http: HttpSink, smtp: SmtpSink) -> Iterator[Al
         f"http://127.0.0.1:{http.port}{CHAT_SECRET_PATH}\n", encoding="utf-8"
     )
     (secrets / R.PAGER_ROUTING_FILE).write_text(PAGER_KEY + "\n", encoding="utf-8")
-    (secrets / R.SMTP_AUTH_FILE).write_text(SMTP_PASSWORD, encoding="utf-8")
+    (secrets / R.SMTP_AUTH_FILE).write_text(smtp_password_file, encoding="utf-8")
     options = R.RenderOptions(
         pager_url=f"http://127.0.0.1:{http.port}/pagerduty/v2/enqueue",
         email_to=EMAIL_TO,
@@ -518,3 +520,63 @@ def test_a_resolved_alert_is_sent_as_resolved_to_every_receiver(
     mails = smtp.received()
     assert "[FIRING:1]" in mails[0]["Subject"]
     assert "[RESOLVED]" in mails[1]["Subject"]
+
+
+def test_render_alertmanager_takes_the_receivers_addresses_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alkana_logging.cli import main
+
+    argv = [
+        "render",
+        "alertmanager",
+        "--email-to=ops@alkana.test",
+        "--email-from=am@alkana.test",
+        "--smarthost=mail.alkana.test:25",
+        "--smtp-no-tls",
+        "--pager-url=https://pager.alkana.test/v2/enqueue",
+        "--secrets-dir=/run/secrets/alertmanager",
+        "--group-wait=10s",
+    ]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    config = yaml.safe_load(text)
+    receivers = {r["name"]: r for r in config["receivers"]}
+    (mail,) = receivers[R.RECEIVER_EMAIL]["email_configs"]
+    assert (mail["to"], mail["from"], mail["smarthost"], mail["require_tls"]) == (
+        "ops@alkana.test",
+        "am@alkana.test",
+        "mail.alkana.test:25",
+        False,
+    )
+    assert mail["auth_password_file"] == "/run/secrets/alertmanager/smtp_password"
+    (pager,) = receivers[R.RECEIVER_PAGER]["pagerduty_configs"]
+    assert pager["url"] == "https://pager.alkana.test/v2/enqueue"
+    assert config["route"]["group_wait"] == "10s"
+    out = tmp_path / "alertmanager.yml"
+    out.write_text(text, encoding="utf-8")
+    done = subprocess.run(
+        [_binary("amtool"), "check-config", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert main([*argv[:2], "--email-to=not-an-address"]) == 2
+    assert "--email-to: got 'not-an-address'; expected an e-mail address" in (
+        capsys.readouterr().err
+    )
+
+
+def test_the_smtp_password_file_is_read_as_it_is_newline_included(
+    tmp_path: Path, sinks: tuple[HttpSink, SmtpSink]
+) -> None:
+    # Why the README says `printf '%s'`, not `echo`: the newline becomes part of the password.
+    http, smtp = sinks
+    other = {"alertname": "NightlyBackupLate", "severity": "info", "app": "a"}
+    with _alertmanager(tmp_path, http, smtp, smtp_password_file=SMTP_PASSWORD + "\n") as manager:
+        manager.post(_alert(other))
+        _wait(lambda: len(smtp.logins) >= 1, 30, "a login attempt", manager.log)
+    assert smtp.logins[0] == (SMTP_USER.encode(), SMTP_PASSWORD.encode() + b"\n")
+    assert smtp.received() == []
