@@ -71,4 +71,5 @@ def health_app() -> Any:
         log.info("work done")
         return {"ok": "yes"}
 
-    return RequestContextMiddleware(app, debug_paths=health.paths)
+    # No debug_paths: the health routes are logged at debug level by default.
+    return RequestContextMiddleware(app)

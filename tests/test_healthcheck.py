@@ -422,3 +422,9 @@ def test_example_backend_health_after_the_example_etl_and_the_compose_probe(
         "items": 7,
         "duration_ms": body["components"]["checks"]["database"]["duration_ms"],
     }
+
+
+def test_the_middleware_logs_the_health_routes_at_debug_by_default() -> None:
+    from alkana_logging.middleware import DEFAULT_DEBUG_PATHS
+
+    assert H.HealthCheck(etl=None).paths == DEFAULT_DEBUG_PATHS
