@@ -428,3 +428,30 @@ def test_the_middleware_logs_the_health_routes_at_debug_by_default() -> None:
     from alkana_logging.middleware import DEFAULT_DEBUG_PATHS
 
     assert H.HealthCheck(etl=None).paths == DEFAULT_DEBUG_PATHS
+
+
+def test_loki_that_refuses_the_push_degrades_logging(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    alkana_logging.setup(
+        log_file=str(tmp_path / "app.log"),
+        stdout=False,
+        loki_url=f"http://127.0.0.1:{port}",
+        loki_batch_wait=0.05,
+        loki_flush_timeout=0.5,
+    )
+    log = alkana_logging.get_logger("tests.health")
+    deadline = time.monotonic() + 15
+    while alkana_logging.pipeline_health().get("loki_last_error") is None:
+        log.info("a line for Loki")
+        assert time.monotonic() < deadline, alkana_logging.pipeline_health()
+        time.sleep(0.05)
+    log.info("waiting in the buffer")
+    code, body = _detailed(H.HealthCheck(etl=None))
+    logging_part = body["components"]["logging"]
+    assert (code, logging_part["status"]) == (200, "degraded")
+    assert any(p.startswith("Loki unreachable: ") for p in logging_part["problems"])
+    assert logging_part["loki_buffer_lines"] >= 1
