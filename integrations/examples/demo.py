@@ -104,9 +104,14 @@ def show_health(code: int, body: dict[str, object]) -> None:
         problems = part.get("problems") or ([part["error"]] if part.get("error") else [])
         print(f"  {name}: {part['status']}" + (f" ({'; '.join(problems)})" if problems else ""))
         for table, state in part.get("tables", {}).items():
+            success = (
+                f"{state['last_success']} ({state['age_hours']} h ago)"
+                if state["last_success"]
+                else "none this week"
+            )
             print(
-                f"    {table:<14} {state['status']:<8} last success {state['last_success']}, "
-                f"{state['age_hours']} h ago; last run {state['last_status']}"
+                f"    {table:<14} {state['status']:<8} last success {success}; "
+                f"last run {state['last_status']}"
             )
 
 
