@@ -51,6 +51,7 @@ bench: setup
 	.venv/bin/python benchmarks/bench_logging.py
 	.venv/bin/python benchmarks/bench_middleware.py
 	.venv/bin/python benchmarks/bench_loki.py
+	.venv/bin/python benchmarks/bench_freshness.py
 
 clean:
 	rm -rf .venv .venv-3.* tests/logql/node_modules .pytest_cache .mypy_cache .ruff_cache logs

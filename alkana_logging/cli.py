@@ -464,6 +464,16 @@ def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
         loki_url=args.loki_url,
         user=args.user,
         group=args.group,
+        alertmanager_url=args.alertmanager_url,
+        pager_url=args.pager_url,
+        email_to=args.email_to,
+        email_from=args.email_from,
+        smarthost=args.smarthost,
+        smtp_require_tls=not args.smtp_no_tls,
+        secrets_dir=args.secrets_dir,
+        group_wait=args.group_wait,
+        group_interval=args.group_interval,
+        repeat_interval=args.repeat_interval,
     )
     artifacts = R.render(args.target, options)
     if args.check:
@@ -565,6 +575,28 @@ def _add_render(sub: Any) -> None:
     render.add_argument("--loki-url", default=R.DEFAULT_LOKI_URL)
     render.add_argument("--user", default=R.DEFAULT_USER, help="owner of the log files")
     render.add_argument("--group", default=R.DEFAULT_GROUP, help="group of the log files")
+    alerting = render.add_argument_group("Alertmanager (target alertmanager, and the ruler)")
+    alerting.add_argument(
+        "--alertmanager-url",
+        default=R.DEFAULT_ALERTMANAGER_URL,
+        help="Alertmanager as Loki's ruler reaches it",
+    )
+    alerting.add_argument(
+        "--pager-url", default=R.DEFAULT_PAGER_URL, help="PagerDuty events API v2 endpoint"
+    )
+    alerting.add_argument("--email-to", default=R.DEFAULT_EMAIL_TO, help="e-mail receiver")
+    alerting.add_argument("--email-from", default=R.DEFAULT_EMAIL_FROM, help="sender, SMTP user")
+    alerting.add_argument("--smarthost", default=R.DEFAULT_SMARTHOST, help="SMTP host:port")
+    alerting.add_argument(
+        "--smtp-no-tls", action="store_true", help="do not require STARTTLS (a local relay)"
+    )
+    alerting.add_argument(
+        "--secrets-dir", default=R.DEFAULT_SECRETS_DIR, help="directory of the secret files"
+    )
+    defaults = R.RenderOptions()
+    alerting.add_argument("--group-wait", default=defaults.group_wait)
+    alerting.add_argument("--group-interval", default=defaults.group_interval)
+    alerting.add_argument("--repeat-interval", default=defaults.repeat_interval)
     render.add_argument(
         "--out", help="write under this directory at each file's path (default: stdout)"
     )

@@ -248,7 +248,8 @@ class RequestContextMiddleware:
         user_resolver: returns the ``user`` of a request from its scope, after the application
             ran (default: :func:`scope_user`); None or an exception leaves ``user`` out.
         skip_paths: paths (exact, without query string) that get no event (ids are still bound).
-        debug_paths: paths whose successful requests are logged at debug level (health checks).
+        debug_paths: paths whose successful requests are logged at debug level (health checks;
+            default: :data:`DEFAULT_DEBUG_PATHS`, the routes of ``alkana_logging.healthcheck``).
         trusted_proxies: addresses or networks of reverse proxies; when the peer is one of
             them, ``client_ip`` is the nearest untrusted address of ``X-Forwarded-For``.
         silence_uvicorn_access: whether to silence uvicorn's access logger.
@@ -268,7 +269,7 @@ class RequestContextMiddleware:
         trust_incoming_id: bool = True,
         user_resolver: UserResolver | None = None,
         skip_paths: Iterable[str] = (),
-        debug_paths: Iterable[str] = (),
+        debug_paths: Iterable[str] | None = None,
         trusted_proxies: Iterable[str] = (),
         silence_uvicorn_access: bool = True,
     ) -> None:
@@ -303,7 +304,9 @@ class RequestContextMiddleware:
         # scope_user() finds no user in a scope without "user": a custom resolver may.
         self._any_scope_user = self._user_resolver is not scope_user
         self._skip_paths = _paths("skip_paths", skip_paths)
-        self._debug_paths = _paths("debug_paths", debug_paths)
+        self._debug_paths = _paths(
+            "debug_paths", DEFAULT_DEBUG_PATHS if debug_paths is None else debug_paths
+        )
         self._trusted_proxies = _networks(trusted_proxies)
         self._silence = silence_uvicorn_access
         self._silence_pending = silence_uvicorn_access
@@ -629,6 +632,10 @@ def _template_of(route: Any, view: dict[str, Any], depth: int) -> str | None:
         if found is not None:
             return prefix + found
     return prefix or None
+
+
+#: Logged at debug level unless ``debug_paths`` says otherwise: the health routes.
+DEFAULT_DEBUG_PATHS: Final = ("/health", "/health/detailed")
 
 
 def _paths(option: str, paths: Iterable[str]) -> frozenset[str]:

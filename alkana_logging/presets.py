@@ -54,6 +54,9 @@ DEFAULT_SLOW_MS: Final = 2000
 #: Default look-back of the ETL freshness queries, and the default age of a stale table.
 DEFAULT_ETL_LOOKBACK: Final = "7d"
 DEFAULT_STALE_AFTER: Final = "25h"
+#: The ``metric`` event of the database pool's active connections, and the alert's threshold.
+DB_CONNECTIONS_METRIC: Final = "db_connections_active"
+DEFAULT_DB_CONNECTIONS_MAX: Final = 80
 
 _DURATION = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
 #: Grafana's own interval variables, replaced by Grafana before the query reaches Loki.
@@ -635,7 +638,7 @@ PRESETS: Final[tuple[Preset, ...]] = (
         "value",
         _params(
             _window("15m"),
-            Param("metric", "the metric's name", "db_connections_active", "text"),
+            Param("metric", "the metric's name", DB_CONNECTIONS_METRIC, "text"),
             _by(F.METRIC),
         ),
         _metric_gauge,

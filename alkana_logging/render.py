@@ -31,6 +31,22 @@ DEFAULT_LOG_DIR: Final = "/var/log/alkana-dashboard"
 DEFAULT_LOKI_URL: Final = "http://loki:3100"
 DEFAULT_USER: Final = "alkana"
 DEFAULT_GROUP: Final = "alkana"
+DEFAULT_ALERTMANAGER_URL: Final = "http://alertmanager:9093"
+#: PagerDuty's events API v2 (``routing_key``; ``service_key`` would mean v1, which ignores
+#: ``url``).
+DEFAULT_PAGER_URL: Final = "https://events.pagerduty.com/v2/enqueue"
+DEFAULT_EMAIL_TO: Final = "alkana-alerts@example.com"
+DEFAULT_EMAIL_FROM: Final = "alertmanager@example.com"
+DEFAULT_SMARTHOST: Final = "smtp.example.com:587"
+DEFAULT_SECRETS_DIR: Final = "/etc/alertmanager/secrets"
+#: The secret files Alertmanager reads (``*_file`` fields), under ``secrets_dir``.
+CHAT_WEBHOOK_FILE: Final = "chat_webhook_url"
+PAGER_ROUTING_FILE: Final = "pagerduty_routing_key"
+SMTP_AUTH_FILE: Final = "smtp_password"
+#: The receivers, by what they are for.
+RECEIVER_PAGER: Final = "pager"
+RECEIVER_CHAT: Final = "chat"
+RECEIVER_EMAIL: Final = "email"
 
 #: Loki refuses lines longer than its ``max_line_size`` (256 KB by default); the shippers drop
 #: them first, with a reason their drop counter shows, instead of having whole batches refused.
@@ -45,17 +61,35 @@ DATASOURCE: Final = {"type": "loki", "uid": DATASOURCE_UID}
 LOKI_IMAGE: Final = "grafana/loki:3.7.1"
 ALLOY_IMAGE: Final = "grafana/alloy:v1.21.0"
 GRAFANA_IMAGE: Final = "grafana/grafana:12.3.1"
+#: The version the tests run (Debian's prometheus-alertmanager): what is tested is what runs.
+ALERTMANAGER_IMAGE: Final = "prom/alertmanager:v0.25.0"
+#: The example backend's image: the package is installed into it from the repository.
+APP_IMAGE: Final = "python:3.11-slim-bookworm"
+APP_PORT: Final = 8000
 
 #: Alert thresholds (the design's numbers).
 ERROR_RATIO_THRESHOLD: Final = 0.05
 SLOW_P95_MS: Final = 2000
 SPIKE_MIN_LINES: Final = 10
 SPIKE_FACTOR: Final = 3
+DB_CONNECTIONS_MAX: Final = P.DEFAULT_DB_CONNECTIONS_MAX
 
-TARGETS: Final = ("promtail", "alloy", "logrotate", "rules", "dashboard", "compose")
+TARGETS: Final = (
+    "promtail",
+    "alloy",
+    "logrotate",
+    "rules",
+    "alertmanager",
+    "dashboard",
+    "compose",
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f]")
+_URL = re.compile(r"^https?://[^\s\"'{}]+$")
+_EMAIL = re.compile(r"^[^@\s\"'<>,{}]+@[^@\s\"'<>,{}]+$")
+_HOST_PORT = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}$")
+_AM_DURATION = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
 
 
 class RenderError(ValueError):
@@ -75,6 +109,16 @@ class RenderOptions:
         loki_url: Loki's base URL as the shippers and Grafana reach it.
         user: the owner of the log files (logrotate ``create`` and ``su``).
         group: their group.
+        alertmanager_url: Alertmanager's base URL as Loki's ruler reaches it.
+        pager_url: the PagerDuty events API v2 endpoint.
+        email_to: where the e-mail receiver sends.
+        email_from: the sender of those e-mails (also the SMTP user name).
+        smarthost: the SMTP server, ``host:port``.
+        smtp_require_tls: whether Alertmanager insists on STARTTLS with the SMTP server.
+        secrets_dir: the directory of the secret files Alertmanager reads.
+        group_wait: how long a new alert group waits for more alerts before it is sent.
+        group_interval: how long before a changed group (new or resolved alerts) is sent again.
+        repeat_interval: how long before a group that did not change is sent again.
 
     Raises:
         RenderError: a value is not accepted.
@@ -88,6 +132,16 @@ class RenderOptions:
     loki_url: str = DEFAULT_LOKI_URL
     user: str = DEFAULT_USER
     group: str = DEFAULT_GROUP
+    alertmanager_url: str = DEFAULT_ALERTMANAGER_URL
+    pager_url: str = DEFAULT_PAGER_URL
+    email_to: str = DEFAULT_EMAIL_TO
+    email_from: str = DEFAULT_EMAIL_FROM
+    smarthost: str = DEFAULT_SMARTHOST
+    smtp_require_tls: bool = True
+    secrets_dir: str = DEFAULT_SECRETS_DIR
+    group_wait: str = "30s"
+    group_interval: str = "5m"
+    repeat_interval: str = "4h"
 
     def __post_init__(self) -> None:
         for name in ("job", "app", "env", "host"):
@@ -113,6 +167,35 @@ class RenderOptions:
             )
         if not re.match(r"^https?://[^\s\"]+$", self.loki_url):
             raise RenderError(f"--loki-url: got {self.loki_url!r}; expected an http(s):// URL")
+        self._check_alerting()
+
+    def _check_alerting(self) -> None:
+        for name in ("alertmanager_url", "pager_url"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _URL.match(value):
+                flag = "--" + name.replace("_", "-")
+                raise RenderError(f"{flag}: got {value!r}; expected an http(s):// URL")
+        for name in ("email_to", "email_from"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _EMAIL.match(value):
+                flag = "--" + name.replace("_", "-")
+                raise RenderError(f"{flag}: got {value!r}; expected an e-mail address")
+        if not isinstance(self.smarthost, str) or not _HOST_PORT.match(self.smarthost):
+            raise RenderError(f"--smarthost: got {self.smarthost!r}; expected host:port")
+        if not isinstance(self.smtp_require_tls, bool):
+            raise RenderError(f"smtp_require_tls: got {self.smtp_require_tls!r}; expected a bool")
+        if not self.secrets_dir.startswith("/") or re.search(
+            r'[\x00-\x1f"\'{}*?\[\]\s]', self.secrets_dir
+        ):
+            raise RenderError(
+                f"--secrets-dir: got {self.secrets_dir!r}; expected an absolute directory path "
+                "without quotes, braces, glob characters or white space"
+            )
+        for name in ("group_wait", "group_interval", "repeat_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _AM_DURATION.match(value):
+                flag = "--" + name.replace("_", "-")
+                raise RenderError(f"{flag}: got {value!r}; expected a duration such as 30s, 5m, 4h")
 
     @property
     def labels(self) -> dict[str, str]:
@@ -130,6 +213,10 @@ class RenderOptions:
     @property
     def push_url(self) -> str:
         return self.loki_url.rstrip("/") + "/loki/api/v1/push"
+
+    def secret(self, name: str) -> str:
+        """The path of one of Alertmanager's secret files."""
+        return str(PurePosixPath(self.secrets_dir) / name)
 
     def preset(self, name: str, **params: Any) -> str:
         """A preset's LogQL for these labels."""
@@ -367,7 +454,19 @@ def _rule_groups(options: RenderOptions) -> list[tuple[str, str, list[Rule]]]:
             "{{ $value | humanizeTimestamp }} and no successful run followed it (last 24 h).",
         ),
     ]
-    return [("alkana-http", "1m", http), ("alkana-etl", "5m", etl)]
+    db = [
+        Rule(
+            "DatabaseConnectionsHigh",
+            f"({o.preset('metric_gauge', metric=P.DB_CONNECTIONS_METRIC, range='5m')}) "
+            f"> {DB_CONNECTIONS_MAX}",
+            "5m",
+            "warning",
+            f"{{{{ $value }}}} active database connections on {where}",
+            f"The latest {P.DB_CONNECTIONS_METRIC} value has stayed above {DB_CONNECTIONS_MAX} "
+            "for 5 minutes (now {{ $value }}): the pool is close to exhausted.",
+        ),
+    ]
+    return [("alkana-http", "1m", http), ("alkana-etl", "5m", etl), ("alkana-db", "1m", db)]
 
 
 def rule_expressions(options: RenderOptions | None = None) -> dict[str, str]:
@@ -406,6 +505,106 @@ def rules(options: RenderOptions) -> list[Artifact]:
     return [Artifact("integrations/loki/rules/alkana.yaml", "".join(out))]
 
 
+# -- Alertmanager ---------------------------------------------------------------------------------
+
+#: The labels every alert rule sets and the routes and the inhibition match on.
+ALERT_LABELS: Final = ("alertname", "severity", F.LABEL_APP, F.LABEL_ENV)
+#: An alert of these labels' values mutes the same alert at a lower severity.
+INHIBIT_EQUAL: Final = ("alertname", F.LABEL_APP, F.LABEL_ENV)
+
+
+def alertmanager(options: RenderOptions) -> list[Artifact]:
+    """``integrations/alertmanager/alertmanager.yml``: routes, inhibition, receivers.
+
+    Critical alerts page the on-call (PagerDuty events API v2) and, through ``continue``, also
+    reach the team chat; warnings go to the chat; anything else goes by e-mail. Every secret is
+    read from a file (Alertmanager expands no ``${VAR}`` in its configuration).
+    """
+    o = options
+    chat_title = (
+        '[{{ .Status | toUpper }}{{ if eq .Status "firing" }}:{{ .Alerts.Firing | len }}'
+        "{{ end }}] {{ .CommonLabels.alertname }} ({{ .CommonLabels.severity }}, "
+        "{{ .CommonLabels.app }} {{ .CommonLabels.env }})"
+    )
+    chat_text = (
+        "{{ range .Alerts }}*{{ .Annotations.summary }}*\n{{ .Annotations.description }}\n{{ end }}"
+    )
+    text = f"""{_header("alertmanager")}#
+# For Alertmanager {ALERTMANAGER_IMAGE.rsplit(":v", 1)[1]} and later (`amtool check-config` it).
+# Routing: severity=critical pages the on-call (PagerDuty events API v2) and, with
+# `continue`, also reaches the team chat; severity=warning goes to the team chat (a
+# Slack-compatible incoming webhook); everything else goes by e-mail. A firing critical alert
+# mutes the warning of the same alert name, app and env. Test a label set with
+#   amtool config routes test --config.file=alertmanager.yml severity=critical
+#
+# Secrets are never in this file: Alertmanager does not expand ${{VAR}} here, so each one is
+# read from a file under {o.secrets_dir} (readable by Alertmanager's user only, e.g.
+# `chmod 0400`, owned by it):
+#   {CHAT_WEBHOOK_FILE}       the chat's incoming webhook URL
+#   {PAGER_ROUTING_FILE}  the PagerDuty integration's routing key (events API v2)
+#   {SMTP_AUTH_FILE}          the SMTP password of {o.email_from}
+# Alertmanager trims the first two but reads the SMTP password as it is: write it without a
+# trailing newline, `printf '%s' "$PASSWORD" > {o.secret(SMTP_AUTH_FILE)}`.
+# A missing file is not reported by `amtool check-config`, only when a notification fails.
+
+global:
+  # Alerts that arrive without an end time (Loki's ruler always sends one) resolve after this.
+  resolve_timeout: 5m
+
+route:
+  receiver: {RECEIVER_EMAIL}
+  group_by: [alertname, severity]
+  # Wait this long for more alerts of a new group, so that they arrive as one notification.
+  group_wait: {o.group_wait}
+  # A group that changed (new or resolved alerts) is sent again after this long.
+  group_interval: {o.group_interval}
+  # A group that did not change is sent again after this long while it fires.
+  repeat_interval: {o.repeat_interval}
+  routes:
+    - receiver: {RECEIVER_PAGER}
+      matchers:
+        - {_q('severity="critical"')}
+      # A critical alert also goes on to the chat route below.
+      continue: true
+    - receiver: {RECEIVER_CHAT}
+      matchers:
+        - {_q('severity=~"critical|warning"')}
+
+inhibit_rules:
+  # While a critical alert fires, the warning of the same alert (name, app, env) is muted.
+  - source_matchers:
+      - {_q('severity="critical"')}
+    target_matchers:
+      - {_q('severity="warning"')}
+    equal: [{", ".join(INHIBIT_EQUAL)}]
+
+receivers:
+  - name: {RECEIVER_PAGER}
+    pagerduty_configs:
+      # routing_key (events API v2); service_key would mean the v1 API, which ignores url.
+      - routing_key_file: {_q(o.secret(PAGER_ROUTING_FILE))}
+        url: {_q(o.pager_url)}
+        severity: critical
+        send_resolved: true
+  - name: {RECEIVER_CHAT}
+    slack_configs:
+      - api_url_file: {_q(o.secret(CHAT_WEBHOOK_FILE))}
+        send_resolved: true
+        title: {_q(chat_title)}
+        text: {_q(chat_text)}
+  - name: {RECEIVER_EMAIL}
+    email_configs:
+      - to: {_q(o.email_to)}
+        from: {_q(o.email_from)}
+        smarthost: {_q(o.smarthost)}
+        auth_username: {_q(o.email_from)}
+        auth_password_file: {_q(o.secret(SMTP_AUTH_FILE))}
+        require_tls: {"true" if o.smtp_require_tls else "false"}
+        send_resolved: true
+"""
+    return [Artifact("integrations/alertmanager/alertmanager.yml", text)]
+
+
 # -- Grafana --------------------------------------------------------------------------------------
 
 _UNITS: Final = {"ratio": "percentunit", "ms": "ms", "req/s": "reqps", "epoch_s": "dateTimeAsIso"}
@@ -436,6 +635,7 @@ def _panel(
     custom: dict[str, Any] | None = None,
     transformations: Sequence[dict[str, Any]] = (),
     overrides: Sequence[dict[str, Any]] = (),
+    thresholds: Sequence[tuple[float | None, str]] = (),
 ) -> dict[str, Any]:
     x, y, w, h = grid
     defaults: dict[str, Any] = {}
@@ -443,6 +643,11 @@ def _panel(
         defaults["unit"] = unit
     if custom:
         defaults["custom"] = custom
+    if thresholds:
+        defaults["thresholds"] = {
+            "mode": "absolute",
+            "steps": [{"value": value, "color": color} for value, color in thresholds],
+        }
     panel: dict[str, Any] = {
         "type": kind,
         "title": title,
@@ -628,7 +833,7 @@ def dashboard_json(options: RenderOptions) -> dict[str, Any]:
         _panel(
             "timeseries",
             "Log volume by level",
-            (0, 46, 24, 8),
+            (0, 46, 12, 8),
             [
                 _target(
                     "A",
@@ -638,6 +843,24 @@ def dashboard_json(options: RenderOptions) -> dict[str, Any]:
             ],
             description=p("log_volume_by_level").description,
             custom=bars,
+        ),
+        _panel(
+            "timeseries",
+            f"Database connections ({P.DB_CONNECTIONS_METRIC})",
+            (12, 46, 12, 8),
+            [
+                _target(
+                    "A",
+                    o.preset("metric_gauge", metric=P.DB_CONNECTIONS_METRIC, range=auto),
+                    legend=f"{{{{{F.METRIC}}}}}",
+                )
+            ],
+            description=(
+                f"The latest {P.DB_CONNECTIONS_METRIC} value of the metric events; the line is "
+                f"the DatabaseConnectionsHigh threshold ({DB_CONNECTIONS_MAX})."
+            ),
+            custom={"thresholdsStyle": {"mode": "line"}},
+            thresholds=[(None, "green"), (DB_CONNECTIONS_MAX, "red")],
         ),
     ]
     for number, panel in enumerate(panels, start=1):
@@ -704,6 +927,17 @@ providers:
 # -- the local stack ------------------------------------------------------------------------------
 
 
+_APP_HEALTH_PROBE: Final = (
+    "import sys, urllib.request; "
+    f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{APP_PORT}/health', timeout=3)"
+    ".status != 200)"
+)
+
+
+def _q_list(values: Sequence[str]) -> str:
+    return "[" + ", ".join(_q(value) for value in values) + "]"
+
+
 def compose(options: RenderOptions) -> list[Artifact]:
     """``integrations/docker-compose.yml`` and the single-binary Loki config it runs."""
     loki = f"""{_header("compose")}#
@@ -752,17 +986,20 @@ ruler:
   rule_path: /loki/rules-temp
   evaluation_interval: 1m
   enable_api: true
-  # No Alertmanager in this stack: firing alerts show in Grafana (Alerting, data
-  # source-managed rules) and at /prometheus/api/v1/alerts. Set alertmanager_url to send them.
+  # Firing alerts go to the stack's Alertmanager (integrations/alertmanager/alertmanager.yml),
+  # and show at /prometheus/api/v1/alerts.
+  alertmanager_url: {_q(options.alertmanager_url)}
+  enable_alertmanager_v2: true
 
 analytics:
   reporting_enabled: false
 """
     text = f"""{_header("compose")}#
-# A local Loki + Alloy + Grafana for trying the shipped configs: run
+# A local Loki + Alloy + Alertmanager + Grafana, and the example backend, for trying the
+# shipped configs: run
 #   docker compose -f integrations/docker-compose.yml up -d
-# from the repository root while the application writes its *.log files to logs/ there (or
-# set ALKANA_LOG_DIR to the directory it writes to), then open
+# from the repository root; the backend (http://127.0.0.1:8000/health/detailed) and whatever
+# else writes its *.log files to logs/ there (or to ALKANA_LOG_DIR) is shipped; then open
 # http://127.0.0.1:3000 (anonymous admin: for a local trial only). Ports listen on 127.0.0.1.
 
 name: alkana-logging
@@ -777,6 +1014,8 @@ services:
       - ./loki/loki-local.yaml:/etc/loki/loki-local.yaml:ro
       - ./loki/rules:/loki/rules/fake:ro
       - loki-data:/loki
+    depends_on:
+      - alertmanager
 
   alloy:
     image: {ALLOY_IMAGE}
@@ -793,6 +1032,47 @@ services:
       - alloy-data:/var/lib/alloy/data
     depends_on:
       - loki
+
+  alertmanager:
+    image: {ALERTMANAGER_IMAGE}
+    command:
+      - --config.file=/etc/alertmanager/alertmanager.yml
+      - --storage.path=/alertmanager
+    ports:
+      - "127.0.0.1:9093:9093"
+    volumes:
+      - ./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro
+      # The secret files (see alertmanager.yml); kept out of the repository.
+      - ${{ALKANA_ALERTMANAGER_SECRETS:-./alertmanager/secrets}}:{options.secrets_dir}:ro
+      - alertmanager-data:/alertmanager
+
+  # The example backend (integrations/examples/backend.py), writing the directory Alloy reads.
+  app:
+    image: {APP_IMAGE}
+    working_dir: /src
+    command:
+      - sh
+      - -c
+      - >-
+        pip install --no-cache-dir --quiet '/src[all]' fastapi uvicorn &&
+        exec python -m uvicorn --app-dir integrations/examples backend:app
+        --host 0.0.0.0 --port {APP_PORT}
+    environment:
+      APP_NAME: {_q(options.app)}
+      APP_ENV: {_q(options.env)}
+      LOG_FILE: {_q(str(PurePosixPath(options.log_dir) / "app.log"))}
+    ports:
+      - "127.0.0.1:{APP_PORT}:{APP_PORT}"
+    volumes:
+      - ..:/src:ro
+      - ${{ALKANA_LOG_DIR:-../logs}}:{options.log_dir}
+    healthcheck:
+      # /health is cheap (no database, no file read): it says the process serves.
+      test: {_q_list(["CMD", "python", "-c", _APP_HEALTH_PROBE])}
+      interval: 10s
+      timeout: 5s
+      retries: 3
+      start_period: 60s
 
   grafana:
     image: {GRAFANA_IMAGE}
@@ -811,6 +1091,7 @@ services:
 volumes:
   loki-data: {{}}
   alloy-data: {{}}
+  alertmanager-data: {{}}
 """
     return [
         Artifact("integrations/docker-compose.yml", text),
@@ -823,6 +1104,7 @@ _RENDERERS: Final[dict[str, Callable[[RenderOptions], list[Artifact]]]] = {
     "alloy": alloy,
     "logrotate": logrotate,
     "rules": rules,
+    "alertmanager": alertmanager,
     "dashboard": dashboard,
     "compose": compose,
 }

@@ -30,11 +30,21 @@ import orjson
 
 from alkana_logging import fields as F
 from alkana_logging.exceptions import AlkanaLoggingError
-from alkana_logging.presets import DEFAULT_SLOW_MS, LATENCY_QUANTILES, SERVER_ERROR_MIN
+from alkana_logging.presets import (
+    DB_CONNECTIONS_METRIC,
+    DEFAULT_DB_CONNECTIONS_MAX,
+    DEFAULT_SLOW_MS,
+    LATENCY_QUANTILES,
+    SERVER_ERROR_MIN,
+)
 
 #: 25 hours: a table without a successful run for longer is stale.
 DEFAULT_STALE_AFTER_S: Final = 25 * 3600.0
 DEFAULT_TOP: Final = 10
+#: Metric thresholds the report flags, as the alert rules do (DatabaseConnectionsHigh).
+DEFAULT_METRIC_THRESHOLDS: Final[Mapping[str, float]] = {
+    DB_CONNECTIONS_METRIC: float(DEFAULT_DB_CONNECTIONS_MAX)
+}
 
 #: Current and rotated log files in a directory: ``app.log``, ``app.log.1`` (size rotation),
 #: ``app.log-20261126-1764170000`` (logrotate's dateext), each optionally ``.gz``. Not
@@ -153,12 +163,22 @@ class _Table:
 
 
 @dataclasses.dataclass
+class _Metric:
+    # The contract's timestamps have one fixed form, so they order as strings.
+    latest_timestamp: str
+    latest: float
+    maximum: float
+    samples: int = 0
+
+
+@dataclasses.dataclass
 class _Accumulator:
     slow_ms: float
     lines: int = 0
     non_json: int = 0
     routes: dict[str, _Route] = dataclasses.field(default_factory=dict)
     tables: dict[str, _Table] = dataclasses.field(default_factory=dict)
+    metrics: dict[str, _Metric] = dataclasses.field(default_factory=dict)
     levels: Counter[str] = dataclasses.field(default_factory=Counter)
     exceptions: Counter[str] = dataclasses.field(default_factory=Counter)
 
@@ -185,6 +205,22 @@ class _Accumulator:
             self._request(record)
         elif event in (F.EVENT_ETL_RUN_STARTED, F.EVENT_ETL_RUN_FINISHED):
             self._etl(event, record)
+        elif event == F.EVENT_METRIC:
+            self._metric(record)
+
+    def _metric(self, record: Mapping[str, Any]) -> None:
+        # As metric_gauge: the latest value of each metric name; not a number: left out.
+        name = record.get(F.METRIC)
+        value = _number(record.get(F.VALUE))
+        if not isinstance(name, str) or not name or value is None:
+            return
+        timestamp = record.get(F.TIMESTAMP)
+        timestamp = timestamp if isinstance(timestamp, str) else ""
+        stats = self.metrics.setdefault(name, _Metric(timestamp, value, value))
+        stats.samples += 1
+        if timestamp >= stats.latest_timestamp:
+            stats.latest, stats.latest_timestamp = value, timestamp
+        stats.maximum = max(stats.maximum, value)
 
     def _request(self, record: Mapping[str, Any]) -> None:
         route = record.get(F.ROUTE)
@@ -258,6 +294,19 @@ class TableReport:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricReport:
+    """One metric name of the ``metric`` events: its latest value, as ``metric_gauge``."""
+
+    metric: str
+    samples: int
+    latest: float
+    latest_at: float | None
+    max: float
+    threshold: float | None
+    above_threshold: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class Report:
     """Everything the report computed; :meth:`to_dict` is the ``--json`` form."""
 
@@ -277,6 +326,7 @@ class Report:
     levels: dict[str, int]
     stale_after_s: float
     etl: tuple[TableReport, ...]
+    metrics: tuple[MetricReport, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``report --json`` (times as RFC 3339 strings)."""
@@ -324,6 +374,18 @@ class Report:
                 }
                 for t in self.etl
             ],
+            "metrics": [
+                {
+                    "metric": m.metric,
+                    "samples": m.samples,
+                    "latest": m.latest,
+                    "latest_at": None if m.latest_at is None else iso(m.latest_at),
+                    "max": m.max,
+                    "threshold": m.threshold,
+                    "above_threshold": m.above_threshold,
+                }
+                for m in self.metrics
+            ],
         }
 
     def format(self) -> str:
@@ -345,6 +407,7 @@ def build_report(
     slow_ms: float = DEFAULT_SLOW_MS,
     stale_after_s: float = DEFAULT_STALE_AFTER_S,
     top: int = DEFAULT_TOP,
+    metric_thresholds: Mapping[str, float] = DEFAULT_METRIC_THRESHOLDS,
 ) -> Report:
     """Read the log files under ``paths`` and compute the presets' numbers.
 
@@ -355,6 +418,8 @@ def build_report(
         slow_ms: a request slower than this is slow (``duration_ms > slow_ms``).
         stale_after_s: a table without a successful run for longer than this is stale.
         top: how many exception types to list.
+        metric_thresholds: metric names whose latest value is flagged when above the number
+            (``db_connections_active`` above 80 by default, as DatabaseConnectionsHigh).
 
     Returns:
         The report.
@@ -402,20 +467,20 @@ def build_report(
     requests = sum(r.requests for r in routes)
     errors = sum(r.errors for r in routes)
 
-    tables = []
-    for name, run in sorted(acc.tables.items()):
-        age = None if run.last_success_at is None else now - run.last_success_at
-        tables.append(
-            TableReport(
-                table=name,
-                runs=run.runs,
-                failures=run.failures,
-                started=run.started,
-                last_run_at=run.last_run_at,
-                last_status=run.last_status,
-                last_success_at=run.last_success_at,
-                last_success_age_s=age,
-                stale=age is None or age > stale_after_s,
+    tables = _tables(acc, now, stale_after_s)
+
+    metrics = []
+    for name, gauge in sorted(acc.metrics.items()):
+        threshold = metric_thresholds.get(name)
+        metrics.append(
+            MetricReport(
+                metric=name,
+                samples=gauge.samples,
+                latest=gauge.latest,
+                latest_at=_epoch(gauge.latest_timestamp),
+                max=gauge.maximum,
+                threshold=threshold,
+                above_threshold=threshold is not None and gauge.latest > threshold,
             )
         )
 
@@ -438,8 +503,145 @@ def build_report(
         top_exceptions=tuple(exceptions),
         levels=levels,
         stale_after_s=stale_after_s,
-        etl=tuple(tables),
+        etl=tables,
+        metrics=tuple(metrics),
     )
+
+
+def _tables(acc: _Accumulator, now: float, stale_after_s: float) -> tuple[TableReport, ...]:
+    tables = []
+    for name, run in sorted(acc.tables.items()):
+        age = None if run.last_success_at is None else now - run.last_success_at
+        tables.append(
+            TableReport(
+                table=name,
+                runs=run.runs,
+                failures=run.failures,
+                started=run.started,
+                last_run_at=run.last_run_at,
+                last_status=run.last_status,
+                last_success_at=run.last_success_at,
+                last_success_age_s=age,
+                stale=age is None or age > stale_after_s,
+            )
+        )
+    return tuple(tables)
+
+
+# -- ETL freshness from the recent part of the files ----------------------------------------------
+
+#: How far back the freshness read looks, as the ``etl_stale`` preset: 7 days.
+DEFAULT_LOOKBACK_S: Final = 7 * 86400.0
+#: Block size of the backward read of a plain log file.
+_BLOCK: Final = 1 << 20
+#: The ETL run events' common prefix: lines without it are not parsed (Loki's line filter).
+_ETL_RUN_MARK: Final = b'"etl_run_'
+#: The timestamp of a line: the schema's first key, so near the start of the line.
+_TIMESTAMP: Final = re.compile(rb'"timestamp"\s*:\s*"([^"]{1,64})"')
+
+
+def etl_freshness(
+    paths: Iterable[str | Path],
+    *,
+    now: float | None = None,
+    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    lookback_s: float = DEFAULT_LOOKBACK_S,
+) -> tuple[TableReport, ...]:
+    """Per ETL table that ran in the last ``lookback_s``: its runs, last status, last success.
+
+    The report's engine over the recent part of the log files only, so that it stays fast on a
+    directory holding a year of logs: a file last modified before the window is skipped, and a
+    plain file is read backwards from its end until its lines are older than the window (a
+    compressed file is read whole: logrotate compresses files that were closed long ago).
+    Only lines holding an ETL run event are parsed. As the ``etl_stale`` preset, a table that
+    has not run within the window is not listed, and one whose last success is older than the
+    window has none (``last_success_at`` is ``None``, and it is stale).
+
+    Args:
+        paths: log files and directories, as :func:`build_report` takes them.
+        now: the time ages are measured from, epoch seconds (the clock when omitted).
+        stale_after_s: a table without a successful run for longer than this is stale.
+        lookback_s: how far back to read.
+
+    Returns:
+        One :class:`TableReport` per table, by name; a file that cannot be read is skipped.
+
+    Raises:
+        ReportError: a path does not exist.
+        ValueError: an option is out of range.
+    """
+    for name, value in (("stale_after_s", stale_after_s), ("lookback_s", lookback_s)):
+        if value <= 0 or not math.isfinite(value):
+            raise ValueError(f"{name}: got {value!r}; expected a number > 0")
+    now = time.time() if now is None else now
+    since = now - lookback_s
+    since_text = iso(since).encode()
+    acc = _Accumulator(slow_ms=0.0)
+    for path in log_files(paths):
+        try:
+            if path.stat().st_mtime < since:
+                continue
+            for block in _recent_blocks(path, since_text):
+                for raw in _etl_lines(block):
+                    # The window is the lines' own time (a block read whole holds older ones).
+                    stamp = _TIMESTAMP.search(raw, 0, 200)
+                    if stamp is None or stamp.group(1) >= since_text:
+                        acc.add(raw)
+        except (OSError, EOFError):
+            continue  # being compressed or removed by logrotate right now: the rest still counts
+    return _tables(acc, now, stale_after_s)
+
+
+def _recent_blocks(path: Path, since: bytes) -> Iterator[bytes]:
+    """Blocks of whole lines of ``path``, newest first for a plain file, until the lines are
+    older than ``since`` (RFC 3339 bytes); a compressed file's blocks in order, all of them."""
+    with path.open("rb") as stream:
+        if stream.read(2) == _GZIP_MAGIC:
+            stream.seek(0)
+            with gzip.open(stream, "rb") as unpacked:
+                carry = b""
+                while chunk := unpacked.read(_BLOCK):
+                    chunk = carry + chunk
+                    cut = chunk.rfind(b"\n") + 1
+                    carry = chunk[cut:]
+                    yield chunk[:cut]
+                if carry:
+                    yield carry
+            return
+        end = stream.seek(0, 2)
+        carry = b""
+        while end > 0:
+            start = max(0, end - _BLOCK)
+            stream.seek(start)
+            block = stream.read(end - start) + carry
+            end = start
+            if start > 0:
+                # The first line of the block may begin in the block before: keep it for then.
+                cut = block.find(b"\n") + 1
+                if cut == 0:
+                    carry = block
+                    continue
+                carry, block = block[:cut], block[cut:]
+            else:
+                carry = b""
+            yield block
+            first = _TIMESTAMP.search(block, 0, 200)
+            if first is not None and first.group(1) < since:
+                return
+
+
+def _etl_lines(block: bytes) -> Iterator[bytes]:
+    """The lines of ``block`` that hold an ETL run event's mark, found without splitting the
+    block into lines (most lines of a log are not ETL events)."""
+    find, rfind = block.find, block.rfind
+    at = find(_ETL_RUN_MARK)
+    while at >= 0:
+        begin = rfind(b"\n", 0, at) + 1
+        stop = find(b"\n", at)
+        if stop < 0:
+            stop = len(block)
+        yield block[begin:stop]
+        at = find(_ETL_RUN_MARK, stop)
 
 
 # -- text -----------------------------------------------------------------------------------------
@@ -573,4 +775,23 @@ def _format(r: Report) -> str:
         )
     else:
         out.append("  (no ETL runs)")
+    if r.metrics:
+        out += ["", "metrics (latest value of each metric event name):"]
+        out.append(
+            format_table(
+                ("metric", "samples", "latest", "max", "at", "threshold", "alert"),
+                (
+                    (
+                        m.metric,
+                        f"{m.samples:,}",
+                        number(m.latest),
+                        number(m.max),
+                        _when(m.latest_at),
+                        number(m.threshold),
+                        "HIGH" if m.above_threshold else "-" if m.threshold is None else "ok",
+                    )
+                    for m in r.metrics
+                ),
+            )
+        )
     return "\n".join(out) + "\n"

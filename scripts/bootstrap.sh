@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up everything the demo and the tests need on a fresh machine: Debian's logrotate, a
-# virtualenv with the package and its dev tools, and Grafana's LogQL grammar from npm.
+# Sets up everything the demo and the tests need on a fresh machine: Debian's logrotate and
+# prometheus-alertmanager (with amtool), a virtualenv with the package and its dev tools, and
+# Grafana's LogQL grammar from npm.
 #
 #   bash scripts/bootstrap.sh                  # .venv (Python 3.11: demo, lint, mypy, tests)
 #   bash scripts/bootstrap.sh 3.11 3.12 3.13   # also .venv-3.12 and .venv-3.13, for the tests
@@ -108,6 +109,14 @@ if ! command -v logrotate >/dev/null 2>&1 && [ ! -x /usr/sbin/logrotate ]; then
   echo "== installing logrotate (Debian package)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq logrotate >/dev/null
+fi
+
+# The tests run the rendered Alertmanager config with the real binary, and amtool checks it.
+if ! command -v amtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  echo "== installing prometheus-alertmanager (Debian package: alertmanager and amtool)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    prometheus-alertmanager >/dev/null
 fi
 
 # .venv: Python 3.11 (the oldest supported), for the demo, ruff, mypy and the tests; PYTHON

@@ -73,7 +73,8 @@ def json_error(status: int, message: str) -> Answer:
 
 
 class LokiApi:
-    """The server: ``answers`` maps a path to what it answers; ``seen`` lists the requests."""
+    """The server: ``answers`` maps a path (``by_query`` a query) to what it answers; ``seen``
+    lists the requests."""
 
     def __init__(self) -> None:
         self.answers: dict[str, Answer] = {
@@ -82,6 +83,8 @@ class LokiApi:
                 200, json.dumps({"status": "success", "data": ["app", "env", "job"]}).encode()
             ),
         }
+        #: Answers to one query string (LogQL) in particular, before ``answers``.
+        self.by_query: dict[str, Answer] = {}
         self.seen: list[Seen] = []
         api = self
 
@@ -90,7 +93,9 @@ class LokiApi:
                 parsed = urllib.parse.urlsplit(self.path)
                 params = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
                 api.seen.append(Seen(parsed.path, params, dict(self.headers.items())))
-                answer = api.answers.get(parsed.path, text_error(404, "404 page not found\n"))
+                answer = api.by_query.get(params.get("query", "")) or api.answers.get(
+                    parsed.path, text_error(404, "404 page not found\n")
+                )
                 if answer.delay:
                     time.sleep(answer.delay)
                 self.send_response(answer.status)

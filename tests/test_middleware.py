@@ -540,7 +540,7 @@ def test_example_backend_routes_and_events(tmp_path: Path) -> None:
         ) == (200, 200, 404, 500, 200, 200)
         assert len(listed.json()) == 7
         assert ids["fail"] == failed.headers["x-request-id"]
-        assert health.json()["logging"]["configured"] is True
+        assert health.json()["status"] == "healthy"
         expected = {
             "list": ("/items", 200, F.INFO),
             "item": ("/items/{item_id}", 200, F.INFO),

@@ -58,6 +58,7 @@ def test_render_all_covers_every_target() -> None:
         "integrations/alloy/config.alloy",
         "logrotate/alkana-dashboard",
         "integrations/loki/rules/alkana.yaml",
+        "integrations/alertmanager/alertmanager.yml",
         "integrations/loki/loki-local.yaml",
         "integrations/grafana/dashboards/alkana.json",
         "integrations/grafana/provisioning/datasources/loki.yaml",
@@ -86,6 +87,11 @@ def test_unknown_target_is_rejected() -> None:
         ({"env": "a\nb"}, r"--env"),
         ({"user": "root root"}, r"--user: got 'root root'; expected a user or group name"),
         ({"loki_url": "loki:3100"}, r"--loki-url: got 'loki:3100'; expected an http"),
+        ({"pager_url": "events"}, r"--pager-url: got 'events'; expected an http"),
+        ({"email_to": "team"}, r"--email-to: got 'team'; expected an e-mail address"),
+        ({"smarthost": "smtp"}, r"--smarthost: got 'smtp'; expected host:port"),
+        ({"secrets_dir": "secrets"}, r"--secrets-dir: got 'secrets'; expected an absolute"),
+        ({"group_wait": "soon"}, r"--group-wait: got 'soon'; expected a duration"),
     ],
 )
 def test_bad_options_are_rejected(kwargs: dict[str, str], message: str) -> None:
@@ -459,7 +465,7 @@ def _rules(options: R.RenderOptions = DEFAULTS) -> dict[str, dict[str, Any]]:
     return {rule["alert"]: rule for group in groups for rule in group["rules"]}
 
 
-def test_rules_are_the_five_alerts_with_severity_summary_and_description() -> None:
+def test_rules_are_the_six_alerts_with_severity_summary_and_description() -> None:
     rules = _rules()
     assert set(rules) == {
         "HighErrorRate",
@@ -467,6 +473,7 @@ def test_rules_are_the_five_alerts_with_severity_summary_and_description() -> No
         "ETLStale",
         "ETLFailed",
         "ErrorLogSpike",
+        "DatabaseConnectionsHigh",
     }
     for rule in rules.values():
         assert rule["labels"]["severity"] in ("warning", "critical")
@@ -490,6 +497,14 @@ def test_rule_expressions_come_from_the_presets() -> None:
         labels, range="7d", stale_after="25h"
     )
     assert rules["ETLFailed"]["expr"].strip() == P.get("etl_failing").render(labels, range="24h")
+    assert rules["DatabaseConnectionsHigh"]["expr"].strip() == (
+        f"({P.get('metric_gauge').render(labels, metric='db_connections_active', range='5m')}) > 80"
+    )
+    db = rules["DatabaseConnectionsHigh"]
+    assert (db["for"], db["labels"]) == (
+        "5m",
+        {"severity": "warning", "app": "alkana-dashboard", "env": "production"},
+    )
     spike = rules["ErrorLogSpike"]["expr"]
     assert P.get("error_log_lines").render(labels, range="5m") in spike
     assert P.get("error_log_lines").render(labels, range="1h", offset="5m") in spike
@@ -536,6 +551,7 @@ def test_dashboard_has_the_panels_the_issue_lists() -> None:
         "ETL status and freshness by table",
         "ETL duration p95 by table",
         "Log volume by level",
+        "Database connections (db_connections_active)",
     ):
         assert wanted in titles
 
@@ -573,6 +589,11 @@ def test_dashboard_queries_come_from_the_presets() -> None:
     assert exprs("Log volume by level") == [
         P.get("log_volume_by_level").render(labels, range="$__auto")
     ]
+    assert exprs("Database connections (db_connections_active)") == [
+        P.get("metric_gauge").render(labels, metric="db_connections_active", range="$__auto")
+    ]
+    db = by_title["Database connections (db_connections_active)"]["fieldConfig"]["defaults"]
+    assert db["thresholds"]["steps"][-1] == {"value": 80, "color": "red"}
     freshness = exprs("ETL status and freshness by table")
     assert f"({P.get('etl_last_success').render(labels)}) * 1000" in freshness
     assert f"({P.get('etl_stale').render(labels)}) * 0 + 1" in freshness
@@ -592,13 +613,13 @@ def test_dashboard_provisioning_points_at_the_mounted_dashboards() -> None:
 
 def test_compose_mounts_files_that_exist_in_the_repository() -> None:
     compose = _yaml("integrations/docker-compose.yml")
-    assert set(compose["services"]) == {"loki", "alloy", "grafana"}
+    assert set(compose["services"]) == {"loki", "alloy", "alertmanager", "app", "grafana"}
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), (name, port)
         for volume in service["volumes"]:
             source = volume.split(":", 1)[0]
-            if source.startswith("./"):
+            if source.startswith(("./", "../")) or source == "..":
                 assert (ROOT / "integrations" / source).exists(), (name, source)
 
 
@@ -616,3 +637,14 @@ def test_compose_wires_loki_config_rules_and_the_log_directory() -> None:
     assert "${ALKANA_LOG_DIR:-../logs}:/var/log/alkana-dashboard:ro" in alloy["volumes"]
     assert "./alloy/config.alloy:/etc/alloy/config.alloy:ro" in alloy["volumes"]
     assert local["limits_config"]["max_line_size"] == "256KB"
+
+
+def test_compose_runs_the_example_backend_with_a_healthcheck_on_health() -> None:
+    compose = _yaml("integrations/docker-compose.yml")
+    app = compose["services"]["app"]
+    assert "backend:app" in app["command"][-1]
+    assert app["environment"]["LOG_FILE"] == "/var/log/alkana-dashboard/app.log"
+    assert "${ALKANA_LOG_DIR:-../logs}:/var/log/alkana-dashboard" in app["volumes"]
+    test = app["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    assert "http://127.0.0.1:8000/health'" in test[3]

@@ -4,6 +4,7 @@ import gzip
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import alkana_logging
 from alkana_logging import _state
 from alkana_logging import fields as F
+from alkana_logging import presets as P
 from alkana_logging import report as Rep
 from alkana_logging.cli import main
 
@@ -305,3 +307,144 @@ def test_report_reads_files_written_by_other_processes(tmp_path: Path) -> None:
     (tmp_path / "app.log").write_text(json.dumps({**line, F.PID: os.getpid() + 1}) + "\n")
     report = Rep.build_report([tmp_path], now=NOW)
     assert (report.requests, report.errors) == (1, 1)
+
+
+# -- metric events (DatabaseConnectionsHigh) ------------------------------------------------------
+
+
+def test_metrics_report_the_latest_value_of_each_name_and_flag_db_connections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alkana_logging.setup(log_file=str(tmp_path / "app.log"), stdout=False, max_bytes=2000)
+    for value in (10, 95, 60, 85):
+        alkana_logging.metric(P.DB_CONNECTIONS_METRIC, value, pool="main")
+    alkana_logging.metric("queue_depth", 3)
+    alkana_logging.shutdown()
+    # A later file name holding earlier samples: latest is by timestamp, not by file order;
+    # a value that is not a number is left out.
+    (tmp_path / "app.log.9").write_text(
+        "".join(
+            json.dumps(
+                {
+                    F.TIMESTAMP: "2000-01-01T00:00:00.000000Z",
+                    F.EVENT: F.EVENT_METRIC,
+                    F.METRIC: P.DB_CONNECTIONS_METRIC,
+                    F.VALUE: value,
+                }
+            )
+            + "\n"
+            for value in (5, "lots")
+        )
+    )
+    report = Rep.build_report([tmp_path])
+    metrics = {m.metric: m for m in report.metrics}
+    assert set(metrics) == {P.DB_CONNECTIONS_METRIC, "queue_depth"}
+    db = metrics[P.DB_CONNECTIONS_METRIC]
+    assert (db.samples, db.latest, db.max, db.threshold) == (5, 85.0, 95.0, 80.0)
+    assert db.above_threshold is True
+    assert (metrics["queue_depth"].threshold, metrics["queue_depth"].above_threshold) == (
+        None,
+        False,
+    )
+    calm = Rep.build_report([tmp_path], metric_thresholds={P.DB_CONNECTIONS_METRIC: 90})
+    assert next(m for m in calm.metrics if m.metric == P.DB_CONNECTIONS_METRIC).above_threshold is (
+        False
+    )
+    assert main(["report", str(tmp_path), "--json"]) == 0
+    (entry,) = [
+        m for m in json.loads(capsys.readouterr().out)["metrics"] if m["metric"] == "queue_depth"
+    ]
+    assert entry["latest"] == 3.0
+    assert entry["latest_at"].endswith("Z")
+    assert main(["report", str(tmp_path)]) == 0
+    line = next(
+        line for line in capsys.readouterr().out.splitlines() if P.DB_CONNECTIONS_METRIC in line
+    )
+    assert "HIGH" in line
+    assert "85" in line
+
+
+# -- ETL freshness from the recent part of the files ---------------------------------------------
+
+
+def _line(ts: float, **fields: Any) -> bytes:
+    return json.dumps({F.TIMESTAMP: Rep.iso(ts), F.LEVEL: F.INFO, **fields}).encode() + b"\n"
+
+
+def _run(ts: float, table: str, status: str, **fields: Any) -> bytes:
+    return _line(
+        ts,
+        **{F.EVENT: F.EVENT_ETL_RUN_FINISHED, F.TABLE: table, F.STATUS: status, F.FINISHED_AT: ts},
+        **fields,
+    )
+
+
+def test_etl_freshness_reads_across_blocks_and_stops_at_the_window(tmp_path: Path) -> None:
+    # Ten days of ETL lines, more than 3 MiB: the backward read crosses several 1 MiB blocks,
+    # and at each boundary a run line straddles it (losing one changes the counts).
+    start = NOW - 10 * 86400
+    lines: list[bytes] = []
+    runs: list[tuple[float, str, str]] = []
+    steps = 9_000
+    for n in range(steps):
+        ts = start + n * (10 * 86400 / steps)
+        table = f"table_{n % 3}"
+        status = F.STATUS_FAILED if n % 7 == 0 else F.STATUS_SUCCESS
+        lines.append(_run(ts, table, status, pad="x" * (300 + n % 97)))
+        runs.append((ts, table, status))
+    # A table that ran only before the window (8 days ago) is not listed, as in etl_stale.
+    lines.insert(100, _run(NOW - 9.5 * 86400, "ancient_table", F.STATUS_SUCCESS))
+    # A line out of order, far before the window in the file: the read stops before it.
+    lines.insert(101, _run(NOW - HOUR, "misplaced_table", F.STATUS_SUCCESS))
+    (tmp_path / "app.log").write_bytes(b"".join(lines))
+    os.utime(tmp_path / "app.log", (NOW, NOW))
+    assert (tmp_path / "app.log").stat().st_size > 3 * (1 << 20)
+
+    tables = {t.table: t for t in Rep.etl_freshness([tmp_path], now=NOW)}
+    assert "misplaced_table" in {t.table for t in Rep.build_report([tmp_path], now=NOW).etl}
+    since = NOW - 7 * 86400
+    recent = [r for r in runs if r[0] >= since]
+    assert set(tables) == {table for _, table, _ in recent}
+    for name, table in tables.items():
+        mine = [r for r in recent if r[1] == name]
+        assert table.runs == len(mine)
+        assert table.last_status == mine[-1][2]
+        assert table.last_run_at == mine[-1][0]
+        successes = [ts for ts, _, status in mine if status == F.STATUS_SUCCESS]
+        assert table.last_success_at == (successes[-1] if successes else None)
+        assert table.stale is (not successes or NOW - successes[-1] > 25 * HOUR)
+
+
+def test_etl_freshness_skips_files_last_written_before_the_window(tmp_path: Path) -> None:
+    # Lines that claim to be recent, in a file last modified 8 days ago: not read at all.
+    old = tmp_path / "app.log-20270107-1799300000"
+    old.write_bytes(_run(NOW - HOUR, "from_an_old_file", F.STATUS_SUCCESS))
+    os.utime(old, (NOW - 8 * 86400, NOW - 8 * 86400))
+    current = tmp_path / "app.log"
+    current.write_bytes(_run(NOW - HOUR, "current", F.STATUS_SUCCESS))
+    os.utime(current, (NOW, NOW))
+    packed = tmp_path / "app.log.1.gz"
+    packed.write_bytes(gzip.compress(_run(NOW - 2 * HOUR, "packed", F.STATUS_FAILED)))
+    os.utime(packed, (NOW - HOUR, NOW - HOUR))
+    tables = {t.table: t for t in Rep.etl_freshness([tmp_path], now=NOW)}
+    assert set(tables) == {"current", "packed"}
+    assert tables["current"].stale is False
+    assert (tables["packed"].last_status, tables["packed"].stale) == (F.STATUS_FAILED, True)
+    # The full report reads everything, whatever the files' times.
+    assert "from_an_old_file" in {t.table for t in Rep.build_report([tmp_path], now=NOW).etl}
+
+
+def test_etl_freshness_agrees_with_the_report_on_the_workload(workload: Path) -> None:
+    for path in workload.iterdir():
+        os.utime(path, (NOW, NOW))
+    # The workload's lines carry the time they were written: measure from there.
+    now = time.time()
+    recent = Rep.etl_freshness([workload], now=now)
+    full = Rep.build_report([workload], now=now).etl
+    assert recent == full
+
+
+@pytest.mark.parametrize("option", ["stale_after_s", "lookback_s"])
+def test_etl_freshness_rejects_bad_windows(tmp_path: Path, option: str) -> None:
+    with pytest.raises(ValueError, match=rf"{option}: got 0; expected a number > 0"):
+        Rep.etl_freshness([tmp_path], **{option: 0})

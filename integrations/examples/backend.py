@@ -7,8 +7,10 @@ Run it under uvicorn (the log goes where ``LOG_FILE`` says, ``logs/app.log`` by 
 Routes: ``GET /items`` (the list; a ``timing`` and a ``metric`` event), ``GET /items/{item_id}``
 (a sync endpoint, run in the threadpool; 404 for an unknown id), ``GET /fail`` (an unhandled
 exception: a 500 and an ``http_request`` event with the stack trace), ``GET /slow`` (a timed,
-slow route for the latency panels) and ``GET /health`` (the logging pipeline's counters; its
-requests are logged at debug level).
+slow route for the latency panels), ``GET /health`` (alive: cheap, for a load balancer or a
+container healthcheck) and ``GET /health/detailed`` (the logging pipeline, ETL freshness per table
+read from the log directory, or from Loki when ``LOKI_URL`` is set, and a database ping with a
+timeout; 503 when the ping fails). The health routes' requests are logged at debug level.
 
 The middleware wraps the whole application (``app = RequestContextMiddleware(api)``) rather than
 ``api.add_middleware(...)``: outside Starlette's error handler, the 500 of an unhandled exception
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException
 
 import alkana_logging
+from alkana_logging.healthcheck import Check, HealthCheck
 from alkana_logging.metrics import metric, timed
 from alkana_logging.middleware import RequestContextMiddleware
 
@@ -41,12 +45,23 @@ api = FastAPI(title="inventory")
 items = APIRouter(prefix="/items")
 
 
+async def ping_database() -> dict[str, Any]:
+    await asyncio.sleep(0.001)  # stands for `SELECT 1` on the pool
+    return {"items": len(INVENTORY)}
+
+
+# ETL freshness: the log directory of LOG_FILE (the ETL script writes there too), or Loki.
+health = HealthCheck(checks=[Check("database", ping_database, timeout=1.0)])
+
+
 @items.get("")
 async def list_items() -> list[dict[str, Any]]:
     with timed("inventory_query", table="inventory"):
         await asyncio.sleep(0.002)  # stands for the database query
         rows = list(INVENTORY.values())
     metric("inventory_items", len(rows), plant="1000")
+    # The pool's active connections, as a pool's event hook would report them.
+    metric("db_connections_active", random.randint(3, 12), pool="main")
     log.info("listed items", count=len(rows))
     return rows
 
@@ -74,11 +89,8 @@ async def slow() -> dict[str, str]:
     return {"report": "done"}
 
 
-@api.get("/health")
-def health() -> dict[str, Any]:
-    return {"status": "ok", "logging": alkana_logging.pipeline_health()}
-
-
 api.include_router(items)
+api.include_router(health.router())
 
-app = RequestContextMiddleware(api, debug_paths=["/health"])
+# The health routes' requests are logged at debug level by default (debug_paths).
+app = RequestContextMiddleware(api)

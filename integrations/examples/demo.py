@@ -68,7 +68,7 @@ def run_backend_traffic() -> None:
             try:
                 requests.get(f"{base}/health", timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("the backend did not start") from None
                 time.sleep(0.1)
@@ -82,11 +82,37 @@ def run_backend_traffic() -> None:
                 if n % 20 == 0:
                     http.get(f"{base}/slow", timeout=10)
             http.get(f"{base}/items", headers={"X-Request-ID": "demo-request-1"}, timeout=5)
-            health = http.get(f"{base}/health", timeout=5).json()
-        print(f"backend on {base}: traffic sent; health route says {json.dumps(health)[:160]}")
+            live = http.get(f"{base}/health", timeout=5).json()
+            detailed = http.get(f"{base}/health/detailed", timeout=10)
+        print(f"backend on {base}: traffic sent; /health says {json.dumps(live)}")
+        show_health(detailed.status_code, detailed.json())
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def show_health(code: int, body: dict[str, object]) -> None:
+    """The detailed health answer, shortly: overall, each component, each ETL table."""
+    components = body["components"]
+    assert isinstance(components, dict)
+    print(f"/health/detailed: HTTP {code}, {body['status']}")
+    for name, part in components.items():
+        if name == "checks":
+            for check, result in part.items():
+                print(f"  check {check}: {result['status']} ({result['duration_ms']} ms)")
+            continue
+        problems = part.get("problems") or ([part["error"]] if part.get("error") else [])
+        print(f"  {name}: {part['status']}" + (f" ({'; '.join(problems)})" if problems else ""))
+        for table, state in part.get("tables", {}).items():
+            success = (
+                f"{state['last_success']} ({state['age_hours']} h ago)"
+                if state["last_success"]
+                else "none this week"
+            )
+            print(
+                f"    {table:<14} {state['status']:<8} last success {success}; "
+                f"last run {state['last_status']}"
+            )
 
 
 def run_etl() -> None:
@@ -134,8 +160,9 @@ def show() -> None:
 
 def main() -> None:
     shutil.rmtree(LOG_DIR, ignore_errors=True)
-    run_backend_traffic()
+    # The ETL script first, so that the backend's /health/detailed has tables to report.
     run_etl()
+    run_backend_traffic()
     log_through_every_front_end()
     show()
 
