@@ -15,13 +15,16 @@ def make_sink() -> Any:
             return
         record = message.record
         exception = record["exception"]
-        pipeline.emit(
+        file = record["file"]
+        path = file.path if file is not None else "(unknown file)"
+        pipeline.emit_offered(
             int(record["time"].timestamp() * 1_000_000_000),
             level_name(record["level"].no),
             record["name"] or "root",
             record["message"],
             record["extra"],
             exception.value if exception is not None else None,
+            (path, record["line"], record["function"]),
         )
 
     return sink

@@ -184,7 +184,7 @@ def _structlog_processor(logger: Any, method_name: str, event_dict: dict[str, An
     name = getattr(logger, "name", "root")
     pipeline = _pipeline
     if pipeline is not None:
-        pipeline.emit(time.time_ns(), level, name, message, event_dict, exc)
+        pipeline.emit_offered(time.time_ns(), level, name, message, event_dict, exc)
     else:  # a logger kept after shutdown(): hand the event to the stdlib instead
         emit(level, name, message, event_dict, exc)
     return ""
@@ -287,7 +287,7 @@ def emit(
     number = level_number(level)
     if pipeline is not None:
         if number >= pipeline.level:
-            pipeline.emit(time.time_ns(), level, logger, message, fields, exc)
+            pipeline.emit_offered(time.time_ns(), level, logger, message, fields, exc)
         return
     stdlib_logger = logging.getLogger(logger)
     if stdlib_logger.isEnabledFor(number):

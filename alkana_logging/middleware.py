@@ -425,7 +425,7 @@ class RequestContextMiddleware:
                             _report(f"http_request event failed: {exc!r}")
                         else:
                             if pipeline is not None:
-                                pipeline.emit(
+                                pipeline.emit_offered(
                                     _time_ns(), level, LOGGER_NAME, message, fields, error
                                 )
                             else:

@@ -13,7 +13,15 @@ from itertools import islice
 from typing import Any
 
 from alkana_logging import fields as F
-from alkana_logging._render import _LEVEL_BY_NUMBER, Renderer, level_name, resolve_exc_info
+from alkana_logging._render import (
+    _LEVEL_BY_NUMBER,
+    RECORD_ATTRS,
+    Renderer,
+    _safe_text,
+    level_name,
+    resolve_exc_info,
+)
+from alkana_logging.context import _CONTEXT
 from alkana_logging.health import PipelineHealth
 from alkana_logging.redaction import Redactor
 from alkana_logging.sinks import Sink
@@ -23,6 +31,30 @@ _LEVEL_NUMBERS = {F.DEBUG: 10, F.INFO: 20, F.WARNING: 30, F.ERROR: 40, F.CRITICA
 #: How many attributes ``LogRecord.__init__`` sets (``extra=`` values come after them).
 _RECORD_SIZE = len(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
 _LogRecord = logging.LogRecord
+_root = logging.root
+_Logger = logging.Logger
+_get_logger = logging.getLogger
+#: The stdlib's own ``Logger.callHandlers``; anything else there is a hook that wants every
+#: record (sentry-sdk's LoggingIntegration replaces it). None if it was replaced before this
+#: module was imported: then lines are always offered to the stdlib.
+_STDLIB_CALL_HANDLERS = (
+    _Logger.callHandlers if getattr(_Logger.callHandlers, "__module__", "") == "logging" else None
+)
+
+
+class ForwardedRecord(logging.LogRecord):
+    """A line of structlog, loguru or the package's own helpers, offered to the stdlib's other
+    handlers. The pipeline has written it already: its own handler lets it pass."""
+
+
+def has_foreign_handlers() -> bool:
+    """Whether a line that did not come through the stdlib must be offered to it: a handler on
+    the root logger besides the pipeline's (pytest's ``caplog``, OpenTelemetry's
+    ``LoggingHandler``, the application's own), or ``Logger.callHandlers`` hooked (sentry-sdk).
+
+    Two attribute reads: the front-ends inline it, so lines cost nothing more without them.
+    """
+    return len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS
 
 
 class Pipeline:
@@ -72,14 +104,77 @@ class Pipeline:
         """A call of an alkana structlog logger (``fields`` is the call's own dict)."""
         ns = time.time_ns()
         exc_info = fields.pop("exc_info", None)
-        self.emit(
-            ns,
-            level,
-            name,
-            "" if event is None else event,
-            fields,
-            resolve_exc_info(exc_info) if exc_info else None,
-        )
+        exc = resolve_exc_info(exc_info) if exc_info else None
+        message = "" if event is None else event
+        self.emit(ns, level, name, message, fields, exc)
+        # has_foreign_handlers(), inline.
+        if len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS:
+            self.forward(ns, level, name, message, fields, exc)
+
+    def emit_offered(
+        self,
+        ns: int,
+        level: str,
+        logger: str,
+        message: Any,
+        fields: Mapping[Any, Any] | None = None,
+        exc: BaseException | None = None,
+        where: tuple[str, int, str | None] | None = None,
+    ) -> None:
+        """``emit`` for a front-end other than the stdlib's: the line is also offered to the
+        stdlib's other handlers when there are any (see :meth:`forward`)."""
+        self.emit(ns, level, logger, message, fields, exc)
+        if len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS:
+            self.forward(ns, level, logger, message, fields, exc, where)
+
+    def forward(
+        self,
+        ns: int,
+        level: str,
+        logger: str,
+        message: Any,
+        fields: Mapping[Any, Any] | None,
+        exc: BaseException | None,
+        where: tuple[str, int, str | None] | None = None,
+    ) -> None:
+        """Offer a line that did not come through the stdlib to the stdlib's handlers and hooks.
+
+        A :class:`ForwardedRecord` of the stdlib logger ``logger`` goes through that logger's
+        ``handle()``: its level and filters, every handler up to the root at its own level, and
+        ``Logger.callHandlers`` (where sentry-sdk listens). The bound context and the fields are
+        its attributes, redacted as in the line (a name the stdlib uses for itself is prefixed
+        ``extra_``); an exception is its ``exc_info``; ``where`` is ``(path, line, function)``
+        when the front-end knows it. The pipeline's own handler lets the record pass: nothing is
+        written twice. Never raises.
+        """
+        try:
+            stdlib_logger = _get_logger(logger)  # "root" is the root logger
+            levelno = _LEVEL_NUMBERS[level]
+            if not stdlib_logger.isEnabledFor(levelno):
+                return
+            path, line, function = where or ("(unknown file)", 0, None)
+            record = ForwardedRecord(
+                logger,
+                levelno,
+                path,
+                line,
+                message if type(message) is str else _safe_text(message),
+                None,
+                (type(exc), exc, exc.__traceback__) if exc is not None else None,
+                function,
+            )
+            record.created = ns / 1_000_000_000
+            record.msecs = ns // 1_000_000 % 1000
+            context = _CONTEXT.get()
+            values = {**context, **fields} if context and fields else fields or context
+            if values:
+                attrs = record.__dict__
+                for key, value in self.redactor.mapping(values).items():
+                    name = key if type(key) is str else _safe_text(key)
+                    attrs[F.COLLISION_PREFIX + name if name in RECORD_ATTRS else name] = value
+            stdlib_logger.handle(record)
+        except Exception as err:  # noqa: BLE001 - another handler must not break the caller
+            self.health.internal_error(f"offering a line to the stdlib's handlers failed: {err!r}")
 
     def emit_stdlib(self, record: logging.LogRecord) -> None:
         """A stdlib ``LogRecord``: its ``extra=`` fields, message and exception."""

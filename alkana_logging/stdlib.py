@@ -9,14 +9,16 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from alkana_logging._render import RECORD_ATTRS, Renderer
-from alkana_logging.pipeline import Pipeline, stdlib_parts
+from alkana_logging.pipeline import ForwardedRecord, Pipeline, stdlib_parts
 from alkana_logging.settings import load_settings
 
 
 class PipelineHandler(logging.Handler):
     """Hands every record to the pipeline (which renders, redacts and writes it).
 
-    The pipeline's sinks lock for themselves, so ``handle`` skips the handler lock.
+    The pipeline's sinks lock for themselves, so ``handle`` skips the handler lock. A
+    :class:`~alkana_logging.pipeline.ForwardedRecord` (a line of another front-end offered to
+    the other handlers) was written already: it passes.
     """
 
     def __init__(self, pipeline: Pipeline, level: int = logging.NOTSET) -> None:
@@ -24,6 +26,8 @@ class PipelineHandler(logging.Handler):
         self.pipeline = pipeline
 
     def handle(self, record: logging.LogRecord) -> Any:
+        if record.__class__ is ForwardedRecord:
+            return True
         if not self.filters:
             # Pipeline.emit_stdlib() inlined: one call fewer on every stdlib line.
             pipeline = self.pipeline
@@ -37,7 +41,8 @@ class PipelineHandler(logging.Handler):
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.pipeline.emit_stdlib(record)
+        if record.__class__ is not ForwardedRecord:
+            self.pipeline.emit_stdlib(record)
 
 
 class JsonFormatter(_BaseJsonFormatter):
