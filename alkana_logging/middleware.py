@@ -17,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +30,7 @@ from alkana_logging.pipeline import level_number
 
 __all__ = [
     "RequestContextMiddleware",
+    "instrument",
     "is_safe_request_id",
     "new_request_id",
     "parse_traceparent",
@@ -40,6 +43,9 @@ LOGGER_NAME: Final = "alkana_logging.middleware"
 #: The status written when the client went away before the response was complete (as nginx does).
 STATUS_CLIENT_CLOSED: Final = 499
 UVICORN_ACCESS_LOGGER: Final = "uvicorn.access"
+#: The scope key where the outermost middleware leaves the request's id: a middleware nested
+#: inside it (on a mounted sub-application) reuses that id and writes no event of its own.
+SCOPE_REQUEST_ID: Final = "alkana_logging.request_id"
 MAX_REQUEST_ID_LENGTH: Final = 128
 
 _SAFE_ID: Final = re.compile(rb"[A-Za-z0-9._-]{1,128}")
@@ -202,16 +208,17 @@ class RequestContextMiddleware:
     """Binds the request's ids while it is handled and logs one ``http_request`` event for it.
 
     Pure ASGI (Starlette's ``BaseHTTPMiddleware`` loses context changes), for Starlette and
-    FastAPI. Two ways to install it::
+    FastAPI. Installed by :func:`instrument` (``instrument(app, **options)``: outside
+    Starlette's ``ServerErrorMiddleware``, so the 500 of an unhandled exception and the
+    responses of the app's own exception handlers carry the id, and those handlers run with it
+    bound), or around any ASGI application (``RequestContextMiddleware(app)``).
+    ``app.add_middleware(RequestContextMiddleware)`` works too, but puts it inside
+    ``ServerErrorMiddleware``: the 500 that one sends lacks the id header, and an
+    ``Exception``/500 handler runs without the id (the event is still written).
 
-        app.add_middleware(RequestContextMiddleware)     # inside Starlette's error handler
-        app = RequestContextMiddleware(app)              # outermost: recommended
-
-    Starlette puts every middleware added with ``add_middleware`` inside its
-    ``ServerErrorMiddleware``, which sends the 500 of an unhandled exception straight to the
-    server: that one response then lacks the id header (the event is still written, with status
-    500 and the exception). Wrapping the application puts this middleware outside, so the 500
-    carries the header too, and errors of the other middlewares are covered.
+    Nested inside another ``RequestContextMiddleware`` (a mounted sub-application that has its
+    own), it reuses the outer one's id and writes no event of its own: one id and one event a
+    request, with the outer one's options.
 
     Per request:
 
@@ -315,6 +322,9 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self._not_http(scope, receive, send)
             return
+        if SCOPE_REQUEST_ID in scope:  # an outer middleware has the request: one id, one event
+            await self.app(scope, receive, send)
+            return
         if self._silence_pending:
             self._silence_pending = False
             _silence_uvicorn_access()
@@ -347,6 +357,7 @@ class RequestContextMiddleware:
             if trace is not None:
                 bound[F.TRACE_ID], bound[F.SPAN_ID] = trace
         token = _CONTEXT.set(bound)
+        scope[SCOPE_REQUEST_ID] = request_id
         # Set here rather than in an __init__: a Python __init__ called from C costs more.
         exchange = _new_exchange(_Exchange)
         exchange.app_receive = receive
@@ -437,7 +448,11 @@ class RequestContextMiddleware:
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
         if scope_type == "websocket":
+            if SCOPE_REQUEST_ID in scope:
+                await self.app(scope, receive, send)
+                return
             request_id, trace, _ = self._incoming(scope["headers"])
+            scope[SCOPE_REQUEST_ID] = request_id
             bound = {**_CONTEXT.get(), F.REQUEST_ID: request_id}
             if trace is not None:
                 bound[F.TRACE_ID], bound[F.SPAN_ID] = trace
@@ -533,6 +548,92 @@ class RequestContextMiddleware:
 
 # The method's parameter of the same name hides the function inside __init__.
 _silence_uvicorn_access = silence_uvicorn_access
+
+_INSTRUMENTED: Final = "_alkana_logging_instrumented"
+
+
+class _StackTop(ServerErrorMiddleware):
+    """The top of an instrumented stack: a pass-through that keeps the stack's shape (a
+    ``ServerErrorMiddleware`` on top) for instrumentations applied after ours, such as
+    OpenTelemetry's ``FastAPIInstrumentor.instrument_app``, which unwrap it. Errors are handled
+    by Starlette's own ``ServerErrorMiddleware`` inside ours."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def instrument(app: Any, **options: Any) -> Any:
+    """Install :class:`RequestContextMiddleware` on a Starlette or FastAPI application, outside
+    Starlette's ``ServerErrorMiddleware``, and return the same application.
+
+    ``add_middleware`` can only put a middleware inside ``ServerErrorMiddleware``, which sends
+    the 500 of an unhandled exception and runs the app's ``Exception``/500 handler; wrapping
+    the application hands back an object without ``include_router``, ``state`` or
+    ``exception_handler``. This uses Starlette's own seam instead, as OpenTelemetry's FastAPI
+    instrumentation does: it wraps ``app.build_middleware_stack``, so the id is on every
+    response (unhandled 500s, the debug page and the app's exception handlers included) and is
+    bound while those handlers run. The middleware goes right outside Starlette's
+    ``ServerErrorMiddleware``, inside OpenTelemetry's middleware when the app was instrumented
+    by it first (the event is then written inside the server span, and has its ids), and works
+    with OpenTelemetry instrumenting afterwards too. Middleware added later with
+    ``add_middleware`` and routers included later are all inside it.
+
+    Args:
+        app: a ``starlette.applications.Starlette`` (``fastapi.FastAPI`` is one).
+        **options: the keyword options of :class:`RequestContextMiddleware`.
+
+    Returns:
+        ``app`` itself. Instrumenting it again changes nothing.
+
+    Raises:
+        TypeError: ``app`` is not a Starlette application, or an option has the wrong type.
+        ValueError: an option has a value that is not accepted.
+        RuntimeError: the application has already started (its middleware stack is built).
+    """
+    build = getattr(app, "build_middleware_stack", None)
+    if not callable(build) or not hasattr(app, "middleware_stack"):
+        raise TypeError(
+            f"instrument(): expected a Starlette or FastAPI application, got {app!r}; "
+            "wrap any other ASGI application: RequestContextMiddleware(app)"
+        )
+    if getattr(app, _INSTRUMENTED, False):
+        return app
+    if app.middleware_stack is not None:
+        raise RuntimeError(
+            "instrument(): the application has already started; call it where the app is made"
+        )
+    RequestContextMiddleware(app, **options)  # the options are checked now, not at startup
+
+    def build_middleware_stack() -> ASGIApp:
+        stack: ASGIApp = build()
+        middleware = RequestContextMiddleware
+        parent, errors = _server_error_middleware(stack)
+        if errors is None:  # not Starlette's usual stack: outermost, as a wrapper would be
+            return middleware(stack, **options)
+        if parent is None:
+            return _StackTop(middleware(errors, **options), debug=errors.debug)
+        parent.app = middleware(errors, **options)
+        return stack
+
+    app.build_middleware_stack = build_middleware_stack
+    setattr(app, _INSTRUMENTED, True)
+    return app
+
+
+def _server_error_middleware(stack: Any) -> tuple[Any, Any]:
+    """Starlette's own ``ServerErrorMiddleware`` in a built stack (the innermost one: an
+    instrumentation may have put another above it) and the layer above it (None at the top)."""
+    parent = found = found_parent = None
+    layer = stack
+    for _ in range(64):
+        if isinstance(layer, ExceptionMiddleware):
+            break
+        if isinstance(layer, ServerErrorMiddleware):
+            found, found_parent = layer, parent
+        parent, layer = layer, getattr(layer, "app", None)
+        if layer is None:
+            break
+    return found_parent, found
 
 
 def route_template(scope: Scope, root_path: str, status: int = 200) -> str:

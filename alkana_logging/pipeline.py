@@ -47,6 +47,16 @@ class ForwardedRecord(logging.LogRecord):
     handlers. The pipeline has written it already: its own handler lets it pass."""
 
 
+def _otel_current_span() -> Any:
+    """OpenTelemetry's ``get_current_span`` when ``opentelemetry-api`` is installed, else None
+    (then nothing of it is imported or called)."""
+    try:
+        from opentelemetry.trace import get_current_span
+    except ImportError:
+        return None
+    return get_current_span
+
+
 def has_foreign_handlers() -> bool:
     """Whether a line that did not come through the stdlib must be offered to it: a handler on
     the root logger besides the pipeline's (pytest's ``caplog``, OpenTelemetry's
@@ -73,6 +83,10 @@ class Pipeline:
         self.sinks: tuple[Sink, ...] = tuple(sinks)
         self.level = level
         self.health = health if health is not None else PipelineHealth()
+        self._current_span = _otel_current_span()
+        # The last span seen and its ids (None: not recording); one tuple, read and replaced
+        # whole, so threads need no lock.
+        self._last_span: tuple[Any, tuple[str, str] | None] = (None, None)
 
     def emit(
         self,
@@ -85,7 +99,23 @@ class Pipeline:
         extra: Iterable[tuple[Any, Any]] | None = None,
     ) -> None:
         """Write one line to every sink (``extra``: a stdlib record's attributes, see
-        ``Renderer.render``). Never raises."""
+        ``Renderer.render``). Never raises.
+
+        Inside a recording OpenTelemetry span (``opentelemetry-api`` installed), the line's
+        ``trace_id`` and ``span_id`` are the span's, over any bound or given.
+        """
+        current_span = self._current_span
+        if current_span is not None:
+            ids = self._span_ids(current_span)
+            if ids is not None:
+                fields = (
+                    {**fields, F.TRACE_ID: ids[0], F.SPAN_ID: ids[1]}
+                    if fields
+                    else {
+                        F.TRACE_ID: ids[0],
+                        F.SPAN_ID: ids[1],
+                    }
+                )
         try:
             record, line = self.renderer.render(ns, level, logger, message, fields, exc, extra)
         except Exception as err:  # noqa: BLE001 - the pipeline must not break the caller
@@ -97,6 +127,23 @@ class Pipeline:
                 sink.write(line, record, ns)
             except Exception as err:  # noqa: BLE001
                 self.health.internal_error(f"{type(sink).__name__} failed: {err!r}")
+
+    def _span_ids(self, current_span: Any) -> tuple[str, str] | None:
+        """The W3C hex ids of the current OpenTelemetry span, or None if it is not recording."""
+        try:
+            span = current_span()
+            last, ids = self._last_span
+            if span is last:
+                return ids
+            ids = None
+            if span.is_recording():
+                span_context = span.get_span_context()
+                ids = (format(span_context.trace_id, "032x"), format(span_context.span_id, "016x"))
+            self._last_span = (span, ids)
+            return ids
+        except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line
+            self.health.internal_error(f"reading the OpenTelemetry span failed: {err!r}")
+            return None
 
     # -- front-ends -----------------------------------------------------------------------------
 
