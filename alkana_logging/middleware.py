@@ -640,10 +640,13 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
     """The template of the route that handled a request (``/items/{item_id}``), after the app ran.
 
     Starlette's router leaves the matched route in ``scope["route"]``. Behind a ``Mount`` or a
-    FastAPI router included with a prefix, that route's template is relative: the prefix is
-    found by matching the route against the tails of the path, and path parameters in the prefix
-    are put back as ``{name}``. Starlette before 0.47 leaves no route: then the routes are
-    matched again from ``scope["router"]``.
+    FastAPI router included with a prefix (FastAPI 0.141+ leaves the router's own route, whose
+    template is relative), the prefix is found by matching the route against the tails of the
+    path, the empty tail included (a route ``""`` under a prefix), and path parameters in the
+    prefix are put back as ``{name}``. Starlette before 0.47 leaves no route: then the routes
+    are matched again from ``scope["router"]``. A page of FastAPI's ``app.frontend(path)`` gets
+    ``path``; an application mounted without routes of its own (static files, a plain ASGI app)
+    gets its mount's template, found from how the mount extended ``root_path``.
 
     Args:
         scope: the request's scope, as the application left it.
@@ -653,17 +656,7 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
     route = scope.get("route")
     route_path = _route_path(scope["path"], root_path) if root_path else scope["path"]
     if route is None:
-        router = scope.get("router")
-        if router is None or status == 404:
-            return F.ROUTE_UNMATCHED
-        view = {
-            "type": scope["type"],
-            "path": scope["path"],
-            "root_path": root_path,
-            "method": scope.get("method", "GET"),
-            "headers": scope.get("headers", []),
-        }
-        return _match_routes(getattr(router, "routes", ()), view) or F.ROUTE_UNMATCHED
+        return _template_without_route(scope, root_path, route_path, status)
     try:
         template: str = route.path
         if template == route_path or route.path_regex.match(route_path):
@@ -673,14 +666,43 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
         return path if isinstance(path, str) and path else F.ROUTE_UNMATCHED
     regex = route.path_regex
     start = route_path.find("/", 1)
-    while start > 0:
+    while True:
+        if start < 0:  # last, the empty tail: a route "" under a prefix that is the whole path
+            start = len(route_path)
         if regex.match(route_path[start:]):
             own = getattr(route, "param_convertors", {})
             return (
                 _prefix_template(route_path[:start], scope.get("path_params", {}), own) + template
+                or "/"
             )
+        if start == len(route_path):
+            return template or "/"
         start = route_path.find("/", start + 1)
-    return template or "/"
+
+
+def _template_without_route(scope: Scope, root_path: str, route_path: str, status: int) -> str:
+    frontend = scope.get("fastapi")
+    if isinstance(frontend, dict):
+        page = frontend.get("frontend_path")  # FastAPI's app.frontend(): the path under it
+        if isinstance(page, str) and route_path.endswith(page):
+            return route_path[: len(route_path) - len(page)].rstrip("/") or "/"
+    router = scope.get("router")
+    if router is not None and status != 404:
+        view = {
+            "type": scope["type"],
+            "path": scope["path"],
+            "root_path": root_path,
+            "method": scope.get("method", "GET"),
+            "headers": scope.get("headers", []),
+        }
+        found = _match_routes(getattr(router, "routes", ()), view)
+        if found is not None:
+            return found
+    mounted: str = scope.get("root_path", "")
+    if len(mounted) > len(root_path) and mounted.startswith(root_path):
+        # A mount set root_path to its own prefix; its parameters' values are in path_params.
+        return _prefix_template(mounted[len(root_path) :], scope.get("path_params", {}), {})
+    return F.ROUTE_UNMATCHED
 
 
 def _route_path(path: str, root_path: str) -> str:
@@ -720,9 +742,12 @@ def _match_routes(routes: Iterable[Any], view: dict[str, Any], depth: int = 0) -
 
 
 def _template_of(route: Any, view: dict[str, Any], depth: int) -> str | None:
-    prefix = getattr(route, "path", "")
-    prefix = prefix if isinstance(prefix, str) else ""
+    prefix = getattr(route, "path", None)
     inner = getattr(route, "routes", None)
+    if not isinstance(prefix, str):  # a Host, or a route of unknown kind (FastAPI's own)
+        if inner is None:
+            return None
+        prefix = ""
     if inner is None:  # a plain route
         return prefix or "/"
     if inner:  # a Mount or Host of a router: the full template is the mount's plus the route's

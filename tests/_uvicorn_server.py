@@ -431,3 +431,71 @@ def _instrument_otel(app: Any) -> Any:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
     return exporter
+
+
+def fastapi_routes_app() -> Any:
+    """Every kind of route a FastAPI app has, for the route templates of its events, on any
+    FastAPI of those pyproject.toml admits. FastAPI before 0.141 drops a ``Mount`` or ``Host``
+    inside an included router: there they are mounted on the app under the same prefix, so the
+    expected templates are the same. ``app.frontend()`` exists in recent FastAPI only; the
+    directory it serves is ``TEST_FRONTEND_DIR``."""
+    from fastapi import APIRouter, FastAPI
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Host, Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    import alkana_logging
+    from alkana_logging.middleware import instrument
+
+    alkana_logging.setup()
+    _watchdog()
+    frontend_dir = os.environ["TEST_FRONTEND_DIR"]
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    async def raw(scope: Any, receive: Any, send: Any) -> None:
+        await PlainTextResponse("raw")(scope, receive, send)
+
+    app = FastAPI()
+    things = APIRouter()
+
+    @things.get("")
+    def list_things() -> str:
+        return "things"
+
+    @things.get("/{tid}")
+    def one_thing(tid: int) -> int:
+        return tid
+
+    orders = APIRouter(prefix="/users/{uid}")
+
+    @orders.get("/orders/{oid}")
+    def order(uid: int, oid: int) -> list[int]:
+        return [uid, oid]
+
+    v1 = APIRouter()
+    v1.include_router(orders)
+    app.include_router(things, prefix="/things")
+    app.include_router(v1, prefix="/api/v1")
+
+    mounts = [
+        Mount("/files", app=Starlette(routes=[Route("/f/{name}", hello)])),
+        Mount("/raw", app=raw),
+        Host("api.example.com", app=Starlette(routes=[Route("/h/{x}", hello)])),
+    ]
+    probe = FastAPI()
+    probe.include_router(APIRouter(routes=[Mount("/probe", app=raw)]))
+    keeps_mounts = any(
+        type(r).__name__ not in ("APIRoute", "Route", "APIWebSocketRoute", "WebSocketRoute")
+        for r in probe.router.routes
+    )
+    if keeps_mounts:
+        app.include_router(APIRouter(routes=list(mounts)), prefix="/m")
+    else:
+        app.router.routes.append(Mount("/m", routes=mounts))
+    app.mount("/static", StaticFiles(directory=frontend_dir))
+    if hasattr(app, "frontend"):
+        app.frontend("/app", directory=frontend_dir)
+    return instrument(app)
