@@ -154,11 +154,7 @@ def _install(pipeline: Pipeline, settings: Settings, processors: list[Any]) -> N
     root.addHandler(new_handler)
     root.setLevel(settings.level_number)
     _handler = new_handler
-    for name in FRAMEWORK_LOGGERS:
-        framework_logger = logging.getLogger(name)
-        for handler in list(framework_logger.handlers):
-            framework_logger.removeHandler(handler)
-        framework_logger.propagate = True
+    adopt_framework_loggers()
     logging.captureWarnings(settings.capture_warnings)
 
     _structlog.set_level(settings.level_number)
@@ -172,6 +168,18 @@ def _install(pipeline: Pipeline, settings: Settings, processors: list[Any]) -> N
         cache_logger_on_first_use=True,
     )
     _install_loguru(pipeline, settings)
+
+
+def adopt_framework_loggers() -> None:
+    """Hand uvicorn's and gunicorn's loggers to the root logger: their own handlers removed,
+    propagation on. The middleware calls it again when the server starts (the lifespan), since
+    gunicorn's UvicornWorker gives ``uvicorn.error`` gunicorn's handlers and no propagation in
+    each worker, after a ``--preload`` master ran ``setup()``; so does a ``--log-config``."""
+    for name in FRAMEWORK_LOGGERS:
+        framework_logger = logging.getLogger(name)
+        for handler in list(framework_logger.handlers):
+            framework_logger.removeHandler(handler)
+        framework_logger.propagate = True
 
 
 def _structlog_processor(logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:

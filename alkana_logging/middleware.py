@@ -462,10 +462,14 @@ class RequestContextMiddleware:
             finally:
                 _CONTEXT.reset(token)
             return
-        if scope_type == "lifespan" and self._silence:
-            # uvicorn (or a --log-config) may have configured logging after __init__.
-            self._silence_pending = False
-            _silence_uvicorn_access()
+        if scope_type == "lifespan":
+            # uvicorn (a --log-config) or gunicorn's UvicornWorker may have configured logging
+            # after setup() and __init__ (in each worker, after a --preload master's setup()).
+            if _state.is_configured():
+                _state.adopt_framework_loggers()
+            if self._silence:
+                self._silence_pending = False
+                _silence_uvicorn_access()
         await self.app(scope, receive, send)
 
     def _incoming(
