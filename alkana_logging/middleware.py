@@ -225,7 +225,9 @@ class RequestContextMiddleware:
     - ``request_id`` is the incoming header's value when it is a safe token (1 to 128
       characters of ``[A-Za-z0-9._-]``: UUIDs, nginx's ``$request_id``, ...) and passes
       ``id_validator``; otherwise a new id. A rejected value is never logged or echoed.
-    - ``trace_id`` and ``span_id`` come from a valid W3C ``traceparent`` header.
+    - ``trace_id`` and ``span_id`` come from a valid W3C ``traceparent`` header; inside a
+      recording OpenTelemetry span (OpenTelemetry's FastAPI instrumentation), every line and the
+      event carry the span's instead.
     - They are bound to the context for the whole request (async endpoints, sync endpoints run
       in the threadpool and background tasks see them) and reset afterwards.
     - The id goes back in the response header (unless the application set that header itself).

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -276,3 +277,47 @@ def test_a_failing_foreign_handler_never_breaks_the_caller(
         logging.getLogger().removeHandler(broken)
     assert [r[F.MESSAGE] for r in read_records(tmp_path / "app.log")] == ["still written"]
     assert health["internal_errors"] >= 1
+
+
+# -- OpenTelemetry's LoggingHandler ---------------------------------------------------------------
+
+
+def test_opentelemetry_logging_handler_gets_lines_with_exception_and_span(tmp_path: Path) -> None:
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.trace import TracerProvider
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    with warnings.catch_warnings():
+        # The SDK's handler says it moves to opentelemetry-instrumentation-logging; it is the
+        # one most apps have on their root logger today.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        handler = LoggingHandler(level=logging.WARNING, logger_provider=provider)
+    alkana_logging.setup(log_file=str(tmp_path / "app.log"), stdout=False)
+    logging.getLogger().addHandler(handler)
+    tracer = TracerProvider().get_tracer("tests")
+    try:
+        with (
+            tracer.start_as_current_span("job") as span,
+            alkana_logging.bound_context(request_id="req-otel"),
+        ):
+            alkana_logging.get_logger("svc.otel").info("below the handler's level")
+            try:
+                _raise("for OpenTelemetry")
+            except ValueError:
+                alkana_logging.get_logger("svc.otel").exception("otel failure", rows=2)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        provider.shutdown()
+
+    [exported] = [data.log_record for data in exporter.get_finished_logs()]
+    assert exported.body == "otel failure"
+    assert exported.severity_text == "ERROR"
+    assert exported.attributes is not None
+    assert exported.attributes["request_id"] == "req-otel"
+    assert exported.attributes["rows"] == 2
+    assert exported.attributes["exception.type"] == "ValueError"
+    assert "_raise" in str(exported.attributes["exception.stacktrace"])
+    assert exported.trace_id == span.get_span_context().trace_id

@@ -70,6 +70,31 @@ def test_every_front_end_takes_the_ids_of_the_recording_span(
     assert F.TRACE_ID not in events[5]
 
 
+def test_another_runtime_context_takes_the_api(
+    tracer: tuple[trace.Tracer, InMemorySpanExporter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import opentelemetry.context.contextvars_context as contextvars_context
+
+    class Other:
+        pass
+
+    monkeypatch.setattr(contextvars_context, "ContextVarsRuntimeContext", Other)
+    otel, _ = tracer
+    with capture_logs() as events:
+        with otel.start_as_current_span("work") as span:
+            alkana_logging.get_logger("a").info("in a span")
+        alkana_logging.get_logger("a").info("no span")
+    assert _state_context_is_the_api()
+    assert (events[0][F.TRACE_ID], events[0][F.SPAN_ID]) == hex_ids(span)
+    assert F.TRACE_ID not in events[1]
+
+
+def _state_context_is_the_api() -> bool:
+    from alkana_logging.pipeline import _SPAN, _otel_span_reader
+
+    return _otel_span_reader()[1] == _SPAN
+
+
 def test_span_ids_win_over_bound_ones_and_a_non_recording_span_changes_nothing(
     tracer: tuple[trace.Tracer, InMemorySpanExporter],
 ) -> None:
@@ -125,7 +150,7 @@ sys.modules["opentelemetry"] = None  # as if it were not installed: importing it
 import alkana_logging
 from alkana_logging import _state
 alkana_logging.setup(log_file={str(tmp_path / "app.log")!r}, stdout=False)
-assert _state.current()._current_span is None
+assert _state.current()._otel_context is None
 with alkana_logging.bound_context(trace_id="{"a" * 32}", span_id="{"b" * 16}"):
     alkana_logging.get_logger("x").info("line")
 alkana_logging.shutdown()
