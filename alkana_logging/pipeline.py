@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
@@ -79,6 +80,24 @@ def _otel_span_reader() -> tuple[Any, Any]:
 
 
 _SPAN = "span"
+
+
+#: Modules whose frames are the logging machinery, not the caller of a log call.
+_MACHINERY = ("alkana_logging", "structlog", "loguru", "logging")
+
+
+def _caller() -> tuple[str, int, str]:
+    """``(path, line, function)`` of the first frame outside the logging machinery: where the
+    log call was made, as the stdlib's ``findCaller`` gives it (only paid when a line is
+    offered to other handlers)."""
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.partition(".")[0] not in _MACHINERY:
+            code = frame.f_code
+            return code.co_filename, frame.f_lineno, code.co_name
+        frame = frame.f_back
+    return "(unknown file)", 0, "(unknown function)"
 
 
 def has_foreign_handlers() -> bool:
@@ -222,15 +241,15 @@ class Pipeline:
         ``Logger.callHandlers`` (where sentry-sdk listens). The bound context and the fields are
         its attributes, redacted as in the line (a name the stdlib uses for itself is prefixed
         ``extra_``); an exception is its ``exc_info``; ``where`` is ``(path, line, function)``
-        when the front-end knows it. The pipeline's own handler lets the record pass: nothing is
-        written twice. Never raises.
+        when the front-end knows it, else the first caller outside the logging machinery. The
+        pipeline's own handler lets the record pass: nothing is written twice. Never raises.
         """
         try:
             stdlib_logger = _get_logger(logger)  # "root" is the root logger
             levelno = _LEVEL_NUMBERS[level]
             if not stdlib_logger.isEnabledFor(levelno):
                 return
-            path, line, function = where or ("(unknown file)", 0, "(unknown function)")
+            path, line, function = where or _caller()
             record = ForwardedRecord(
                 logger,
                 levelno,

@@ -64,6 +64,9 @@ def test_caplog_sees_every_front_end(app, caplog):
     ]
     orders, plain, loguru, stdlib, failed = caplog.records
     assert orders.order == 7
+    assert orders.filename == "test_user_app.py"
+    assert orders.funcName == "test_caplog_sees_every_front_end"
+    assert plain.funcName == "test_caplog_sees_every_front_end"
     assert orders.request_id == "req-1"
     assert loguru.job == "sync"
     assert loguru.request_id == "req-1"

@@ -168,3 +168,16 @@ assert not [m for m in sys.modules if m.startswith("opentelemetry.")]
     assert result.returncode == 0, result.stderr
     [line] = [json.loads(x) for x in (tmp_path / "app.log").read_text().splitlines()]
     assert (line[F.TRACE_ID], line[F.SPAN_ID]) == ("a" * 32, "b" * 16)
+
+
+def test_json_formatter_wired_by_hand_takes_the_span_ids(
+    tracer: tuple[trace.Tracer, InMemorySpanExporter],
+) -> None:
+    otel, _ = tracer
+    formatter = alkana_logging.JsonFormatter(app_name="svc")
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "inside", None, None)
+    with otel.start_as_current_span("work") as span:
+        inside = json.loads(formatter.format(record))
+    outside = json.loads(formatter.format(record))
+    assert (inside[F.TRACE_ID], inside[F.SPAN_ID]) == hex_ids(span)
+    assert F.TRACE_ID not in outside
