@@ -100,6 +100,17 @@ def _caller() -> tuple[str, int, str]:
     return "(unknown file)", 0, "(unknown function)"
 
 
+def _call_handlers(logger: logging.Logger, record: logging.LogRecord) -> None:
+    """What the stdlib's ``Logger.callHandlers`` does, whatever hook replaced it."""
+    current: logging.Logger | None = logger
+    levelno = record.levelno
+    while current is not None:
+        for handler in current.handlers:
+            if levelno >= handler.level:
+                handler.handle(record)
+        current = current.parent if current.propagate else None
+
+
 def has_foreign_handlers() -> bool:
     """Whether a line that did not come through the stdlib must be offered to it: a handler on
     the root logger besides the pipeline's (pytest's ``caplog``, OpenTelemetry's
@@ -217,12 +228,13 @@ class Pipeline:
         fields: Mapping[Any, Any] | None = None,
         exc: BaseException | None = None,
         where: tuple[str, int, str | None] | None = None,
+        hooks: Any = True,
     ) -> None:
         """``emit`` for a front-end other than the stdlib's: the line is also offered to the
         stdlib's other handlers when there are any (see :meth:`forward`)."""
         self.emit(ns, level, logger, message, fields, exc)
         if len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS:
-            self.forward(ns, level, logger, message, fields, exc, where)
+            self.forward(ns, level, logger, message, fields, exc, where, hooks)
 
     def forward(
         self,
@@ -233,6 +245,7 @@ class Pipeline:
         fields: Mapping[Any, Any] | None,
         exc: BaseException | None,
         where: tuple[str, int, str | None] | None = None,
+        hooks: Any = True,
     ) -> None:
         """Offer a line that did not come through the stdlib to the stdlib's handlers and hooks.
 
@@ -242,7 +255,11 @@ class Pipeline:
         its attributes, redacted as in the line (a name the stdlib uses for itself is prefixed
         ``extra_``); an exception is its ``exc_info``; ``where`` is ``(path, line, function)``
         when the front-end knows it, else the first caller outside the logging machinery. The
-        pipeline's own handler lets the record pass: nothing is written twice. Never raises.
+        pipeline's own handler lets the record pass: nothing is written twice. ``hooks``: a
+        callable that says whether the hooks on ``Logger.callHandlers`` get the record too
+        (False when one of them listens to that front-end itself: sentry-sdk's loguru
+        integration); without them the handlers are called as ``callHandlers`` would. Never
+        raises.
         """
         try:
             stdlib_logger = _get_logger(logger)  # "root" is the root logger
@@ -269,7 +286,10 @@ class Pipeline:
                 for key, value in self.redactor.mapping(values).items():
                     name = key if type(key) is str else _safe_text(key)
                     attrs[F.COLLISION_PREFIX + name if name in RECORD_ATTRS else name] = value
-            stdlib_logger.handle(record)
+            if hooks is True or hooks():
+                stdlib_logger.handle(record)
+            elif not stdlib_logger.disabled and stdlib_logger.filter(record):
+                _call_handlers(stdlib_logger, record)
         except Exception as err:  # noqa: BLE001 - another handler must not break the caller
             self.health.internal_error(f"offering a line to the stdlib's handlers failed: {err!r}")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -324,3 +326,61 @@ def test_opentelemetry_logging_handler_gets_lines_with_exception_and_span(tmp_pa
     assert exported.attributes["exception.type"] == "ValueError"
     assert "_raise" in str(exported.attributes["exception.stacktrace"])
     assert exported.trace_id == span.get_span_context().trace_id
+
+
+SENTRY_DEFAULTS = """
+import json, logging, sys
+import sentry_sdk
+from sentry_sdk.transport import Transport
+from loguru import logger as loguru_logger
+import alkana_logging
+
+
+class MemoryTransport(Transport):
+    def __init__(self, options=None):
+        super().__init__(options)
+        self.envelopes = []
+
+    def capture_envelope(self, envelope):
+        self.envelopes.append(envelope)
+
+
+transport = MemoryTransport()
+# sentry-sdk's defaults: its logging and its loguru integrations are both on.
+sentry_sdk.init(dsn="https://public@sentry.example/1", transport=transport)
+alkana_logging.setup(log_file=sys.argv[1], stdout=False)
+loguru_logger.error("loguru error")
+try:
+    1 / 0
+except ZeroDivisionError:
+    loguru_logger.exception("loguru exception")
+alkana_logging.get_logger("svc").error("structlog error")
+logging.getLogger("svc").error("stdlib error")
+sentry_sdk.flush()
+events = [e.get_event() for e in transport.envelopes]
+print(json.dumps([
+    (e.get("logentry") or {}).get("message") or e["exception"]["values"][0]["value"]
+    for e in events if e
+]))
+"""
+
+
+def test_sentrys_own_loguru_integration_gets_no_second_event(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SENTRY_DEFAULTS, str(tmp_path / "app.log")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    messages = json.loads(result.stdout)
+    assert len(messages) == 4, messages  # one event per error, whichever front-end wrote it
+    assert sum("loguru error" in m for m in messages) == 1, messages
+    assert sum("loguru exception" in m for m in messages) == 1, messages
+    assert "structlog error" in messages
+    assert "stdlib error" in messages
+    lines = [
+        json.loads(line)[F.MESSAGE] for line in (tmp_path / "app.log").read_text().splitlines()
+    ]
+    assert lines == ["loguru error", "loguru exception", "structlog error", "stdlib error"]
