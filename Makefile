@@ -4,9 +4,17 @@
 # Python of PYTHONS, one after the other: 3.11 in .venv, the others in .venv-X.Y. All of them
 # run even when one fails; the summary at the end says which failed. `make test PYTHONS=3.11`
 # runs one of them only.
-.PHONY: setup setup-test demo test lint lint-only pytest bench clean
+.PHONY: setup setup-test setup-oldest demo test lint lint-only pytest pytest-oldest bench clean
 
 PYTHONS ?= 3.11 3.12 3.13
+
+# The oldest FastAPI and Starlette that pyproject.toml admits (fastapi>=0.110, starlette>=0.37;
+# FastAPI 0.110.0 wants Starlette <0.37, so 0.110.1 is the oldest pair), and the tests that
+# depend on them: `make test` also runs these in .venv-oldest (tests/test_routes.py checks the
+# pins against pyproject.toml).
+OLDEST_PINS = fastapi==0.110.1 starlette==0.37.2
+OLDEST_TESTS = tests/test_middleware.py tests/test_fastapi_dropin.py tests/test_otel.py \
+	tests/test_routes.py
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -25,9 +33,23 @@ lint-only:
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
-test: setup-test
+test: setup-test setup-oldest
 	@$(MAKE) --no-print-directory lint-only
-	@$(MAKE) --no-print-directory pytest
+	@status=0; \
+	$(MAKE) --no-print-directory pytest || status=1; \
+	$(MAKE) --no-print-directory pytest-oldest || status=1; \
+	exit $$status
+
+# .venv-oldest: Python 3.11 with the package, its dev tools and OLDEST_PINS.
+setup-oldest: setup
+	@[ -x .venv-oldest/bin/python ] || .venv/bin/python -m venv .venv-oldest
+	@.venv-oldest/bin/python -m pip install -q -e '.[dev]' $(OLDEST_PINS) 2>&1 | \
+	  grep -v "^WARNING: Location" || true
+
+pytest-oldest:
+	@echo "== pytest on $$(.venv-oldest/bin/python -c 'import fastapi, starlette; \
+	  print("FastAPI", fastapi.__version__, "and Starlette", starlette.__version__)') (.venv-oldest)"
+	.venv-oldest/bin/python -m pytest -q $(OLDEST_TESTS)
 
 # The suite under each Python of PYTHONS (set up by setup-test): .venv if it is that version,
 # else .venv-X.Y.
@@ -54,4 +76,4 @@ bench: setup
 	.venv/bin/python benchmarks/bench_freshness.py
 
 clean:
-	rm -rf .venv .venv-3.* tests/logql/node_modules .pytest_cache .mypy_cache .ruff_cache logs
+	rm -rf .venv .venv-3.* .venv-oldest tests/logql/node_modules .pytest_cache .mypy_cache .ruff_cache logs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from alkana_logging import _state
@@ -15,13 +16,33 @@ def make_sink() -> Any:
             return
         record = message.record
         exception = record["exception"]
-        pipeline.emit(
+        file = record["file"]
+        path = file.path if file is not None else "(unknown file)"
+        pipeline.emit_offered(
             int(record["time"].timestamp() * 1_000_000_000),
             level_name(record["level"].no),
             record["name"] or "root",
             record["message"],
             record["extra"],
             exception.value if exception is not None else None,
+            (path, record["line"], record["function"]),
+            _stdlib_hooks,
         )
 
     return sink
+
+
+def _stdlib_hooks() -> bool:
+    """Whether a loguru line offered to the stdlib goes to the hooks on ``callHandlers`` too:
+    not when sentry-sdk listens to loguru itself (its loguru integration, on by default when
+    loguru is installed), or each error would be two Sentry events. Asked only when the line is
+    offered."""
+    sentry = sys.modules.get("sentry_sdk")
+    if sentry is None:
+        return True
+    try:
+        from sentry_sdk.integrations.loguru import LoguruIntegration
+
+        return sentry.get_client().get_integration(LoguruIntegration) is None
+    except Exception:  # noqa: BLE001 - another sentry-sdk: offer the line as to anyone
+        return True

@@ -34,12 +34,16 @@ FRAMEWORK_LOGGERS = (
     "gunicorn.access",
 )
 
+#: What logging.basicConfig() puts on the root logger: setup() replaces these.
+_PLAIN_HANDLERS = (logging.StreamHandler, logging.FileHandler)
+
 _lock = threading.RLock()
 _pipeline: Pipeline | None = None
 _settings: Settings | None = None
 _handler: PipelineHandler | None = None
 _loguru_sink_id: int | None = None
 _processors: list[Any] = []  # filled below; updated in place by setup()
+_user_processors: tuple[Any, ...] = ()  # what setup(processors=...) gave, for capture_logs()
 _hooks_installed = False
 
 
@@ -53,6 +57,11 @@ def settings() -> Settings | None:
 
 def is_configured() -> bool:
     return _pipeline is not None
+
+
+def user_processors() -> tuple[Any, ...]:
+    """The structlog processors of the configuration in force (``setup(processors=...)``)."""
+    return _user_processors
 
 
 def build_sinks(settings: Settings, health: PipelineHealth) -> list[Sink]:
@@ -110,7 +119,7 @@ def configure(
     settings_obj: Settings | None = None,
 ) -> Settings:
     """Build a pipeline from settings and install it in place of the previous one."""
-    global _pipeline, _settings
+    global _pipeline, _settings, _user_processors  # noqa: PLW0603
     effective = settings_obj if settings_obj is not None else load_settings(overrides)
     health = PipelineHealth()
     sinks = build_sinks(effective, health) + list(extra_sinks)
@@ -119,7 +128,8 @@ def configure(
     with _lock:
         previous = _pipeline
         _pipeline, _settings = pipeline, effective
-        _install(pipeline, effective, list(processors))
+        _user_processors = tuple(processors)
+        _install(pipeline, effective, list(_user_processors))
         if previous is not None:
             previous.close()
         _install_hooks()
@@ -136,18 +146,15 @@ def _install(pipeline: Pipeline, settings: Settings, processors: list[Any]) -> N
     root = logging.getLogger()
     new_handler = PipelineHandler(pipeline)
     for handler in list(root.handlers):
-        # Replace our previous handler and handlers that write to streams or files (the output
-        # of basicConfig or of a framework's defaults); keep the others (pytest's, Sentry's...).
-        if handler is _handler or isinstance(handler, logging.StreamHandler):
+        # Replace our previous handler and the plain stream and file handlers of basicConfig
+        # (exactly those classes); keep every other one, subclasses included: pytest's capture
+        # handlers are StreamHandlers, and so are many integrations'.
+        if handler is _handler or type(handler) in _PLAIN_HANDLERS:
             root.removeHandler(handler)
     root.addHandler(new_handler)
     root.setLevel(settings.level_number)
     _handler = new_handler
-    for name in FRAMEWORK_LOGGERS:
-        framework_logger = logging.getLogger(name)
-        for handler in list(framework_logger.handlers):
-            framework_logger.removeHandler(handler)
-        framework_logger.propagate = True
+    adopt_framework_loggers()
     logging.captureWarnings(settings.capture_warnings)
 
     _structlog.set_level(settings.level_number)
@@ -163,6 +170,18 @@ def _install(pipeline: Pipeline, settings: Settings, processors: list[Any]) -> N
     _install_loguru(pipeline, settings)
 
 
+def adopt_framework_loggers() -> None:
+    """Hand uvicorn's and gunicorn's loggers to the root logger: their own handlers removed,
+    propagation on. The middleware calls it again when the server starts (the lifespan), since
+    gunicorn's UvicornWorker gives ``uvicorn.error`` gunicorn's handlers and no propagation in
+    each worker, after a ``--preload`` master ran ``setup()``; so does a ``--log-config``."""
+    for name in FRAMEWORK_LOGGERS:
+        framework_logger = logging.getLogger(name)
+        for handler in list(framework_logger.handlers):
+            framework_logger.removeHandler(handler)
+        framework_logger.propagate = True
+
+
 def _structlog_processor(logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:
     """The last structlog processor: the event goes to the pipeline (structlog's own copy of the
     event dict, so popping from it is fine); the wrapped logger gets an empty string."""
@@ -173,7 +192,7 @@ def _structlog_processor(logger: Any, method_name: str, event_dict: dict[str, An
     name = getattr(logger, "name", "root")
     pipeline = _pipeline
     if pipeline is not None:
-        pipeline.emit(time.time_ns(), level, name, message, event_dict, exc)
+        pipeline.emit_offered(time.time_ns(), level, name, message, event_dict, exc)
     else:  # a logger kept after shutdown(): hand the event to the stdlib instead
         emit(level, name, message, event_dict, exc)
     return ""
@@ -215,13 +234,14 @@ def _remove_loguru() -> None:
 
 def shutdown() -> None:
     """Flush and close the outputs and undo what ``setup()`` installed."""
-    global _pipeline, _settings, _handler  # noqa: PLW0603
+    global _pipeline, _settings, _handler, _user_processors  # noqa: PLW0603
     # closing(): a SIGTERM from here on lets the close finish, then ends the process.
     with _lock, _lifecycle.closing():
         pipeline = _pipeline
         if pipeline is None:
             return
         _pipeline = _settings = None
+        _user_processors = ()
         if _handler is not None:
             logging.getLogger().removeHandler(_handler)
             _handler = None
@@ -275,7 +295,7 @@ def emit(
     number = level_number(level)
     if pipeline is not None:
         if number >= pipeline.level:
-            pipeline.emit(time.time_ns(), level, logger, message, fields, exc)
+            pipeline.emit_offered(time.time_ns(), level, logger, message, fields, exc)
         return
     stdlib_logger = logging.getLogger(logger)
     if stdlib_logger.isEnabledFor(number):

@@ -17,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +30,7 @@ from alkana_logging.pipeline import level_number
 
 __all__ = [
     "RequestContextMiddleware",
+    "instrument",
     "is_safe_request_id",
     "new_request_id",
     "parse_traceparent",
@@ -40,6 +43,9 @@ LOGGER_NAME: Final = "alkana_logging.middleware"
 #: The status written when the client went away before the response was complete (as nginx does).
 STATUS_CLIENT_CLOSED: Final = 499
 UVICORN_ACCESS_LOGGER: Final = "uvicorn.access"
+#: The scope key where the outermost middleware leaves the request's id: a middleware nested
+#: inside it (on a mounted sub-application) reuses that id and writes no event of its own.
+SCOPE_REQUEST_ID: Final = "alkana_logging.request_id"
 MAX_REQUEST_ID_LENGTH: Final = 128
 
 _SAFE_ID: Final = re.compile(rb"[A-Za-z0-9._-]{1,128}")
@@ -202,23 +208,26 @@ class RequestContextMiddleware:
     """Binds the request's ids while it is handled and logs one ``http_request`` event for it.
 
     Pure ASGI (Starlette's ``BaseHTTPMiddleware`` loses context changes), for Starlette and
-    FastAPI. Two ways to install it::
+    FastAPI. Installed by :func:`instrument` (``instrument(app, **options)``: outside
+    Starlette's ``ServerErrorMiddleware``, so the 500 of an unhandled exception and the
+    responses of the app's own exception handlers carry the id, and those handlers run with it
+    bound), or around any ASGI application (``RequestContextMiddleware(app)``).
+    ``app.add_middleware(RequestContextMiddleware)`` works too, but puts it inside
+    ``ServerErrorMiddleware``: the 500 that one sends lacks the id header, and an
+    ``Exception``/500 handler runs without the id (the event is still written).
 
-        app.add_middleware(RequestContextMiddleware)     # inside Starlette's error handler
-        app = RequestContextMiddleware(app)              # outermost: recommended
-
-    Starlette puts every middleware added with ``add_middleware`` inside its
-    ``ServerErrorMiddleware``, which sends the 500 of an unhandled exception straight to the
-    server: that one response then lacks the id header (the event is still written, with status
-    500 and the exception). Wrapping the application puts this middleware outside, so the 500
-    carries the header too, and errors of the other middlewares are covered.
+    Nested inside another ``RequestContextMiddleware`` (a mounted sub-application that has its
+    own), it reuses the outer one's id and writes no event of its own: one id and one event a
+    request, with the outer one's options.
 
     Per request:
 
     - ``request_id`` is the incoming header's value when it is a safe token (1 to 128
       characters of ``[A-Za-z0-9._-]``: UUIDs, nginx's ``$request_id``, ...) and passes
       ``id_validator``; otherwise a new id. A rejected value is never logged or echoed.
-    - ``trace_id`` and ``span_id`` come from a valid W3C ``traceparent`` header.
+    - ``trace_id`` and ``span_id`` come from a valid W3C ``traceparent`` header; inside a
+      recording OpenTelemetry span (OpenTelemetry's FastAPI instrumentation), every line and the
+      event carry the span's instead.
     - They are bound to the context for the whole request (async endpoints, sync endpoints run
       in the threadpool and background tasks see them) and reset afterwards.
     - The id goes back in the response header (unless the application set that header itself).
@@ -318,6 +327,9 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self._not_http(scope, receive, send)
             return
+        if SCOPE_REQUEST_ID in scope:  # an outer middleware has the request: one id, one event
+            await self.app(scope, receive, send)
+            return
         if self._silence_pending:
             self._silence_pending = False
             _silence_uvicorn_access()
@@ -350,6 +362,7 @@ class RequestContextMiddleware:
             if trace is not None:
                 bound[F.TRACE_ID], bound[F.SPAN_ID] = trace
         token = _CONTEXT.set(bound)
+        scope[SCOPE_REQUEST_ID] = request_id
         # Set here rather than in an __init__: a Python __init__ called from C costs more.
         exchange = _new_exchange(_Exchange)
         exchange.app_receive = receive
@@ -428,7 +441,7 @@ class RequestContextMiddleware:
                             _report(f"http_request event failed: {exc!r}")
                         else:
                             if pipeline is not None:
-                                pipeline.emit(
+                                pipeline.emit_offered(
                                     _time_ns(), level, LOGGER_NAME, message, fields, error
                                 )
                             else:
@@ -440,7 +453,11 @@ class RequestContextMiddleware:
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
         if scope_type == "websocket":
+            if SCOPE_REQUEST_ID in scope:
+                await self.app(scope, receive, send)
+                return
             request_id, trace, _ = self._incoming(scope["headers"])
+            scope[SCOPE_REQUEST_ID] = request_id
             bound = {**_CONTEXT.get(), F.REQUEST_ID: request_id}
             if trace is not None:
                 bound[F.TRACE_ID], bound[F.SPAN_ID] = trace
@@ -450,10 +467,14 @@ class RequestContextMiddleware:
             finally:
                 _CONTEXT.reset(token)
             return
-        if scope_type == "lifespan" and self._silence:
-            # uvicorn (or a --log-config) may have configured logging after __init__.
-            self._silence_pending = False
-            _silence_uvicorn_access()
+        if scope_type == "lifespan":
+            # uvicorn (a --log-config) or gunicorn's UvicornWorker may have configured logging
+            # after setup() and __init__ (in each worker, after a --preload master's setup()).
+            if _state.is_configured():
+                _state.adopt_framework_loggers()
+            if self._silence:
+                self._silence_pending = False
+                _silence_uvicorn_access()
         await self.app(scope, receive, send)
 
     def _incoming(
@@ -537,15 +558,104 @@ class RequestContextMiddleware:
 # The method's parameter of the same name hides the function inside __init__.
 _silence_uvicorn_access = silence_uvicorn_access
 
+_INSTRUMENTED: Final = "_alkana_logging_instrumented"
+
+
+class _StackTop(ServerErrorMiddleware):
+    """The top of an instrumented stack: a pass-through that keeps the stack's shape (a
+    ``ServerErrorMiddleware`` on top) for instrumentations applied after ours, such as
+    OpenTelemetry's ``FastAPIInstrumentor.instrument_app``, which unwrap it. Errors are handled
+    by Starlette's own ``ServerErrorMiddleware`` inside ours."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def instrument(app: Any, **options: Any) -> Any:
+    """Install :class:`RequestContextMiddleware` on a Starlette or FastAPI application, outside
+    Starlette's ``ServerErrorMiddleware``, and return the same application.
+
+    ``add_middleware`` can only put a middleware inside ``ServerErrorMiddleware``, which sends
+    the 500 of an unhandled exception and runs the app's ``Exception``/500 handler; wrapping
+    the application hands back an object without ``include_router``, ``state`` or
+    ``exception_handler``. This uses Starlette's own seam instead, as OpenTelemetry's FastAPI
+    instrumentation does: it wraps ``app.build_middleware_stack``, so the id is on every
+    response (unhandled 500s, the debug page and the app's exception handlers included) and is
+    bound while those handlers run. The middleware goes right outside Starlette's
+    ``ServerErrorMiddleware``, inside OpenTelemetry's middleware when the app was instrumented
+    by it first (the event is then written inside the server span, and has its ids), and works
+    with OpenTelemetry instrumenting afterwards too. Middleware added later with
+    ``add_middleware`` and routers included later are all inside it.
+
+    Args:
+        app: a ``starlette.applications.Starlette`` (``fastapi.FastAPI`` is one).
+        **options: the keyword options of :class:`RequestContextMiddleware`.
+
+    Returns:
+        ``app`` itself. Instrumenting it again changes nothing.
+
+    Raises:
+        TypeError: ``app`` is not a Starlette application, or an option has the wrong type.
+        ValueError: an option has a value that is not accepted.
+        RuntimeError: the application has already started (its middleware stack is built).
+    """
+    build = getattr(app, "build_middleware_stack", None)
+    if not callable(build) or not hasattr(app, "middleware_stack"):
+        raise TypeError(
+            f"instrument(): expected a Starlette or FastAPI application, got {app!r}; "
+            "wrap any other ASGI application: RequestContextMiddleware(app)"
+        )
+    if getattr(app, _INSTRUMENTED, False):
+        return app
+    if app.middleware_stack is not None:
+        raise RuntimeError(
+            "instrument(): the application has already started; call it where the app is made"
+        )
+    RequestContextMiddleware(app, **options)  # the options are checked now, not at startup
+
+    def build_middleware_stack() -> ASGIApp:
+        stack: ASGIApp = build()
+        middleware = RequestContextMiddleware
+        parent, errors = _server_error_middleware(stack)
+        if errors is None:  # not Starlette's usual stack: outermost, as a wrapper would be
+            return middleware(stack, **options)
+        if parent is None:
+            return _StackTop(middleware(errors, **options), debug=errors.debug)
+        parent.app = middleware(errors, **options)
+        return stack
+
+    app.build_middleware_stack = build_middleware_stack
+    setattr(app, _INSTRUMENTED, True)
+    return app
+
+
+def _server_error_middleware(stack: Any) -> tuple[Any, Any]:
+    """Starlette's own ``ServerErrorMiddleware`` in a built stack (the innermost one: an
+    instrumentation may have put another above it) and the layer above it (None at the top)."""
+    parent = found = found_parent = None
+    layer = stack
+    for _ in range(64):
+        if isinstance(layer, ExceptionMiddleware):
+            break
+        if isinstance(layer, ServerErrorMiddleware):
+            found, found_parent = layer, parent
+        parent, layer = layer, getattr(layer, "app", None)
+        if layer is None:
+            break
+    return found_parent, found
+
 
 def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
     """The template of the route that handled a request (``/items/{item_id}``), after the app ran.
 
     Starlette's router leaves the matched route in ``scope["route"]``. Behind a ``Mount`` or a
-    FastAPI router included with a prefix, that route's template is relative: the prefix is
-    found by matching the route against the tails of the path, and path parameters in the prefix
-    are put back as ``{name}``. Starlette before 0.47 leaves no route: then the routes are
-    matched again from ``scope["router"]``.
+    FastAPI router included with a prefix (FastAPI 0.141+ leaves the router's own route, whose
+    template is relative), the prefix is found by matching the route against the tails of the
+    path, the empty tail included (a route ``""`` under a prefix), and path parameters in the
+    prefix are put back as ``{name}``. Starlette before 0.47 leaves no route: then the routes
+    are matched again from ``scope["router"]``. A page of FastAPI's ``app.frontend(path)`` gets
+    ``path``; an application mounted without routes of its own (static files, a plain ASGI app)
+    gets its mount's template, found from how the mount extended ``root_path``.
 
     Args:
         scope: the request's scope, as the application left it.
@@ -555,17 +665,7 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
     route = scope.get("route")
     route_path = _route_path(scope["path"], root_path) if root_path else scope["path"]
     if route is None:
-        router = scope.get("router")
-        if router is None or status == 404:
-            return F.ROUTE_UNMATCHED
-        view = {
-            "type": scope["type"],
-            "path": scope["path"],
-            "root_path": root_path,
-            "method": scope.get("method", "GET"),
-            "headers": scope.get("headers", []),
-        }
-        return _match_routes(getattr(router, "routes", ()), view) or F.ROUTE_UNMATCHED
+        return _template_without_route(scope, root_path, route_path, status)
     try:
         template: str = route.path
         if template == route_path or route.path_regex.match(route_path):
@@ -575,14 +675,43 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
         return path if isinstance(path, str) and path else F.ROUTE_UNMATCHED
     regex = route.path_regex
     start = route_path.find("/", 1)
-    while start > 0:
+    while True:
+        if start < 0:  # last, the empty tail: a route "" under a prefix that is the whole path
+            start = len(route_path)
         if regex.match(route_path[start:]):
             own = getattr(route, "param_convertors", {})
             return (
                 _prefix_template(route_path[:start], scope.get("path_params", {}), own) + template
+                or "/"
             )
+        if start == len(route_path):
+            return template or "/"
         start = route_path.find("/", start + 1)
-    return template or "/"
+
+
+def _template_without_route(scope: Scope, root_path: str, route_path: str, status: int) -> str:
+    frontend = scope.get("fastapi")
+    if isinstance(frontend, dict):
+        page = frontend.get("frontend_path")  # FastAPI's app.frontend(): the path under it
+        if isinstance(page, str) and route_path.endswith(page):
+            return route_path[: len(route_path) - len(page)].rstrip("/") or "/"
+    router = scope.get("router")
+    if router is not None and status != 404:
+        view = {
+            "type": scope["type"],
+            "path": scope["path"],
+            "root_path": root_path,
+            "method": scope.get("method", "GET"),
+            "headers": scope.get("headers", []),
+        }
+        found = _match_routes(getattr(router, "routes", ()), view)
+        if found is not None:
+            return found
+    mounted: str = scope.get("root_path", "")
+    if len(mounted) > len(root_path) and mounted.startswith(root_path):
+        # A mount set root_path to its own prefix; its parameters' values are in path_params.
+        return _prefix_template(mounted[len(root_path) :], scope.get("path_params", {}), {})
+    return F.ROUTE_UNMATCHED
 
 
 def _route_path(path: str, root_path: str) -> str:
@@ -622,9 +751,12 @@ def _match_routes(routes: Iterable[Any], view: dict[str, Any], depth: int = 0) -
 
 
 def _template_of(route: Any, view: dict[str, Any], depth: int) -> str | None:
-    prefix = getattr(route, "path", "")
-    prefix = prefix if isinstance(prefix, str) else ""
+    prefix = getattr(route, "path", None)
     inner = getattr(route, "routes", None)
+    if not isinstance(prefix, str):  # a Host, or a route of unknown kind (FastAPI's own)
+        if inner is None:
+            return None
+        prefix = ""
     if inner is None:  # a plain route
         return prefix or "/"
     if inner:  # a Mount or Host of a router: the full template is the mount's plus the route's

@@ -6,14 +6,24 @@ Every front-end (stdlib ``logging``, structlog, loguru, the package's own event 
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
 from alkana_logging import fields as F
-from alkana_logging._render import _LEVEL_BY_NUMBER, Renderer, level_name, resolve_exc_info
+from alkana_logging._render import (
+    _LEVEL_BY_NUMBER,
+    RECORD_ATTRS,
+    Renderer,
+    _safe_text,
+    level_name,
+    resolve_exc_info,
+)
+from alkana_logging.context import _CONTEXT
 from alkana_logging.health import PipelineHealth
 from alkana_logging.redaction import Redactor
 from alkana_logging.sinks import Sink
@@ -23,6 +33,92 @@ _LEVEL_NUMBERS = {F.DEBUG: 10, F.INFO: 20, F.WARNING: 30, F.ERROR: 40, F.CRITICA
 #: How many attributes ``LogRecord.__init__`` sets (``extra=`` values come after them).
 _RECORD_SIZE = len(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
 _LogRecord = logging.LogRecord
+_root = logging.root
+_Logger = logging.Logger
+_get_logger = logging.getLogger
+#: The stdlib's own ``Logger.callHandlers``; anything else there is a hook that wants every
+#: record (sentry-sdk's LoggingIntegration replaces it). None if it was replaced before this
+#: module was imported: then lines are always offered to the stdlib.
+_STDLIB_CALL_HANDLERS = (
+    _Logger.callHandlers if getattr(_Logger.callHandlers, "__module__", "") == "logging" else None
+)
+
+
+class ForwardedRecord(logging.LogRecord):
+    """A line of structlog, loguru or the package's own helpers, offered to the stdlib's other
+    handlers. The pipeline has written it already: its own handler lets it pass."""
+
+
+def _otel_span_reader() -> tuple[Any, Any]:
+    """How to find the current OpenTelemetry span: ``(context, key)``, where ``context()``
+    returns a mapping that holds the span under ``key``; ``(None, None)`` when
+    ``opentelemetry-api`` is not installed (then nothing of it is imported or called).
+
+    The default runtime context keeps the current context in one ``ContextVar``: reading it and
+    the span's key directly costs a quarter of ``trace.get_current_span()``, on every line.
+    Anything else (another runtime context, a version without those names) takes the API's own
+    ``get_current_span``.
+    """
+    try:
+        from opentelemetry.trace import get_current_span
+    except ImportError:
+        return None, None
+    try:
+        from opentelemetry import context as otel_context
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+        from opentelemetry.trace.propagation import _SPAN_KEY
+
+        runtime = otel_context._RUNTIME_CONTEXT
+        variable = getattr(runtime, "_current_context", None)
+        if type(runtime) is ContextVarsRuntimeContext and isinstance(
+            variable, contextvars.ContextVar
+        ):
+            return variable.get, _SPAN_KEY
+    except (ImportError, AttributeError):
+        pass
+    return (lambda: {_SPAN: get_current_span()}), _SPAN
+
+
+_SPAN = "span"
+
+
+#: Modules whose frames are the logging machinery, not the caller of a log call.
+_MACHINERY = ("alkana_logging", "structlog", "loguru", "logging")
+
+
+def _caller() -> tuple[str, int, str]:
+    """``(path, line, function)`` of the first frame outside the logging machinery: where the
+    log call was made, as the stdlib's ``findCaller`` gives it (only paid when a line is
+    offered to other handlers)."""
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.partition(".")[0] not in _MACHINERY:
+            code = frame.f_code
+            return code.co_filename, frame.f_lineno, code.co_name
+        frame = frame.f_back
+    return "(unknown file)", 0, "(unknown function)"
+
+
+def _call_handlers(logger: logging.Logger, record: logging.LogRecord) -> None:
+    """What the stdlib's ``Logger.callHandlers`` does, whatever hook replaced it."""
+    current: logging.Logger | None = logger
+    levelno = record.levelno
+    while current is not None:
+        for handler in current.handlers:
+            if levelno >= handler.level:
+                handler.handle(record)
+        current = current.parent if current.propagate else None
+
+
+def has_foreign_handlers() -> bool:
+    """Whether a line that did not come through the stdlib must be offered to it: a handler on
+    the root logger besides the pipeline's (pytest's ``caplog``, OpenTelemetry's
+    ``LoggingHandler``, the application's own), or ``Logger.callHandlers`` hooked (sentry-sdk).
+
+    Two attribute reads: the front-ends inline it, so lines cost nothing more without them.
+    """
+    return len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS
 
 
 class Pipeline:
@@ -41,6 +137,10 @@ class Pipeline:
         self.sinks: tuple[Sink, ...] = tuple(sinks)
         self.level = level
         self.health = health if health is not None else PipelineHealth()
+        self._otel_context, self._otel_span_key = _otel_span_reader()
+        # The last span seen and its ids (None: not recording); one tuple, read and replaced
+        # whole, so threads need no lock.
+        self._last_span: tuple[Any, tuple[str, str] | None] = (None, None)
 
     def emit(
         self,
@@ -53,7 +153,33 @@ class Pipeline:
         extra: Iterable[tuple[Any, Any]] | None = None,
     ) -> None:
         """Write one line to every sink (``extra``: a stdlib record's attributes, see
-        ``Renderer.render``). Never raises."""
+        ``Renderer.render``). Never raises.
+
+        Inside a recording OpenTelemetry span (``opentelemetry-api`` installed), the line's
+        ``trace_id`` and ``span_id`` are the span's, over any bound or given.
+        """
+        otel_context = self._otel_context
+        if otel_context is not None:
+            try:
+                span = otel_context().get(self._otel_span_key)
+            except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line
+                self.health.internal_error(f"reading the OpenTelemetry span failed: {err!r}")
+                span = None
+            if span is None:
+                ids = None
+            else:
+                last, ids = self._last_span
+                if span is not last:
+                    ids = self._span_ids(span)
+            if ids is not None:
+                fields = (
+                    {**fields, F.TRACE_ID: ids[0], F.SPAN_ID: ids[1]}
+                    if fields
+                    else {
+                        F.TRACE_ID: ids[0],
+                        F.SPAN_ID: ids[1],
+                    }
+                )
         try:
             record, line = self.renderer.render(ns, level, logger, message, fields, exc, extra)
         except Exception as err:  # noqa: BLE001 - the pipeline must not break the caller
@@ -66,20 +192,106 @@ class Pipeline:
             except Exception as err:  # noqa: BLE001
                 self.health.internal_error(f"{type(sink).__name__} failed: {err!r}")
 
+    def _span_ids(self, span: Any) -> tuple[str, str] | None:
+        """The W3C hex ids of an OpenTelemetry span, or None if it is not recording (kept with
+        the span: the next line in the same span reuses them)."""
+        try:
+            ids = None
+            if span.is_recording():
+                span_context = span.get_span_context()
+                ids = (format(span_context.trace_id, "032x"), format(span_context.span_id, "016x"))
+            self._last_span = (span, ids)
+            return ids
+        except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line
+            self.health.internal_error(f"reading the OpenTelemetry span failed: {err!r}")
+            return None
+
     # -- front-ends -----------------------------------------------------------------------------
 
     def emit_call(self, name: str, level: str, event: Any, fields: dict[str, Any]) -> None:
         """A call of an alkana structlog logger (``fields`` is the call's own dict)."""
         ns = time.time_ns()
         exc_info = fields.pop("exc_info", None)
-        self.emit(
-            ns,
-            level,
-            name,
-            "" if event is None else event,
-            fields,
-            resolve_exc_info(exc_info) if exc_info else None,
-        )
+        exc = resolve_exc_info(exc_info) if exc_info else None
+        message = "" if event is None else event
+        self.emit(ns, level, name, message, fields, exc)
+        # has_foreign_handlers(), inline.
+        if len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS:
+            self.forward(ns, level, name, message, fields, exc)
+
+    def emit_offered(
+        self,
+        ns: int,
+        level: str,
+        logger: str,
+        message: Any,
+        fields: Mapping[Any, Any] | None = None,
+        exc: BaseException | None = None,
+        where: tuple[str, int, str | None] | None = None,
+        hooks: Any = True,
+    ) -> None:
+        """``emit`` for a front-end other than the stdlib's: the line is also offered to the
+        stdlib's other handlers when there are any (see :meth:`forward`)."""
+        self.emit(ns, level, logger, message, fields, exc)
+        if len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS:
+            self.forward(ns, level, logger, message, fields, exc, where, hooks)
+
+    def forward(
+        self,
+        ns: int,
+        level: str,
+        logger: str,
+        message: Any,
+        fields: Mapping[Any, Any] | None,
+        exc: BaseException | None,
+        where: tuple[str, int, str | None] | None = None,
+        hooks: Any = True,
+    ) -> None:
+        """Offer a line that did not come through the stdlib to the stdlib's handlers and hooks.
+
+        A :class:`ForwardedRecord` of the stdlib logger ``logger`` goes through that logger's
+        ``handle()``: its level and filters, every handler up to the root at its own level, and
+        ``Logger.callHandlers`` (where sentry-sdk listens). The bound context and the fields are
+        its attributes, redacted as in the line (a name the stdlib uses for itself is prefixed
+        ``extra_``); an exception is its ``exc_info``; ``where`` is ``(path, line, function)``
+        when the front-end knows it, else the first caller outside the logging machinery. The
+        pipeline's own handler lets the record pass: nothing is written twice. ``hooks``: a
+        callable that says whether the hooks on ``Logger.callHandlers`` get the record too
+        (False when one of them listens to that front-end itself: sentry-sdk's loguru
+        integration); without them the handlers are called as ``callHandlers`` would. Never
+        raises.
+        """
+        try:
+            stdlib_logger = _get_logger(logger)  # "root" is the root logger
+            levelno = _LEVEL_NUMBERS[level]
+            if not stdlib_logger.isEnabledFor(levelno):
+                return
+            path, line, function = where or _caller()
+            record = ForwardedRecord(
+                logger,
+                levelno,
+                path,
+                line,
+                message if type(message) is str else _safe_text(message),
+                None,
+                (type(exc), exc, exc.__traceback__) if exc is not None else None,
+                function,
+            )
+            record.created = ns / 1_000_000_000
+            record.msecs = ns // 1_000_000 % 1000
+            context = _CONTEXT.get()
+            values = {**context, **fields} if context and fields else fields or context
+            if values:
+                attrs = record.__dict__
+                for key, value in self.redactor.mapping(values).items():
+                    name = key if type(key) is str else _safe_text(key)
+                    attrs[F.COLLISION_PREFIX + name if name in RECORD_ATTRS else name] = value
+            if hooks is True or hooks():
+                stdlib_logger.handle(record)
+            elif not stdlib_logger.disabled and stdlib_logger.filter(record):
+                _call_handlers(stdlib_logger, record)
+        except Exception as err:  # noqa: BLE001 - another handler must not break the caller
+            self.health.internal_error(f"offering a line to the stdlib's handlers failed: {err!r}")
 
     def emit_stdlib(self, record: logging.LogRecord) -> None:
         """A stdlib ``LogRecord``: its ``extra=`` fields, message and exception."""

@@ -106,7 +106,8 @@ class RenderOptions:
         env: the ``env`` label.
         host: a static ``host`` label, or ``None`` for none.
         log_dir: where the application writes its ``*.log`` files (absolute).
-        loki_url: Loki's base URL as the shippers and Grafana reach it.
+        loki_url: Loki's base URL as the shippers and Grafana reach it (its push endpoint,
+            ``.../loki/api/v1/push``, is accepted too).
         user: the owner of the log files (logrotate ``create`` and ``su``).
         group: their group.
         alertmanager_url: Alertmanager's base URL as Loki's ruler reaches it.
@@ -167,6 +168,9 @@ class RenderOptions:
             )
         if not re.match(r"^https?://[^\s\"]+$", self.loki_url):
             raise RenderError(f"--loki-url: got {self.loki_url!r}; expected an http(s):// URL")
+        # Loki's base URL or its push endpoint, as the push client accepts: kept as the base.
+        base = self.loki_url.rstrip("/")
+        object.__setattr__(self, "loki_url", base.removesuffix("/loki/api/v1/push") or base)
         self._check_alerting()
 
     def _check_alerting(self) -> None:

@@ -360,9 +360,10 @@ def load_settings(
     if settings.rotation == "none" and settings.log_file is not None:
         # "none" is the stdout-only mode (containers, the journal): no file is written.
         settings = dataclasses.replace(settings, log_file=None)
-    if settings.log_file is None and not settings.stdout:
+    if settings.log_file is None and not settings.stdout and not settings.loki_url:
         raise ConfigurationError(
             "LOG_STDOUT is false and there is no log file (LOG_FILE is empty or LOG_ROTATION is "
-            "none): nothing would be written; set LOG_FILE or LOG_STDOUT=true"
+            "none) nor LOKI_URL: nothing would be written; set LOG_FILE, LOG_STDOUT=true or "
+            "LOKI_URL"
         )
     return settings

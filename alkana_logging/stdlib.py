@@ -8,15 +8,18 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
+from alkana_logging import fields as F
 from alkana_logging._render import RECORD_ATTRS, Renderer
-from alkana_logging.pipeline import Pipeline, stdlib_parts
+from alkana_logging.pipeline import ForwardedRecord, Pipeline, _otel_span_reader, stdlib_parts
 from alkana_logging.settings import load_settings
 
 
 class PipelineHandler(logging.Handler):
     """Hands every record to the pipeline (which renders, redacts and writes it).
 
-    The pipeline's sinks lock for themselves, so ``handle`` skips the handler lock.
+    The pipeline's sinks lock for themselves, so ``handle`` skips the handler lock. A
+    :class:`~alkana_logging.pipeline.ForwardedRecord` (a line of another front-end offered to
+    the other handlers) was written already: it passes.
     """
 
     def __init__(self, pipeline: Pipeline, level: int = logging.NOTSET) -> None:
@@ -24,6 +27,8 @@ class PipelineHandler(logging.Handler):
         self.pipeline = pipeline
 
     def handle(self, record: logging.LogRecord) -> Any:
+        if record.__class__ is ForwardedRecord:
+            return True
         if not self.filters:
             # Pipeline.emit_stdlib() inlined: one call fewer on every stdlib line.
             pipeline = self.pipeline
@@ -37,7 +42,8 @@ class PipelineHandler(logging.Handler):
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.pipeline.emit_stdlib(record)
+        if record.__class__ is not ForwardedRecord:
+            self.pipeline.emit_stdlib(record)
 
 
 class JsonFormatter(_BaseJsonFormatter):
@@ -68,11 +74,29 @@ class JsonFormatter(_BaseJsonFormatter):
             {"app_name": app_name, "app_env": app_env, "redact_keys": redact_keys, "stdout": True}
         )
         self.renderer = Renderer.from_settings(settings)
+        self._otel_context, self._otel_span_key = _otel_span_reader()
 
     def format(self, record: logging.LogRecord) -> str:
         ns, level, name, message, fields, exc, extra = stdlib_parts(record, self.renderer.redactor)
+        if self._otel_context is not None:
+            fields = self._with_span_ids(fields)
         if self.static_fields:  # first: the record's own values win
             own = {k: v for k, v in (extra or ()) if k not in RECORD_ATTRS}
             fields, extra = {**self.static_fields, **own, **(fields or {})}, None
         _, line = self.renderer.render(ns, level, name, message, fields, exc, extra)
         return line[:-1].decode("utf-8")
+
+    def _with_span_ids(self, fields: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``fields`` with the ids of the recording OpenTelemetry span, if there is one."""
+        try:
+            span = self._otel_context().get(self._otel_span_key)
+            if span is None or not span.is_recording():
+                return fields
+            span_context = span.get_span_context()
+            ids = format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
+        except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line
+            return {
+                **(fields or {}),
+                F.LOG_ERROR: f"reading the OpenTelemetry span failed: {err!r}",
+            }
+        return {**(fields or {}), F.TRACE_ID: ids[0], F.SPAN_ID: ids[1]}

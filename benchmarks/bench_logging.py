@@ -82,6 +82,28 @@ def _empty(event: Any = None, *args: Any, **kw: Any) -> None:
     return None
 
 
+class _Foreign(logging.Handler):
+    """A handler of someone else's on the root logger (pytest's caplog, an error tracker's): it
+    takes every record and does nothing with it, so what is measured is alkana's offering of
+    the line to it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        return None
+
+
+def _with_foreign_handler(run: Callable[[int], None]) -> Callable[[int], None]:
+    def with_handler(n: int) -> None:
+        root = logging.getLogger()
+        handler = _Foreign()
+        root.addHandler(handler)
+        try:
+            run(n)
+        finally:
+            root.removeHandler(handler)
+
+    return with_handler
+
+
 # -- the cases --------------------------------------------------------------------------------
 
 
@@ -347,6 +369,14 @@ class Bench:
             "info.alk": C.Case("INFO: alkana, structlog API", alk_info),
             "info.alk_std": C.Case("INFO: alkana, stdlib API", alk_std_info),
             "info.alk_ctx": C.Case("INFO: alkana, structlog API, 2 values bound", alk_info_ctx),
+            "info.alk_foreign": C.Case(
+                "INFO: alkana, structlog API, a foreign root handler [offered]",
+                _with_foreign_handler(alk_info),
+            ),
+            "info.alk_std_foreign": C.Case(
+                "INFO: alkana, stdlib API, a foreign root handler",
+                _with_foreign_handler(alk_std_info),
+            ),
             "off.empty": C.Case("filtered: empty function, same arguments [floor]", empty),
             "off.structlog": C.Case("filtered DEBUG: structlog fast path [anchor]", sl_debug),
             "off.structlog_bound": C.Case(

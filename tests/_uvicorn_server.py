@@ -317,3 +317,185 @@ def fastapi_app() -> Any:
     app.include_router(router, prefix="/api")
     app.add_middleware(RequestContextMiddleware, silence_uvicorn_access=silence)
     return app
+
+
+def fastapi_instrumented_app() -> Any:
+    """A FastAPI app as users write one, logging installed by ``instrument(app)``.
+
+    ``TEST_APP_MODE``: ``handlers`` (the app's own exception handlers, a mounted sub-app that
+    is instrumented too), ``plain`` (no handler: Starlette's plain 500), ``debug`` (FastAPI's
+    ``debug=True``: Starlette's debug page). ``TEST_OTEL``: ``before``/``after`` instruments the
+    app with OpenTelemetry's FastAPI instrumentation (real SDK, in-memory exporter) before or
+    after ours; the finished spans are written to ``TEST_SPANS_FILE`` at shutdown.
+    """
+    from fastapi import APIRouter, FastAPI, HTTPException, Request
+    from fastapi.responses import JSONResponse
+
+    import alkana_logging
+    from alkana_logging.middleware import instrument
+
+    alkana_logging.setup()
+    _watchdog()
+    log = alkana_logging.get_logger("tests.instrumented")
+    mode = os.environ.get("TEST_APP_MODE", "handlers")
+    otel = os.environ.get("TEST_OTEL", "")
+    exporter: Any = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        if exporter is not None:
+            spans = [
+                {
+                    "name": span.name,
+                    "kind": span.kind.name,
+                    "trace_id": format(span.context.trace_id, "032x"),
+                    "span_id": format(span.context.span_id, "016x"),
+                    "parent_span_id": format(span.parent.span_id, "016x") if span.parent else None,
+                    "http_route": (span.attributes or {}).get("http.route"),
+                }
+                for span in exporter.get_finished_spans()
+            ]
+            Path(os.environ["TEST_SPANS_FILE"]).write_text(json.dumps(spans))
+
+    app = FastAPI(debug=mode == "debug", lifespan=lifespan)
+
+    class TeapotError(Exception):
+        pass
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, Any]:
+        log.info("item read", item_id=item_id)
+        return {"item_id": item_id, "state": app.state.name, **alkana_logging.get_context()}
+
+    @app.get("/fail")
+    async def fail() -> None:
+        raise ValueError("unhandled in /fail")
+
+    @app.get("/teapot")
+    async def teapot() -> None:
+        raise TeapotError("short and stout")
+
+    @app.get("/missing")
+    async def missing() -> None:
+        raise HTTPException(status_code=404, detail="no such thing")
+
+    if mode == "handlers":
+
+        @app.exception_handler(Exception)
+        async def on_error(request: Request, exc: Exception) -> JSONResponse:
+            log.error("handled by the app", error=str(exc))
+            return JSONResponse({"error": str(exc), **alkana_logging.get_context()}, 500)
+
+        @app.exception_handler(TeapotError)
+        async def on_teapot(request: Request, exc: TeapotError) -> JSONResponse:
+            log.warning("teapot handler")
+            return JSONResponse({"error": str(exc), **alkana_logging.get_context()}, 418)
+
+        sub = FastAPI()
+
+        @sub.get("/things/{n}")
+        async def thing(n: int) -> dict[str, Any]:
+            log.info("sub-app thing", n=n)
+            return alkana_logging.get_context()
+
+        instrument(sub)
+        app.mount("/sub", sub)
+
+    if otel == "before":
+        exporter = _instrument_otel(app)
+    assert instrument(app) is app
+    if otel == "after":
+        exporter = _instrument_otel(app)
+    # What users still do with the app itself after instrumenting it.
+    app.state.name = "inventory"
+    router = APIRouter(prefix="/users/{user_id}")
+
+    @router.get("/orders/{order_id}")
+    async def order(user_id: int, order_id: int) -> dict[str, Any]:
+        log.info("order read")
+        return {"user_id": user_id, "order_id": order_id}
+
+    app.include_router(router, prefix="/api")
+    return app
+
+
+def _instrument_otel(app: Any) -> Any:
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+    return exporter
+
+
+def fastapi_routes_app() -> Any:
+    """Every kind of route a FastAPI app has, for the route templates of its events, on any
+    FastAPI of those pyproject.toml admits. FastAPI before 0.141 drops a ``Mount`` or ``Host``
+    inside an included router: there they are mounted on the app under the same prefix, so the
+    expected templates are the same. ``app.frontend()`` exists in recent FastAPI only; the
+    directory it serves is ``TEST_FRONTEND_DIR``."""
+    from fastapi import APIRouter, FastAPI
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Host, Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    import alkana_logging
+    from alkana_logging.middleware import instrument
+
+    alkana_logging.setup()
+    _watchdog()
+    frontend_dir = os.environ["TEST_FRONTEND_DIR"]
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    async def raw(scope: Any, receive: Any, send: Any) -> None:
+        await PlainTextResponse("raw")(scope, receive, send)
+
+    app = FastAPI()
+    things = APIRouter()
+
+    @things.get("")
+    def list_things() -> str:
+        return "things"
+
+    @things.get("/{tid}")
+    def one_thing(tid: int) -> int:
+        return tid
+
+    orders = APIRouter(prefix="/users/{uid}")
+
+    @orders.get("/orders/{oid}")
+    def order(uid: int, oid: int) -> list[int]:
+        return [uid, oid]
+
+    v1 = APIRouter()
+    v1.include_router(orders)
+    app.include_router(things, prefix="/things")
+    app.include_router(v1, prefix="/api/v1")
+
+    mounts = [
+        Mount("/files", app=Starlette(routes=[Route("/f/{name}", hello)])),
+        Mount("/raw", app=raw),
+        Host("api.example.com", app=Starlette(routes=[Route("/h/{x}", hello)])),
+    ]
+    probe = FastAPI()
+    probe.include_router(APIRouter(routes=[Mount("/probe", app=raw)]))
+    keeps_mounts = any(
+        type(r).__name__ not in ("APIRoute", "Route", "APIWebSocketRoute", "WebSocketRoute")
+        for r in probe.router.routes
+    )
+    if keeps_mounts:
+        app.include_router(APIRouter(routes=list(mounts)), prefix="/m")
+    else:
+        app.router.routes.append(Mount("/m", routes=mounts))
+    app.mount("/static", StaticFiles(directory=frontend_dir))
+    if hasattr(app, "frontend"):
+        app.frontend("/app", directory=frontend_dir)
+    return instrument(app)

@@ -1,0 +1,178 @@
+"""The README's gunicorn recipe, run as written: a FastAPI app module that calls ``setup()`` and
+``instrument(app)``, served by a real gunicorn with ``UvicornWorker``, ``--preload`` and two
+workers on 127.0.0.1. Every response carries its id (the unhandled 500 included), every request
+has one event from the worker that served it, and gunicorn's and uvicorn's own lines (the
+traceback of the 500 included) are JSON lines of the file, none on the terminal.
+
+The server runs under ``timeout`` so that it stops by itself if the test process goes away.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from alkana_logging import fields as F
+from tests._logfiles import read_records
+from tests.test_gunicorn import MAX_SECONDS, server_env, wait_for_pid_file
+
+REQUESTS = 40
+WORKERS = 2
+
+# The recipe of the README, plus a route that fails.
+APP = """
+    import os
+
+    from fastapi import FastAPI
+
+    import alkana_logging
+    from alkana_logging.middleware import instrument
+
+    alkana_logging.setup(log_file=os.environ["TEST_GUNICORN_LOG_FILE"], stdout=False)
+    log = alkana_logging.get_logger("recipe")
+
+    app = FastAPI()
+
+
+    @app.get("/work/{n}")
+    async def work(n: int) -> dict:
+        log.info("work done", n=n)
+        return {"pid": os.getpid(), **alkana_logging.get_context()}
+
+
+    @app.get("/fail")
+    async def fail() -> None:
+        raise ValueError("recipe failure")
+
+
+    instrument(app)
+"""
+
+
+@pytest.mark.slow
+def test_gunicorn_recipe(tmp_path: Path) -> None:
+    (tmp_path / "recipe_app.py").write_text(textwrap.dedent(APP))
+    log_file = tmp_path / "app.log"
+    pid_file = tmp_path / "gunicorn.pid"
+    output = tmp_path / "gunicorn.out"
+    with socket.create_server(("127.0.0.1", 0), backlog=128) as listener:
+        port = listener.getsockname()[1]
+        command = [
+            "timeout",
+            "--kill-after=10",
+            str(MAX_SECONDS),
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "recipe_app:app",
+            "--worker-class",
+            "uvicorn_worker.UvicornWorker",
+            "--workers",
+            str(WORKERS),
+            "--preload",
+            "--bind",
+            f"fd://{listener.fileno()}",
+            "--pid",
+            str(pid_file),
+            "--no-control-socket",
+            "--chdir",
+            str(tmp_path),
+        ]
+        with output.open("wb") as out:
+            process = subprocess.Popen(
+                command,
+                env=server_env(log_file, 1),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                pass_fds=(listener.fileno(),),
+                start_new_session=True,
+            )
+    try:
+        master = wait_for_pid_file(pid_file, process, output)
+        ids = [f"recipe-{n}-{uuid.uuid4().hex[:8]}" for n in range(REQUESTS)]
+        served: dict[str, int] = {}
+        for n, request_id in enumerate(ids):
+            # A new connection each time, so that both workers take some.
+            response = httpx.get(
+                f"http://127.0.0.1:{port}/work/{n}",
+                headers={"X-Request-ID": request_id, "Connection": "close"},
+                trust_env=False,
+                timeout=15,
+            )
+            assert response.status_code == 200
+            assert request_id == response.headers["x-request-id"]
+            assert request_id == response.json()[F.REQUEST_ID]
+            served[request_id] = response.json()["pid"]
+        failed_id = f"recipe-fail-{uuid.uuid4().hex[:8]}"
+        failed = httpx.get(
+            f"http://127.0.0.1:{port}/fail",
+            headers={"X-Request-ID": failed_id},
+            trust_env=False,
+            timeout=15,
+        )
+        os.kill(master, signal.SIGTERM)  # gunicorn's graceful shutdown
+        returncode = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    terminal = output.read_text(errors="replace")
+
+    assert returncode == 0, terminal
+    assert failed.status_code == 500
+    assert failed_id == failed.headers["x-request-id"]
+    workers = set(served.values())
+    assert len(workers) == WORKERS, served
+    assert master not in workers
+    records = read_records(log_file)
+    events = Counter(
+        (r[F.REQUEST_ID], r[F.PID], r[F.ROUTE], r[F.STATUS_CODE])
+        for r in records
+        if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST
+    )
+    assert events == Counter(
+        [(request_id, pid, "/work/{n}", 200) for request_id, pid in served.items()]
+        + [(failed_id, events_pid(records, failed_id), "/fail", 500)]
+    )
+    work = {r[F.REQUEST_ID] for r in records if r[F.MESSAGE] == "work done"}
+    assert work == set(ids)
+    # gunicorn's own lines (master and workers) and uvicorn's (each worker), in the schema
+    booting = [
+        r for r in records if r[F.LOGGER] == "gunicorn.error" and "Booting worker" in r[F.MESSAGE]
+    ]
+    assert {r[F.PID] for r in booting} == workers
+    listening = [
+        r for r in records if r[F.LOGGER] == "gunicorn.error" and "Listening at" in r[F.MESSAGE]
+    ]
+    assert [r[F.PID] for r in listening] == [master]
+    started = {
+        r[F.PID]
+        for r in records
+        if r[F.LOGGER] == "uvicorn.error" and r[F.MESSAGE] == "Application startup complete."
+    }
+    assert workers <= started
+    [crash] = [r for r in records if r[F.LOGGER] == "uvicorn.error" and r.get(F.EXCEPTION_TYPE)]
+    assert crash[F.EXCEPTION_MESSAGE] == "recipe failure"
+    # no access line of gunicorn's or uvicorn's, nothing on the terminal
+    assert not [r for r in records if r[F.LOGGER] in ("uvicorn.access", "gunicorn.access")]
+    assert "Traceback" not in terminal, terminal
+    assert "recipe failure" not in terminal, terminal
+
+
+def events_pid(records: list[dict[str, object]], request_id: str) -> object:
+    [event] = [
+        r
+        for r in records
+        if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST and r.get(F.REQUEST_ID) == request_id
+    ]
+    return event[F.PID]

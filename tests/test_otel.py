@@ -1,0 +1,183 @@
+"""trace_id and span_id from OpenTelemetry spans (the real SDK, in-memory exporter), for every
+front-end and for the middleware's event; the traceparent header when no span is recording; and
+nothing of OpenTelemetry used when it is not installed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from loguru import logger as loguru_logger
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import alkana_logging
+from alkana_logging import fields as F
+from alkana_logging.middleware import instrument
+from alkana_logging.testing import capture_logs
+
+REPO = Path(__file__).resolve().parent.parent
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+def tracer() -> Iterator[tuple[trace.Tracer, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider.get_tracer("tests"), exporter
+    provider.shutdown()
+
+
+def hex_ids(span: Any) -> tuple[str, str]:
+    context = span.get_span_context()
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def test_every_front_end_takes_the_ids_of_the_recording_span(
+    tracer: tuple[trace.Tracer, InMemorySpanExporter],
+) -> None:
+    otel, _ = tracer
+    with capture_logs() as events:
+        with otel.start_as_current_span("work") as span:
+            ids = hex_ids(span)
+            alkana_logging.get_logger("a").info("structlog")
+            logging.getLogger("b").info("stdlib")
+            loguru_logger.info("loguru")
+            alkana_logging.metric("gauge", 1.0)
+            with otel.start_as_current_span("child") as child:
+                alkana_logging.get_logger("a").info("in the child")
+        alkana_logging.get_logger("a").info("no span")
+
+    assert [(e[F.TRACE_ID], e[F.SPAN_ID]) for e in events[:4]] == [ids] * 4
+    assert (events[4][F.TRACE_ID], events[4][F.SPAN_ID]) == hex_ids(child)
+    assert F.TRACE_ID not in events[5]
+
+
+def test_another_runtime_context_takes_the_api(
+    tracer: tuple[trace.Tracer, InMemorySpanExporter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import opentelemetry.context.contextvars_context as contextvars_context
+
+    class Other:
+        pass
+
+    monkeypatch.setattr(contextvars_context, "ContextVarsRuntimeContext", Other)
+    otel, _ = tracer
+    with capture_logs() as events:
+        with otel.start_as_current_span("work") as span:
+            alkana_logging.get_logger("a").info("in a span")
+        alkana_logging.get_logger("a").info("no span")
+    assert _state_context_is_the_api()
+    assert (events[0][F.TRACE_ID], events[0][F.SPAN_ID]) == hex_ids(span)
+    assert F.TRACE_ID not in events[1]
+
+
+def _state_context_is_the_api() -> bool:
+    from alkana_logging.pipeline import _SPAN, _otel_span_reader
+
+    return _otel_span_reader()[1] == _SPAN
+
+
+def test_span_ids_win_over_bound_ones_and_a_non_recording_span_changes_nothing(
+    tracer: tuple[trace.Tracer, InMemorySpanExporter],
+) -> None:
+    otel, _ = tracer
+    unsampled = TracerProvider(sampler=ALWAYS_OFF)
+    with (
+        capture_logs() as events,
+        alkana_logging.bound_context(trace_id="1" * 32, span_id="2" * 16),
+    ):
+        with otel.start_as_current_span("recording") as span:
+            alkana_logging.get_logger("a").info("recording", span_id="given")
+        with unsampled.get_tracer("t").start_as_current_span("unsampled"):
+            alkana_logging.get_logger("a").info("not recording")
+    assert (events[0][F.TRACE_ID], events[0][F.SPAN_ID]) == hex_ids(span)
+    assert (events[1][F.TRACE_ID], events[1][F.SPAN_ID]) == ("1" * 32, "2" * 16)
+    unsampled.shutdown()
+
+
+def test_middleware_event_inside_a_server_span_has_its_ids(
+    tracer: tuple[trace.Tracer, InMemorySpanExporter],
+) -> None:
+    otel, _ = tracer
+    seen: list[tuple[str, str]] = []
+
+    async def endpoint(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    inner = instrument(Starlette(routes=[Route("/x", endpoint)]))
+
+    async def traced(scope: Any, receive: Any, send: Any) -> None:
+        # What an OpenTelemetry server middleware does: the request runs in a server span.
+        with otel.start_as_current_span("GET /x", kind=trace.SpanKind.SERVER) as span:
+            seen.append(hex_ids(span))
+            await inner(scope, receive, send)
+
+    transport = httpx.ASGITransport(app=traced)
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/x", headers={"traceparent": TRACEPARENT})
+
+    with capture_logs() as events:
+        response = asyncio.run(call())
+    assert response.status_code == 200
+    [event] = [e for e in events if e.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert (event[F.TRACE_ID], event[F.SPAN_ID]) == seen[0]
+
+
+def test_without_opentelemetry_nothing_of_it_is_used(tmp_path: Path) -> None:
+    script = f"""
+import sys
+sys.modules["opentelemetry"] = None  # as if it were not installed: importing it fails
+import alkana_logging
+from alkana_logging import _state
+alkana_logging.setup(log_file={str(tmp_path / "app.log")!r}, stdout=False)
+assert _state.current()._otel_context is None
+with alkana_logging.bound_context(trace_id="{"a" * 32}", span_id="{"b" * 16}"):
+    alkana_logging.get_logger("x").info("line")
+alkana_logging.shutdown()
+assert not [m for m in sys.modules if m.startswith("opentelemetry.")]
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    [line] = [json.loads(x) for x in (tmp_path / "app.log").read_text().splitlines()]
+    assert (line[F.TRACE_ID], line[F.SPAN_ID]) == ("a" * 32, "b" * 16)
+
+
+def test_json_formatter_wired_by_hand_takes_the_span_ids(
+    tracer: tuple[trace.Tracer, InMemorySpanExporter],
+) -> None:
+    otel, _ = tracer
+    formatter = alkana_logging.JsonFormatter(app_name="svc")
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "inside", None, None)
+    with otel.start_as_current_span("work") as span:
+        inside = json.loads(formatter.format(record))
+    outside = json.loads(formatter.format(record))
+    assert (inside[F.TRACE_ID], inside[F.SPAN_ID]) == hex_ids(span)
+    assert F.TRACE_ID not in outside
