@@ -15,12 +15,16 @@ def make_sink() -> Any:
             return
         record = message.record
         exception = record["exception"]
+        extra = record["extra"]
+        text = record["message"]
+        if extra:  # loguru formatted {} keyword arguments into the text: redact them there
+            text = pipeline.redactor.loguru_message(text, extra)
         pipeline.emit(
             int(record["time"].timestamp() * 1_000_000_000),
             level_name(record["level"].no),
             record["name"] or "root",
-            record["message"],
-            record["extra"],
+            text,
+            extra,
             exception.value if exception is not None else None,
         )
 

@@ -281,14 +281,24 @@ _PAIR_KEYS: Final = (str, bytes, enum.Enum)
 URL_QUERY_KEYS: Final = frozenset({"aws_access_key_id", "signature", "sig", "x_goog_signature"})
 _URL_QUERY_PREFIXES: Final = ("x_amz_",)
 
-# scheme://user:pass@  (the user-info ends at the first "@" before any "/", "?", "#" or space)
-_USERINFO: Final = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@\s\"'<>\\]+@")
+# ://user:pass@  (the user-info ends at the first "@" before any "/", "?", "#" or space)
+_USERINFO: Final = re.compile(r"://[^/?#@\s\"'<>\\]+@")
+_USERINFO_MASK: Final = "://" + REDACTED + "@"
 # ?name=value or &name=value
 _QUERY_PARAM: Final = re.compile(r"(?P<lead>[?&](?P<name>[^=&#?\s\"'<>\\]+)=)[^&#\s\"'<>\\]*")
-# The same on a serialised line, to tell cheaply whether a line needs the slow walk at all.
-_LINE_SUSPECT: Final = re.compile(
-    rb"[A-Za-z0-9+.\-]://[^/?#@\s\"'<>\\]+@|[?&](?P<name>[^=&#?\s\"'<>\\]+)="
-)
+# The same on a serialised line, to tell whether a line needs the slow walk at all.
+_LINE_USERINFO: Final = re.compile(rb"://[^/?#@\s\"'<>\\]+@")
+_LINE_PARAM: Final = re.compile(rb"[?&]([^=&#?\s\"'<>\\]+)=")
+_EQUALS, _QUESTION, _AT, _SLASH = b"=?@/"
+
+
+def line_may_hold_url_secrets(line: bytes) -> bool:
+    """The cheap pre-check: a query parameter needs ``?`` and ``=``, user-info ``/`` and ``@``.
+
+    Four byte searches at most (an int searched in bytes is one ``memchr``); an ordinary line
+    has neither ``=`` nor ``@`` and costs two.
+    """
+    return (_EQUALS in line and _QUESTION in line) or (_AT in line and _SLASH in line)
 
 
 class UrlScrubber:
@@ -324,7 +334,7 @@ class UrlScrubber:
     def text(self, text: str) -> str:
         """``text`` with user-info and sensitive query values replaced by :data:`REDACTED`."""
         if "@" in text:
-            text = _USERINFO.sub(r"\g<scheme>" + REDACTED + "@", text)
+            text = _USERINFO.sub(_USERINFO_MASK, text)
         if "=" in text:
             text = _QUERY_PARAM.sub(self._param, text)
         return text
@@ -335,15 +345,13 @@ class UrlScrubber:
         return match[0]
 
     def line_needs_scrubbing(self, line: bytes) -> bool:
-        """Whether a serialised line holds user-info or a sensitive query parameter.
-
-        Callers check ``b"://" in line or b"?" in line`` first: a line without either costs
-        those two scans and nothing more.
-        """
-        for match in _LINE_SUSPECT.finditer(line):
-            name = match["name"]
-            if name is None or self.sensitive_param(name):
-                return True
+        """Whether a serialised line holds user-info or a sensitive query parameter (callers
+        run :func:`line_may_hold_url_secrets` first)."""
+        if _AT in line and _LINE_USERINFO.search(line):
+            return True
+        if _EQUALS in line and _QUESTION in line:
+            sensitive = self.sensitive_param
+            return any(sensitive(m[1]) for m in _LINE_PARAM.finditer(line))
         return False
 
     def value(self, value: Any) -> Any:

@@ -109,6 +109,18 @@ class Settings:
     def level_number(self) -> int:
         return _LEVEL_NUMBERS[self.level]
 
+    def __repr__(self) -> str:
+        # Credentials are never printed: the password and token are left out, a URL's
+        # user-info (and any secret query value) is masked.
+        from alkana_logging.redaction import mask_url
+
+        shown = ", ".join(
+            f"{f.name}={mask_url(getattr(self, f.name))!r}"
+            for f in dataclasses.fields(self)
+            if f.repr
+        )
+        return f"{type(self).__name__}({shown})"
+
 
 _LEVEL_NUMBERS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 
