@@ -524,7 +524,10 @@ class _Sanitiser:
         return value
 
     def key(self, key: Any) -> str:
-        return self.text(key if isinstance(key, str) else _safe_text(key))
+        if type(key) is str:
+            return self.text(key)
+        # orjson takes exact str keys only: a StrEnum member is written as its text.
+        return self.text(str.__str__(key) if isinstance(key, str) else _safe_text(key))
 
     def mapping(self, values: Mapping[Any, Any], depth: int, seen: set[int]) -> dict[str, Any]:
         return {self.key(k): self.value(v, depth + 1, seen) for k, v in values.items()}
