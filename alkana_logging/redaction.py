@@ -250,8 +250,14 @@ class Redactor:
         for key, value in extra.items():
             if is_secret(key):
                 text, replacement = _text_of(value), REDACTED
-            elif isinstance(value, CONTAINERS) and self._has_secret(value):
-                text, replacement = _text_of(value), _text_of(self.value(value))
+            elif isinstance(value, CONTAINERS):
+                try:
+                    if not self._has_secret(value):
+                        continue
+                    replacement = _text_of(self.value(value))
+                except Exception:  # noqa: BLE001 - a value that cannot be walked is hidden whole
+                    replacement = f"<unrenderable {type(value).__qualname__} value>"
+                text = _text_of(value)
             else:
                 continue
             if text and text in message:
