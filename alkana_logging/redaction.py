@@ -341,8 +341,10 @@ class UrlScrubber:
         """``text`` with user-info and sensitive query values replaced by :data:`REDACTED`."""
         if "@" in text:
             text = _USERINFO.sub(_USERINFO_MASK, text)
-        if "=" in text:
-            text = _QUERY_PARAM.sub(self._param, text)
+        # Every query parameter follows a "?": the regex starts there, not at the first byte.
+        start = text.find("?")
+        if start >= 0 and "=" in text:
+            text = text[:start] + _QUERY_PARAM.sub(self._param, text[start:])
         return text
 
     def _param(self, match: re.Match[str]) -> str:
@@ -355,15 +357,16 @@ class UrlScrubber:
         run :func:`line_may_hold_url_secrets` first)."""
         if _AT in line and _LINE_USERINFO.search(line):
             return True
-        if _EQUALS in line and _QUESTION in line:
+        start = line.find(b"?")
+        if start >= 0 and _EQUALS in line:
             sensitive = self.sensitive_param
-            return any(sensitive(m[1]) for m in _LINE_PARAM.finditer(line))
+            return any(sensitive(m[1]) for m in _LINE_PARAM.finditer(line, start))
         return False
 
     def value(self, value: Any) -> Any:
         """A copy of a JSON value (as ``orjson.loads`` returns it) with its text scrubbed."""
         if isinstance(value, str):
-            return self.text(value)
+            return self.text(value) if "?" in value or "@" in value else value
         if isinstance(value, dict):
             return {k: self.value(v) for k, v in value.items()}
         if isinstance(value, list):

@@ -101,6 +101,10 @@ CASES = {
         lambda: render_case(MESSAGE, {**FIELDS, "db": {"host": "h", "password": "x"}}),
     ),
     "url_clean": ("httpx line, URL without secrets", lambda: render_case(HTTPX, {})),
+    "url_query": (
+        "httpx line, harmless ?page=2&sort=asc",
+        lambda: render_case(HTTPX.replace("/42", "/42?page=2&sort=asc"), {}),
+    ),
     "url_token": ("httpx line, ?api_key= redacted", lambda: render_case(HTTPX_TOKEN, {})),
     "url_signed": ("S3 presigned URL in a message", lambda: render_case(SIGNED, {})),
     "url_userinfo": (
