@@ -192,3 +192,31 @@ def test_user_keys_are_sensitive_query_parameters_too() -> None:
 )
 def test_mask_url(url: str | None, shown: str | None) -> None:
     assert shown == mask_url(url)
+
+
+def plain_app() -> Any:
+    """A bare ASGI app (no middleware, so uvicorn writes its own access line); run by uvicorn in a
+    child process through ``tests._uvicorn_server.serve``."""
+    alkana_logging.setup()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def test_uvicorn_access_lines_lose_their_tokens(tmp_path: Path) -> None:
+    from tests._uvicorn_server import read_records as read_server_records
+    from tests._uvicorn_server import serve
+
+    token = secret()
+    log_file = tmp_path / "app.log"
+    with serve("tests.test_url_scrubbing:plain_app", log_file) as server:
+        response = httpx.get(f"{server.base_url}/items?token={token}&page=2", timeout=10)
+        assert response.status_code == 200
+    assert token not in log_file.read_text()
+    (access,) = [r for r in read_server_records(log_file) if r[F.LOGGER] == "uvicorn.access"]
+    assert f"/items?token={REDACTED}&page=2" in access[F.MESSAGE]
