@@ -149,6 +149,9 @@ class BoundedAdapter(HTTPAdapter):
 def bounded_session() -> requests.Session:
     """A ``requests.Session`` whose requests :func:`request` can bound."""
     session = requests.Session()
+    # Answers are taken as sent, never decompressed: a small compressed body could unpack to
+    # any size before a cap on what is kept applied.
+    session.headers["Accept-Encoding"] = "identity"
     adapter = BoundedAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -219,7 +222,7 @@ def _read(response: requests.Response, max_body: int) -> tuple[bytes, bool]:
     while size <= max_body:
         # urllib3's own errors, as requests would raise them from iter_content().
         try:
-            chunk = raw.read(min(_CHUNK, max_body + 1 - size), decode_content=True)
+            chunk = raw.read(min(_CHUNK, max_body + 1 - size), decode_content=False)
         except urllib3.exceptions.ReadTimeoutError as err:
             raise requests.exceptions.ReadTimeout(err) from err
         except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError, OSError) as err:

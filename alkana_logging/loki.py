@@ -888,8 +888,6 @@ class LokiSink:
 
         session = _http.bounded_session()
         session.headers["Content-Type"] = "application/json"
-        # Loki's answers are small; a compressed one could unpack to any size.
-        session.headers["Accept-Encoding"] = "identity"
         session.headers["Content-Encoding"] = "gzip"
         session.headers["User-Agent"] = "alkana-logging"
         if self._tenant:

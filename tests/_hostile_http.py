@@ -10,10 +10,12 @@ so no behaviour outlives its test.
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -178,6 +180,30 @@ def redirect(location: str, status: int = 307) -> Behaviour:
         while server.read_request(conn) is not None:
             answer = f"HTTP/1.1 {status} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
             server.send(conn, answer.encode())
+
+    return behaviour
+
+
+@functools.cache
+def _gzip_of_zeros(size: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip member
+    block = bytes(1024 * 1024)
+    parts = [packer.compress(block) for _ in range(size // len(block))]
+    return b"".join([*parts, packer.flush()])
+
+
+def gzip_bomb(status: int, size: int) -> Behaviour:
+    """Answer ``status`` with a small gzip body (``Content-Encoding: gzip``) that unpacks to
+    ``size`` bytes of zeros."""
+    body = _gzip_of_zeros(size)
+
+    def behaviour(conn: socket.socket, server: HostileServer) -> None:
+        while server.read_request(conn) is not None:
+            head = (
+                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            server.send(conn, head.encode() + body)
 
     return behaviour
 

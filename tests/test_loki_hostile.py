@@ -95,6 +95,12 @@ PUSH_CASES = [
         id="400-with-200MiB",
     ),
     pytest.param(H.reset_mid_body, "loki_unreachable", r"ConnectionError", id="reset-mid-body"),
+    pytest.param(
+        H.gzip_bomb(400, 256 * MiB),
+        "loki_rejected_400",
+        r"HTTP 400: .*answer cut at 65536 bytes",
+        id="400-gzip-bomb",
+    ),
 ]
 
 
@@ -184,6 +190,7 @@ QUERY_CASES = [
         H.huge_body(400, 200 * MiB), LokiQueryError, r"more than 1048576 bytes", id="huge-400"
     ),
     pytest.param(H.reset_mid_body, LokiUnreachableError, r"cannot reach Loki", id="reset"),
+    pytest.param(H.gzip_bomb(200, 256 * MiB), LokiQueryError, r"not JSON", id="gzip-bomb"),
 ]
 
 
