@@ -37,6 +37,7 @@ import orjson
 
 from alkana_logging import fields as F
 from alkana_logging._render import Renderer
+from alkana_logging.console import escape
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
 from alkana_logging.pipeline import stdlib_parts
@@ -876,7 +877,8 @@ class LokiSink:
             return _Outcome(
                 False, False, status, f"HTTP {status}: redirect to {location!r} not followed", None
             )
-        text = " ".join(answer.text().split())[:_ERROR_TEXT_CHARS]
+        # Printed on stderr: a server's control characters are escaped, not sent to a terminal.
+        text = escape(" ".join(answer.text().split())[:_ERROR_TEXT_CHARS])
         if answer.truncated:
             text += f" …[answer cut at {_MAX_ANSWER_BYTES} bytes]"
         retryable = status == 429 or status >= 500

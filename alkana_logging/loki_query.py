@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urljoin
 
+from alkana_logging.console import escape
 from alkana_logging.exceptions import AlkanaLoggingError
 from alkana_logging.redaction import mask_url, scrub_text
 
@@ -397,7 +398,8 @@ def _error_message(answer: Answer) -> str:
                 break
     if not text:
         text = answer.reason or "no message"
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
+    text = text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
+    return escape(text)  # printed on a terminal: the server's control characters escaped
 
 
 def _value(raw: Any) -> float:

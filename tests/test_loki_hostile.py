@@ -25,6 +25,7 @@ MiB = 1024 * 1024
 #: capped answers, threads); the unbounded one grew by hundreds of MiB.
 RSS_BOUND = 48 * MiB
 LINES = 20
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 FLUSH_TIMEOUT = 2.0
 TIMEOUTS: dict[str, Any] = {
     "loki_connect_timeout": 0.5,
@@ -122,6 +123,8 @@ def test_a_hostile_loki_costs_bounded_memory_is_reported_and_shutdown_ends(
         assert health["loki_last_error"] is not None
         assert pytest.approx(time.time(), abs=20) == health["loki_last_error_at"]
         assert re.search(error, health["loki_last_error"]), health["loki_last_error"]
+        # What a server sends is printed escaped: no control character reaches stderr.
+        assert not CONTROL.search(health["loki_last_error"])
         log_lines(5)  # buffered behind the same server at shutdown
         took = timed_shutdown()
     assert rss.growth < RSS_BOUND, f"RSS grew by {rss.growth / MiB:.0f} MiB"
