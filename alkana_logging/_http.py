@@ -166,11 +166,16 @@ def _deadline(seconds: float) -> Iterator[_Guard]:
     timer.name = "alkana-logging-http-deadline"
     previous = getattr(_local, "guard", None)
     _local.guard = guard
-    timer.start()
+    try:
+        timer.start()
+        started = True
+    except RuntimeError:  # no thread to be had (interpreter shutting down): per-call timeouts only
+        started = False
     try:
         yield guard
     finally:
-        timer.cancel()
+        if started:
+            timer.cancel()
         _local.guard = previous
 
 
