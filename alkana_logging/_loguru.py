@@ -18,12 +18,16 @@ def make_sink() -> Any:
         exception = record["exception"]
         file = record["file"]
         path = file.path if file is not None else "(unknown file)"
+        extra = record["extra"]
+        text = record["message"]
+        if extra:  # loguru formatted {} keyword arguments into the text: redact them there
+            text = pipeline.redactor.loguru_message(text, extra)
         pipeline.emit_offered(
             int(record["time"].timestamp() * 1_000_000_000),
             level_name(record["level"].no),
             record["name"] or "root",
-            record["message"],
-            record["extra"],
+            text,
+            extra,
             exception.value if exception is not None else None,
             (path, record["line"], record["function"]),
             _stdlib_hooks,

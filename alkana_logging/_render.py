@@ -25,7 +25,13 @@ import orjson
 
 from alkana_logging import fields as F
 from alkana_logging.context import _CONTEXT
-from alkana_logging.redaction import REDACTED, TOO_DEEP, Redactor
+from alkana_logging.redaction import (
+    CONTAINERS,
+    REDACTED,
+    TOO_DEEP,
+    Redactor,
+    UrlScrubber,
+)
 from alkana_logging.settings import Settings
 
 Record = dict[str, Any]
@@ -178,6 +184,7 @@ class Renderer:
         # Characters, not bytes: the final size check catches wide characters.
         self.max_message_chars = max_line_bytes // 2
         self._walk = redactor.value
+        self._urls = UrlScrubber(redactor)
         self._actions: dict[Any, int] = {}
         self._plain: set[str] = set()  # keys whose action is _KEEP
         self._plain_extra: set[str] = set()  # the same, less the LogRecord attributes
@@ -265,6 +272,10 @@ class Renderer:
             line = orjson.dumps(record, self._default, _OPTIONS)  # positional: cheaper
         except Exception as err:  # noqa: BLE001 - orjson raises TypeError/JSONEncodeError
             line = self._sanitised(record, err)
+        # URL credentials anywhere in the line (values nested or converted included).
+        # redaction.line_may_hold_url_secrets() inline: an ordinary line pays two memchr().
+        if (61 in line and 63 in line) or (64 in line and 47 in line):  # = ? @ /
+            record, line = self._scrubbed(record, line)
         if len(line) > self.max_line_bytes:
             line = self._shrunk(record, len(line))
         return record, line
@@ -285,13 +296,52 @@ class Renderer:
         if action is None:
             action = self._action(key)
         if action == _KEEP:
-            record[key] = self._walk(value) if isinstance(value, _CONTAINERS) else value
+            record[key] = self._walked(record, key, value)
         elif action == _REDACT:
             record[key] = REDACTED
         elif action == _RENAME:  # a schema key: keep the caller's value, renamed
-            self._merge_one(record, F.COLLISION_PREFIX + key, value)
+            self._merge_one(record, self._free_name(record, F.COLLISION_PREFIX + key), value)
+        elif action == _PREFIXED:  # extra_<key>: may meet a renamed value of the same name
+            name = self._free_name(record, key) if key in record else key
+            record[name] = self._walked(record, name, value)
         else:  # not a string: merged under its text, which may be a schema key
-            self._merge_one(record, _safe_text(key), value)
+            self._merge_one(
+                record, _safe_text(key), REDACTED if self.redactor.is_secret(key) else value
+            )
+
+    def _walked(self, record: Record, key: str, value: Any) -> Any:
+        """``value`` with its secrets replaced; a value whose walk fails costs only itself."""
+        if not isinstance(value, _CONTAINERS):
+            return value
+        try:
+            return self._walk(value)
+        except Exception as err:  # noqa: BLE001 - e.g. a dict subclass whose items() raises
+            _add_error(record, f"value of {key!r} could not be rendered: {_safe_repr(err)}")
+            return _unrenderable(value)
+
+    @staticmethod
+    def _free_name(record: Record, name: str) -> str:
+        """``name``, or ``name_2``, ``name_3``... : the first not in the record yet."""
+        if name not in record:
+            return name
+        number = 2
+        while f"{name}_{number}" in record:
+            number += 1
+        return f"{name}_{number}"
+
+    def _scrubbed(self, record: Record, line: bytes) -> tuple[Record, bytes]:
+        """The record and line with URL user-info and secret query values replaced, when the
+        line holds any (the record is read back from the line: every value, nested ones and
+        those the serializer converted, is then plain JSON)."""
+        urls = self._urls
+        try:
+            if not urls.line_needs_scrubbing(line):
+                return record, line
+            clean = urls.value(orjson.loads(line))
+            return clean, orjson.dumps(clean, option=_OPTIONS)
+        except Exception as err:  # noqa: BLE001 - the line is kept without its URLs checked
+            _add_error(record, f"URLs could not be checked for credentials: {_safe_repr(err)}")
+            return record, self._minimal(record, record[F.LOG_ERROR])
 
     def _action(self, key: Any) -> int:
         if type(key) is not str:
@@ -300,6 +350,8 @@ class Renderer:
             action = _RENAME
         elif self.redactor.is_secret(key):
             action = _REDACT
+        elif key.startswith(F.COLLISION_PREFIX):
+            action = _PREFIXED
         else:
             action = _KEEP
         if len(self._actions) < _ACTIONS_LIMIT:
@@ -357,8 +409,13 @@ class Renderer:
 
     def _sanitised(self, record: Record, err: Exception) -> bytes:
         """The slow path: make every value serialisable, and say what was wrong."""
-        clean = _Sanitiser(self._default).mapping(record, 0, set())
-        clean[F.LOG_ERROR] = f"unserialisable values replaced: {_safe_text(err)}"
+        sanitiser = _Sanitiser(self._default)
+        clean = sanitiser.record(record)
+        errors = [
+            f"value of {key!r} could not be rendered: {error}" for key, error in sanitiser.failed
+        ] or [f"unserialisable values replaced: {_safe_text(err)}"]
+        for error in errors:
+            _add_error(clean, error)
         try:
             return orjson.dumps(clean, option=_OPTIONS)
         except Exception as err2:  # noqa: BLE001 - last resort: the schema keys alone
@@ -422,8 +479,8 @@ class Renderer:
         )
 
 
-_CONTAINERS: Final = (dict, list, tuple)
-_KEEP, _REDACT, _RENAME, _TEXT = 0, 1, 2, 3
+_CONTAINERS: Final = CONTAINERS
+_KEEP, _REDACT, _RENAME, _TEXT, _PREFIXED = 0, 1, 2, 3, 4
 _ACTIONS_LIMIT: Final = 4096
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 _INT64_MIN: Final = -(2**63)
@@ -431,11 +488,33 @@ _UINT64_MAX: Final = 2**64 - 1
 _SANITISE_DEPTH: Final = 32
 
 
+def _add_error(record: Record, error: str) -> None:
+    """Say in ``log_error`` what the pipeline had to change (after what it said already)."""
+    earlier = record.get(F.LOG_ERROR)
+    record[F.LOG_ERROR] = f"{earlier}; {error}" if earlier else error
+
+
+def _unrenderable(value: Any) -> str:
+    # The type only: the repr of a value that failed may be what failed, or hold a secret.
+    return f"<unrenderable {type(value).__qualname__} value>"
+
+
 class _Sanitiser:
     """Copies a value into plain JSON types: cycles, depth, big ints, surrogates, odd keys."""
 
     def __init__(self, default: Any) -> None:
         self._default = default
+        #: (top-level key, error) of each value that could not be converted at all.
+        self.failed: list[tuple[str, str]] = []
+        self._key = ""
+
+    def record(self, values: Mapping[Any, Any]) -> dict[str, Any]:
+        clean: dict[str, Any] = {}
+        seen: set[int] = set()
+        for key, value in values.items():
+            self._key = self.key(key)
+            clean[self._key] = self.value(value, 1, seen)
+        return clean
 
     def text(self, value: str) -> str:
         try:
@@ -445,7 +524,10 @@ class _Sanitiser:
         return value
 
     def key(self, key: Any) -> str:
-        return self.text(key if isinstance(key, str) else _safe_text(key))
+        if type(key) is str:
+            return self.text(key)
+        # orjson takes exact str keys only: a StrEnum member is written as its text.
+        return self.text(str.__str__(key) if isinstance(key, str) else _safe_text(key))
 
     def mapping(self, values: Mapping[Any, Any], depth: int, seen: set[int]) -> dict[str, Any]:
         return {self.key(k): self.value(v, depth + 1, seen) for k, v in values.items()}
@@ -475,8 +557,9 @@ class _Sanitiser:
                 pass
             try:
                 converted = self._default(value)
-            except Exception:  # noqa: BLE001
-                converted = _safe_repr(value)
+            except Exception as err:  # noqa: BLE001 - e.g. a Mapping whose items() raises
+                self.failed.append((self._key, _safe_repr(err)))
+                return _unrenderable(value)
             if converted is value:
                 return _safe_repr(value)
             return self.value(converted, depth + 1, seen)

@@ -115,7 +115,13 @@ def _interpolating(method: Callable[..., Any], event_index: int) -> Callable[...
 
 def interpolate(event: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
     """``event % args`` as structlog does it; on a mismatch, both are kept and ``log_error``
-    (in ``kw``) says why, as for the stdlib."""
+    (in ``kw``) says why, as for the stdlib. Secrets in the arguments are replaced first, as
+    for the stdlib's (the message is text: nothing can be redacted after that)."""
+    from alkana_logging import _state  # imported late: _state imports this module
+
+    pipeline = _state.current()
+    if pipeline is not None:
+        args = pipeline.redactor.args(args)
     try:
         if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
             return event % args[0]

@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+from alkana_logging.redaction import scrub_text
+
 
 @dataclasses.dataclass
 class PipelineHealth:
@@ -33,6 +35,7 @@ class PipelineHealth:
             self.dropped[reason] = self.dropped.get(reason, 0) + count
 
     def write_error(self, message: str, *, report: bool) -> None:
+        message = scrub_text(message)
         with self._lock:
             self.write_errors += 1
             self.last_error = message
@@ -41,6 +44,7 @@ class PipelineHealth:
             self.report(message)
 
     def internal_error(self, message: str) -> None:
+        message = scrub_text(message)
         with self._lock:
             first = self.internal_errors == 0
             self.internal_errors += 1
@@ -51,9 +55,10 @@ class PipelineHealth:
 
     @staticmethod
     def report(message: str) -> None:
-        """One line on stderr, never raising (stderr may be closed too)."""
+        """One line on stderr, never raising (stderr may be closed too); URL credentials in the
+        message are masked."""
         try:
-            sys.stderr.write(f"alkana_logging: {message}\n")
+            sys.stderr.write(f"alkana_logging: {scrub_text(message)}\n")
             sys.stderr.flush()
         except Exception:  # noqa: BLE001, S110 - nowhere left to report to
             pass

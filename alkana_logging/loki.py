@@ -37,9 +37,11 @@ import orjson
 
 from alkana_logging import fields as F
 from alkana_logging._render import Renderer
+from alkana_logging.console import escape
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
 from alkana_logging.pipeline import stdlib_parts
+from alkana_logging.redaction import mask_url, scrub_text
 from alkana_logging.settings import Settings, load_settings
 
 _monotonic = time.monotonic
@@ -78,6 +80,8 @@ DEFAULT_BUFFER_BYTES: Final = 32 * 1024 * 1024
 _BLOCKED_STATUS: Final = 260
 _MAX_RETRY_AFTER: Final = 300.0
 _ERROR_TEXT_CHARS: Final = 500
+#: At most this much of Loki's answer is read (its error text is cut to _ERROR_TEXT_CHARS).
+_MAX_ANSWER_BYTES: Final = 64 * 1024
 _OVERSIZE_OPTIONS: Final = ("truncate", "drop")
 _TRUNCATED = "…[truncated {} chars]"
 
@@ -161,9 +165,9 @@ def _check_options(
 ) -> None:
     """Validate LokiSink's options; the errors name the option, the value and what is expected."""
     if not isinstance(url, str):
-        raise TypeError(f"url: got {url!r}; expected an http:// or https:// URL")
+        raise TypeError(f"url: got {mask_url(url)!r}; expected an http:// or https:// URL")
     if not url.startswith(("http://", "https://")):
-        raise ValueError(f"url: got {url!r}; expected an http:// or https:// URL")
+        raise ValueError(f"url: got {mask_url(url)!r}; expected an http:// or https:// URL")
     _check_credentials(tenant=tenant, username=username, password=password, token=token)
     if not isinstance(structured_metadata, bool):
         raise TypeError(f"structured_metadata: got {structured_metadata!r}; expected a bool")
@@ -305,10 +309,18 @@ class LokiSink:
                 "install alkana-logging[loki]"
             ) from err
 
-        self.url = push_url(url)
+        from alkana_logging import _http
+
+        # User-info in the URL is basic auth (as requests reads it) and never kept in the URL,
+        # which is printed in errors and health; explicit credentials win.
+        self.url, url_auth = _http.split_credentials(push_url(url))
+        #: The URL as printed (stderr, health, errors).
+        self.shown_url = mask_url(self.url)
         self.health = health if health is not None else PipelineHealth()
         self._tenant = tenant
         self._auth = (username, password or "") if username else None
+        if url_auth is not None and not username and not token:
+            self._auth = url_auth
         self._token = token
         self._metadata = structured_metadata
         self._verify = verify_tls
@@ -825,35 +837,67 @@ class LokiSink:
         return True
 
     def _post(self, body: bytes) -> _Outcome:
+        """One push, bounded whatever the server does: at most ``connect_timeout +
+        read_timeout`` seconds in all (connect, send, the whole answer; less while closing), and
+        at most ``_MAX_ANSWER_BYTES`` of the answer read."""
         import requests
+
+        from alkana_logging import _http  # needs requests: imported where it is used
 
         session = self._session
         if session is None:
             session = self._session = self._new_session()
         connect, read = self._connect_timeout, self._read_timeout
+        deadline = connect + read
         if self._closing:
             remaining = max(0.05, self._close_deadline - time.monotonic())
-            connect, read = min(connect, remaining), min(read, remaining)
+            connect, read, deadline = min(connect, remaining), min(read, remaining), remaining
         try:
-            response = session.post(
-                self.url, data=body, timeout=(connect, read), allow_redirects=False
+            answer = _http.request(
+                session,
+                "POST",
+                self.url,
+                data=body,
+                deadline=deadline,
+                timeout=(connect, read),
+                max_body=_MAX_ANSWER_BYTES,
             )
         except (requests.ConnectionError, requests.Timeout) as err:
             return _Outcome(False, True, None, f"{type(err).__name__}: {err}", None)
         except Exception as err:  # noqa: BLE001 - e.g. a bad URL, or a warning turned error
             return _Outcome(False, False, None, f"{type(err).__name__}: {err}", None)
-        status = response.status_code
+        status = answer.status
         if 200 <= status < 300 and status != _BLOCKED_STATUS:
-            return _Outcome(True, False, status, "", None)
-        text = " ".join(response.text.split())[:_ERROR_TEXT_CHARS]
+            if not answer.truncated:
+                return _Outcome(True, False, status, "", None)
+            # Loki answers a push with no body: this is something else. Not retried (the
+            # lines may be stored), not counted as shipped.
+            return _Outcome(
+                False,
+                False,
+                status,
+                f"HTTP {status} with an answer over {_MAX_ANSWER_BYTES} bytes (cut, not read): "
+                "not Loki's push answer",
+                None,
+            )
+        if 300 <= status < 400:
+            # Never followed: the credentials would go with the batch to wherever it points.
+            location = mask_url(answer.headers.get("Location", ""))
+            return _Outcome(
+                False, False, status, f"HTTP {status}: redirect to {location!r} not followed", None
+            )
+        # Printed on stderr: a server's control characters are escaped, not sent to a terminal.
+        text = escape(" ".join(answer.text().split())[:_ERROR_TEXT_CHARS])
+        if answer.truncated:
+            text += f" …[answer cut at {_MAX_ANSWER_BYTES} bytes]"
         retryable = status == 429 or status >= 500
-        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = _parse_retry_after(answer.headers.get("Retry-After"))
         return _Outcome(False, retryable, status, f"HTTP {status}: {text}", retry_after)
 
     def _new_session(self) -> requests.Session:
-        import requests
+        from alkana_logging import _http
 
-        session = requests.Session()
+        session = _http.bounded_session()
         session.headers["Content-Type"] = "application/json"
         session.headers["Content-Encoding"] = "gzip"
         session.headers["User-Agent"] = "alkana-logging"
@@ -886,7 +930,7 @@ class LokiSink:
             recovered = self._failing
             self._failing = False
         if recovered:
-            self.health.report(f"pushing to Loki at {self.url} works again")
+            self.health.report(f"pushing to Loki at {self.shown_url} works again")
         for reason, count in unreported.items():
             self._emit_dropped(reason, count)
 
@@ -934,7 +978,7 @@ class LokiSink:
         if lines:
             self.health.drop(reason, lines)
             self.health.report(
-                f"{lines} log lines were not shipped to Loki at {self.url} ({reason})"
+                f"{lines} log lines were not shipped to Loki at {self.shown_url} ({reason})"
             )
 
     def _main_thread_ended(self) -> None:
@@ -953,7 +997,7 @@ class LokiSink:
             self._close_deadline = time.monotonic() + self._flush_timeout
 
     def _note_error(self, outcome: _Outcome) -> None:
-        message = f"pushing to Loki at {self.url} failed: {outcome.error}"
+        message = f"pushing to Loki at {self.shown_url} failed: {scrub_text(outcome.error)}"
         self.last_error = message
         self.last_error_at = time.time()
         if outcome.retryable or outcome.status is None:

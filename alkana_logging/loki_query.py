@@ -12,21 +12,30 @@ Needs ``requests`` (the ``loki`` extra).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import urljoin
 
+from alkana_logging.console import escape
 from alkana_logging.exceptions import AlkanaLoggingError
+from alkana_logging.redaction import mask_url, scrub_text
 
 if TYPE_CHECKING:
     import requests
 
+    from alkana_logging._http import Answer
     from alkana_logging.settings import Settings
 
 _PUSH_PATH: Final = "/loki/api/v1/push"
 _MAX_MESSAGE: Final = 2000
 DEFAULT_TIMEOUT: Final = 30.0
+#: The largest answer read (a log query of 5000 long lines fits); beyond it the query fails.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
+#: Redirects followed, and only to the same scheme, host and port.
+_MAX_REDIRECTS: Final = 5
 
 Direction = Literal["forward", "backward"]
 
@@ -133,8 +142,10 @@ class LokiClient:
         password: basic auth password.
         token: a bearer token (instead of basic auth).
         verify_tls: check the server's TLS certificate.
-        timeout: seconds to wait for a connection and for the answer.
-        session: a ``requests.Session`` to use (one is made otherwise).
+        timeout: seconds for the whole request: connecting, sending and the complete answer.
+        session: a ``requests.Session`` to use (one is made otherwise); the deadline is kept
+            only by the session made here.
+        max_response_bytes: a larger answer is not read: the query fails, saying so.
 
     Raises:
         LokiQueryError: ``requests`` is not installed.
@@ -152,6 +163,7 @@ class LokiClient:
         verify_tls: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
         session: requests.Session | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         try:
             import requests
@@ -159,16 +171,27 @@ class LokiClient:
             raise LokiQueryError(
                 "querying Loki needs the requests package: pip install 'alkana-logging[loki]'"
             ) from None
+        from alkana_logging import _http
+
         if not isinstance(url, str) or not url.strip().startswith(("http://", "https://")):
-            raise ValueError(f"url: got {url!r}; expected an http:// or https:// URL of Loki")
+            raise ValueError(
+                f"url: got {mask_url(url)!r}; expected an http:// or https:// URL of Loki"
+            )
         if not timeout > 0:
             raise ValueError(f"timeout: got {timeout!r}; expected a number of seconds > 0")
         if token and username:
             raise ValueError("token and username: got both; expected a bearer token or basic auth")
-        self.url = base_url(url)
+        if not max_response_bytes > 0:
+            raise ValueError(f"max_response_bytes: got {max_response_bytes!r}; expected > 0")
+        # User-info in the URL is basic auth, never kept in the URL (which errors print).
+        url, url_auth = _http.split_credentials(base_url(url))
+        self.url = mask_url(url)  # secret query values too, should a URL carry any
+        self._request_url = url
         self._timeout = timeout
+        self._max_response = max_response_bytes
         self._requests = requests
-        self._session = session if session is not None else requests.Session()
+        self._http = _http
+        self._session = session if session is not None else _http.bounded_session()
         self._session.verify = verify_tls
         if tenant:
             self._session.headers["X-Scope-OrgID"] = tenant
@@ -176,6 +199,8 @@ class LokiClient:
             self._session.headers["Authorization"] = f"Bearer {token}"
         elif username:
             self._session.auth = (username, password or "")
+        elif url_auth is not None:
+            self._session.auth = url_auth
 
     @classmethod
     def from_settings(
@@ -211,28 +236,58 @@ class LokiClient:
 
     # -- requests -------------------------------------------------------------------------------
 
-    def _get(self, path: str, params: Mapping[str, str] | None = None) -> requests.Response:
-        url = self.url + path
-        try:
-            response = self._session.get(url, params=params, timeout=self._timeout)
-        except self._requests.exceptions.Timeout:
-            raise LokiUnreachableError(
-                f"cannot reach Loki at {self.url}: no answer within {self._timeout:g} s"
-            ) from None
-        except self._requests.exceptions.RequestException as err:
-            raise LokiUnreachableError(f"cannot reach Loki at {self.url}: {_reason(err)}") from None
-        if response.status_code != 200:
-            raise LokiRejectedError(self.url, response.status_code, _error_message(response))
-        return response
+    def _get(self, path: str, params: Mapping[str, str] | None = None) -> Answer:
+        """GET ``path`` within the timeout, reading at most ``max_response_bytes``; redirects
+        are followed only to the same scheme, host and port (credentials go nowhere else)."""
+        url = self._request_url + path
+        for _ in range(_MAX_REDIRECTS + 1):
+            try:
+                answer = self._http.request(
+                    self._session,
+                    "GET",
+                    url,
+                    params=params,
+                    deadline=self._timeout,
+                    timeout=(self._timeout, self._timeout),
+                    max_body=self._max_response,
+                )
+            except self._requests.exceptions.Timeout:
+                raise LokiUnreachableError(
+                    f"cannot reach Loki at {self.url}: no answer within {self._timeout:g} s "
+                    "(connecting, sending and the whole answer)"
+                ) from None
+            except self._requests.exceptions.RequestException as err:
+                raise LokiUnreachableError(
+                    f"cannot reach Loki at {self.url}: {scrub_text(_reason(err))}"
+                ) from None
+            if answer.status not in _REDIRECTS:
+                break
+            target = urljoin(url, answer.headers.get("Location", ""))
+            if not self._http.same_origin(url, target):
+                raise LokiQueryError(
+                    f"Loki at {self.url} redirected {path} to {mask_url(target)!r}, another "
+                    "host: not followed (the credentials are never sent elsewhere)"
+                )
+            url, params = target, None
+        else:
+            raise LokiQueryError(f"Loki at {self.url}: more than {_MAX_REDIRECTS} redirects")
+        if answer.truncated:
+            raise LokiQueryError(
+                f"Loki at {self.url} answered {path} with more than {self._max_response} bytes; "
+                "not read (narrow the query, lower --limit, or raise max_response_bytes)"
+            )
+        if answer.status != 200:
+            raise LokiRejectedError(self.url, answer.status, _error_message(answer))
+        return answer
 
     def _data(self, path: str, params: Mapping[str, str]) -> Any:
-        response = self._get(path, params)
+        answer = self._get(path, params)
         try:
-            body = response.json()
+            body = json.loads(answer.body)
         except ValueError:
             raise LokiQueryError(
                 f"Loki at {self.url} answered {path} with something that is not JSON: "
-                f"{response.text[:200]!r}"
+                f"{answer.text()[:200]!r}"
             ) from None
         if not isinstance(body, dict) or body.get("status") != "success":
             message = body.get("error") if isinstance(body, dict) else None
@@ -301,7 +356,7 @@ class LokiClient:
         Raises:
             LokiQueryError: Loki is unreachable or not ready (its message says why).
         """
-        return self._get("/ready").text.strip()
+        return self._get("/ready").text().strip()
 
     def labels(self) -> list[str]:
         """The label names Loki knows (a cheap call that needs the tenant and credentials).
@@ -322,15 +377,18 @@ def _reason(err: Exception) -> str:
     return match.group(0).strip() if match else str(err)
 
 
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+
+
 def _ns(seconds: float) -> str:
     return str(round(seconds * 1_000_000_000))
 
 
-def _error_message(response: requests.Response) -> str:
+def _error_message(answer: Answer) -> str:
     """Loki's message from an error answer: plain text, or JSON with ``message``/``error``."""
-    text = response.text.strip()
+    text = answer.text().strip()
     try:
-        body = response.json()
+        body = json.loads(answer.body)
     except ValueError:
         body = None
     if isinstance(body, dict):
@@ -339,8 +397,9 @@ def _error_message(response: requests.Response) -> str:
                 text = body[key].strip()
                 break
     if not text:
-        text = response.reason or "no message"
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
+        text = answer.reason or "no message"
+    text = text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
+    return escape(text)  # printed on a terminal: the server's control characters escaped
 
 
 def _value(raw: Any) -> float:

@@ -1,17 +1,34 @@
-"""Redaction: values of secret-looking keys are written as ``"[REDACTED]"``.
+"""Redaction: values of secret-looking keys are written as ``"[REDACTED]"``, URL credentials too.
 
-A key is secret when its normalised form (lower case, ``-`` as ``_``) is one of the configured
-keys, or ends with ``_`` plus one of :data:`SECRET_SUFFIXES` (``db_password``, ``github_token``).
-Decisions are cached per key, so the hot path pays one dict lookup a key. The caller's objects
-are never changed: a nested dict or list that is walked is copied.
+One policy for every front-end. A key is secret when its normalised form (see
+:func:`~alkana_logging.settings.normalise_key`: camelCase split, ``-``/``.``/whitespace as ``_``,
+lower case) is one of the configured keys, ends with ``_`` plus one of :data:`SECRET_SUFFIXES`
+(``db_password``, ``github_token``) or starts with one of :data:`SECRET_PREFIXES` plus ``_``
+(``password_hash``). Keys of any type are judged: text, bytes (``dict(scope["headers"])``) and
+enum members (by name and by value); other keys never hide a secret. Decisions are cached per
+key, so the hot path pays one dict lookup a key.
+
+Values are walked through dicts, lists, tuples, named tuples (by field name), sets and frozensets;
+a pair ``(key, value)`` inside any of them is judged by its key (``[(b"authorization", ...)]``, a
+frozenset of items). Mappings, dataclasses and pydantic models are turned into dicts by the
+serializer and walked the same way. The caller's objects are never changed: what is walked is
+copied.
+
+URLs anywhere in a line (the message included) lose their user-info and the values of sensitive
+query parameters: see :class:`UrlScrubber`.
 """
 
 from __future__ import annotations
 
+import enum
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
+from urllib.parse import unquote_plus
 
 from alkana_logging.settings import DEFAULT_REDACT_KEYS, normalise_key
+
+normalise = normalise_key
 
 REDACTED: Final = "[REDACTED]"
 #: Nested containers deeper than this are replaced by :data:`TOO_DEEP` (they cannot be checked
@@ -35,13 +52,18 @@ class _GiveUp(Exception):
 SECRET_SUFFIXES: Final = (
     "password",
     "passwd",
+    "passphrase",
     "secret",
     "token",
     "api_key",
     "apikey",
     "private_key",
+    "credentials",
 )
+#: ``password_hash``, ``password_confirmation``: a key that starts with one of these and ``_``.
+SECRET_PREFIXES: Final = ("password", "passwd", "passphrase")
 _CACHE_LIMIT = 4096
+_TEXT_KEYS: Final = (str, bytes, bytearray, memoryview)
 
 
 class Redactor:
@@ -54,8 +76,11 @@ class Redactor:
         self._cache: dict[Any, bool] = {}
 
     def is_secret(self, key: Any) -> bool:
-        """Whether values under ``key`` are redacted."""
-        decision = self._cache.get(key)
+        """Whether values under ``key`` (of any type) are redacted."""
+        try:
+            decision = self._cache.get(key)
+        except TypeError:  # unhashable (a bytearray): decided every time
+            return self._decide(key)
         if decision is None:
             decision = self._decide(key)
             if len(self._cache) < _CACHE_LIMIT:
@@ -63,13 +88,31 @@ class Redactor:
         return decision
 
     def _decide(self, key: Any) -> bool:
-        if not isinstance(key, str):
-            return False
+        if isinstance(key, enum.Enum):
+            value = key.value
+            return self._decide_text(key.name) or (
+                isinstance(value, _TEXT_KEYS) and self._decide(value)
+            )
+        if isinstance(key, str):
+            return self._decide_text(key)
+        if isinstance(key, (bytes, bytearray, memoryview)):
+            return self._decide_text(bytes(key).decode("latin-1"))
+        return False
+
+    def _decide_text(self, key: str) -> bool:
         name = normalise_key(key)
-        return name in self._keys or any(name.endswith("_" + s) for s in SECRET_SUFFIXES)
+        return (
+            name in self._keys
+            or any(name.endswith("_" + s) for s in SECRET_SUFFIXES)
+            or any(name.startswith(p + "_") for p in SECRET_PREFIXES)
+        )
+
+    def _pair_secret(self, value: tuple[Any, ...]) -> bool:
+        # A (key, value) pair judged by its key: only text-like keys, so (1, 2) costs little.
+        return len(value) == 2 and isinstance(value[0], _PAIR_KEYS) and self.is_secret(value[0])
 
     def value(self, value: Any, depth: int = 0) -> Any:
-        """Return ``value`` with secrets in nested dicts and lists replaced (copying them).
+        """Return ``value`` with secrets in nested containers replaced (copying them).
 
         A container met again on its own path becomes :data:`CIRCULAR`, and at most
         :data:`MAX_CONTAINERS` containers are copied (the rest become :data:`TOO_MANY`): a
@@ -77,7 +120,7 @@ class Redactor:
         exponential time. The usual small value takes a quick walk that tracks neither; anything
         deep or big is handed to the careful walk.
         """
-        if not isinstance(value, _CONTAINERS):
+        if not isinstance(value, CONTAINERS):
             return value
         try:
             return self._quick(value, depth, [_QUICK_CONTAINERS])
@@ -95,11 +138,25 @@ class Redactor:
                 k: REDACTED
                 if is_secret(k)
                 else walk(v, depth + 1, budget)
-                if isinstance(v, _CONTAINERS)
+                if isinstance(v, CONTAINERS)
                 else v
                 for k, v in value.items()
             }
-        return [walk(v, depth + 1, budget) if isinstance(v, _CONTAINERS) else v for v in value]
+        if isinstance(value, tuple):
+            fields = getattr(value, "_fields", None)
+            if fields is not None:  # a named tuple: written as a list, judged by field name
+                is_secret = self.is_secret
+                return [
+                    REDACTED
+                    if is_secret(k)
+                    else walk(v, depth + 1, budget)
+                    if isinstance(v, CONTAINERS)
+                    else v
+                    for k, v in zip(fields, value, strict=False)
+                ]
+            if self._pair_secret(value):
+                return [value[0], REDACTED]
+        return [walk(v, depth + 1, budget) if isinstance(v, CONTAINERS) else v for v in value]
 
     def _careful(self, value: Any, depth: int, path: set[int], budget: list[int]) -> Any:
         if depth >= MAX_DEPTH:
@@ -119,28 +176,45 @@ class Redactor:
                 k: REDACTED
                 if is_secret(k)
                 else walk(v, depth + 1, path, budget)
-                if isinstance(v, _CONTAINERS)
+                if isinstance(v, CONTAINERS)
                 else v
                 for k, v in value.items()
             }
+        elif isinstance(value, tuple) and hasattr(value, "_fields"):
+            is_secret = self.is_secret
+            result = [
+                REDACTED
+                if is_secret(k)
+                else walk(v, depth + 1, path, budget)
+                if isinstance(v, CONTAINERS)
+                else v
+                for k, v in zip(value._fields, value, strict=False)
+            ]
+        elif isinstance(value, tuple) and self._pair_secret(value):
+            result = [value[0], REDACTED]
         else:
             result = [
-                walk(v, depth + 1, path, budget) if isinstance(v, _CONTAINERS) else v for v in value
+                walk(v, depth + 1, path, budget) if isinstance(v, CONTAINERS) else v for v in value
             ]
         # Not in a `finally`: when the walk raises, the whole record is given up anyway.
         path.discard(ident)
         return result
 
     def args(self, args: Any) -> Any:
-        """The ``%`` arguments of a stdlib call with secrets replaced, or ``args`` itself when
-        they hold none (so that a tuple argument is still formatted as a tuple)."""
+        """The format arguments of a call (stdlib or structlog ``%``) with secrets replaced, or
+        ``args`` itself when they hold none (so that a tuple argument is still formatted as a
+        tuple)."""
         if isinstance(args, dict):
             return self.value(args) if self._has_secret(args) else args
         if isinstance(args, tuple):
             for arg in args:
-                if isinstance(arg, _CONTAINERS) and self._has_secret(arg):
+                if isinstance(arg, CONTAINERS) and self._has_secret(arg):
                     return tuple(self.value(a) for a in args)
         return args
+
+    def has_secret(self, value: Any) -> bool:
+        """Whether a container holds a secret anywhere (out of budget counts as yes)."""
+        return isinstance(value, CONTAINERS) and self._has_secret(value)
 
     def _has_secret(self, value: Any) -> bool:
         stack, seen, budget = [value], set(), MAX_CONTAINERS
@@ -153,14 +227,164 @@ class Redactor:
             if isinstance(item, dict):
                 if any(self.is_secret(k) for k in item):
                     return True
-                stack.extend(v for v in item.values() if isinstance(v, _CONTAINERS))
-            else:
-                stack.extend(v for v in item if isinstance(v, _CONTAINERS))
+                stack.extend(v for v in item.values() if isinstance(v, CONTAINERS))
+                continue
+            if isinstance(item, tuple):
+                fields = getattr(item, "_fields", None)
+                if fields is not None and any(self.is_secret(k) for k in fields):
+                    return True
+                if self._pair_secret(item):
+                    return True
+            stack.extend(v for v in item if isinstance(v, CONTAINERS))
         return bool(stack)  # out of budget: redact rather than risk it
 
     def mapping(self, values: Mapping[Any, Any]) -> dict[Any, Any]:
         """A redacted copy of a mapping (for values that the serializer meets late)."""
         return self.value(dict(values))  # type: ignore[no-any-return]
 
+    def loguru_message(self, message: str, extra: Mapping[str, Any]) -> str:
+        """loguru formats ``{}`` fields into the message before a sink sees it, and keeps the
+        keyword arguments in ``extra``: the text of each secret one in the message is replaced
+        (a secret value by :data:`REDACTED`, a container holding secrets by its redacted form)."""
+        is_secret = self.is_secret
+        for key, value in extra.items():
+            if is_secret(key):
+                text, replacement = _text_of(value), REDACTED
+            elif isinstance(value, CONTAINERS):
+                try:
+                    if not self._has_secret(value):
+                        continue
+                    replacement = _text_of(self.value(value))
+                except Exception:  # noqa: BLE001 - a value that cannot be walked is hidden whole
+                    replacement = f"<unrenderable {type(value).__qualname__} value>"
+                text = _text_of(value)
+            else:
+                continue
+            if text and text in message:
+                message = message.replace(text, replacement)
+        return message
 
-_CONTAINERS = (dict, list, tuple)
+
+def _text_of(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a value whose __str__ raises was not formatted either
+        return ""
+
+
+#: What the walk enters.
+CONTAINERS: Final = (dict, list, tuple, set, frozenset)
+_CONTAINERS = CONTAINERS
+_PAIR_KEYS: Final = (str, bytes, enum.Enum)
+
+
+# -- URLs -----------------------------------------------------------------------------------------
+
+#: Query parameters whose values are redacted besides the redaction keys: the defaults of
+#: OpenTelemetry's semantic conventions for ``url.query`` (signed-URL signatures and keys).
+#: ``X-Amz-*`` (AWS SigV4 presigned URLs: credential, signature, security token) is matched as a
+#: prefix.
+URL_QUERY_KEYS: Final = frozenset({"aws_access_key_id", "signature", "sig", "x_goog_signature"})
+_URL_QUERY_PREFIXES: Final = ("x_amz_",)
+
+# ://user:pass@  (the user-info ends at the first "@" before any "/", "?", "#" or space)
+_USERINFO: Final = re.compile(r"://[^/?#@\s\"'<>\\]+@")
+_USERINFO_MASK: Final = "://" + REDACTED + "@"
+# ?name=value or &name=value
+_QUERY_PARAM: Final = re.compile(r"(?P<lead>[?&](?P<name>[^=&#?\s\"'<>\\]+)=)[^&#\s\"'<>\\]*")
+# The same on a serialised line, to tell whether a line needs the slow walk at all.
+_LINE_USERINFO: Final = re.compile(rb"://[^/?#@\s\"'<>\\]+@")
+_LINE_PARAM: Final = re.compile(rb"[?&]([^=&#?\s\"'<>\\]+)=")
+_EQUALS, _QUESTION, _AT, _SLASH = b"=?@/"
+
+
+def line_may_hold_url_secrets(line: bytes) -> bool:
+    """The cheap pre-check: a query parameter needs ``?`` and ``=``, user-info ``/`` and ``@``.
+
+    Four byte searches at most (an int searched in bytes is one ``memchr``); an ordinary line
+    has neither ``=`` nor ``@`` and costs two.
+    """
+    return (_EQUALS in line and _QUESTION in line) or (_AT in line and _SLASH in line)
+
+
+class UrlScrubber:
+    """Replaces user-info and the values of sensitive query parameters in text.
+
+    Args:
+        redactor: its key policy decides which query parameters are sensitive (its keys plus
+            :data:`URL_QUERY_KEYS`); parameter decisions are cached.
+    """
+
+    __slots__ = ("_cache", "_redactor")
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        self._redactor = redactor if redactor is not None else Redactor()
+        self._cache: dict[str | bytes, bool] = {}
+
+    def sensitive_param(self, name: str | bytes) -> bool:
+        """Whether the value of the query parameter ``name`` is redacted."""
+        decision = self._cache.get(name)
+        if decision is None:
+            text = name.decode("latin-1") if isinstance(name, bytes) else name
+            text = unquote_plus(text)
+            normal = normalise(text)
+            decision = (
+                normal in URL_QUERY_KEYS
+                or normal.startswith(_URL_QUERY_PREFIXES)
+                or self._redactor.is_secret(text)
+            )
+            if len(self._cache) < _CACHE_LIMIT:
+                self._cache[name] = decision
+        return decision
+
+    def text(self, text: str) -> str:
+        """``text`` with user-info and sensitive query values replaced by :data:`REDACTED`."""
+        if "@" in text:
+            text = _USERINFO.sub(_USERINFO_MASK, text)
+        # Every query parameter follows a "?": the regex starts there, not at the first byte.
+        start = text.find("?")
+        if start >= 0 and "=" in text:
+            text = text[:start] + _QUERY_PARAM.sub(self._param, text[start:])
+        return text
+
+    def _param(self, match: re.Match[str]) -> str:
+        if self.sensitive_param(match["name"]):
+            return match["lead"] + REDACTED
+        return match[0]
+
+    def line_needs_scrubbing(self, line: bytes) -> bool:
+        """Whether a serialised line holds user-info or a sensitive query parameter (callers
+        run :func:`line_may_hold_url_secrets` first)."""
+        if _AT in line and _LINE_USERINFO.search(line):
+            return True
+        start = line.find(b"?")
+        if start >= 0 and _EQUALS in line:
+            sensitive = self.sensitive_param
+            return any(sensitive(m[1]) for m in _LINE_PARAM.finditer(line, start))
+        return False
+
+    def value(self, value: Any) -> Any:
+        """A copy of a JSON value (as ``orjson.loads`` returns it) with its text scrubbed."""
+        if isinstance(value, str):
+            return self.text(value) if "?" in value or "@" in value else value
+        if isinstance(value, dict):
+            return {k: self.value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        return value
+
+
+_MASKER = UrlScrubber()
+
+
+def mask_url(url: Any) -> Any:
+    """``url`` with its user-info (``user:password@``) and secret query values masked, for
+    printing; anything that is not a string is returned as it is."""
+    if not isinstance(url, str):
+        return url
+    return _MASKER.text(url)
+
+
+def scrub_text(text: str) -> str:
+    """Text (an error message, a repr) with URL credentials masked (the default key policy)."""
+    return _MASKER.text(text)

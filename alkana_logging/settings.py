@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -22,8 +23,9 @@ FORMATS: tuple[Format, ...] = ("json", "console")
 ON_FILE_ERRORS: tuple[OnFileError, ...] = ("raise", "stdout")
 OVERSIZES: tuple[Oversize, ...] = ("truncate", "drop")
 
-#: Keys whose values are always written as ``"[REDACTED]"`` (compared case-insensitively,
-#: with ``-`` and ``_`` alike).
+#: Keys whose values are always written as ``"[REDACTED]"``, compared in their normalised form
+#: (see :func:`normalise_key`: ``accessToken``, ``Access-Token``, ``access.token`` and
+#: ``" access_token "`` are all ``access_token``).
 DEFAULT_REDACT_KEYS = frozenset(
     {
         "password",
@@ -47,6 +49,10 @@ DEFAULT_REDACT_KEYS = frozenset(
         "session_id",
         "sessionid",
         "credentials",
+        "jwt",
+        "auth",
+        "passphrase",
+        "password_hash",
     }
 )
 
@@ -102,6 +108,18 @@ class Settings:
     @property
     def level_number(self) -> int:
         return _LEVEL_NUMBERS[self.level]
+
+    def __repr__(self) -> str:
+        # Credentials are never printed: the password and token are left out, a URL's
+        # user-info (and any secret query value) is masked.
+        from alkana_logging.redaction import mask_url
+
+        shown = ", ".join(
+            f"{f.name}={mask_url(getattr(self, f.name))!r}"
+            for f in dataclasses.fields(self)
+            if f.repr
+        )
+        return f"{type(self).__name__}({shown})"
 
 
 _LEVEL_NUMBERS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
@@ -243,9 +261,20 @@ def _as_keys(name: str, value: Any, from_env: bool) -> frozenset[str]:
     return DEFAULT_REDACT_KEYS | frozenset(keys)
 
 
+_CAMEL_RUN = re.compile(r"([A-Z]+)([A-Z][a-z])")  # "APIKey" -> "API_Key"
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")  # "accessToken" -> "access_Token"
+_SEPARATORS = re.compile(r"[\s\-.:/_]+")
+
+
 def normalise_key(key: str) -> str:
-    """The form in which keys are compared for redaction: lower case, ``-`` as ``_``."""
-    return key.lower().replace("-", "_")
+    """The form in which keys are compared for redaction: camelCase split into words, words
+    joined by ``_`` whatever separated them (``-``, ``.``, whitespace), lower case, no ``_`` at
+    either end: ``dbPassword``, ``DB-Password``, ``db.password`` and ``" db_password "`` are all
+    ``db_password``."""
+    if key.isidentifier() and key.islower():  # the usual key: nothing to split or join
+        return key.strip("_")
+    text = _CAMEL.sub(r"\1_\2", _CAMEL_RUN.sub(r"\1_\2", key))
+    return _SEPARATORS.sub("_", text).strip("_").lower()
 
 
 def _optional_text(name: str, value: Any, from_env: bool) -> str | None:

@@ -1,0 +1,262 @@
+"""Bounded HTTP for the Loki clients: a total deadline per request and a capped response body.
+
+``requests`` (urllib3 under it) has per-operation timeouts only: a server that trickles one byte
+every few seconds keeps a request alive for ever, and ``response.text`` reads a body of any size.
+Here a request runs under a watchdog that shuts the request's socket down when its total
+deadline (connect, send and the whole answer) has passed, which makes the blocked call return at
+once; the body is streamed and at most ``max_body`` bytes of it are kept.
+
+The sockets are found through the connection classes of a mounted adapter (they note the socket
+of the request in progress on this thread), so proxies, TLS and keep-alive stay requests'.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import requests
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+
+#: Read this much at a time from a streamed body.
+_CHUNK: Final = 64 * 1024
+
+
+class DeadlineExceeded(requests.Timeout):
+    """The whole request (connect, send, answer) did not finish within its deadline."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """An HTTP answer with at most ``max_body`` bytes of its body.
+
+    Attributes:
+        status: the status code.
+        reason: the reason phrase.
+        headers: the response headers (case-insensitive).
+        body: the body, or its first ``max_body`` bytes.
+        truncated: the body was longer than ``max_body`` (the rest was not read).
+    """
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+    truncated: bool
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+class _Guard:
+    """The sockets of one request, shut down when its deadline passes."""
+
+    __slots__ = ("_lock", "expired", "sockets")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        self.expired = False
+
+    def attach(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self.sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shutdown(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self.sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    # The plain socket's shutdown() even for a TLS socket: SSLSocket.shutdown() would also drop
+    # the TLS object under the thread that is blocked reading from it.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+_local = threading.local()
+
+
+def _attach(sock: Any) -> None:
+    guard = getattr(_local, "guard", None)
+    if guard is not None and isinstance(sock, socket.socket):
+        guard.attach(sock)
+
+
+class _Connection(urllib3.connection.HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _attach(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach(self.sock)  # a kept-alive connection: its socket is this request's
+        super().request(*args, **kwargs)
+
+
+class _TLSConnection(urllib3.connection.HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _attach(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _Pool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
+_POOLS: Final = {"http": _Pool, "https": _TLSPool}
+
+
+class BoundedAdapter(HTTPAdapter):
+    """requests' adapter with connection classes that a deadline can interrupt."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_POOLS)  # a copy: never urllib3's own
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = dict(_POOLS)
+        return manager
+
+
+def bounded_session() -> requests.Session:
+    """A ``requests.Session`` whose requests :func:`request` can bound."""
+    session = requests.Session()
+    # Answers are taken as sent, never decompressed: a small compressed body could unpack to
+    # any size before a cap on what is kept applied.
+    session.headers["Accept-Encoding"] = "identity"
+    adapter = BoundedAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[_Guard]:
+    guard = _Guard()
+    timer = threading.Timer(seconds, guard.expire)
+    timer.daemon = True
+    timer.name = "alkana-logging-http-deadline"
+    previous = getattr(_local, "guard", None)
+    _local.guard = guard
+    try:
+        timer.start()
+        started = True
+    except RuntimeError:  # no thread to be had (interpreter shutting down): per-call timeouts only
+        started = False
+    try:
+        yield guard
+    finally:
+        if started:
+            timer.cancel()
+        _local.guard = previous
+
+
+def request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    deadline: float,
+    timeout: tuple[float, float],
+    max_body: int,
+    **kwargs: Any,
+) -> Answer:
+    """One request, finished within ``deadline`` seconds, keeping at most ``max_body`` bytes.
+
+    Redirects are never followed here (``allow_redirects=False``): the caller decides.
+
+    Raises:
+        DeadlineExceeded: the deadline passed (a ``requests.Timeout``).
+        requests.RequestException: the request failed otherwise.
+    """
+    started = time.monotonic()
+    with _deadline(deadline) as guard:
+        try:
+            response = session.request(
+                method, url, timeout=timeout, stream=True, allow_redirects=False, **kwargs
+            )
+            try:
+                body, truncated = _read(response, max_body)
+            finally:
+                # Not read to its end: the connection is closed, not handed back to the pool.
+                response.close()
+        except Exception as err:
+            if guard.expired:
+                raise DeadlineExceeded(
+                    f"no complete answer within {deadline:g} s "
+                    f"(gave up after {time.monotonic() - started:.1f} s)"
+                ) from err
+            raise
+        if guard.expired:  # the deadline passed as the last byte came
+            raise DeadlineExceeded(f"no complete answer within {deadline:g} s")
+    return Answer(response.status_code, response.reason or "", response.headers, body, truncated)
+
+
+def _read(response: requests.Response, max_body: int) -> tuple[bytes, bool]:
+    raw = response.raw
+    parts: list[bytes] = []
+    size = 0
+    while size <= max_body:
+        # urllib3's own errors, as requests would raise them from iter_content().
+        try:
+            chunk = raw.read(min(_CHUNK, max_body + 1 - size), decode_content=False)
+        except urllib3.exceptions.ReadTimeoutError as err:
+            raise requests.exceptions.ReadTimeout(err) from err
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError, OSError) as err:
+            raise requests.exceptions.ConnectionError(err) from err
+        except urllib3.exceptions.DecodeError as err:
+            raise requests.exceptions.ContentDecodingError(err) from err
+        if not chunk:
+            return b"".join(parts), False
+        parts.append(chunk)
+        size += len(chunk)
+    body = b"".join(parts)
+    return body[:max_body], True
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Whether two URLs have the same scheme, host and port."""
+    a, b = urlsplit(url), urlsplit(other)
+    return (a.scheme.lower(), a.hostname, a.port) == (b.scheme.lower(), b.hostname, b.port)
+
+
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without its user-info, and the user-info as ``(user, password)`` (or None).
+
+    requests would send a URL's user-info as basic auth by itself; taken out here, the URL can
+    be printed and kept as it is.
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=hostport)), (unquote(user), unquote(password))

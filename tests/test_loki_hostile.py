@@ -1,0 +1,255 @@
+"""The Loki clients against servers that misbehave: memory stays bounded, the failure is reported,
+``shutdown()`` ends in time.
+
+Every server is a real socket server on 127.0.0.1 (tests/_hostile_http.py): it hangs after
+accepting, trickles its answer a byte at a time, streams a body for ever, sends a huge body,
+redirects to another host, or resets the connection mid-body.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import alkana_logging
+from alkana_logging.loki_query import LokiClient, LokiQueryError, LokiUnreachableError
+from tests import _hostile_http as H
+
+MiB = 1024 * 1024
+#: What a bounded client may grow by while a server misbehaves (the line buffer, a few
+#: capped answers, threads); the unbounded one grew by hundreds of MiB.
+RSS_BOUND = 48 * MiB
+LINES = 20
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+FLUSH_TIMEOUT = 2.0
+TIMEOUTS: dict[str, Any] = {
+    "loki_connect_timeout": 0.5,
+    "loki_read_timeout": 1.0,  # a request's deadline: 1.5 s in all
+    "loki_max_retry_time": 3.0,
+    "loki_flush_timeout": FLUSH_TIMEOUT,
+    "loki_batch_wait": 0.05,
+}
+
+ENVIRONMENT = ("LOKI_URL", "LOKI_TENANT", "LOKI_USERNAME", "LOKI_PASSWORD", "LOKI_TOKEN")
+
+
+@pytest.fixture(autouse=True)
+def _no_loki_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+
+
+def setup_loki(url: str, tmp_path: Path, **overrides: Any) -> None:
+    alkana_logging.setup(
+        loki_url=url,
+        log_file=str(tmp_path / "app.log"),
+        stdout=False,
+        **{**TIMEOUTS, **overrides},
+    )
+
+
+def log_lines(count: int = LINES) -> None:
+    log = logging.getLogger("hostile")
+    for index in range(count):
+        log.warning("line %d", index)
+
+
+def dropped(reason: str) -> int:
+    return int(alkana_logging.pipeline_health()["dropped"].get(reason, 0))
+
+
+def timed_shutdown() -> float:
+    started = time.monotonic()
+    alkana_logging.shutdown()
+    return time.monotonic() - started
+
+
+PUSH_CASES = [
+    pytest.param(H.hang, "loki_unreachable", r"ReadTimeout", id="hang-after-accept"),
+    pytest.param(
+        H.trickle,
+        "loki_unreachable",
+        r"DeadlineExceeded: no complete answer within 1\.5 s",
+        id="trickle",
+    ),
+    pytest.param(
+        H.stream_forever(200),
+        "loki_rejected_200",
+        r"HTTP 200 with an answer over 65536 bytes",
+        id="200-body-forever",
+    ),
+    pytest.param(
+        H.stream_forever(500),
+        "loki_unreachable",
+        r"HTTP 500: x+ …\[answer cut at 65536 bytes\]",
+        id="500-body-forever",
+    ),
+    pytest.param(
+        H.huge_body(400, 200 * MiB),
+        "loki_rejected_400",
+        r"HTTP 400: x{400}",
+        id="400-with-200MiB",
+    ),
+    pytest.param(H.reset_mid_body, "loki_unreachable", r"ConnectionError", id="reset-mid-body"),
+    pytest.param(
+        H.gzip_bomb(400, 256 * MiB),
+        "loki_rejected_400",
+        r"HTTP 400: .*answer cut at 65536 bytes",
+        id="400-gzip-bomb",
+    ),
+]
+
+
+@pytest.mark.parametrize(("behaviour", "reason", "error"), PUSH_CASES)
+def test_a_hostile_loki_costs_bounded_memory_is_reported_and_shutdown_ends(
+    tmp_path: Path, behaviour: H.Behaviour, reason: str, error: str
+) -> None:
+    with H.serving(behaviour) as server, H.PeakRss() as rss:
+        setup_loki(server.url, tmp_path)
+        log_lines()
+        # LOKI_MAX_RETRY_TIME (3 s) applies to every failure that is retried; the timeout only
+        # keeps a failing test from hanging.
+        assert H.wait_for(lambda: dropped(reason) == LINES, timeout=20), (
+            alkana_logging.pipeline_health()
+        )
+        health = alkana_logging.pipeline_health()
+        assert health["loki_lines_shipped"] == 0
+        assert health["loki_buffer_lines"] == 0
+        assert health["loki_last_error"] is not None
+        assert pytest.approx(time.time(), abs=20) == health["loki_last_error_at"]
+        assert re.search(error, health["loki_last_error"]), health["loki_last_error"]
+        # What a server sends is printed escaped: no control character reaches stderr.
+        assert not CONTROL.search(health["loki_last_error"])
+        log_lines(5)  # buffered behind the same server at shutdown
+        took = timed_shutdown()
+    assert rss.growth < RSS_BOUND, f"RSS grew by {rss.growth / MiB:.0f} MiB"
+    assert took < FLUSH_TIMEOUT + 2.0, f"shutdown() took {took:.1f} s"
+
+
+def test_a_request_stuck_behind_a_trickle_gives_up_at_its_deadline(tmp_path: Path) -> None:
+    with H.serving(H.trickle) as server:
+        setup_loki(server.url, tmp_path, loki_max_retry_time=30.0)
+        started = time.monotonic()
+        log_lines(1)
+        assert H.wait_for(
+            lambda: alkana_logging.pipeline_health()["loki_batches_retried"] >= 1, timeout=10
+        )
+        first_failure = time.monotonic() - started
+        timed_shutdown()
+    # One attempt: 1.5 s (connect + read timeout) whatever the server trickles.
+    assert first_failure < 1.5 + 1.0, first_failure
+
+
+def test_a_redirect_to_another_host_is_not_followed_and_credentials_stay(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with H.serving(H.accept_all) as elsewhere:
+        target = f"http://localhost:{elsewhere.port}/loki/api/v1/push"
+        with H.serving(H.redirect(target)) as server:
+            url = f"http://alice:S3cret-pw@127.0.0.1:{server.port}"
+            setup_loki(url, tmp_path)
+            log_lines()
+            assert H.wait_for(lambda: dropped("loki_rejected_307") == LINES, timeout=20)
+            health = alkana_logging.pipeline_health()
+            took = timed_shutdown()
+        assert elsewhere.requests == []
+    assert server.requests, "the push never reached the server"
+    # The credentials of the URL were sent, as basic auth, to the URL's host only.
+    assert all(r.get("authorization", "").startswith("Basic ") for r in server.requests)
+    assert "not followed" in health["loki_last_error"]
+    assert "S3cret-pw" not in str(health)
+    assert "S3cret-pw" not in capfd.readouterr().err
+    assert took < FLUSH_TIMEOUT + 2.0
+
+
+def test_the_caller_never_waits_while_the_server_trickles(tmp_path: Path) -> None:
+    with H.serving(H.trickle) as server:
+        setup_loki(server.url, tmp_path)
+        log = logging.getLogger("hostile")
+        started = time.monotonic()
+        for index in range(2000):
+            log.info("line %d", index)
+        elapsed = time.monotonic() - started
+        took = timed_shutdown()
+    assert elapsed < 2.0, elapsed  # appends to a buffer only: about a microsecond a line
+    assert took < FLUSH_TIMEOUT + 2.0
+
+
+# -- the query client ---------------------------------------------------------------------------
+
+
+QUERY_CASES = [
+    pytest.param(H.hang, LokiUnreachableError, r"no answer within 1\.5 s", id="hang"),
+    pytest.param(H.trickle, LokiUnreachableError, r"no answer within 1\.5 s", id="trickle"),
+    pytest.param(
+        H.stream_forever(200), LokiQueryError, r"more than 1048576 bytes", id="200-body-forever"
+    ),
+    pytest.param(
+        H.huge_body(400, 200 * MiB), LokiQueryError, r"more than 1048576 bytes", id="huge-400"
+    ),
+    pytest.param(H.reset_mid_body, LokiUnreachableError, r"cannot reach Loki", id="reset"),
+    pytest.param(H.gzip_bomb(200, 256 * MiB), LokiQueryError, r"not JSON", id="gzip-bomb"),
+]
+
+
+@pytest.mark.parametrize(("behaviour", "error", "match"), QUERY_CASES)
+def test_the_query_client_is_bounded_too(
+    behaviour: H.Behaviour, error: type[Exception], match: str
+) -> None:
+    with H.serving(behaviour) as server, H.PeakRss() as rss:
+        client = LokiClient(server.url, timeout=1.5, max_response_bytes=MiB)
+        started = time.monotonic()
+        with pytest.raises(error, match=match):
+            client.query('sum(count_over_time({job="x"}[1m]))')
+        took = time.monotonic() - started
+        client.close()
+    assert took < 1.5 + 1.0, took
+    assert rss.growth < RSS_BOUND, f"RSS grew by {rss.growth / MiB:.0f} MiB"
+
+
+def test_the_query_client_follows_no_redirect_to_another_host() -> None:
+    with H.serving(H.accept_all) as elsewhere:
+        target = f"http://localhost:{elsewhere.port}/loki/api/v1/query"
+        with H.serving(H.redirect(target)) as server:
+            client = LokiClient(
+                f"http://alice:S3cret-pw@127.0.0.1:{server.port}", tenant="team-a", timeout=2.0
+            )
+            with pytest.raises(LokiQueryError, match="another host: not followed") as caught:
+                client.query("vector(1)")
+            client.close()
+        assert elsewhere.requests == []
+    assert "S3cret-pw" not in str(caught.value)
+    assert server.requests[0]["authorization"].startswith("Basic ")
+
+
+def test_the_query_client_follows_a_redirect_on_the_same_host() -> None:
+    answer = b'{"status":"success","data":{"resultType":"scalar","result":[1,"2"]}}'
+
+    def behaviour(conn: Any, server: H.HostileServer) -> None:
+        while (request := server.read_request(conn)) is not None:
+            if request["_request_line"].startswith("GET /moved"):
+                server.send(
+                    conn,
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(answer) + answer,
+                )
+            else:
+                server.send(
+                    conn,
+                    b"HTTP/1.1 302 Found\r\nLocation: /moved/loki/api/v1/query?query=1\r\n"
+                    b"Content-Length: 0\r\n\r\n",
+                )
+
+    with H.serving(behaviour) as server:
+        client = LokiClient(server.url, timeout=2.0)
+        result = client.query("vector(1)")
+        client.close()
+    assert result.scalar == 2.0
+    assert [r["_request_line"].split()[1].split("?")[0] for r in server.requests] == [
+        "/loki/api/v1/query",
+        "/moved/loki/api/v1/query",
+    ]

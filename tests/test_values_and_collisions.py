@@ -1,0 +1,95 @@
+"""A value that fails to render costs only that value; colliding keys keep every value.
+
+Read back from the file, through every front-end that carries fields.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import alkana_logging
+from alkana_logging import fields as F
+from tests._frontends import FIELD_FRONTENDS, log_and_read_one, read_records, setup_file
+
+
+class ItemsRaise(dict[str, Any]):
+    """A dict subclass whose items() raises (and whose repr would show its contents)."""
+
+    def items(self) -> Any:
+        raise RuntimeError("items() refused")
+
+
+class IterRaises(collections.abc.Mapping[str, Any]):
+    """A mapping that cannot be iterated."""
+
+    def __init__(self) -> None:
+        self.data = {"password": "hunter2"}
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("iteration refused")
+
+    def __len__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return f"IterRaises({self.data!r})"
+
+
+@pytest.mark.parametrize("frontend", FIELD_FRONTENDS)
+@pytest.mark.parametrize(
+    ("bad", "placeholder"),
+    [
+        (ItemsRaise(password="hunter2"), "<unrenderable ItemsRaise value>"),
+        (IterRaises(), "<unrenderable IterRaises value>"),
+    ],
+    ids=["dict-items-raises", "mapping-iter-raises"],
+)
+def test_a_value_that_fails_to_render_costs_only_that_value(
+    tmp_path: Path, frontend: str, bad: Any, placeholder: str
+) -> None:
+    path = setup_file(tmp_path)
+    record, line = log_and_read_one(
+        path, frontend, "the message", {"good": 1, "bad": bad, "after": "kept"}
+    )
+    assert record[F.MESSAGE] == "the message"
+    assert record["good"] == 1
+    assert record["after"] == "kept"
+    assert record["bad"] == placeholder
+    assert "value of 'bad' could not be rendered" in record[F.LOG_ERROR]
+    assert "refused" in record[F.LOG_ERROR]
+    assert b"hunter2" not in line
+
+
+def test_a_schema_key_and_its_extra_name_both_keep_their_values(tmp_path: Path) -> None:
+    path = setup_file(tmp_path)
+    log = alkana_logging.get_logger("x")
+    log.info("m", level="a", extra_level="b")
+    log.info("m", extra_level="b", level="a")
+    log.info("m", message="a", extra_message="b", extra_message_2="c")
+    with alkana_logging.bound_context(level="ctx"):
+        log.info("m", level="call")
+    alkana_logging.shutdown()
+    first, second, third, fourth = read_records(path)
+    assert (first["extra_level"], first["extra_level_2"]) == ("a", "b")
+    assert (second["extra_level"], second["extra_level_2"]) == ("b", "a")
+    # Every value kept, each under its own name.
+    assert sorted(v for k, v in third.items() if k.startswith("extra_message")) == ["a", "b", "c"]
+    assert (fourth["extra_level"], fourth["extra_level_2"]) == ("ctx", "call")
+    for record in (first, second, third, fourth):
+        assert record[F.LEVEL] == F.INFO
+        assert record[F.MESSAGE] == "m"
+
+
+def test_an_extra_key_alone_is_written_as_it_is(tmp_path: Path) -> None:
+    path = setup_file(tmp_path)
+    record, _ = log_and_read_one(path, "structlog", "m", {"extra_note": "x"})
+    assert record["extra_note"] == "x"
+    assert "extra_note_2" not in record
