@@ -12,9 +12,9 @@ container healthcheck) and ``GET /health/detailed`` (the logging pipeline, ETL f
 read from the log directory, or from Loki when ``LOKI_URL`` is set, and a database ping with a
 timeout; 503 when the ping fails). The health routes' requests are logged at debug level.
 
-The middleware wraps the whole application (``app = RequestContextMiddleware(api)``) rather than
-``api.add_middleware(...)``: outside Starlette's error handler, the 500 of an unhandled exception
-carries the ``X-Request-ID`` header too.
+The middleware is installed with ``instrument(app)`` rather than ``app.add_middleware(...)``: it
+then sits outside Starlette's error handler, so the 500 of an unhandled exception carries the
+``X-Request-ID`` header too, and ``app`` stays the FastAPI application.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from fastapi import APIRouter, FastAPI, HTTPException
 import alkana_logging
 from alkana_logging.healthcheck import Check, HealthCheck
 from alkana_logging.metrics import metric, timed
-from alkana_logging.middleware import RequestContextMiddleware
+from alkana_logging.middleware import instrument
 
 alkana_logging.setup()  # LOG_FILE, LOG_LEVEL, APP_NAME, ... from the environment
 
@@ -93,4 +93,4 @@ api.include_router(items)
 api.include_router(health.router())
 
 # The health routes' requests are logged at debug level by default (debug_paths).
-app = RequestContextMiddleware(api)
+app = instrument(api)
