@@ -192,6 +192,22 @@ class _InterruptedTwice(_Interrupting):
         return owned
 
 
+def sink_of(kind: str, tmp_path: Path) -> Any:
+    if kind == "file":
+        return FileSink(tmp_path / "app.log")
+    if kind == "stream":
+        return StreamSink(io.StringIO())
+    # Nothing listens there: a line only has to be queued.
+    return LokiSink("http://127.0.0.1:9/loki/api/v1/push", labels={"app": "t"})
+
+
+def close(sink: Any) -> None:
+    if isinstance(sink, LokiSink):
+        sink.close(timeout=0.5)
+    else:
+        sink.close()
+
+
 class _InterruptedWhileWaiting(_Interrupting):
     """acquire() interrupted while another thread holds the lock: nothing was taken."""
 
@@ -206,13 +222,7 @@ class _InterruptedWhileWaiting(_Interrupting):
 def test_an_interrupt_while_waiting_leaves_the_other_threads_lock_alone(
     tmp_path: Path, kind: str
 ) -> None:
-    sink: Any
-    if kind == "file":
-        sink = FileSink(tmp_path / "app.log")
-    elif kind == "stream":
-        sink = StreamSink(io.StringIO())
-    else:
-        sink = LokiSink("http://127.0.0.1:9/loki/api/v1/push", labels={"app": "t"})
+    sink = sink_of(kind, tmp_path)
     real = sink._lock
     held, done = threading.Event(), threading.Event()
     released: list[bool] = []
@@ -236,23 +246,14 @@ def test_an_interrupt_while_waiting_leaves_the_other_threads_lock_alone(
         thread.join(10)
     assert released == [True]
     sink._lock = real
-    if kind == "loki":
-        sink.close(timeout=0.5)
-    else:
-        sink.close()
+    close(sink)
 
 
 @pytest.mark.parametrize("kind", ["file", "stream", "loki"])
 def test_a_second_interrupt_while_undoing_the_acquire_leaves_the_lock_free(
     tmp_path: Path, kind: str
 ) -> None:
-    sink: Any
-    if kind == "file":
-        sink = FileSink(tmp_path / "app.log")
-    elif kind == "stream":
-        sink = StreamSink(io.StringIO())
-    else:  # nothing listens there: the line only has to be queued
-        sink = LokiSink("http://127.0.0.1:9/loki/api/v1/push", labels={"app": "t"})
+    sink = sink_of(kind, tmp_path)
     lock = sink._lock = _InterruptedTwice(sink._lock)  # the Loki sender waits on the real one
     with pytest.raises(KeyboardInterrupt):
         sink.write(LINE, {}, 0)
@@ -260,10 +261,7 @@ def test_a_second_interrupt_while_undoing_the_acquire_leaves_the_lock_free(
     sink._lock = lock.lock
     sink.write(LINE, {}, 0)  # and the sink goes on
     assert not lock.lock._is_owned()
-    if kind == "loki":
-        sink.close(timeout=0.5)
-    else:
-        sink.close()
+    close(sink)
 
 
 def test_loki_sink_re_entered_queues_the_line_and_keeps_the_outer_lock_count(
