@@ -29,6 +29,8 @@ from typing import Any
 _FINALIZER_PRIORITY = -100
 
 _close: Callable[[], None] | None = None
+#: What SIGTERM's handler runs: the outputs' close only (see _state.close_at_signal).
+_signal_close: Callable[[], None] | None = None
 _after_fork_key: Any = None  # the object multiprocessing keys our after-fork hook on
 _finalizer: Any = None  # our multiprocessing.util.Finalize, while registered
 _sigterm_installed = False
@@ -75,13 +77,14 @@ def _run_close() -> None:
 
 
 def install_sigterm(close: Callable[[], None]) -> None:
-    """Close the pipeline on SIGTERM when SIGTERM would otherwise end the process unflushed.
+    """Have SIGTERM run ``close`` (which must be safe wherever the signal lands) when SIGTERM
+    would otherwise end the process unflushed.
 
     Only from the main thread (where Python runs signal handlers), and only when SIGTERM has
     its default action.
     """
-    global _close, _sigterm_installed  # noqa: PLW0603
-    _close = close
+    global _signal_close, _sigterm_installed  # noqa: PLW0603
+    _signal_close = close
     if threading.current_thread() is not threading.main_thread():
         return
     try:
@@ -106,6 +109,33 @@ def uninstall_sigterm() -> None:
         pass
 
 
+_fork_mask = threading.local()
+
+
+def before_fork_block() -> None:
+    """Hold SIGTERM in the forking thread across ``fork()`` while our handler is in force.
+
+    CPython clears the signals a child received before its after-fork code ran: a SIGTERM
+    sent to a worker just forked (``Pool.terminate()`` right after the pool started) would be
+    lost, and the worker, waiting for a task that never comes, would live on, with its parent
+    waiting for it. Held, the signal stays pending in the kernel until the child is ready.
+    """
+    _fork_mask.previous = None
+    if not _sigterm_installed:
+        return
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        _fork_mask.previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def after_fork_unblock() -> None:
+    """Undo :func:`before_fork_block` (in the parent, and in the child once it is ready)."""
+    previous = getattr(_fork_mask, "previous", None)
+    _fork_mask.previous = None
+    if previous is not None:
+        with contextlib.suppress(ValueError, OSError):
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 @contextlib.contextmanager
 def closing() -> Iterator[None]:
     """Around the pipeline's close: a SIGTERM that arrives meanwhile (``Pool.terminate()`` of a
@@ -127,7 +157,8 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
         _pending_signal = signum
         return
     try:
-        _run_close()
+        if _signal_close is not None:
+            _signal_close()
     finally:
         _end_by(signum)
 

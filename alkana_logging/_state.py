@@ -135,7 +135,7 @@ def configure(
         _install_hooks()
         _lifecycle.watch_multiprocessing(shutdown)
         if effective.loki_url and effective.loki_flush_on_sigterm:
-            _lifecycle.install_sigterm(shutdown)
+            _lifecycle.install_sigterm(close_at_signal)
         else:
             _lifecycle.uninstall_sigterm()
     return effective
@@ -247,10 +247,28 @@ def shutdown() -> None:
             _handler = None
         logging.captureWarnings(False)
         _structlog.set_direct(None)  # loggers kept by callers take the processor's fallback
-        _remove_loguru()
-        structlog.reset_defaults()
+        try:
+            _remove_loguru()
+            structlog.reset_defaults()
+        except Exception as err:  # noqa: BLE001 - the outputs are closed whatever happens
+            PipelineHealth.report(f"undoing setup() failed: {err!r}")
         pipeline.close()
         _lifecycle.uninstall_sigterm()  # only now: a SIGTERM during the close waits for it
+
+
+def close_at_signal() -> None:
+    """SIGTERM's close (the process ends right after): flush and close the outputs, nothing
+    else. The signal may land anywhere, inside ``setup()`` holding loguru's own lock, or inside
+    a log call: what ``shutdown()`` also undoes (loguru's sink, structlog's configuration)
+    takes other libraries' locks, which this thread may hold, so it is left as it is."""
+    global _pipeline  # noqa: PLW0603
+    with _lock, _lifecycle.closing():  # an RLock: a setup() this interrupted holds it
+        pipeline = _pipeline
+        if pipeline is None:
+            return
+        _pipeline = None
+        _structlog.set_direct(None)
+        pipeline.close()
 
 
 def _install_hooks() -> None:
@@ -259,10 +277,15 @@ def _install_hooks() -> None:
         return
     _hooks_installed = True
     atexit.register(shutdown)
-    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_lifecycle.after_fork_unblock,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 def _before_fork() -> None:
+    _lifecycle.before_fork_block()
     # multiprocessing may have been imported since setup(): its workers must flush at exit.
     try:
         _lifecycle.watch_multiprocessing(shutdown)
@@ -274,8 +297,11 @@ def _after_fork_in_child() -> None:
     global _lock  # noqa: PLW0603
     _lock = threading.RLock()
     pipeline = _pipeline
-    if pipeline is not None:
-        pipeline.after_fork()
+    try:
+        if pipeline is not None:
+            pipeline.after_fork()
+    finally:
+        _lifecycle.after_fork_unblock()  # a SIGTERM held since fork() is handled from here
 
 
 def emit(

@@ -25,6 +25,7 @@ import logging
 import operator
 import os
 import random
+import signal
 import threading
 import time
 import weakref
@@ -73,6 +74,24 @@ REASON_REJECTED_PREFIX: Final = "loki_rejected_"
 DEFAULT_MAX_LINE_BYTES: Final = 256_000
 DEFAULT_BATCH_BYTES: Final = 1024 * 1024
 DEFAULT_BATCH_WAIT: Final = 1.0
+#: Signals the sender thread never takes (see _run); faults and SIGKILL/SIGSTOP are not here.
+_APPLICATION_SIGNALS: Final = frozenset(
+    getattr(signal, name)
+    for name in (
+        "SIGTERM",
+        "SIGINT",
+        "SIGHUP",
+        "SIGQUIT",
+        "SIGUSR1",
+        "SIGUSR2",
+        "SIGALRM",
+        "SIGCHLD",
+        "SIGWINCH",
+    )
+    if hasattr(signal, name)
+)
+#: How often a sender waiting to retry looks whether the main thread has ended.
+_MAIN_THREAD_POLL: Final = 0.5
 DEFAULT_BUFFER_LINES: Final = 100_000
 DEFAULT_BUFFER_BYTES: Final = 32 * 1024 * 1024
 
@@ -679,6 +698,12 @@ class LokiSink:
 
     def _run(self) -> None:
         self._sender_ident = threading.get_ident()
+        # The process's signals are the application's: were one given to this thread, a main
+        # thread blocked in a wait that only a signal to itself interrupts (a Pool worker
+        # waiting for its next task) would never run its handler, and a SIGTERM would end
+        # nothing. Threads started from here (the HTTP deadline timers) inherit the mask.
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            signal.pthread_sigmask(signal.SIG_BLOCK, _APPLICATION_SIGNALS)
         try:
             self._loop()
         except BaseException as err:  # noqa: BLE001 - the thread must end cleanly, counted
@@ -795,6 +820,8 @@ class LokiSink:
             if outcome.status == _BLOCKED_STATUS:
                 return REASON_BLOCKED
             return f"{REASON_REJECTED_PREFIX}{outcome.status}"
+        if not self._closing and not self._main.is_alive():
+            self._main_thread_ended()  # a child forked from a thread: see _main_thread_ended
         now = time.monotonic()
         if self._closing and now >= self._close_deadline:
             return REASON_SHUTDOWN
@@ -811,10 +838,17 @@ class LokiSink:
         return delay
 
     def _sleep(self, delay: float) -> None:
-        """Wait ``delay`` seconds, cut short by the close deadline."""
+        """Wait ``delay`` seconds, cut short by the close deadline (and by the end of the main
+        thread, looked at twice a second: then the close deadline applies)."""
         end = time.monotonic() + delay
-        if not self._closing and not self._stop.wait(delay):
-            return
+        while not self._closing:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            if self._stop.wait(min(left, _MAIN_THREAD_POLL)):
+                break
+            if not self._main.is_alive():
+                self._main_thread_ended()
         # close() began: the rest of the wait is bounded by its deadline.
         remaining = min(end, self._close_deadline) - time.monotonic()
         if remaining > 0:

@@ -517,6 +517,7 @@ def mode_fork_thread_sys_exit(config: dict[str, Any]) -> dict[str, Any]:
         pid = os.fork()
         if pid == 0:  # the child, whose only thread is this one
             log.info("child", worker=k)
+            time.sleep(config.get("linger", 0))  # e.g. until its sender is retrying
             sys.exit(0)
         started = time.monotonic()
         code = _wait_pid(pid, config["child_timeout"])
@@ -532,6 +533,20 @@ def mode_fork_thread_sys_exit(config: dict[str, Any]) -> dict[str, Any]:
     return {"children": results}
 
 
+def mode_sigterm_in_loguru_lock(config: dict[str, Any]) -> None:
+    """LOKI_URL comes from the environment. Log ``lines`` lines, then, holding loguru's core
+    lock, send this process SIGTERM (the library's handler is in force)."""
+    from loguru import logger as loguru_logger
+
+    alkana_logging.setup(log_file=config["log_file"], stdout=False)
+    log = alkana_logging.get_logger(LOGGER)
+    for seq in range(config["lines"]):
+        log.info("line", worker="main", seq=seq)
+    with loguru_logger._core.lock:  # type: ignore[attr-defined]
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler runs before this returns
+
+
 MODES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "fork_after_rotation": mode_fork_after_rotation,
     "sigterm_handler_logs": mode_sigterm_handler_logs,
@@ -544,6 +559,7 @@ MODES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "lagging_writer": mode_lagging_writer,
     "fast_writer": mode_fast_writer,
     "fork_thread_sys_exit": mode_fork_thread_sys_exit,
+    "sigterm_in_loguru_lock": mode_sigterm_in_loguru_lock,
 }
 
 

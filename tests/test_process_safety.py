@@ -580,3 +580,40 @@ def test_sys_exit_in_a_child_forked_from_a_thread_with_loki_ends_the_child(
     assert [child["code"] for child in children] == [0, 0, 0]
     in_file = [(r[F.PID], r["worker"]) for r in read_records(log_file) if r[F.MESSAGE] == "child"]
     assert_each_once(in_file, [(child["pid"], child["k"]) for child in children], "child lines")
+
+
+def test_a_child_forked_from_a_thread_ends_within_the_flush_timeout_while_loki_is_down(
+    tmp_path: Path,
+) -> None:
+    """The same child, with nothing listening where LOKI_URL points, ending once its sender is
+    retrying with backoff: it would retry for LOKI_MAX_RETRY_TIME (5 minutes) unless it notices
+    the main thread has ended; then the close deadline (LOKI_FLUSH_TIMEOUT, 2 s) applies."""
+    log_file = tmp_path / "app.log"
+    config = {"log_file": str(log_file), "forks": 1, "child_timeout": 15, "linger": 1.5}
+    env = child_env(
+        LOKI_URL="http://127.0.0.1:9", LOKI_FLUSH_TIMEOUT="2", LOKI_MAX_RETRY_TIME="300"
+    )
+    done = run_mode("fork_thread_sys_exit", config, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    children = last_json(done.stdout)["children"]
+    assert [child["code"] for child in children] == [0], (children, done.stderr[-3000:])
+    assert children[0]["seconds"] < 15
+
+
+def test_sigterm_while_setup_holds_loguru_lock_still_ships_and_ends(
+    tmp_path: Path, receiver: LokiReceiver
+) -> None:
+    """SIGTERM's close runs wherever the signal lands: here inside loguru's own (not
+    re-entrant) lock, as in a setup() interrupted while it replaces loguru's sink
+    (Pool.terminate() of a worker still in its initializer). The close must not take that
+    lock again: the buffer is shipped and the process ends by SIGTERM."""
+    log_file = tmp_path / "app.log"
+    done = run_mode(
+        "sigterm_in_loguru_lock",
+        {"log_file": str(log_file), "lines": 500},
+        env=loki_env(receiver),
+        timeout=EXIT_TIMEOUT + 10,
+    )
+    assert done.returncode == -signal.SIGTERM, done.stderr[-3000:]
+    shipped = [r["seq"] for r in received(receiver) if r.get(F.MESSAGE) == "line"]
+    assert sorted(shipped) == list(range(500))

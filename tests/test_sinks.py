@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import io
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -503,3 +504,26 @@ def test_stream_sink_after_a_quiet_fork_keeps_the_stream() -> None:
     sink.after_fork()
     sink.write(line(1), {}, 0)
     assert stream.getvalue() == line(1).decode()
+
+
+def test_the_loki_sender_thread_never_takes_the_applications_signals() -> None:
+    """A process's SIGTERM goes to any thread that does not block it; given to the sender, a
+    main thread blocked in a wait (a Pool worker waiting for a task) would never run its
+    handler. The sender blocks them, and so do the threads it starts."""
+    sink = LokiSink("http://127.0.0.1:9/loki/api/v1/push", labels={"app": "t"})
+    try:
+        sink.write(LINE, {}, 0)  # starts the sender
+        thread = sink._thread
+        assert thread is not None
+        deadline = threading.Event()
+        for _ in range(100):  # until the thread has set its mask
+            status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+            blocked = int(status.split("SigBlk:")[1].split()[0], 16)
+            if blocked:
+                break
+            deadline.wait(0.01)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            assert blocked & (1 << (signum - 1)), f"{signum!r} is not blocked in the sender"
+        assert not signal.pthread_sigmask(signal.SIG_BLOCK, set())  # the caller's: untouched
+    finally:
+        sink.close(timeout=0.5)
