@@ -735,7 +735,7 @@ def _outcome(result: Any, failed: str) -> tuple[str, dict[str, Any]]:
     if result is False:
         return failed, {"error": "the check returned False"}
     if isinstance(result, str) and result in _ORDER:
-        return (failed if result == UNHEALTHY else result), {}
+        return result, {}
     if isinstance(result, Mapping):
         details = _plain(result)
         status = details.pop("status", HEALTHY)
@@ -745,7 +745,7 @@ def _outcome(result: Any, failed: str) -> tuple[str, dict[str, Any]]:
                 "healthy, degraded, unhealthy"
             )
             return failed, details
-        return (failed if status == UNHEALTHY else status), details
+        return status, details
     return failed, {
         "error": f"the check returned {_short(result)}; expected None, True, False, a status "
         "(healthy, degraded, unhealthy) or a mapping of details"
