@@ -613,8 +613,9 @@ def _rule_groups(options: RenderOptions) -> list[tuple[str, str, list[Rule]]]:
             "5m",
             "warning",
             f"{{{{ $value }}}} active database connections on {where}",
-            f"The latest {P.DB_CONNECTIONS_METRIC} value has stayed above {DB_CONNECTIONS_MAX} "
-            "for 5 minutes (now {{ $value }}): the pool is close to exhausted.",
+            f"The latest {P.DB_CONNECTIONS_METRIC} value of a writer (host, pid: each worker "
+            f"has its own pool) has stayed above {DB_CONNECTIONS_MAX} for 5 minutes (now "
+            "{{ $value }}): its pool is close to exhausted.",
         ),
     ]
     return [("alkana-http", "1m", http), ("alkana-etl", "5m", etl), ("alkana-db", "1m", db)]

@@ -42,6 +42,9 @@ from alkana_logging.presets import (
 #: 25 hours: a table without a successful run for longer is stale.
 DEFAULT_STALE_AFTER_S: Final = 25 * 3600.0
 DEFAULT_TOP: Final = 10
+#: As the DatabaseConnectionsHigh rule's range: a writer (host, pid) whose latest sample is
+#: older than this before the metric's newest one has gone (a restarted worker).
+METRIC_WINDOW_S: Final = 300.0
 #: Metric thresholds the report flags, as the alert rules do (DatabaseConnectionsHigh).
 DEFAULT_METRIC_THRESHOLDS: Final[Mapping[str, float]] = {
     DB_CONNECTIONS_METRIC: float(DEFAULT_DB_CONNECTIONS_MAX)
@@ -196,6 +199,19 @@ class _Metric:
     latest: float
     maximum: float
     samples: int = 0
+    #: Each writer's (host, pid) latest sample: (timestamp, value).
+    writers: dict[tuple[str, str], tuple[str, float]] = dataclasses.field(default_factory=dict)
+
+    def current(self) -> tuple[float, int]:
+        """As the ``metric_gauge`` preset: the largest of the writers' latest values, among the
+        writers seen within :data:`METRIC_WINDOW_S` of the newest sample; and how many."""
+        newest = _epoch(self.latest_timestamp)
+        values = [
+            value
+            for stamp, value in self.writers.values()
+            if newest is None or (_epoch(stamp) or newest) >= newest - METRIC_WINDOW_S
+        ]
+        return (max(values) if values else self.latest), len(values)
 
 
 @dataclasses.dataclass
@@ -250,6 +266,10 @@ class _Accumulator:
         if timestamp >= stats.latest_timestamp:
             stats.latest, stats.latest_timestamp = value, timestamp
         stats.maximum = max(stats.maximum, value)
+        writer = (str(record.get(F.HOST, "")), str(record.get(F.PID, "")))
+        seen = stats.writers.get(writer)
+        if seen is None or timestamp >= seen[0]:
+            stats.writers[writer] = (timestamp, value)
 
     def _request(self, record: Mapping[str, Any]) -> None:
         route = record.get(F.ROUTE)
@@ -346,6 +366,8 @@ class MetricReport:
     max: float
     threshold: float | None
     above_threshold: bool
+    #: The writers (host, pid) whose latest values ``latest`` is the largest of.
+    writers: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -426,6 +448,7 @@ class Report:
                     "max": m.max,
                     "threshold": m.threshold,
                     "above_threshold": m.above_threshold,
+                    "writers": m.writers,
                 }
                 for m in self.metrics
             ],
@@ -516,15 +539,17 @@ def build_report(
     metrics = []
     for name, gauge in sorted(acc.metrics.items()):
         threshold = metric_thresholds.get(name)
+        current, writers = gauge.current()
         metrics.append(
             MetricReport(
                 metric=name,
                 samples=gauge.samples,
-                latest=gauge.latest,
+                latest=current,
                 latest_at=_epoch(gauge.latest_timestamp),
                 max=gauge.maximum,
                 threshold=threshold,
-                above_threshold=threshold is not None and gauge.latest > threshold,
+                above_threshold=threshold is not None and current > threshold,
+                writers=writers,
             )
         )
 
@@ -898,7 +923,11 @@ def _format(r: Report) -> str:
     else:
         out.append("  (no ETL runs)")
     if r.metrics:
-        out += ["", "metrics (latest value of each metric event name):"]
+        out += [
+            "",
+            "metrics (latest value of each metric event name; with several writers (host, "
+            "pid), the largest of their latest values):",
+        ]
         out.append(
             format_table(
                 ("metric", "samples", "latest", "max", "at", "threshold", "alert"),

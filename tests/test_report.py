@@ -548,3 +548,30 @@ def test_a_long_stretch_without_newline_is_dropped_in_bounded_memory(
         "before": F.STATUS_SUCCESS,
         "after": F.STATUS_FAILED,
     }
+
+
+def _metric_line(ts: float, pid: int, value: float, host: str = "web-1") -> str:
+    record = {F.TIMESTAMP: Rep.iso(ts), F.LEVEL: F.INFO, F.HOST: host, F.PID: pid}
+    record.update({F.EVENT: F.EVENT_METRIC, F.METRIC: P.DB_CONNECTIONS_METRIC, F.VALUE: value})
+    return json.dumps(record) + "\n"
+
+
+def test_db_connections_are_judged_per_writer_not_by_the_newest_line(tmp_path: Path) -> None:
+    # Two workers, each with its own pool, every 10 s: worker 101's pool is exhausted (95),
+    # worker 102 idles at 10 and writes 1 s later each time, so the newest line is always 10.
+    now = time.time()
+    lines = []
+    for i in range(60):
+        t = now - 600 + i * 10
+        lines += [_metric_line(t, 101, 95.0), _metric_line(t + 1, 102, 10.0)]
+        lines.append(_metric_line(t + 2, 103, 12.0, host="web-2"))
+    # A worker restarted 20 minutes ago: its last value is no longer a pool's state.
+    lines.insert(0, _metric_line(now - 1200, 99, 99.0))
+    (tmp_path / "app.log").write_text("".join(lines))
+    (db,) = Rep.build_report([tmp_path], now=now).metrics
+    assert (db.latest, db.writers, db.max, db.above_threshold) == (95.0, 3, 99.0, True)
+    calm = tmp_path / "calm"
+    calm.mkdir()
+    (calm / "app.log").write_text("".join(line for line in lines if '"pid": 101' not in line))
+    (db,) = Rep.build_report([calm], now=now).metrics
+    assert (db.latest, db.writers, db.above_threshold) == (12.0, 2, False)
