@@ -645,3 +645,31 @@ def test_an_unreadable_log_file_degrades_etl_and_names_it(tmp_path: Path) -> Non
         check=True,
     )
     assert "Permission denied" in json.loads(report.stdout)["unreadable"][0]
+
+
+def test_failing_probes_are_logged_at_debug_and_count_in_no_error_alert(tmp_path: Path) -> None:
+    from alkana_logging.report import build_report
+
+    log_file = tmp_path / "app.log"
+    env = {"TEST_HEALTH_MODE": "broken", "TEST_HEALTH_COUNTER": str(tmp_path / "calls")}
+    with serve(APP, log_file, env=env) as server:
+        for _ in range(3):
+            assert _get(f"{server.base_url}/health/detailed")[0] == 503
+        assert _get(f"{server.base_url}/work")[0] == 200
+        records = wait_for(
+            log_file, lambda r: r.get(F.EVENT) == F.EVENT_HTTP_REQUEST, count=4, timeout=10
+        )
+    probes = [r for r in records if r[F.PATH] == "/health/detailed"]
+    assert [(r[F.STATUS_CODE], r[F.LEVEL]) for r in probes] == [(503, "debug")] * 3
+    # At LOG_LEVEL=info (production) they are not written: no 5xx in the error ratio, no
+    # error lines for ErrorLogSpike; the request after them is.
+    info_log = tmp_path / "info" / "app.log"
+    info_log.parent.mkdir()
+    with serve(APP, info_log, env={**env, "LOG_LEVEL": "INFO"}) as server:
+        for _ in range(3):
+            assert _get(f"{server.base_url}/health/detailed")[0] == 503
+        assert _get(f"{server.base_url}/work")[0] == 200
+        wait_for(info_log, lambda r: r.get(F.PATH) == "/work", timeout=10)
+    report = build_report([info_log])
+    assert (report.requests, report.errors) == (1, 0)
+    assert "error" not in report.levels
