@@ -892,6 +892,16 @@ def _format(r: Report) -> str:
         out += ["", "top exceptions:"]
         out += [f"  {count:>8,}  {name}" for name, count in r.top_exceptions]
     out += ["", f"ETL tables (stale: no success for {age(r.stale_after_s)}):"]
+    if r.unreadable:
+        out.append(
+            f"  warning: {len(r.unreadable)} file(s) could not be read (above): a table's "
+            "latest run may be missing"
+        )
+    implausible = sum(t.implausible_times for t in r.etl)
+    if implausible:
+        out.append(
+            f"  {implausible} run(s) with an implausible time (milliseconds, a clock ahead) skipped"
+        )
     if r.etl:
         out.append(
             format_table(

@@ -479,8 +479,8 @@ def test_implausible_run_times_are_skipped_and_counted_not_a_crash(tmp_path: Pat
         assert found["stock"].last_status == F.STATUS_FAILED
         assert found["stock"].last_run_at == pytest.approx(now - 60, abs=1e-3)
     # The command prints it (it crashed with "year 58... is out of range").
-    rc = main(["report", str(tmp_path), "--json"])
-    assert rc == 0
+    assert main(["report", str(tmp_path), "--json"]) == 0
+    assert main(["report", str(tmp_path)]) == 0
 
 
 def test_plausible_time_bounds() -> None:
@@ -498,6 +498,9 @@ def test_files_that_cannot_be_read_are_said_by_the_freshness_read(tmp_path: Path
     (tmp_path / "app.log").write_bytes(_run(now - HOUR, "orders", F.STATUS_SUCCESS))
     packed = gzip.compress(_run(now - 60, "orders", F.STATUS_FAILED) * 2000)
     (tmp_path / "app.log.1.gz").write_bytes(packed[: len(packed) // 2])
+    report = Rep.build_report([tmp_path], now=now)
+    assert "app.log.1.gz" in report.unreadable[0]
+    assert "warning: 1 file(s) could not be read" in report.format()
     found = Rep.read_etl_freshness([tmp_path], now=now)
     assert len(found.unreadable) == 1
     assert "app.log.1.gz" in found.unreadable[0]
