@@ -101,12 +101,16 @@ class Check:
 
     Attributes:
         name: the key under ``checks`` in the detailed answer.
-        func: a callable without arguments, sync (run in a thread) or async. It passes by
-            returning (``None``, ``True`` or a dict of details to show, which may hold a
-            ``status``); ``False`` or an exception fails it.
+        func: a callable without arguments, sync (run in a thread) or async (which must not
+            block the event loop). ``None`` or ``True`` passes; ``False`` fails; a status word
+            (``"healthy"``, ``"degraded"``, ``"unhealthy"``) is that status; a dict is details
+            to show (as plain JSON), with an optional ``status`` word; anything else fails it,
+            and so does any exception (``SystemExit`` and ``KeyboardInterrupt`` included).
         timeout: seconds; a check still running then has failed (its thread cannot be stopped:
-            it is waited for by the next probes instead of being started again).
-        critical: a failure makes the whole ``unhealthy`` (True) or ``degraded`` (False).
+            it is waited for by the next probes instead of being started again); one that came
+            back later than this (an async check blocking the loop) has failed too.
+        critical: a failure makes the whole ``unhealthy`` (True) or ``degraded`` (False: the
+            check's effect is capped at ``degraded``, whatever it returns).
     """
 
     name: str
