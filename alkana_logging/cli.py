@@ -469,6 +469,7 @@ def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
         email_to=args.email_to,
         email_from=args.email_from,
         smarthost=args.smarthost,
+        smtp_user=args.smtp_user,
         smtp_require_tls=not args.smtp_no_tls,
         secrets_dir=args.secrets_dir,
         group_wait=args.group_wait,
@@ -585,8 +586,9 @@ def _add_render(sub: Any) -> None:
         "--pager-url", default=R.DEFAULT_PAGER_URL, help="PagerDuty events API v2 endpoint"
     )
     alerting.add_argument("--email-to", default=R.DEFAULT_EMAIL_TO, help="e-mail receiver")
-    alerting.add_argument("--email-from", default=R.DEFAULT_EMAIL_FROM, help="sender, SMTP user")
+    alerting.add_argument("--email-from", default=R.DEFAULT_EMAIL_FROM, help="sender")
     alerting.add_argument("--smarthost", default=R.DEFAULT_SMARTHOST, help="SMTP host:port")
+    alerting.add_argument("--smtp-user", help="SMTP user name (default: the --email-from address)")
     alerting.add_argument(
         "--smtp-no-tls", action="store_true", help="do not require STARTTLS (a local relay)"
     )

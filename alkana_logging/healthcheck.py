@@ -40,7 +40,13 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 from alkana_logging import fields as F
 from alkana_logging import presets as P
 from alkana_logging.api import pipeline_health
-from alkana_logging.report import DEFAULT_LOOKBACK_S, DEFAULT_STALE_AFTER_S, etl_freshness, iso
+from alkana_logging.report import (
+    DEFAULT_LOOKBACK_S,
+    DEFAULT_STALE_AFTER_S,
+    iso,
+    plausible_time,
+    read_etl_freshness,
+)
 from alkana_logging.settings import DEFAULT_JOB
 
 if TYPE_CHECKING:
@@ -95,12 +101,16 @@ class Check:
 
     Attributes:
         name: the key under ``checks`` in the detailed answer.
-        func: a callable without arguments, sync (run in a thread) or async. It passes by
-            returning (``None``, ``True`` or a dict of details to show, which may hold a
-            ``status``); ``False`` or an exception fails it.
+        func: a callable without arguments, sync (run in a thread) or async (which must not
+            block the event loop). ``None`` or ``True`` passes; ``False`` fails; a status word
+            (``"healthy"``, ``"degraded"``, ``"unhealthy"``) is that status; a dict is details
+            to show (as plain JSON), with an optional ``status`` word; anything else fails it,
+            and so does any exception (``SystemExit`` and ``KeyboardInterrupt`` included).
         timeout: seconds; a check still running then has failed (its thread cannot be stopped:
-            it is waited for by the next probes instead of being started again).
-        critical: a failure makes the whole ``unhealthy`` (True) or ``degraded`` (False).
+            it is waited for by the next probes instead of being started again); one that came
+            back later than this (an async check blocking the loop) has failed too.
+        critical: a failure makes the whole ``unhealthy`` (True) or ``degraded`` (False: the
+            check's effect is capped at ``degraded``, whatever it returns).
     """
 
     name: str
@@ -133,37 +143,134 @@ class _Running:
         return await asyncio.wait_for(asyncio.shield(future), timeout)
 
 
-async def _call(func: CheckFunction) -> Any:
-    if inspect.iscoroutinefunction(func):
-        return await func()
-    result = await asyncio.get_running_loop().run_in_executor(None, func)
-    if inspect.isawaitable(result):  # a sync callable that returned a coroutine
-        result = await result
-    return result
+class _Raised(Exception):
+    """A check (or a freshness read) raised a ``BaseException`` that is not an ``Exception``
+    (``SystemExit`` from a library's ``sys.exit()``, ``KeyboardInterrupt``, its own
+    ``CancelledError``): carried as an ordinary failure, so that it cannot reach the event loop
+    and stop the server."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _guarded(func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)`` in a worker thread, its ``BaseException`` made an ordinary failure."""
+    try:
+        return func(*args)
+    except Exception:
+        raise
+    except BaseException as err:  # noqa: BLE001 - see _Raised
+        raise _Raised(err) from None
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, _Raised):
+        err = err.error
+    try:
+        text = str(err)
+    except Exception:  # noqa: BLE001 - an exception whose str() raises
+        text = "<unprintable>"
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+async def _call(func: CheckFunction) -> tuple[Any, float]:
+    """Run a check; its result and how long it took, seconds."""
+    started = time.monotonic()
+    try:
+        if inspect.iscoroutinefunction(func):
+            result = await func()
+        else:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(None, _guarded, func)
+            if inspect.isawaitable(result):  # a sync callable that returned a coroutine
+                result = await result
+    except asyncio.CancelledError as err:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # a real cancellation (the loop is closing)
+        raise _Raised(err) from None  # the check raised it: a failure like any other
+    except Exception:
+        raise
+    except BaseException as err:  # noqa: BLE001 - see _Raised
+        raise _Raised(err) from None
+    return result, time.monotonic() - started
+
+
+#: How deep the details of a check are shown; deeper values are written as text.
+_MAX_DEPTH: Final = 16
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain JSON: mappings with text keys, lists, text, finite numbers, booleans
+    and null; a non-finite float is null, anything else its ``str()``."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth < _MAX_DEPTH:
+        if isinstance(value, Mapping):
+            return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [_plain(v, depth + 1) for v in value]
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - an object whose str() raises
+        return f"<unprintable {type(value).__name__}>"
 
 
 # -- ETL freshness --------------------------------------------------------------------------------
 
 
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    try:
+        return iso(ts)
+    except (ValueError, OverflowError, OSError, TypeError):
+        return None
+
+
 @dataclasses.dataclass(frozen=True)
 class TableFreshness:
-    """One ETL table: times are epoch seconds."""
+    """One ETL table: times are epoch seconds.
+
+    ``implausible_times`` counts runs whose time could not be (milliseconds for seconds, a
+    clock far ahead): they were skipped (see :data:`alkana_logging.report.MAX_CLOCK_SKEW_S`).
+    """
 
     table: str
     status: str
     last_success_at: float | None
     last_run_at: float | None
     last_status: str | None
+    implausible_times: int = 0
 
     def to_dict(self, now: float) -> dict[str, Any]:
-        age = None if self.last_success_at is None else (now - self.last_success_at) / 3600
-        return {
+        success = _iso(self.last_success_at)
+        age = None
+        if success is not None and self.last_success_at is not None:
+            age = (now - self.last_success_at) / 3600
+        out = {
             "status": self.status,
-            "last_success": None if self.last_success_at is None else iso(self.last_success_at),
+            "last_success": success,
             "age_hours": None if age is None else round(age, 2),
-            "last_run": None if self.last_run_at is None else iso(self.last_run_at),
+            "last_run": _iso(self.last_run_at),
             "last_status": self.last_status,
         }
+        if self.implausible_times:
+            out["implausible_times"] = self.implausible_times
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Freshness:
+    """What a :class:`FreshnessSource` read: the tables, and what it could not read (each a
+    reason: a file permission denied, a truncated ``.gz``), which makes the ETL component
+    ``degraded``: a table whose failure is in an unreadable file would read healthy."""
+
+    tables: list[TableFreshness]
+    unreadable: list[str] = dataclasses.field(default_factory=list)
 
 
 class FreshnessSource(Protocol):
@@ -171,8 +278,9 @@ class FreshnessSource(Protocol):
 
     name: str
 
-    def tables(self, now: float, stale_after_s: float) -> list[TableFreshness]:
-        """Every table that ran recently, with its freshness (blocking: run in a thread)."""
+    def tables(self, now: float, stale_after_s: float) -> list[TableFreshness] | Freshness:
+        """Every table that ran recently, with its freshness (blocking: run in a thread); a
+        :class:`Freshness` also says what could not be read."""
         ...
 
 
@@ -200,11 +308,11 @@ class LogDirFreshness:
         self.paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         self.lookback_s = _seconds("lookback_s", lookback_s)
 
-    def tables(self, now: float, stale_after_s: float) -> list[TableFreshness]:
-        found = etl_freshness(
+    def tables(self, now: float, stale_after_s: float) -> Freshness:
+        found = read_etl_freshness(
             self.paths, now=now, stale_after_s=stale_after_s, lookback_s=self.lookback_s
         )
-        return [
+        tables = [
             TableFreshness(
                 t.table,
                 _table_status(
@@ -213,9 +321,11 @@ class LogDirFreshness:
                 t.last_success_at,
                 t.last_run_at,
                 t.last_status,
+                t.implausible_times,
             )
-            for t in found
+            for t in found.tables
         ]
+        return Freshness(tables, list(found.unreadable))
 
 
 class LokiFreshness:
@@ -262,6 +372,9 @@ class LokiFreshness:
         out = []
         for table in sorted(set(last_success) | set(stale) | set(failing)):
             success = last_success.get(table) or None  # etl_stale's 0: no success in the window
+            implausible = 0
+            if success is not None and not plausible_time(success, max(now, time.time())):
+                success, implausible = None, 1  # finished_at in ms, a clock far ahead
             failed = table in failing
             status = TABLE_STALE if table in stale and not failed else None
             out.append(
@@ -271,6 +384,7 @@ class LokiFreshness:
                     success,
                     failing.get(table),
                     F.STATUS_FAILED if failed else None,
+                    implausible,
                 )
             )
         return out
@@ -467,11 +581,14 @@ class HealthCheck:
         }
         loop = asyncio.get_running_loop()
 
-        def read() -> Awaitable[list[TableFreshness]]:
-            return loop.run_in_executor(None, source.tables, now, self.stale_after_s)
+        def read() -> Awaitable[list[TableFreshness] | Freshness]:
+            return loop.run_in_executor(None, _guarded, source.tables, now, self.stale_after_s)
 
         try:
-            tables: list[TableFreshness] = await self._etl_running.run(read, self.etl_timeout)
+            found = await self._etl_running.run(read, self.etl_timeout)
+            if not isinstance(found, Freshness):
+                found = Freshness(list(found))
+            states = {str(t.table): t.to_dict(now) for t in found.tables}
         except TimeoutError:
             return {
                 **part,
@@ -479,37 +596,70 @@ class HealthCheck:
                 "error": f"the freshness read timed out after {self.etl_timeout:g} s",
             }
         except Exception as err:  # noqa: BLE001 - Loki down, a directory gone: say so
-            return {**part, "status": DEGRADED, "error": f"{type(err).__name__}: {err}"}
-        states = {t.table: t.to_dict(now) for t in tables}
-        status = DEGRADED if any(t.status != TABLE_HEALTHY for t in tables) else HEALTHY
-        return {"status": status, **part, "tables": states}
+            return {**part, "status": DEGRADED, "error": _describe(err)}
+        problems = []
+        status = HEALTHY
+        if any(t.status != TABLE_HEALTHY for t in found.tables):
+            status = DEGRADED
+        if found.unreadable:
+            status = DEGRADED
+            problems.append(
+                f"{len(found.unreadable)} log file(s) could not be read: the tables may be "
+                "out of date"
+            )
+        implausible = sum(t.implausible_times for t in found.tables)
+        if implausible:
+            problems.append(
+                f"{implausible} run(s) with an implausible time (milliseconds, a clock ahead) "
+                "skipped"
+            )
+        out = {"status": status, **part, "tables": states}
+        if problems:
+            out["problems"] = problems
+        if found.unreadable:
+            out["unreadable"] = [str(u) for u in found.unreadable]
+        return out
 
     async def _check(self, check: Check) -> dict[str, Any]:
         started = time.monotonic()
         failed = UNHEALTHY if check.critical else DEGRADED
         try:
-            result = await self._running[check.name].run(lambda: _call(check.func), check.timeout)
+            result, took = await self._running[check.name].run(
+                lambda: _call(check.func), check.timeout
+            )
+            duration = round((time.monotonic() - started) * 1000, 3)
+            if took > check.timeout:
+                # An async check that blocked the event loop: wait_for could not fire.
+                return {
+                    "status": failed,
+                    "error": f"took {took:.3g} s, over its timeout {check.timeout:g} s",
+                    "duration_ms": duration,
+                }
+            status, details = _outcome(result, failed)
         except TimeoutError:
             return {
                 "status": failed,
                 "error": f"timed out after {check.timeout:g} s",
                 "duration_ms": round((time.monotonic() - started) * 1000, 3),
             }
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            return {
+                "status": failed,
+                "error": "CancelledError",
+                "duration_ms": round((time.monotonic() - started) * 1000, 3),
+            }
         except Exception as err:  # noqa: BLE001 - the check failed: that is the answer
             return {
                 "status": failed,
-                "error": f"{type(err).__name__}: {err}",
+                "error": _describe(err),
                 "duration_ms": round((time.monotonic() - started) * 1000, 3),
             }
-        duration = round((time.monotonic() - started) * 1000, 3)
-        if result is False:
-            return {"status": failed, "error": "the check returned False", "duration_ms": duration}
-        out: dict[str, Any] = {"status": HEALTHY, "duration_ms": duration}
-        if isinstance(result, Mapping):
-            out.update({str(k): v for k, v in result.items()})
-            if out["status"] not in _ORDER:
-                out["status"] = failed
-        return out
+        if not check.critical and status == UNHEALTHY:
+            status = DEGRADED  # a check that is not critical degrades at most
+        return {**details, "status": status, "duration_ms": duration}
 
     # -- Starlette and FastAPI ------------------------------------------------------------------
 
@@ -522,7 +672,12 @@ class HealthCheck:
         from starlette.responses import JSONResponse
 
         code, body = await self.detailed()
-        return JSONResponse(body, status_code=code, headers={"Cache-Control": "no-store"})
+        try:
+            return JSONResponse(body, status_code=code, headers={"Cache-Control": "no-store"})
+        except (TypeError, ValueError):  # a value JSON cannot hold (a custom freshness source)
+            return JSONResponse(
+                _plain(body), status_code=code, headers={"Cache-Control": "no-store"}
+            )
 
     async def live_endpoint(self, request: Request) -> Response:
         """The Starlette endpoint of :attr:`path`."""
@@ -569,6 +724,44 @@ class HealthCheck:
                 response_model=None,
             )
         return router
+
+
+def _outcome(result: Any, failed: str) -> tuple[str, dict[str, Any]]:
+    """What a check's return value means: its status and the details to show.
+
+    ``None`` and ``True`` pass; ``False`` fails; one of the status words (``"healthy"``,
+    ``"degraded"``, ``"unhealthy"``) is that status; a mapping is details shown as plain JSON,
+    whose ``status`` (if any) must be one of the words. Anything else (``0``, ``"DOWN"``,
+    ``[]``) fails the check, saying what it returned: a health check says what it means.
+    """
+    if result is None or result is True:
+        return HEALTHY, {}
+    if result is False:
+        return failed, {"error": "the check returned False"}
+    if isinstance(result, str) and result in _ORDER:
+        return result, {}
+    if isinstance(result, Mapping):
+        details = _plain(result)
+        status = details.pop("status", HEALTHY)
+        if not isinstance(status, str) or status not in _ORDER:
+            details["error"] = (
+                f"the check returned status {_short(status)}; expected one of "
+                "healthy, degraded, unhealthy"
+            )
+            return failed, details
+        return status, details
+    return failed, {
+        "error": f"the check returned {_short(result)}; expected None, True, False, a status "
+        "(healthy, degraded, unhealthy) or a mapping of details"
+    }
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a repr() that raises
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _resolve_source(option: FreshnessSource | str | Path | None) -> FreshnessSource | None:

@@ -257,7 +257,9 @@ class RequestContextMiddleware:
         user_resolver: returns the ``user`` of a request from its scope, after the application
             ran (default: :func:`scope_user`); None or an exception leaves ``user`` out.
         skip_paths: paths (exact, without query string) that get no event (ids are still bound).
-        debug_paths: paths whose successful requests are logged at debug level (health checks;
+        debug_paths: paths whose requests are logged at debug level whatever their status, so
+            that a failing probe (503) counts in no error alert; an unhandled exception there
+            is still an error (health checks;
             default: :data:`DEFAULT_DEBUG_PATHS`, the routes of ``alkana_logging.healthcheck``).
         trusted_proxies: addresses or networks of reverse proxies; when the peer is one of
             them, ``client_ip`` is the nearest untrusted address of ``X-Forwarded-For``.
@@ -396,12 +398,16 @@ class RequestContextMiddleware:
                         elif error is not None or status == 0:
                             # What ServerErrorMiddleware or the server sends in this case.
                             status = 500
-                    if status >= 500 or error is not None:
+                    if error is not None:
+                        level = F.ERROR
+                    elif self._debug_paths and path in self._debug_paths:
+                        # Whatever the status: a failing probe is the health endpoint reporting
+                        # (in its answer), not an error of the requests the alerts watch.
+                        level = F.DEBUG
+                    elif status >= 500:
                         level = F.ERROR
                     elif status >= 400:
                         level = F.WARNING
-                    elif self._debug_paths and path in self._debug_paths:
-                        level = F.DEBUG
                     else:
                         level = F.INFO
                     pipeline = _state.current()

@@ -57,6 +57,8 @@ DEFAULT_STALE_AFTER: Final = "25h"
 #: The ``metric`` event of the database pool's active connections, and the alert's threshold.
 DB_CONNECTIONS_METRIC: Final = "db_connections_active"
 DEFAULT_DB_CONNECTIONS_MAX: Final = 80
+#: What tells the writers of a metric apart (each worker process has its own pool).
+METRIC_WRITER: Final = (F.HOST, F.PID)
 
 _DURATION = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
 #: Grafana's own interval variables, replaced by Grafana before the query reaches Loki.
@@ -472,7 +474,12 @@ def _metric_gauge(v: Values) -> str:
             *_unwrap(F.VALUE),
         ),
     )
-    return f"last_over_time({points} {_range(v)}) by ({v['by'] or ''})"
+    # Each writer's (host, pid) latest value, then the largest: with several workers or replicas
+    # each with its own pool, the latest line of any one of them is not the pool's state.
+    by = v["by"] or ""
+    writers = ", ".join(label for label in (by, *METRIC_WRITER) if label)
+    latest = f"last_over_time({points} {_range(v)}) by ({writers})"
+    return f"max by ({by}) ({latest})" if by else f"max({latest})"
 
 
 _ROUTE_BY = _by(F.ROUTE)
@@ -633,7 +640,8 @@ PRESETS: Final[tuple[Preset, ...]] = (
     ),
     Preset(
         "metric_gauge",
-        "latest value of a metric event, by metric name",
+        "latest value of a metric event, by metric name: the largest of each writer's "
+        "(host, pid) latest",
         "instant",
         "value",
         _params(

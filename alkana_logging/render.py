@@ -15,11 +15,14 @@ dependency whose output changes with its own releases.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from alkana_logging import fields as F
 from alkana_logging import presets as P
@@ -84,12 +87,96 @@ TARGETS: Final = (
     "compose",
 )
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-_UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f]")
-_URL = re.compile(r"^https?://[^\s\"'{}]+$")
-_EMAIL = re.compile(r"^[^@\s\"'<>,{}]+@[^@\s\"'<>,{}]+$")
-_HOST_PORT = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}$")
-_AM_DURATION = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
+# Every pattern is used with fullmatch(): Python's `$` also matches before a trailing "\n".
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+#: C0 and C1 controls, DEL, and the line and paragraph separators (YAML 1.1 line breaks).
+_UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: A URL's characters (RFC 3986, printable ASCII; no quotes, braces, backslash, white space).
+_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&()*+,;=%]+")
+#: An RFC 5322 addr-spec in its dot-atom form, which Go's net/mail (Alertmanager) accepts:
+#: no display name, comments, quoted local part or ';' (a list) - and no braces (templates).
+_ATEXT: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`|~-]+"
+_EMAIL = re.compile(rf"(?P<local>{_ATEXT}(?:\.{_ATEXT})*)@(?P<domain>[A-Za-z0-9.-]+)")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})")
+#: Alertmanager's (Prometheus's model.ParseDuration) form: each unit at most once, largest
+#: first (`1h30m`, not `1h1h` or `30m1h`), or a bare `0`.
+_AM_DURATION = re.compile(
+    r"0|(?:(?P<y>[0-9]+)y)?(?:(?P<w>[0-9]+)w)?(?:(?P<d>[0-9]+)d)?(?:(?P<h>[0-9]+)h)?"
+    r"(?:(?P<m>[0-9]+)m)?(?:(?P<s>[0-9]+)s)?(?:(?P<ms>[0-9]+)ms)?"
+)
+_DURATION_MS: Final = {
+    "y": 365 * 86400_000,
+    "w": 7 * 86400_000,
+    "d": 86400_000,
+    "h": 3600_000,
+    "m": 60_000,
+    "s": 1000,
+    "ms": 1,
+}
+
+
+def _valid_host(host: str) -> bool:
+    """A DNS name (labels of letters, digits and '-', not at either end), an IPv4 address, or
+    an IPv6 address in brackets."""
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+        return True
+    if len(host) > 253:
+        return False
+    labels = host.removesuffix(".").split(".")
+    return all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def _valid_port(port: str | int | None) -> bool:
+    return port is not None and 1 <= int(port) <= 65535
+
+
+def _duration_ms(value: str) -> int | None:
+    """Milliseconds of an Alertmanager duration, or ``None`` when it would not accept it."""
+    match = _AM_DURATION.fullmatch(value)
+    if match is None or not value:
+        return None
+    total = sum(int(n) * _DURATION_MS[unit] for unit, n in match.groupdict().items() if n)
+    return total if total * 1_000_000 < 2**63 else None  # Go's time.Duration
+
+
+def _url_problem(value: object) -> str | None:  # noqa: PLR0911 - one reason per check
+    """Why ``value`` is not accepted as an http(s) endpoint URL, or ``None``."""
+    if not isinstance(value, str) or not _URL.fullmatch(value):
+        return "expected an http(s):// URL"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return "expected an http(s):// URL with a valid port"
+    if "@" in parts.netloc:
+        return "expected no user-info (a secret would be written into the file)"
+    if parts.query or "?" in value:
+        return "expected no query string (a secret would be written into the file)"
+    if parts.fragment or "#" in value:
+        return "expected no fragment"
+    host = parts.netloc
+    colon = host.rfind(":")
+    if colon > host.rfind("]"):
+        host = host[:colon]
+    if not host or not _valid_host(host):
+        return "expected a valid host name"
+    if port is not None and not _valid_port(port):
+        return "expected a port 1-65535"
+    return None
+
+
+def _shown_url(value: object) -> str:
+    """``value`` for an error message, without its user-info or query (secrets)."""
+    if not isinstance(value, str):
+        return repr(value)
+    shown = re.sub(r"(?<=://)[^/?#]*@", "[REDACTED]@", value)
+    shown = re.sub(r"\?.*", "?[REDACTED]", shown, flags=re.S)
+    return repr(shown)
 
 
 class RenderError(ValueError):
@@ -113,8 +200,9 @@ class RenderOptions:
         alertmanager_url: Alertmanager's base URL as Loki's ruler reaches it.
         pager_url: the PagerDuty events API v2 endpoint.
         email_to: where the e-mail receiver sends.
-        email_from: the sender of those e-mails (also the SMTP user name).
+        email_from: the sender of those e-mails.
         smarthost: the SMTP server, ``host:port``.
+        smtp_user: the SMTP user name (``None``: ``email_from``).
         smtp_require_tls: whether Alertmanager insists on STARTTLS with the SMTP server.
         secrets_dir: the directory of the secret files Alertmanager reads.
         group_wait: how long a new alert group waits for more alerts before it is sent.
@@ -138,6 +226,7 @@ class RenderOptions:
     email_to: str = DEFAULT_EMAIL_TO
     email_from: str = DEFAULT_EMAIL_FROM
     smarthost: str = DEFAULT_SMARTHOST
+    smtp_user: str | None = None
     smtp_require_tls: bool = True
     secrets_dir: str = DEFAULT_SECRETS_DIR
     group_wait: str = "30s"
@@ -154,9 +243,15 @@ class RenderOptions:
                     f"--{name}: got {value!r}; expected a non-empty label value without "
                     "control characters"
                 )
+            if name in ("app", "env") and ("{{" in value or "}}" in value):
+                # They reach the alerts' annotations, which Loki and Alertmanager expand.
+                raise RenderError(
+                    f"--{name}: got {value!r}; expected a label value without '{{{{' or '}}}}' "
+                    "(template delimiters)"
+                )
         for name in ("user", "group"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not _NAME.match(value):
+            if not isinstance(value, str) or not _NAME.fullmatch(value):
                 raise RenderError(
                     f"--{name}: got {value!r}; expected a user or group name "
                     "(letters, digits, '.', '_', '-')"
@@ -166,7 +261,9 @@ class RenderOptions:
                 f"--log-dir: got {self.log_dir!r}; expected an absolute directory path without "
                 "quotes, braces, glob characters or control characters"
             )
-        if not re.match(r"^https?://[^\s\"]+$", self.loki_url):
+        if not isinstance(self.loki_url, str) or not re.fullmatch(
+            r"https?://[^\s\"\x00-\x1f\x7f-\x9f\u2028\u2029]+", self.loki_url
+        ):
             raise RenderError(f"--loki-url: got {self.loki_url!r}; expected an http(s):// URL")
         # Loki's base URL or its push endpoint, as the push client accepts: kept as the base.
         base = self.loki_url.rstrip("/")
@@ -176,16 +273,40 @@ class RenderOptions:
     def _check_alerting(self) -> None:
         for name in ("alertmanager_url", "pager_url"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not _URL.match(value):
+            problem = _url_problem(value)
+            if problem is not None:
                 flag = "--" + name.replace("_", "-")
-                raise RenderError(f"{flag}: got {value!r}; expected an http(s):// URL")
+                raise RenderError(f"{flag}: got {_shown_url(value)}; {problem}")
+        if self.smtp_user is None:
+            object.__setattr__(self, "smtp_user", self.email_from)
         for name in ("email_to", "email_from"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not _EMAIL.match(value):
+            match = _EMAIL.fullmatch(value) if isinstance(value, str) else None
+            if match is None or len(value) > 254 or not _valid_host(match["domain"]):
                 flag = "--" + name.replace("_", "-")
-                raise RenderError(f"{flag}: got {value!r}; expected an e-mail address")
-        if not isinstance(self.smarthost, str) or not _HOST_PORT.match(self.smarthost):
-            raise RenderError(f"--smarthost: got {self.smarthost!r}; expected host:port")
+                raise RenderError(
+                    f"{flag}: got {value!r}; expected an e-mail address (one local@domain, "
+                    "no display name, comments or lists)"
+                )
+        if (
+            not isinstance(self.smtp_user, str)
+            or not self.smtp_user
+            or (_UNSAFE_TEXT.search(self.smtp_user) or "{" in self.smtp_user)
+        ):
+            raise RenderError(
+                f"--smtp-user: got {self.smtp_user!r}; expected a user name without control "
+                "characters or braces"
+            )
+        hostport = _HOST_PORT.fullmatch(self.smarthost) if isinstance(self.smarthost, str) else None
+        if (
+            hostport is None
+            or not _valid_host(hostport["host"])
+            or not _valid_port(hostport["port"])
+        ):
+            raise RenderError(
+                f"--smarthost: got {self.smarthost!r}; expected host:port (a valid host name "
+                "or address, a port 1-65535)"
+            )
         if not isinstance(self.smtp_require_tls, bool):
             raise RenderError(f"smtp_require_tls: got {self.smtp_require_tls!r}; expected a bool")
         if not self.secrets_dir.startswith("/") or re.search(
@@ -197,9 +318,15 @@ class RenderOptions:
             )
         for name in ("group_wait", "group_interval", "repeat_interval"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not _AM_DURATION.match(value):
-                flag = "--" + name.replace("_", "-")
-                raise RenderError(f"{flag}: got {value!r}; expected a duration such as 30s, 5m, 4h")
+            flag = "--" + name.replace("_", "-")
+            ms = _duration_ms(value) if isinstance(value, str) else None
+            if ms is None:
+                raise RenderError(
+                    f"{flag}: got {value!r}; expected a duration such as 30s, 5m, 4h, 1h30m "
+                    "(each unit once, largest first)"
+                )
+            if ms == 0 and name != "group_wait":
+                raise RenderError(f"{flag}: got {value!r}; expected a duration above zero")
 
     @property
     def labels(self) -> dict[str, str]:
@@ -240,7 +367,27 @@ def _q(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+#: The render options of the Alertmanager file (its header lists them).
+ALERTMANAGER_OPTIONS: Final = (
+    "--alertmanager-url",
+    "--pager-url",
+    "--email-to",
+    "--email-from",
+    "--smtp-user",
+    "--smarthost",
+    "--smtp-no-tls",
+    "--secrets-dir",
+    "--group-wait",
+    "--group-interval",
+    "--repeat-interval",
+)
+
+
 def _header(target: str, comment: str = "#") -> str:
+    if target == "alertmanager":
+        words = f"Generated by `alkana-logging render {target}`. Re-render (options: "
+        words += " ".join(ALERTMANAGER_OPTIONS) + ") instead of editing by hand."
+        return "".join(f"{comment} {line}\n" for line in textwrap.wrap(words, 92))
     return (
         f"{comment} Generated by `alkana-logging render {target}` from the package's field names\n"
         f"{comment} and LogQL presets. Re-render (options: --job --app --env --host --log-dir\n"
@@ -466,8 +613,9 @@ def _rule_groups(options: RenderOptions) -> list[tuple[str, str, list[Rule]]]:
             "5m",
             "warning",
             f"{{{{ $value }}}} active database connections on {where}",
-            f"The latest {P.DB_CONNECTIONS_METRIC} value has stayed above {DB_CONNECTIONS_MAX} "
-            "for 5 minutes (now {{ $value }}): the pool is close to exhausted.",
+            f"The latest {P.DB_CONNECTIONS_METRIC} value of a writer (host, pid: each worker "
+            f"has its own pool) has stayed above {DB_CONNECTIONS_MAX} for 5 minutes (now "
+            "{{ $value }}): its pool is close to exhausted.",
         ),
     ]
     return [("alkana-http", "1m", http), ("alkana-etl", "5m", etl), ("alkana-db", "1m", db)]
@@ -542,11 +690,12 @@ def alertmanager(options: RenderOptions) -> list[Artifact]:
 #   amtool config routes test --config.file=alertmanager.yml severity=critical
 #
 # Secrets are never in this file: Alertmanager does not expand ${{VAR}} here, so each one is
-# read from a file under {o.secrets_dir} (readable by Alertmanager's user only, e.g.
-# `chmod 0400`, owned by it):
+# read from a file under {o.secrets_dir}, readable by Alertmanager's user only: the
+# compose file's {ALERTMANAGER_IMAGE} runs as uid 65534 (nobody), so
+# `chown 65534 FILE && chmod 0400 FILE` (Debian's package: the prometheus user):
 #   {CHAT_WEBHOOK_FILE}       the chat's incoming webhook URL
 #   {PAGER_ROUTING_FILE}  the PagerDuty integration's routing key (events API v2)
-#   {SMTP_AUTH_FILE}          the SMTP password of {o.email_from}
+#   {SMTP_AUTH_FILE}          the SMTP password of {o.smtp_user}
 # Alertmanager trims the first two but reads the SMTP password as it is: write it without a
 # trailing newline, `printf '%s' "$PASSWORD" > {o.secret(SMTP_AUTH_FILE)}`.
 # A missing file is not reported by `amtool check-config`, only when a notification fails.
@@ -601,7 +750,7 @@ receivers:
       - to: {_q(o.email_to)}
         from: {_q(o.email_from)}
         smarthost: {_q(o.smarthost)}
-        auth_username: {_q(o.email_from)}
+        auth_username: {_q(o.smtp_user or o.email_from)}
         auth_password_file: {_q(o.secret(SMTP_AUTH_FILE))}
         require_tls: {"true" if o.smtp_require_tls else "false"}
         send_resolved: true

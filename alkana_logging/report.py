@@ -20,11 +20,12 @@ import gzip
 import math
 import re
 import time
+import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import orjson
 
@@ -41,6 +42,9 @@ from alkana_logging.presets import (
 #: 25 hours: a table without a successful run for longer is stale.
 DEFAULT_STALE_AFTER_S: Final = 25 * 3600.0
 DEFAULT_TOP: Final = 10
+#: As the DatabaseConnectionsHigh rule's range: a writer (host, pid) whose latest sample is
+#: older than this before the metric's newest one has gone (a restarted worker).
+METRIC_WINDOW_S: Final = 300.0
 #: Metric thresholds the report flags, as the alert rules do (DatabaseConnectionsHigh).
 DEFAULT_METRIC_THRESHOLDS: Final[Mapping[str, float]] = {
     DB_CONNECTIONS_METRIC: float(DEFAULT_DB_CONNECTIONS_MAX)
@@ -51,6 +55,12 @@ DEFAULT_METRIC_THRESHOLDS: Final[Mapping[str, float]] = {
 #: ``app.log.lock``.
 LOG_FILE_NAME: Final = re.compile(r"\.log(?:[.-][0-9][0-9-]*)?(?:\.gz)?$")
 _GZIP_MAGIC: Final = b"\x1f\x8b"
+#: An ETL run's time (``finished_at``, or the line's ``timestamp``) more than this far ahead of
+#: ``now`` is implausible (milliseconds instead of seconds, a clock far ahead): it is skipped
+#: and counted, so that it can neither crash a reader nor hide the failures after it.
+MAX_CLOCK_SKEW_S: Final = 300.0
+#: Nor is a time before 2000-01-01 plausible for a run (a duration mistaken for a time).
+_EARLIEST: Final = 946684800.0
 
 
 class ReportError(AlkanaLoggingError):
@@ -133,10 +143,29 @@ def _number(value: Any) -> float | None:
 def _epoch(value: Any) -> float | None:
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value).timestamp()
-        except ValueError:
+            ts = datetime.fromisoformat(value).timestamp()
+        except (ValueError, OverflowError, OSError):
             return None
+        return ts if _representable(ts) else None
     return None
+
+
+def _representable(ts: float) -> bool:
+    """Whether ``ts`` (epoch seconds) is a time :func:`iso` can write."""
+    try:
+        datetime.fromtimestamp(ts, UTC)
+    except (ValueError, OverflowError, OSError):
+        return False
+    return True
+
+
+def plausible_time(ts: float, now: float | None, skew_s: float = MAX_CLOCK_SKEW_S) -> bool:
+    """Whether ``ts`` (epoch seconds) can be an ETL run's time: finite, from 2000 on, and not
+    more than ``skew_s`` ahead of ``now`` (no upper bound but the calendar's when ``now`` is
+    ``None``)."""
+    if not math.isfinite(ts) or ts < _EARLIEST or not _representable(ts):
+        return False
+    return now is None or ts <= now + skew_s
 
 
 def iso(ts: float) -> str:
@@ -160,6 +189,7 @@ class _Table:
     last_run_at: float | None = None
     last_status: str | None = None
     last_success_at: float | None = None
+    implausible: int = 0
 
 
 @dataclasses.dataclass
@@ -169,11 +199,26 @@ class _Metric:
     latest: float
     maximum: float
     samples: int = 0
+    #: Each writer's (host, pid) latest sample: (timestamp, value).
+    writers: dict[tuple[str, str], tuple[str, float]] = dataclasses.field(default_factory=dict)
+
+    def current(self) -> tuple[float, int]:
+        """As the ``metric_gauge`` preset: the largest of the writers' latest values, among the
+        writers seen within :data:`METRIC_WINDOW_S` of the newest sample; and how many."""
+        newest = _epoch(self.latest_timestamp)
+        values = [
+            value
+            for stamp, value in self.writers.values()
+            if newest is None or (_epoch(stamp) or newest) >= newest - METRIC_WINDOW_S
+        ]
+        return (max(values) if values else self.latest), len(values)
 
 
 @dataclasses.dataclass
 class _Accumulator:
     slow_ms: float
+    #: ETL run times more than MAX_CLOCK_SKEW_S after this are implausible.
+    now: float | None = None
     lines: int = 0
     non_json: int = 0
     routes: dict[str, _Route] = dataclasses.field(default_factory=dict)
@@ -221,6 +266,10 @@ class _Accumulator:
         if timestamp >= stats.latest_timestamp:
             stats.latest, stats.latest_timestamp = value, timestamp
         stats.maximum = max(stats.maximum, value)
+        writer = (str(record.get(F.HOST, "")), str(record.get(F.PID, "")))
+        seen = stats.writers.get(writer)
+        if seen is None or timestamp >= seen[0]:
+            stats.writers[writer] = (timestamp, value)
 
     def _request(self, record: Mapping[str, Any]) -> None:
         route = record.get(F.ROUTE)
@@ -247,9 +296,20 @@ class _Accumulator:
         status = record.get(F.STATUS)
         if status == F.STATUS_FAILED:
             stats.failures += 1
-        finished = _number(record.get(F.FINISHED_AT))
-        if finished is None:
-            finished = _epoch(record.get(F.TIMESTAMP))
+        # finished_at, else the line's own time; one that cannot be (milliseconds, a clock
+        # far ahead) is skipped and counted: it would crash the readers or, in the future,
+        # stay the "latest" run and hide every failure after it.
+        finished = None
+        implausible = False
+        for candidate in (_number(record.get(F.FINISHED_AT)), _epoch(record.get(F.TIMESTAMP))):
+            if candidate is None:
+                continue
+            if plausible_time(candidate, self.now):
+                finished = candidate
+                break
+            implausible = True
+        if implausible:
+            stats.implausible += 1
         if finished is None:
             return
         if stats.last_run_at is None or finished >= stats.last_run_at:
@@ -291,6 +351,8 @@ class TableReport:
     last_success_at: float | None
     last_success_age_s: float | None
     stale: bool
+    #: Runs whose time was implausible (see :data:`MAX_CLOCK_SKEW_S`): skipped.
+    implausible_times: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,6 +366,8 @@ class MetricReport:
     max: float
     threshold: float | None
     above_threshold: bool
+    #: The writers (host, pid) whose latest values ``latest`` is the largest of.
+    writers: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,6 +435,7 @@ class Report:
                     else iso(t.last_success_at),
                     "last_success_age_s": t.last_success_age_s,
                     "stale": t.stale,
+                    "implausible_times": t.implausible_times,
                 }
                 for t in self.etl
             ],
@@ -383,6 +448,7 @@ class Report:
                     "max": m.max,
                     "threshold": m.threshold,
                     "above_threshold": m.above_threshold,
+                    "writers": m.writers,
                 }
                 for m in self.metrics
             ],
@@ -436,13 +502,14 @@ def build_report(
         raise ValueError(f"top: got {top!r}; expected an integer >= 1")
     now = time.time() if now is None else now
     files = log_files(paths)
-    acc = _Accumulator(slow_ms=slow_ms)
+    # Runs are judged plausible against the real clock too: `--now` in the past keeps later runs.
+    acc = _Accumulator(slow_ms=slow_ms, now=max(now, time.time()))
     unreadable: list[str] = []
     for path in files:
         try:
             for raw in read_lines(path):
                 acc.add(raw)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:
             # A file being compressed by logrotate right now, or unreadable: say so, go on.
             unreadable.append(f"{path}: {err}")
 
@@ -472,15 +539,17 @@ def build_report(
     metrics = []
     for name, gauge in sorted(acc.metrics.items()):
         threshold = metric_thresholds.get(name)
+        current, writers = gauge.current()
         metrics.append(
             MetricReport(
                 metric=name,
                 samples=gauge.samples,
-                latest=gauge.latest,
+                latest=current,
                 latest_at=_epoch(gauge.latest_timestamp),
                 max=gauge.maximum,
                 threshold=threshold,
-                above_threshold=threshold is not None and gauge.latest > threshold,
+                above_threshold=threshold is not None and current > threshold,
+                writers=writers,
             )
         )
 
@@ -523,6 +592,7 @@ def _tables(acc: _Accumulator, now: float, stale_after_s: float) -> tuple[TableR
                 last_success_at=run.last_success_at,
                 last_success_age_s=age,
                 stale=age is None or age > stale_after_s,
+                implausible_times=run.implausible,
             )
         )
     return tuple(tables)
@@ -534,10 +604,30 @@ def _tables(acc: _Accumulator, now: float, stale_after_s: float) -> tuple[TableR
 DEFAULT_LOOKBACK_S: Final = 7 * 86400.0
 #: Block size of the backward read of a plain log file.
 _BLOCK: Final = 1 << 20
+#: The freshness read drops a longer stretch without a newline as not being a line (the
+#: pipeline's lines are at most ``LOG_MAX_LINE_BYTES``, 64 KiB by default; Loki takes 256 KB).
+MAX_LINE_BYTES: Final = 1 << 20
 #: The ETL run events' common prefix: lines without it are not parsed (Loki's line filter).
 _ETL_RUN_MARK: Final = b'"etl_run_'
 #: The timestamp of a line: the schema's first key, so near the start of the line.
 _TIMESTAMP: Final = re.compile(rb'"timestamp"\s*:\s*"([^"]{1,64})"')
+
+
+@dataclasses.dataclass(frozen=True)
+class EtlFreshness:
+    """What :func:`read_etl_freshness` found.
+
+    Attributes:
+        tables: one :class:`TableReport` per table, by name.
+        unreadable: the files that could not be read (or only in part: a truncated ``.gz``),
+            each with the reason; the tables may be out of date when there are any.
+        long_lines_dropped: stretches longer than :data:`MAX_LINE_BYTES` without a newline,
+            dropped as not being lines.
+    """
+
+    tables: tuple[TableReport, ...]
+    unreadable: tuple[str, ...] = ()
+    long_lines_dropped: int = 0
 
 
 def etl_freshness(
@@ -547,6 +637,19 @@ def etl_freshness(
     stale_after_s: float = DEFAULT_STALE_AFTER_S,
     lookback_s: float = DEFAULT_LOOKBACK_S,
 ) -> tuple[TableReport, ...]:
+    """The tables of :func:`read_etl_freshness` (which also says what could not be read)."""
+    return read_etl_freshness(
+        paths, now=now, stale_after_s=stale_after_s, lookback_s=lookback_s
+    ).tables
+
+
+def read_etl_freshness(
+    paths: Iterable[str | Path],
+    *,
+    now: float | None = None,
+    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    lookback_s: float = DEFAULT_LOOKBACK_S,
+) -> EtlFreshness:
     """Per ETL table that ran in the last ``lookback_s``: its runs, last status, last success.
 
     The report's engine over the recent part of the log files only, so that it stays fast on a
@@ -555,7 +658,10 @@ def etl_freshness(
     compressed file is read whole: logrotate compresses files that were closed long ago).
     Only lines holding an ETL run event are parsed. As the ``etl_stale`` preset, a table that
     has not run within the window is not listed, and one whose last success is older than the
-    window has none (``last_success_at`` is ``None``, and it is stale).
+    window has none (``last_success_at`` is ``None``, and it is stale). A stretch of more than
+    :data:`MAX_LINE_BYTES` without a newline is dropped as not being a line (memory and time
+    stay linear in what is read). A run whose time is implausible is skipped and counted
+    (``implausible_times``, see :data:`MAX_CLOCK_SKEW_S`).
 
     Args:
         paths: log files and directories, as :func:`build_report` takes them.
@@ -564,7 +670,8 @@ def etl_freshness(
         lookback_s: how far back to read.
 
     Returns:
-        One :class:`TableReport` per table, by name; a file that cannot be read is skipped.
+        The tables, and the files that could not be read (permission denied, a truncated
+        ``.gz``: what was read of them still counts).
 
     Raises:
         ReportError: a path does not exist.
@@ -576,58 +683,98 @@ def etl_freshness(
     now = time.time() if now is None else now
     since = now - lookback_s
     since_text = iso(since).encode()
-    acc = _Accumulator(slow_ms=0.0)
+    acc = _Accumulator(slow_ms=0.0, now=max(now, time.time()))
+    unreadable: list[str] = []
+    dropped = [0]
     for path in log_files(paths):
         try:
             if path.stat().st_mtime < since:
                 continue
-            for block in _recent_blocks(path, since_text):
+            for block in _recent_blocks(path, since_text, dropped):
                 for raw in _etl_lines(block):
                     # The window is the lines' own time (a block read whole holds older ones).
                     stamp = _TIMESTAMP.search(raw, 0, 200)
                     if stamp is None or stamp.group(1) >= since_text:
                         acc.add(raw)
-        except (OSError, EOFError):
-            continue  # being compressed or removed by logrotate right now: the rest still counts
-    return _tables(acc, now, stale_after_s)
+        except FileNotFoundError:
+            continue  # removed by logrotate right now: the rest still counts
+        except EOFError as err:
+            # Truncated: what was read counts. (A .gz being written by logrotate right now is
+            # one too, and says so until it is complete.)
+            unreadable.append(f"{path}: truncated gzip file, read in part ({err})")
+        except (OSError, zlib.error) as err:
+            unreadable.append(f"{path}: {err}")
+    return EtlFreshness(_tables(acc, now, stale_after_s), tuple(unreadable), dropped[0])
 
 
-def _recent_blocks(path: Path, since: bytes) -> Iterator[bytes]:
+def _recent_blocks(path: Path, since: bytes, dropped: list[int] | None = None) -> Iterator[bytes]:
     """Blocks of whole lines of ``path``, newest first for a plain file, until the lines are
-    older than ``since`` (RFC 3339 bytes); a compressed file's blocks in order, all of them."""
+    older than ``since`` (RFC 3339 bytes); a compressed file's blocks in order, all of them.
+
+    A stretch longer than :data:`MAX_LINE_BYTES` without a newline is not a line: it is
+    dropped (``dropped[0]`` counts them), so that what is kept between blocks stays bounded and
+    each byte is looked at a bounded number of times."""
+    if dropped is None:
+        dropped = [0]
     with path.open("rb") as stream:
         if stream.read(2) == _GZIP_MAGIC:
             stream.seek(0)
             with gzip.open(stream, "rb") as unpacked:
-                carry = b""
-                while chunk := unpacked.read(_BLOCK):
-                    chunk = carry + chunk
-                    cut = chunk.rfind(b"\n") + 1
-                    carry = chunk[cut:]
-                    yield chunk[:cut]
-                if carry:
-                    yield carry
+                yield from _forward_blocks(unpacked.read, dropped)
             return
-        end = stream.seek(0, 2)
+        yield from _backward_blocks(stream, since, dropped)
+
+
+def _forward_blocks(read: Callable[[int], bytes], dropped: list[int]) -> Iterator[bytes]:
+    carry = b""
+    skipping = False  # inside a dropped over-long line: up to its newline
+    while chunk := read(_BLOCK):
+        if skipping:
+            cut = chunk.find(b"\n") + 1
+            if cut == 0:
+                continue
+            chunk, skipping = chunk[cut:], False
+        chunk = carry + chunk
+        cut = chunk.rfind(b"\n") + 1
+        carry = chunk[cut:]
+        if len(carry) > MAX_LINE_BYTES:
+            carry, skipping = b"", True
+            dropped[0] += 1
+        if cut:
+            yield chunk[:cut]
+    if carry:
+        yield carry
+
+
+def _backward_blocks(stream: BinaryIO, since: bytes, dropped: list[int]) -> Iterator[bytes]:
+    end = stream.seek(0, 2)
+    carry = b""
+    skipping = False  # inside a dropped over-long line: back to the newline before it
+    while end > 0:
+        start = max(0, end - _BLOCK)
+        stream.seek(start)
+        block = stream.read(end - start)
+        end = start
+        if skipping:
+            last = block.rfind(b"\n")
+            if last < 0:
+                continue
+            block, skipping = block[: last + 1], False
+        block += carry
         carry = b""
-        while end > 0:
-            start = max(0, end - _BLOCK)
-            stream.seek(start)
-            block = stream.read(end - start) + carry
-            end = start
-            if start > 0:
-                # The first line of the block may begin in the block before: keep it for then.
-                cut = block.find(b"\n") + 1
-                if cut == 0:
-                    carry = block
-                    continue
-                carry, block = block[:cut], block[cut:]
-            else:
-                carry = b""
-            yield block
-            first = _TIMESTAMP.search(block, 0, 200)
-            if first is not None and first.group(1) < since:
-                return
+        if start > 0:
+            # The first line of the block may begin in the block before: keep it for then.
+            cut = block.find(b"\n") + 1
+            carry, block = (block, b"") if cut == 0 else (block[:cut], block[cut:])
+            if len(carry) > MAX_LINE_BYTES:
+                carry, skipping = b"", True
+                dropped[0] += 1
+        if not block:
+            continue
+        yield block
+        first = _TIMESTAMP.search(block, 0, 200)
+        if first is not None and first.group(1) < since:
+            return
 
 
 def _etl_lines(block: bytes) -> Iterator[bytes]:
@@ -745,6 +892,16 @@ def _format(r: Report) -> str:
         out += ["", "top exceptions:"]
         out += [f"  {count:>8,}  {name}" for name, count in r.top_exceptions]
     out += ["", f"ETL tables (stale: no success for {age(r.stale_after_s)}):"]
+    if r.unreadable:
+        out.append(
+            f"  warning: {len(r.unreadable)} file(s) could not be read (above): a table's "
+            "latest run may be missing"
+        )
+    implausible = sum(t.implausible_times for t in r.etl)
+    if implausible:
+        out.append(
+            f"  {implausible} run(s) with an implausible time (milliseconds, a clock ahead) skipped"
+        )
     if r.etl:
         out.append(
             format_table(
@@ -776,7 +933,11 @@ def _format(r: Report) -> str:
     else:
         out.append("  (no ETL runs)")
     if r.metrics:
-        out += ["", "metrics (latest value of each metric event name):"]
+        out += [
+            "",
+            "metrics (latest value of each metric event name; with several writers (host, "
+            "pid), the largest of their latest values):",
+        ]
         out.append(
             format_table(
                 ("metric", "samples", "latest", "max", "at", "threshold", "alert"),

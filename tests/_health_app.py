@@ -2,7 +2,8 @@
 
 ``TEST_HEALTH_MODE`` picks the application's checks: ``ok`` (a database ping that answers),
 ``broken`` (a ping that raises, and a sync check that hangs past its timeout), ``counted`` (a
-sync check that counts its calls in ``TEST_HEALTH_COUNTER``). ``TEST_ETL_DIR`` is the log
+sync check that counts its calls in ``TEST_HEALTH_COUNTER``), ``fatal`` (checks raising
+``SystemExit``, ``KeyboardInterrupt`` and ``CancelledError``). ``TEST_ETL_DIR`` is the log
 directory the ETL freshness is read from; ``TEST_HEALTH_CACHE`` the cache seconds;
 ``TEST_DEGRADED_CODE`` the HTTP code of ``degraded``.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,21 @@ def health_app() -> Any:
             out.write("called\n")
         return {"calls": len(counter.read_text().splitlines())}
 
+    def exits() -> None:
+        sys.exit(3)  # a client library that calls sys.exit() on a fatal connection error
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
     checks = {
+        "fatal": [
+            Check("exits", exits, timeout=1.0),
+            Check("interrupted", interrupted, timeout=1.0),
+            Check("cancelled", cancelled, timeout=1.0),
+        ],
         "ok": [Check("database", database, timeout=1.0)],
         "broken": [
             Check("database", broken_database, timeout=1.0),

@@ -240,7 +240,13 @@ def sinks() -> Iterator[tuple[HttpSink, SmtpSink]]:
 
 @contextlib.contextmanager
 def _alertmanager(
-    tmp_path: Path, http: HttpSink, smtp: SmtpSink, *, smtp_password_file: str = SMTP_PASSWORD
+    tmp_path: Path,
+    http: HttpSink,
+    smtp: SmtpSink,
+    *,
+    smtp_password_file: str = SMTP_PASSWORD,
+    email_from: str = SMTP_USER,
+    smtp_user: str | None = None,
 ) -> Iterator[Alertmanager]:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
@@ -253,7 +259,8 @@ def _alertmanager(
     options = R.RenderOptions(
         pager_url=f"http://127.0.0.1:{http.port}/pagerduty/v2/enqueue",
         email_to=EMAIL_TO,
-        email_from=SMTP_USER,
+        email_from=email_from,
+        smtp_user=smtp_user,
         smarthost=f"127.0.0.1:{smtp.port}",
         smtp_require_tls=False,
         secrets_dir=str(secrets),
@@ -584,3 +591,164 @@ def test_the_smtp_password_file_is_read_as_it_is_newline_included(
         _wait(lambda: len(smtp.logins) >= 1, 30, "a login attempt", manager.log)
     assert smtp.logins[0] == (SMTP_USER.encode(), SMTP_PASSWORD.encode() + b"\n")
     assert smtp.received() == []
+
+
+# -- the render options' validation, against the real amtool ---------------------------------------
+
+
+def _amtool_accepts(tmp_path: Path, text: str) -> bool:
+    config = tmp_path / "check.yml"
+    config.write_text(text, encoding="utf-8")
+    done = subprocess.run(
+        [_binary("amtool"), "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+@pytest.mark.parametrize("field", ["group_wait", "group_interval", "repeat_interval"])
+@pytest.mark.parametrize(
+    "value", ["30s", "5m0s", "1h30m", "1d12h", "250ms", "0s", "0", "1h1h", "1m1h", "30m1h", "1.5h"]
+)
+def test_durations_are_accepted_exactly_when_alertmanager_accepts_them(
+    tmp_path: Path, field: str, value: str
+) -> None:
+    (default,) = R.render("alertmanager", R.RenderOptions())
+    default_value = getattr(R.RenderOptions(), field)
+    line = f"  {field}: {default_value}\n"
+    assert line in default.text
+    amtool = _amtool_accepts(tmp_path, default.text.replace(line, f'  {field}: "{value}"\n'))
+    if amtool:
+        assert getattr(R.RenderOptions(**{field: value}), field) == value
+    else:
+        with pytest.raises(R.RenderError, match=f"--{field.replace('_', '-')}: got {value!r}"):
+            R.RenderOptions(**{field: value})
+
+
+def test_every_option_refuses_a_trailing_newline() -> None:
+    for field in (
+        "alertmanager_url",
+        "pager_url",
+        "email_to",
+        "email_from",
+        "smarthost",
+        "group_wait",
+        "user",
+        "group",
+        "loki_url",
+        "smtp_user",
+    ):
+        value = getattr(R.RenderOptions(), field) or "alertmanager@example.com"
+        with pytest.raises(R.RenderError, match=f"--{field.replace('_', '-')}: got"):
+            R.RenderOptions(**{field: value + "\n"})
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        *("a;b@x.test", "x:a@b.test;", "a(comment)@b.test", "Team <a@b.test>", "a@b.test:25"),
+        *("a@-b.test", "a@b..test", r"a\@b@c.test", "{{ .x }}@b.test", "a@b.test,c@d.test"),
+        "@b.test",
+    ],
+)
+def test_an_email_address_is_one_addr_spec(address: str) -> None:
+    with pytest.raises(R.RenderError, match="expected an e-mail address"):
+        R.RenderOptions(email_to=address)
+    with pytest.raises(R.RenderError, match="expected an e-mail address"):
+        R.RenderOptions(email_from=address)
+
+
+def test_plain_addresses_are_accepted() -> None:
+    for address in ("oncall+alerts@example.com", "o'brien@mail.example.co.uk", "a.b-c@x.test"):
+        assert R.RenderOptions(email_to=address).email_to == address
+
+
+@pytest.mark.parametrize(
+    "smarthost",
+    [
+        *("smtp.example.com:0", "smtp.example.com:65536", "smtp.example.com:99999", "-:25"),
+        *(":25", "smtp_.example.com:25", "[::1x]:25", "smtp.example.com", "a..b:25"),
+    ],
+)
+def test_the_smarthost_is_a_valid_host_and_port(smarthost: str) -> None:
+    with pytest.raises(R.RenderError, match="--smarthost: got"):
+        R.RenderOptions(smarthost=smarthost)
+
+
+def test_valid_smarthosts_are_accepted() -> None:
+    for smarthost in ("smtp.example.com:587", "10.0.0.1:25", "[::1]:465", "mail:65535"):
+        assert R.RenderOptions(smarthost=smarthost).smarthost == smarthost
+
+
+@pytest.mark.parametrize("field", ["alertmanager_url", "pager_url"])
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("https://user:s3cret@events.pagerduty.com/v2/enqueue", "s3cret"),
+        ("https://events.pagerduty.com/v2/enqueue?routing_key=R0UT1NG", "R0UT1NG"),
+        ("https://tok3n@host.test/x", "tok3n"),
+    ],
+)
+def test_urls_with_credentials_are_refused_without_echoing_them(
+    field: str, url: str, secret: str
+) -> None:
+    with pytest.raises(R.RenderError, match="a secret would be written into the file") as caught:
+        R.RenderOptions(**{field: url})
+    assert secret not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://x/#frag", "http://-bad-.test/", "http://host.test:0/", "http://h:99999/"]
+)
+def test_urls_need_a_valid_host_and_port_and_no_fragment(url: str) -> None:
+    with pytest.raises(R.RenderError, match="--pager-url: got"):
+        R.RenderOptions(pager_url=url)
+
+
+@pytest.mark.parametrize("field", ["app", "env", "job", "host"])
+@pytest.mark.parametrize("char", ["\u2028", "\u2029", "\u0085", "\x9b", "\x7f", "\n"])
+def test_label_values_refuse_line_separators_and_c1_controls(field: str, char: str) -> None:
+    with pytest.raises(R.RenderError, match=f"--{field}: got"):
+        R.RenderOptions(**{field: f"a{char}b"})
+
+
+@pytest.mark.parametrize("field", ["app", "env"])
+@pytest.mark.parametrize("value", ["x{{ .Foo }}", "{{", "a}}b"])
+def test_app_and_env_refuse_template_delimiters(field: str, value: str) -> None:
+    with pytest.raises(R.RenderError, match="template delimiters"):
+        R.RenderOptions(**{field: value})
+
+
+def test_the_header_lists_the_alertmanager_options() -> None:
+    (artifact,) = R.render("alertmanager", R.RenderOptions())
+    header = "".join(
+        line for line in artifact.text.splitlines(keepends=True)[:6] if line.startswith("#")
+    )
+    for option in R.ALERTMANAGER_OPTIONS:
+        assert option in header
+    assert "uid 65534" in artifact.text
+
+
+def test_the_smtp_user_is_its_own_option(
+    tmp_path: Path, sinks: tuple[HttpSink, SmtpSink], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alkana_logging.cli import main
+
+    assert R.RenderOptions().smtp_user == R.DEFAULT_EMAIL_FROM  # the from address by default
+    assert main(["render", "alertmanager", "--smtp-user=relay-user"]) == 0
+    (mail,) = {r["name"]: r for r in yaml.safe_load(capsys.readouterr().out)["receivers"]}[
+        R.RECEIVER_EMAIL
+    ]["email_configs"]
+    assert (mail["auth_username"], mail["from"]) == ("relay-user", R.DEFAULT_EMAIL_FROM)
+    # The real Alertmanager logs in as the user, and sends from the other address.
+    http, smtp = sinks
+    sender = "noreply@alkana.test"
+    other = {"alertname": "NightlyBackupLate", "severity": "info", "app": "a"}
+    with _alertmanager(tmp_path, http, smtp, email_from=sender, smtp_user=SMTP_USER) as manager:
+        manager.post(_alert(other))
+        _wait(lambda: len(smtp.received()) >= 1, 30, "an e-mail", manager.log)
+    assert smtp.logins[0][0] == SMTP_USER.encode()
+    assert smtp.received()[0]["From"] == sender

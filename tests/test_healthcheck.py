@@ -4,6 +4,9 @@ the parts (checks, caching, Loki as the freshness source) in-process."""
 from __future__ import annotations
 
 import asyncio
+import decimal
+import json
+import math
 import os
 import time
 from datetime import datetime
@@ -19,6 +22,7 @@ from alkana_logging import fields as F
 from alkana_logging import healthcheck as H
 from alkana_logging import presets as P
 from alkana_logging.loki_query import LokiClient
+from alkana_logging.report import iso
 from tests import _loki_api as loki_api
 from tests._uvicorn_server import serve, wait_for
 
@@ -455,3 +459,217 @@ def test_loki_that_refuses_the_push_degrades_logging(tmp_path: Path) -> None:
     assert (code, logging_part["status"]) == (200, "degraded")
     assert any(p.startswith("Loki unreachable: ") for p in logging_part["problems"])
     assert logging_part["loki_buffer_lines"] >= 1
+
+
+# -- hostile checks and hostile ETL lines ---------------------------------------------------------
+
+
+def test_checks_raising_systemexit_keyboardinterrupt_cancellederror_fail_only_themselves(
+    tmp_path: Path,
+) -> None:
+    # Under a real uvicorn: a BaseException from a check reached the event loop and stopped the
+    # server (SystemExit, KeyboardInterrupt), or gave a 500 (CancelledError).
+    with serve(APP, tmp_path / "app.log", env={"TEST_HEALTH_MODE": "fatal"}) as server:
+        for _ in range(2):
+            code, body = _get(f"{server.base_url}/health/detailed")
+            assert (code, body["status"]) == (503, "unhealthy")
+            checks = body["components"]["checks"]
+            assert {name: c["status"] for name, c in checks.items()} == {
+                "exits": "unhealthy",
+                "interrupted": "unhealthy",
+                "cancelled": "unhealthy",
+            }
+            assert checks["exits"]["error"] == "SystemExit: 3"
+            assert checks["interrupted"]["error"] == "KeyboardInterrupt"
+            assert checks["cancelled"]["error"] == "CancelledError"
+            assert _get(f"{server.base_url}/work")[0] == 200
+        assert server.process.poll() is None
+
+
+def test_an_async_check_that_blocks_the_loop_past_its_timeout_fails() -> None:
+    alkana_logging.setup(log_file="", stdout=True)
+
+    async def blocking() -> None:
+        time.sleep(0.3)  # a sync driver called from async code: wait_for cannot fire
+
+    health = H.HealthCheck(checks=[H.Check("db", blocking, timeout=0.1)], etl=None)
+    code, body = _detailed(health)
+    check = body["components"]["checks"]["db"]
+    assert (code, check["status"]) == (503, "unhealthy")
+    assert check["error"].startswith("took 0.3")
+    assert check["error"].endswith("s, over its timeout 0.1 s")
+
+
+class _Odd:
+    def __str__(self) -> str:
+        return "odd object"
+
+
+@pytest.mark.parametrize(
+    ("result", "critical", "status", "details"),
+    [
+        (
+            {"db_time": datetime(2026, 12, 1, 12, 0), "version": decimal.Decimal("15.4")},
+            True,
+            "healthy",
+            {"db_time": "2026-12-01 12:00:00", "version": "15.4"},
+        ),
+        ({"lag_s": math.nan, "rows": [1, {2, 3}], "x": _Odd()}, True, "healthy", None),
+        ({"status": ["ok"]}, True, "unhealthy", None),
+        ({"status": "unhealthy"}, False, "degraded", {}),
+        ({"status": "unhealthy"}, True, "unhealthy", {}),
+        ({"duration_ms": "forged", "status": "degraded"}, True, "degraded", {}),
+        ("degraded", True, "degraded", {}),
+        ("unhealthy", False, "degraded", {}),
+        (0, True, "unhealthy", None),
+        ("DOWN", True, "unhealthy", None),
+        ([], True, "unhealthy", None),
+        ([], False, "degraded", None),
+    ],
+)
+def test_odd_check_results_are_plain_json_with_a_defined_status(
+    result: Any, critical: bool, status: str, details: dict[str, Any] | None
+) -> None:
+    import httpx
+    from starlette.applications import Starlette
+
+    alkana_logging.setup(log_file="", stdout=True)
+    health = H.HealthCheck(checks=[H.Check("db", lambda: result, critical=critical)], etl=None)
+    app = Starlette(routes=health.routes())
+
+    async def probe() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [await client.get("/health/detailed") for _ in range(2)]
+
+    for response in asyncio.run(probe()):  # the second is the cached answer
+        assert response.status_code == (503 if status == "unhealthy" else 200)
+        check = response.json()["components"]["checks"]["db"]
+        assert check["status"] == status
+        assert isinstance(check["duration_ms"], float)
+        shown = {k: v for k, v in check.items() if k not in ("status", "duration_ms")}
+        if details is not None:
+            assert shown == details
+        if status != "healthy" and details is None:
+            assert "the check returned" in check["error"]
+    if isinstance(result, dict) and "lag_s" in result:
+        assert shown == {"lag_s": None, "rows": [1, [2, 3]], "x": "odd object"}
+
+
+def _etl_line(table: str, status: str, at: float, **extra: Any) -> str:
+    return (
+        json.dumps(
+            {
+                F.TIMESTAMP: iso(at),
+                F.LEVEL: F.INFO,
+                F.EVENT: F.EVENT_ETL_RUN_FINISHED,
+                F.TABLE: table,
+                F.STATUS: status,
+                F.FINISHED_AT: at,
+                **extra,
+            }
+        )
+        + "\n"
+    )
+
+
+def test_implausible_finished_at_degrades_etl_instead_of_a_500(tmp_path: Path) -> None:
+    alkana_logging.setup(log_file="", stdout=True)
+    now = time.time()
+    (tmp_path / "app.log").write_text(
+        _etl_line("orders", F.STATUS_SUCCESS, now - HOUR)
+        # milliseconds (a foreign job writing the same schema)
+        + _etl_line("events", F.STATUS_SUCCESS, now - 60, finished_at=int(now * 1000))
+        # a success from a clock a year ahead, then the real latest run, which failed
+        + _etl_line("stock", F.STATUS_SUCCESS, now - 120, finished_at=now + 3e7)
+        + _etl_line("stock", F.STATUS_FAILED, now - 60)
+    )
+    code, body = _detailed(H.HealthCheck(etl=tmp_path))
+    etl = body["components"]["etl"]
+    assert code == 200
+    assert etl["tables"]["orders"]["status"] == "healthy"
+    assert etl["tables"]["events"]["implausible_times"] == 1
+    assert etl["tables"]["events"]["status"] == "healthy"  # its line's own time is used
+    assert etl["tables"]["stock"]["status"] == "failed"
+    assert etl["tables"]["stock"]["implausible_times"] == 1
+    assert etl["status"] == "degraded"
+    assert any("2 run(s) with an implausible time" in p for p in etl["problems"])
+
+
+def test_loki_freshness_with_an_implausible_last_success_is_not_a_crash() -> None:
+    class Source:
+        name = "custom"
+
+        def tables(self, now: float, stale_after_s: float) -> list[H.TableFreshness]:
+            return [H.TableFreshness("t", "healthy", now * 1000, now * 1e6, "success")]
+
+    alkana_logging.setup(log_file="", stdout=True)
+    code, body = _detailed(H.HealthCheck(etl=Source()))
+    assert code == 200
+    assert body["components"]["etl"]["tables"]["t"]["last_success"] is None
+
+
+def test_an_unreadable_log_file_degrades_etl_and_names_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    now = time.time()
+    (tmp_path / "app.log").write_text(_etl_line("orders", F.STATUS_SUCCESS, now - HOUR))
+    rotated = tmp_path / "app.log.1"
+    rotated.write_text(_etl_line("orders", F.STATUS_FAILED, now - 60))
+    rotated.chmod(0)
+    probe = (
+        "import asyncio, json, sys\n"
+        "from alkana_logging.healthcheck import HealthCheck\n"
+        "code, body = asyncio.run(HealthCheck(etl=sys.argv[1]).detailed())\n"
+        "print(json.dumps(body['components']['etl']))\n"
+    )
+    command = [sys.executable, "-c", probe, str(tmp_path)]
+    if os.geteuid() == 0:  # root reads anything: drop the capabilities that let it
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
+    env = {**os.environ, "LOG_FILE": "", "LOG_STDOUT": "false"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=True)
+    etl = json.loads(done.stdout)
+    assert etl["status"] == "degraded"
+    assert len(etl["unreadable"]) == 1
+    assert "app.log.1" in etl["unreadable"][0]
+    assert "Permission denied" in etl["unreadable"][0]
+    assert "1 log file(s) could not be read" in etl["problems"][0]
+    # And the report says so too.
+    report = subprocess.run(
+        [*command[:-4], sys.executable, "-m", "alkana_logging", "report", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=True,
+    )
+    assert "Permission denied" in json.loads(report.stdout)["unreadable"][0]
+
+
+def test_failing_probes_are_logged_at_debug_and_count_in_no_error_alert(tmp_path: Path) -> None:
+    from alkana_logging.report import build_report
+
+    log_file = tmp_path / "app.log"
+    env = {"TEST_HEALTH_MODE": "broken", "TEST_HEALTH_COUNTER": str(tmp_path / "calls")}
+    with serve(APP, log_file, env=env) as server:
+        for _ in range(3):
+            assert _get(f"{server.base_url}/health/detailed")[0] == 503
+        assert _get(f"{server.base_url}/work")[0] == 200
+        records = wait_for(
+            log_file, lambda r: r.get(F.EVENT) == F.EVENT_HTTP_REQUEST, count=4, timeout=10
+        )
+    probes = [r for r in records if r[F.PATH] == "/health/detailed"]
+    assert [(r[F.STATUS_CODE], r[F.LEVEL]) for r in probes] == [(503, "debug")] * 3
+    # At LOG_LEVEL=info (production) they are not written: no 5xx in the error ratio, no
+    # error lines for ErrorLogSpike; the request after them is.
+    info_log = tmp_path / "info" / "app.log"
+    info_log.parent.mkdir()
+    with serve(APP, info_log, env={**env, "LOG_LEVEL": "INFO"}) as server:
+        for _ in range(3):
+            assert _get(f"{server.base_url}/health/detailed")[0] == 503
+        assert _get(f"{server.base_url}/work")[0] == 200
+        wait_for(info_log, lambda r: r.get(F.PATH) == "/work", timeout=10)
+    report = build_report([info_log])
+    assert (report.requests, report.errors) == (1, 0)
+    assert "error" not in report.levels

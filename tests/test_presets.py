@@ -248,9 +248,14 @@ def test_etl_failing_compares_last_failure_with_last_success() -> None:
 
 def test_metric_gauge_filters_the_line_by_the_metric_name_first() -> None:
     logql = P.get("metric_gauge").render(metric="queue_depth")
-    assert logql.startswith('last_over_time({job="alkana"} |= "queue_depth" | json')
+    assert logql.startswith(
+        'max by (metric) (last_over_time({job="alkana"} |= "queue_depth" | json'
+    )
     assert '| event="metric" | metric="queue_depth" | unwrap value | __error__=""' in logql
-    assert logql.endswith("[15m]) by (metric)")
+    # Each writer's latest (a worker's own pool), then the largest of them.
+    assert logql.endswith("[15m]) by (metric, host, pid))")
+    assert P.get("metric_gauge").render(metric="q", by="").startswith("max(last_over_time(")
+    assert P.get("metric_gauge").render(metric="q", by="").endswith("[15m]) by (host, pid))")
 
 
 def test_error_log_lines_takes_an_offset() -> None:

@@ -372,11 +372,8 @@ def _line(ts: float, **fields: Any) -> bytes:
 
 
 def _run(ts: float, table: str, status: str, **fields: Any) -> bytes:
-    return _line(
-        ts,
-        **{F.EVENT: F.EVENT_ETL_RUN_FINISHED, F.TABLE: table, F.STATUS: status, F.FINISHED_AT: ts},
-        **fields,
-    )
+    values = {F.EVENT: F.EVENT_ETL_RUN_FINISHED, F.TABLE: table, F.STATUS: status}
+    return _line(ts, **{**values, F.FINISHED_AT: ts, **fields})
 
 
 def test_etl_freshness_reads_across_blocks_and_stops_at_the_window(tmp_path: Path) -> None:
@@ -448,3 +445,136 @@ def test_etl_freshness_agrees_with_the_report_on_the_workload(workload: Path) ->
 def test_etl_freshness_rejects_bad_windows(tmp_path: Path, option: str) -> None:
     with pytest.raises(ValueError, match=rf"{option}: got 0; expected a number > 0"):
         Rep.etl_freshness([tmp_path], **{option: 0})
+
+
+# -- hostile ETL times, unreadable files, lines without an end ------------------------------------
+
+
+def test_implausible_run_times_are_skipped_and_counted_not_a_crash(tmp_path: Path) -> None:
+    now = time.time()
+    (tmp_path / "app.log").write_bytes(
+        b"".join(
+            [
+                _run(now - HOUR, "orders", F.STATUS_SUCCESS),
+                # finished_at in milliseconds: beyond what a datetime can hold.
+                _run(now - 60, "events", F.STATUS_SUCCESS, **{F.FINISHED_AT: int(now * 1000)}),
+                # A success stamped a year ahead, then the real latest run, which failed.
+                _run(now - 2 * HOUR, "stock", F.STATUS_SUCCESS, **{F.FINISHED_AT: now + 3e7}),
+                _run(now - 60, "stock", F.STATUS_FAILED),
+            ]
+        )
+    )
+    for tables in (
+        Rep.etl_freshness([tmp_path], now=now),
+        Rep.build_report([tmp_path], now=now).etl,
+    ):
+        found = {t.table: t for t in tables}
+        assert found["orders"].implausible_times == 0
+        assert found["orders"].stale is False
+        # The millisecond time is replaced by the line's own timestamp, and counted.
+        assert found["events"].implausible_times == 1
+        assert found["events"].last_success_at == pytest.approx(now - 60, abs=1e-3)
+        # The future success cannot hide the failure after it.
+        assert found["stock"].implausible_times == 1
+        assert found["stock"].last_status == F.STATUS_FAILED
+        assert found["stock"].last_run_at == pytest.approx(now - 60, abs=1e-3)
+    # The command prints it (it crashed with "year 58... is out of range").
+    assert main(["report", str(tmp_path), "--json"]) == 0
+    assert main(["report", str(tmp_path)]) == 0
+
+
+def test_plausible_time_bounds() -> None:
+    now = 1_800_000_000.0
+    assert Rep.plausible_time(now, now)
+    assert Rep.plausible_time(now + Rep.MAX_CLOCK_SKEW_S, now)
+    assert not Rep.plausible_time(now + Rep.MAX_CLOCK_SKEW_S + 1, now)
+    assert not Rep.plausible_time(now * 1000, None)  # milliseconds: past year 9999
+    assert not Rep.plausible_time(5.0, now)  # a duration, not a time
+    assert not Rep.plausible_time(float("inf"), None)
+
+
+def test_files_that_cannot_be_read_are_said_by_the_freshness_read(tmp_path: Path) -> None:
+    now = time.time()
+    (tmp_path / "app.log").write_bytes(_run(now - HOUR, "orders", F.STATUS_SUCCESS))
+    packed = gzip.compress(_run(now - 60, "orders", F.STATUS_FAILED) * 2000)
+    (tmp_path / "app.log.1.gz").write_bytes(packed[: len(packed) // 2])
+    report = Rep.build_report([tmp_path], now=now)
+    assert "app.log.1.gz" in report.unreadable[0]
+    assert "warning: 1 file(s) could not be read" in report.format()
+    found = Rep.read_etl_freshness([tmp_path], now=now)
+    assert len(found.unreadable) == 1
+    assert "app.log.1.gz" in found.unreadable[0]
+    assert "truncated" in found.unreadable[0]
+    assert [t.table for t in found.tables] == ["orders"]
+
+
+def _no_newline_file(path: Path, before: bytes, megabytes: int, after: bytes) -> None:
+    with path.open("wb") as out:
+        out.write(before)
+        chunk = b"x" * (1 << 20)
+        for _ in range(megabytes):
+            out.write(chunk)
+        out.write(b"\n" + after)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_long_stretch_without_newline_is_dropped_in_bounded_memory(
+    tmp_path: Path, compressed: bool
+) -> None:
+    import tracemalloc
+
+    now = time.time()
+    log = tmp_path / "app.log"
+    _no_newline_file(
+        log,
+        _run(now - HOUR, "before", F.STATUS_SUCCESS),
+        64,
+        _run(now - 60, "after", F.STATUS_FAILED),
+    )
+    if compressed:
+        packed = tmp_path / "app.log.1.gz"
+        with log.open("rb") as src, gzip.open(packed, "wb", compresslevel=1) as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        log.unlink()
+    tracemalloc.start()
+    try:
+        found = Rep.read_etl_freshness([tmp_path], now=now)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Bounded by the block and the longest line kept (1 MiB each), not by the 64 MiB stretch
+    # (the carry grew to all of it, and each block searched the whole carry again).
+    assert peak < 8 * (1 << 20), peak
+    assert found.long_lines_dropped == 1
+    assert {t.table: t.last_status for t in found.tables} == {
+        "before": F.STATUS_SUCCESS,
+        "after": F.STATUS_FAILED,
+    }
+
+
+def _metric_line(ts: float, pid: int, value: float, host: str = "web-1") -> str:
+    record = {F.TIMESTAMP: Rep.iso(ts), F.LEVEL: F.INFO, F.HOST: host, F.PID: pid}
+    record.update({F.EVENT: F.EVENT_METRIC, F.METRIC: P.DB_CONNECTIONS_METRIC, F.VALUE: value})
+    return json.dumps(record) + "\n"
+
+
+def test_db_connections_are_judged_per_writer_not_by_the_newest_line(tmp_path: Path) -> None:
+    # Two workers, each with its own pool, every 10 s: worker 101's pool is exhausted (95),
+    # worker 102 idles at 10 and writes 1 s later each time, so the newest line is always 10.
+    now = time.time()
+    lines = []
+    for i in range(60):
+        t = now - 600 + i * 10
+        lines += [_metric_line(t, 101, 95.0), _metric_line(t + 1, 102, 10.0)]
+        lines.append(_metric_line(t + 2, 103, 12.0, host="web-2"))
+    # A worker restarted 20 minutes ago: its last value is no longer a pool's state.
+    lines.insert(0, _metric_line(now - 1200, 99, 99.0))
+    (tmp_path / "app.log").write_text("".join(lines))
+    (db,) = Rep.build_report([tmp_path], now=now).metrics
+    assert (db.latest, db.writers, db.max, db.above_threshold) == (95.0, 3, 99.0, True)
+    calm = tmp_path / "calm"
+    calm.mkdir()
+    (calm / "app.log").write_text("".join(line for line in lines if '"pid": 101' not in line))
+    (db,) = Rep.build_report([calm], now=now).metrics
+    assert (db.latest, db.writers, db.above_threshold) == (12.0, 2, False)
