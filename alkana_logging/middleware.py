@@ -361,6 +361,15 @@ class RequestContextMiddleware:
             trace = parse_traceparent(traceparent)
             if trace is not None:
                 bound[F.TRACE_ID], bound[F.SPAN_ID] = trace
+        pipeline = _state.current()
+        if pipeline is not None:
+            # The server span of OpenTelemetry's middleware (outside this one) ends when the
+            # last body chunk is sent, before the event is written: its ids are taken now,
+            # while it records, and bound for the whole request.
+            span_ids = pipeline.span_ids()  # None at once without opentelemetry-api
+            if span_ids is not None:
+                trace = span_ids
+                bound[F.TRACE_ID], bound[F.SPAN_ID] = span_ids
         token = _CONTEXT.set(bound)
         scope[SCOPE_REQUEST_ID] = request_id
         # Set here rather than in an __init__: a Python __init__ called from C costs more.

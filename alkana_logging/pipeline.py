@@ -192,6 +192,22 @@ class Pipeline:
             except Exception as err:  # noqa: BLE001
                 self.health.internal_error(f"{type(sink).__name__} failed: {err!r}")
 
+    def span_ids(self) -> tuple[str, str] | None:
+        """``(trace_id, span_id)`` of the current OpenTelemetry span while it is recording, else
+        None (always None without ``opentelemetry-api``). Never raises."""
+        otel_context = self._otel_context
+        if otel_context is None:
+            return None
+        try:
+            span = otel_context().get(self._otel_span_key)
+        except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line
+            self.health.internal_error(f"reading the OpenTelemetry span failed: {err!r}")
+            return None
+        if span is None:
+            return None
+        last, ids = self._last_span
+        return ids if span is last else self._span_ids(span)
+
     def _span_ids(self, span: Any) -> tuple[str, str] | None:
         """The W3C hex ids of an OpenTelemetry span, or None if it is not recording (kept with
         the span: the next line in the same span reuses them)."""
