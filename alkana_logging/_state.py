@@ -20,7 +20,7 @@ from alkana_logging import fields as F
 from alkana_logging._render import RECORD_ATTRS, Renderer, resolve_exc_info
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
-from alkana_logging.pipeline import STRUCTLOG_LEVELS, Pipeline, level_number
+from alkana_logging.pipeline import STRUCTLOG_LEVELS, Pipeline, feeds_loguru, level_number
 from alkana_logging.settings import Settings, load_settings
 from alkana_logging.sinks import FileSink, Sink, StreamSink
 from alkana_logging.stdlib import PipelineHandler
@@ -149,7 +149,7 @@ def _install(pipeline: Pipeline, settings: Settings, processors: list[Any]) -> N
         # Replace our previous handler and the plain stream and file handlers of basicConfig
         # (exactly those classes); keep every other one, subclasses included: pytest's capture
         # handlers are StreamHandlers, and so are many integrations'.
-        if handler is _handler or type(handler) in _PLAIN_HANDLERS:
+        if handler is _handler or type(handler) in _PLAIN_HANDLERS or feeds_loguru(handler):
             root.removeHandler(handler)
     root.addHandler(new_handler)
     root.setLevel(settings.level_number)
@@ -175,6 +175,10 @@ def adopt_framework_loggers() -> None:
     propagation on. The middleware calls it again when the server starts (the lifespan), since
     gunicorn's UvicornWorker gives ``uvicorn.error`` gunicorn's handlers and no propagation in
     each worker, after a ``--preload`` master ran ``setup()``; so does a ``--log-config``."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if feeds_loguru(handler):  # an InterceptHandler added after setup()
+            root.removeHandler(handler)
     for name in FRAMEWORK_LOGGERS:
         framework_logger = logging.getLogger(name)
         for handler in list(framework_logger.handlers):

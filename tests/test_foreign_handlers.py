@@ -384,3 +384,62 @@ def test_sentrys_own_loguru_integration_gets_no_second_event(tmp_path: Path) -> 
         json.loads(line)[F.MESSAGE] for line in (tmp_path / "app.log").read_text().splitlines()
     ]
     assert lines == ["loguru error", "loguru exception", "structlog error", "stdlib error"]
+
+
+# -- loguru's InterceptHandler recipe (stdlib -> loguru) ---------------------------------------
+
+INTERCEPT_SCRIPT = """
+import collections, inspect, json, logging, sys
+from loguru import logger
+import alkana_logging
+
+class InterceptHandler(logging.Handler):  # loguru's README, verbatim
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        frame, depth = inspect.currentframe(), 0
+        while frame and (depth == 0 or frame.f_code.co_filename == logging.__file__):
+            frame = frame.f_back
+            depth += 1
+        logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
+
+path, order = sys.argv[1], sys.argv[2]
+if order == "recipe-first":
+    logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
+    alkana_logging.setup(log_file=path, stdout=False)
+    assert not any(isinstance(h, InterceptHandler) for h in logging.getLogger().handlers)
+else:
+    alkana_logging.setup(log_file=path, stdout=False)
+    logging.getLogger().addHandler(InterceptHandler())
+logging.getLogger("std").info("stdlib line")
+alkana_logging.get_logger("slog").info("structlog line")
+logger.info("loguru line")
+try:
+    1 / 0
+except ZeroDivisionError:
+    logging.getLogger("std").exception("stdlib error")
+alkana_logging.shutdown()
+"""
+
+
+@pytest.mark.parametrize("order", ["recipe-first", "setup-first"])
+def test_loguru_intercept_handler_writes_each_line_once(tmp_path: Path, order: str) -> None:
+    path = tmp_path / "app.log"
+    done = subprocess.run(
+        [sys.executable, "-c", INTERCEPT_SCRIPT, str(path), order],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no "Logging error" / loguru "deadlock avoided" tracebacks
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    messages = [line[F.MESSAGE] for line in lines]
+    assert sorted(messages) == sorted(
+        ["stdlib line", "structlog line", "loguru line", "stdlib error"]
+    )
+    [error] = [line for line in lines if line[F.MESSAGE] == "stdlib error"]
+    assert error[F.LOGGER] == "std"  # written by the stdlib front-end, with the record's name
