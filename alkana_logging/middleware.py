@@ -256,8 +256,10 @@ class RequestContextMiddleware:
         trust_incoming_id: False ignores incoming ids (a new id for every request).
         user_resolver: returns the ``user`` of a request from its scope, after the application
             ran (default: :func:`scope_user`); None or an exception leaves ``user`` out.
-        skip_paths: paths (exact, without query string) that get no event (ids are still bound).
-        debug_paths: paths whose successful requests are logged at debug level (health checks;
+        skip_paths: paths (exact, without query string, without the ``root_path``) that get no
+            event (ids are still bound).
+        debug_paths: paths (without the ``root_path``) whose successful requests are logged at
+            debug level (health checks;
             default: :data:`DEFAULT_DEBUG_PATHS`, the routes of ``alkana_logging.healthcheck``).
         trusted_proxies: addresses or networks of reverse proxies; when the peer is one of
             them, ``client_ip`` is the nearest untrusted address of ``X-Forwarded-For``.
@@ -389,7 +391,10 @@ class RequestContextMiddleware:
             raise
         finally:
             try:
-                if not self._skip_paths or path not in self._skip_paths:
+                # The paths are the application's own: without the root_path a proxy or
+                # uvicorn's --root-path put in front of them (as route templates are).
+                own_path = _route_path(path, root_path) if root_path else path
+                if not self._skip_paths or own_path not in self._skip_paths:
                     status = exchange.status
                     end = exchange.end
                     if exchange.disconnected:
@@ -409,7 +414,7 @@ class RequestContextMiddleware:
                         level = F.ERROR
                     elif status >= 400:
                         level = F.WARNING
-                    elif self._debug_paths and path in self._debug_paths:
+                    elif self._debug_paths and own_path in self._debug_paths:
                         level = F.DEBUG
                     else:
                         level = F.INFO

@@ -949,3 +949,20 @@ def test_forked_child_never_reuses_the_parents_ids() -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
     )
     assert result.stdout.split() == ["100", "100", "0"]
+
+
+def test_debug_and_skip_paths_are_the_apps_own_under_a_root_path() -> None:
+    # uvicorn --root-path /svc: scope["path"] includes the root_path, the options do not.
+    app = RequestContextMiddleware(
+        Starlette(routes=[Route("/health", hello), Route("/skip", hello), Route("/x", hello)]),
+        skip_paths=["/skip"],
+    )
+    with capture_logs() as records:
+        call(app, path="/svc/health", root_path="/svc")
+        call(app, path="/svc/skip", root_path="/svc")
+        call(app, path="/svc/x", root_path="/svc")
+    events = [r for r in records if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert [(e[F.PATH], e[F.ROUTE], e[F.LEVEL]) for e in events] == [
+        ("/svc/health", "/health", F.DEBUG),
+        ("/svc/x", "/x", F.INFO),
+    ]
