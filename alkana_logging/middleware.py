@@ -687,6 +687,14 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
     except AttributeError:  # not a Starlette route: its path, if it has one, is all we know
         path = getattr(route, "path", None)
         return path if isinstance(path, str) and path else F.ROUTE_UNMATCHED
+    # A route relative to a Mount or an included router: the routes are matched again from the
+    # outermost router (Starlette sets scope["router"] once), which gives each mount's own path
+    # format, parameters inside a segment and repeated values included.
+    router = scope.get("router")
+    if router is not None:
+        found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
+        if found is not None:
+            return found
     regex = route.path_regex
     start = route_path.find("/", 1)
     while True:
@@ -711,21 +719,35 @@ def _template_without_route(scope: Scope, root_path: str, route_path: str, statu
             return route_path[: len(route_path) - len(page)].rstrip("/") or "/"
     router = scope.get("router")
     if router is not None and status != 404:
-        view = {
-            "type": scope["type"],
-            "path": scope["path"],
-            "root_path": root_path,
-            "method": scope.get("method", "GET"),
-            "headers": scope.get("headers", []),
-        }
-        found = _match_routes(getattr(router, "routes", ()), view)
+        found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
         if found is not None:
             return found
     mounted: str = scope.get("root_path", "")
+    inner_app = scope.get("app")
+    inner_router = getattr(inner_app, "router", None)
+    if (
+        status == 404
+        and router is not None
+        and inner_router is not None
+        and inner_router is not router
+        and getattr(inner_router, "routes", None)
+    ):
+        return F.ROUTE_UNMATCHED  # a mounted application with routes matched none of them
     if len(mounted) > len(root_path) and mounted.startswith(root_path):
         # A mount set root_path to its own prefix; its parameters' values are in path_params.
         return _prefix_template(mounted[len(root_path) :], scope.get("path_params", {}), {})
     return F.ROUTE_UNMATCHED
+
+
+def _view(scope: Scope, root_path: str) -> dict[str, Any]:
+    """The request as the routes matched it when it came in."""
+    return {
+        "type": scope["type"],
+        "path": scope["path"],
+        "root_path": root_path,
+        "method": scope.get("method", "GET"),
+        "headers": scope.get("headers", []),
+    }
 
 
 def _route_path(path: str, root_path: str) -> str:

@@ -496,6 +496,23 @@ def fastapi_routes_app() -> Any:
     else:
         app.router.routes.append(Mount("/m", routes=mounts))
     app.mount("/static", StaticFiles(directory=frontend_dir))
+
+    def sub_app() -> Any:
+        sub = FastAPI()
+
+        @sub.get("/x/{item}")
+        def x(item: str) -> str:
+            return item
+
+        return sub
+
+    # Mounts whose own paths have parameters: values repeated, equal to literals, inside a
+    # segment; and a 404 inside a mounted app that has routes.
+    app.mount("/t/{tenant}/app", sub_app())
+    app.mount("/r/{region}/{zone}", sub_app())
+    app.mount("/v{version}", sub_app())
+    app.mount("/w/{ws}", sub_app())
+    app.mount("/sub", sub_app())
     if hasattr(app, "frontend"):
         app.frontend("/app", directory=frontend_dir)
     return instrument(app)
