@@ -690,8 +690,11 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
     # A route relative to a Mount or an included router: the routes are matched again from the
     # outermost router (Starlette sets scope["router"] once), which gives each mount's own path
     # format, parameters inside a segment and repeated values included.
+    # Only when a prefix has parameters (path_params beyond the route's own): a literal prefix
+    # is the path's head, found below without matching every route.
     router = scope.get("router")
-    if router is not None:
+    own = getattr(route, "param_convertors", {})
+    if router is not None and any(name not in own for name in scope.get("path_params", ())):
         found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
         if found is not None:
             return found
@@ -701,7 +704,6 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
         if start < 0:  # last, the empty tail: a route "" under a prefix that is the whole path
             start = len(route_path)
         if regex.match(route_path[start:]):
-            own = getattr(route, "param_convertors", {})
             return (
                 _prefix_template(route_path[:start], scope.get("path_params", {}), own) + template
                 or "/"
