@@ -9,6 +9,7 @@ finished. It needs starlette (the ``starlette`` extra; FastAPI depends on it) fo
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ipaddress
 import logging
 import os
@@ -203,6 +204,34 @@ class _Exchange:
 
 _new_exchange: Final = object.__new__
 
+#: The exception the middleware last logged with the event of a request, in that request's
+#: context: the server (uvicorn) logs the same exception once more when it reaches it, in the
+#: same task, and that line is dropped (see :class:`_AlreadyLogged`).
+_LOGGED_ERROR: Final[contextvars.ContextVar[BaseException | None]] = contextvars.ContextVar(
+    "alkana_logging_logged_error", default=None
+)
+UVICORN_ERROR_LOGGER: Final = "uvicorn.error"
+
+
+class _AlreadyLogged(logging.Filter):
+    """On ``uvicorn.error``: drops uvicorn's "Exception in ASGI application" line when its
+    exception is the one the middleware has just logged with the request's event (which has the
+    request's id, the route and the traceback): one line and one count per exception. Any
+    other exception there is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info = record.exc_info
+        if not info or info[1] is None:
+            return True
+        return info[1] is not _LOGGED_ERROR.get()
+
+
+_ALREADY_LOGGED: Final = _AlreadyLogged()
+
+
+def _drop_uvicorn_duplicates() -> None:
+    logging.getLogger(UVICORN_ERROR_LOGGER).addFilter(_ALREADY_LOGGED)  # once: addFilter checks
+
 
 class RequestContextMiddleware:
     """Binds the request's ids while it is handled and logs one ``http_request`` event for it.
@@ -323,6 +352,7 @@ class RequestContextMiddleware:
         self._silence_pending = silence_uvicorn_access
         if silence_uvicorn_access:
             _silence_uvicorn_access()
+        _drop_uvicorn_duplicates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: PLR0912, PLR0915
         # One frame for the whole request, few calls: this runs for every request.
@@ -460,6 +490,8 @@ class RequestContextMiddleware:
                                 )
                             else:
                                 _state.emit(level, LOGGER_NAME, message, fields, exc=error)
+                            if error is not None:
+                                _LOGGED_ERROR.set(error)
             finally:
                 error = None  # no reference cycle through the traceback
                 _CONTEXT.reset(token)
@@ -489,6 +521,7 @@ class RequestContextMiddleware:
             if self._silence:
                 self._silence_pending = False
                 _silence_uvicorn_access()
+            _drop_uvicorn_duplicates()
         await self.app(scope, receive, send)
 
     def _incoming(

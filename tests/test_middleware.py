@@ -966,3 +966,20 @@ def test_debug_and_skip_paths_are_the_apps_own_under_a_root_path() -> None:
         ("/svc/health", "/health", F.DEBUG),
         ("/svc/x", "/x", F.INFO),
     ]
+
+
+def test_unhandled_exception_is_one_line_not_two_with_uvicorns(tmp_path: Path) -> None:
+    # uvicorn logs "Exception in ASGI application" with the same exception after the middleware
+    # re-raised it (without the request's id): reports would count each exception twice.
+    log_file = tmp_path / "app.log"
+    with serve("tests._uvicorn_server:fastapi_app", log_file) as server:
+        for _ in range(3):
+            response = httpx.get(server.base_url + "/fail", trust_env=False, timeout=30)
+            assert response.status_code == 500
+    records = read_records(log_file)
+    with_exception = [r for r in records if F.EXCEPTION_TYPE in r]
+    assert [(r[F.LOGGER], r[F.EXCEPTION_TYPE]) for r in with_exception] == [
+        ("alkana_logging.middleware", "ValueError")
+    ] * 3
+    assert all(F.REQUEST_ID in r for r in with_exception)
+    assert not [r for r in records if "Exception in ASGI application" in r[F.MESSAGE]]
