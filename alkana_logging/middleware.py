@@ -191,8 +191,50 @@ class _Exchange:
         return self._send_last(message)
 
     async def _send_last(self, message: Message) -> None:
+        if not self.disconnected:
+            self._poll_disconnect()
         await self.app_send(message)
         self.end = _perf_counter()
+
+    def _poll_disconnect(self) -> None:
+        """Whether the client has gone, asked before the last body chunk goes out: servers
+        (uvicorn) drop what is sent after a disconnect without a word, and an endpoint that does
+        not read its request (most) never sees the ``http.disconnect``. Under uvicorn its
+        request cycle's ``disconnected`` says it; otherwise ``receive()`` is run up
+        to its first wait and no further, as ``asyncio.wait_for(receive(), 0)`` would, without
+        a round through the event loop: a message that is there is taken, a wait is abandoned
+        (closed, which runs its clean-up as a cancellation does). A request body the
+        application left unread is passed over (two chunks at most). Under asyncio only (a
+        trio wait cannot be abandoned that way)."""
+        # uvicorn's receive() is a method of the request's cycle, which knows: read it, at no
+        # cost and with no side effect.
+        known = getattr(getattr(self.app_receive, "__self__", None), "disconnected", None)
+        if known is not None and type(known) is bool:
+            self.disconnected = known
+            return
+        if _get_running_loop() is None:
+            return
+        try:
+            for _ in range(3):
+                pending: Any = self.app_receive()
+                step = getattr(pending, "send", None)
+                if step is None:  # not a coroutine: cannot be run without waiting on it
+                    return
+                try:
+                    step(None)
+                except StopIteration as done:
+                    message = done.value
+                else:  # it waits: the client is still there
+                    pending.close()
+                    return
+                kind = message.get("type") if isinstance(message, dict) else None
+                if kind == "http.disconnect":
+                    self.disconnected = True
+                    return
+                if kind != "http.request":
+                    return
+        except Exception as exc:  # noqa: BLE001 - the response must go out whatever happened
+            _report(f"checking for a disconnected client failed: {exc!r}")
 
     async def receive(self) -> Message:
         message = await self.app_receive()
@@ -203,6 +245,7 @@ class _Exchange:
 
 
 _new_exchange: Final = object.__new__
+_get_running_loop: Final = asyncio._get_running_loop
 
 #: The exception the middleware last logged with the event of a request, in that request's
 #: context: the server (uvicorn) logs the same exception once more when it reaches it, in the
@@ -267,7 +310,10 @@ class RequestContextMiddleware:
       400, warning for 4xx, error for 5xx and for any exception. An unhandled exception raised
       before the response was complete gives status 500 with the exception's fields, one raised
       after it (in a background task) keeps the status sent; either is re-raised. A client that
-      disconnected before the response was complete gives status 499.
+      disconnected before the response was complete gives status 499: one the application
+      saw (``http.disconnect``, a cancelled request), or one found before the last body chunk
+      was sent (uvicorn's request cycle says so; any other asyncio server is asked with a
+      non-waiting ``receive()``). Under trio, only one the application saw.
 
     Websocket connections get their ids bound and pass through; lifespan passes through.
 

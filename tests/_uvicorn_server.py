@@ -245,6 +245,10 @@ def starlette_app() -> Any:
     async def plain(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
+    async def slow(request: Request) -> PlainTextResponse:
+        await asyncio.sleep(float(request.query_params.get("s", "1")))
+        return PlainTextResponse("late")
+
     async def order(request: Request) -> JSONResponse:
         return JSONResponse(request.path_params)
 
@@ -269,6 +273,7 @@ def starlette_app() -> Any:
             Route("/endless", endless),
             Route("/background", background),
             Route("/health", plain),
+            Route("/slow", slow),
             Route("/skipped", plain),
             Route("/post-only", plain, methods=["POST"]),
             Mount("/api", routes=[Route("/orders/{order_id}", order)]),
