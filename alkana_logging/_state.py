@@ -151,7 +151,8 @@ def _install(pipeline: Pipeline, settings: Settings, processors: list[Any]) -> N
         # handlers are StreamHandlers, and so are many integrations'.
         if handler is _handler or type(handler) in _PLAIN_HANDLERS or feeds_loguru(handler):
             root.removeHandler(handler)
-    root.addHandler(new_handler)
+    # First: the handlers after it see the bound context on stdlib records (see PipelineHandler).
+    root.handlers.insert(0, new_handler)
     root.setLevel(settings.level_number)
     _handler = new_handler
     adopt_framework_loggers()

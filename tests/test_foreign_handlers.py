@@ -74,6 +74,7 @@ def test_caplog_sees_every_front_end(app, caplog):
     assert loguru.request_id == "req-1"
     assert loguru.funcName == "test_caplog_sees_every_front_end"
     assert stdlib.user == "ann"
+    assert stdlib.request_id == "req-1"  # the bound context, on a plain logging record too
     assert failed.exc_info[0] is ZeroDivisionError
     assert "ZeroDivisionError" in caplog.text
     assert "order placed" in caplog.text
@@ -443,3 +444,35 @@ def test_loguru_intercept_handler_writes_each_line_once(tmp_path: Path, order: s
     )
     [error] = [line for line in lines if line[F.MESSAGE] == "stdlib error"]
     assert error[F.LOGGER] == "std"  # written by the stdlib front-end, with the record's name
+
+
+class Snapshot(logging.Handler):
+    """Takes what a record holds when it is handled (as an error tracker does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(dict(vars(record)))
+
+
+def test_stdlib_records_carry_the_bound_context_to_a_handler_added_before_setup(
+    tmp_path: Path,
+) -> None:
+    snapshot = Snapshot()
+    logging.getLogger().addHandler(snapshot)  # before setup(), as an app's own handler is
+    alkana_logging.setup(log_file=str(tmp_path / "app.log"), stdout=False)
+    with alkana_logging.bound_context(request_id="rid-42", user="alice", args="bound"):
+        logging.getLogger("svc").warning("stdlib", extra={"user": "own"})
+    logging.getLogger("svc").warning("outside")
+    alkana_logging.shutdown()
+    inside, outside = snapshot.seen
+    assert (inside["request_id"], inside["user"], inside["extra_args"]) == (
+        "rid-42",
+        "own",
+        "bound",
+    )
+    assert "request_id" not in outside
+    [line, _] = read_records(tmp_path / "app.log")
+    assert (line[F.REQUEST_ID], line[F.USER]) == ("rid-42", "own")
