@@ -182,9 +182,36 @@ def adopt_framework_loggers() -> None:
             root.removeHandler(handler)
     for name in FRAMEWORK_LOGGERS:
         framework_logger = logging.getLogger(name)
-        for handler in list(framework_logger.handlers):
-            framework_logger.removeHandler(handler)
+        # A new list: UvicornWorker makes uvicorn.error share gunicorn.error's list object.
+        framework_logger.handlers = []
         framework_logger.propagate = True
+    # gunicorn's UvicornWorker gives uvicorn.error the handlers of gunicorn.error and no
+    # propagation, in each worker before the application (and the lifespan) runs: with a
+    # --preload master's setup() that is nothing, and uvicorn's first lines ("Started server
+    # process", "Waiting for application startup.") would be lost. gunicorn.error hands its
+    # records to the root logger's handlers itself, so whoever copies its handlers does too.
+    gunicorn_error = logging.getLogger("gunicorn.error")
+    gunicorn_error.propagate = False
+    gunicorn_error.addHandler(_TO_ROOT)
+
+
+class _ToRoot(logging.Handler):
+    """On ``gunicorn.error`` (which does not propagate): its records go to the root logger's
+    handlers, as propagation would take them; so do those of a logger given its handlers."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        root = logging.getLogger()
+        levelno = record.levelno
+        for handler in root.handlers:
+            if levelno >= handler.level:
+                handler.handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # handle() does it all
+        self.handle(record)
+
+
+_TO_ROOT = _ToRoot()
 
 
 def _structlog_processor(logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:
@@ -250,6 +277,10 @@ def shutdown() -> None:
         if _handler is not None:
             logging.getLogger().removeHandler(_handler)
             _handler = None
+        gunicorn_error = logging.getLogger("gunicorn.error")
+        if _TO_ROOT in gunicorn_error.handlers:
+            gunicorn_error.removeHandler(_TO_ROOT)
+            gunicorn_error.propagate = True
         logging.captureWarnings(False)
         _structlog.set_direct(None)  # loggers kept by callers take the processor's fallback
         _remove_loguru()
