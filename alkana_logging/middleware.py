@@ -685,7 +685,8 @@ def instrument(app: Any, **options: Any) -> Any:
         **options: the keyword options of :class:`RequestContextMiddleware`.
 
     Returns:
-        ``app`` itself. Instrumenting it again changes nothing.
+        ``app`` itself. Instrumenting it again changes nothing; after OpenTelemetry's
+        ``uninstrument_app(app)`` the middleware stays.
 
     Raises:
         TypeError: ``app`` is not a Starlette application, or an option has the wrong type.
@@ -698,13 +699,34 @@ def instrument(app: Any, **options: Any) -> Any:
             f"instrument(): expected a Starlette or FastAPI application, got {app!r}; "
             "wrap any other ASGI application: RequestContextMiddleware(app)"
         )
-    if getattr(app, _INSTRUMENTED, False):
-        return app
+    ours = getattr(app, _INSTRUMENTED, ())
+    otel_original = getattr(app, _OTEL_ORIGINAL, None)
+    if any(build is wrapper or otel_original is wrapper for wrapper in ours):
+        return app  # in place (inside OpenTelemetry's wrapper, when it came after ours)
     if app.middleware_stack is not None:
         raise RuntimeError(
             "instrument(): the application has already started; call it where the app is made"
         )
     RequestContextMiddleware(app, **options)  # the options are checked now, not at startup
+    wrappers = [_with_middleware(build, options)]
+    app.build_middleware_stack = wrappers[0]
+    if callable(otel_original):
+        # OpenTelemetry's FastAPIInstrumentor came first: its uninstrument_app() puts this
+        # back, which then keeps the middleware.
+        wrappers.append(_with_middleware(otel_original, options))
+        setattr(app, _OTEL_ORIGINAL, wrappers[1])
+    setattr(app, _INSTRUMENTED, (*ours, *wrappers))
+    return app
+
+
+#: Where OpenTelemetry's ``FastAPIInstrumentor.instrument_app`` keeps the method it replaced.
+_OTEL_ORIGINAL: Final = "_original_build_middleware_stack"
+
+
+def _with_middleware(
+    build: Callable[[], ASGIApp], options: dict[str, Any]
+) -> Callable[[], ASGIApp]:
+    """``build_middleware_stack`` with the middleware right outside ``ServerErrorMiddleware``."""
 
     def build_middleware_stack() -> ASGIApp:
         stack: ASGIApp = build()
@@ -717,9 +739,7 @@ def instrument(app: Any, **options: Any) -> Any:
         parent.app = middleware(errors, **options)
         return stack
 
-    app.build_middleware_stack = build_middleware_stack
-    setattr(app, _INSTRUMENTED, True)
-    return app
+    return build_middleware_stack
 
 
 def _server_error_middleware(stack: Any) -> tuple[Any, Any]:
