@@ -27,7 +27,7 @@ from alkana_logging import _state
 from alkana_logging import fields as F
 from alkana_logging.context import _CONTEXT
 from alkana_logging.health import PipelineHealth
-from alkana_logging.pipeline import level_number
+from alkana_logging.pipeline import has_foreign_handlers, level_number
 
 __all__ = [
     "RequestContextMiddleware",
@@ -531,9 +531,19 @@ class RequestContextMiddleware:
                             _report(f"http_request event failed: {exc!r}")
                         else:
                             if pipeline is not None:
-                                pipeline.emit_offered(
-                                    _time_ns(), level, LOGGER_NAME, message, fields, error
-                                )
+                                ns = _time_ns()
+                                pipeline.emit(ns, level, LOGGER_NAME, message, fields, error)
+                                if has_foreign_handlers():
+                                    # Error trackers group by the message: the route's, not
+                                    # the path's (one issue per route, not one per item id).
+                                    pipeline.forward(
+                                        ns,
+                                        level,
+                                        LOGGER_NAME,
+                                        f"{method} {template}",
+                                        fields,
+                                        error,
+                                    )
                             else:
                                 _state.emit(level, LOGGER_NAME, message, fields, exc=error)
                             if error is not None:

@@ -476,3 +476,38 @@ def test_stdlib_records_carry_the_bound_context_to_a_handler_added_before_setup(
     assert "request_id" not in outside
     [line, _] = read_records(tmp_path / "app.log")
     assert (line[F.REQUEST_ID], line[F.USER]) == ("rid-42", "own")
+
+
+def test_sentry_groups_5xx_events_by_route(sentry: MemoryTransport, tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from alkana_logging.middleware import instrument
+
+    async def unavailable(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("down", status_code=503)
+
+    path = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(path), stdout=False)
+    app = instrument(Starlette(routes=[Route("/unavailable/{n}", unavailable)]))
+
+    async def calls() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for n in (1, 2):
+                assert (await client.get(f"/unavailable/{n}")).status_code == 503
+
+    asyncio.run(calls())
+    alkana_logging.shutdown()
+    events = sentry.events()
+    assert [e["logentry"]["message"] for e in events] == ["GET /unavailable/{n}"] * 2
+    assert [e["extra"]["path"] for e in events] == ["/unavailable/1", "/unavailable/2"]
+    # the line keeps the path it was asked for
+    assert [r[F.MESSAGE] for r in read_records(path) if r.get(F.EVENT) == "http_request"] == [
+        "GET /unavailable/1",
+        "GET /unavailable/2",
+    ]
