@@ -565,7 +565,7 @@ class RequestContextMiddleware:
                 bound[F.TRACE_ID], bound[F.SPAN_ID] = trace
             token = _CONTEXT.set(bound)
             try:
-                await self.app(scope, receive, send)
+                await self.app(scope, receive, self._websocket_send(scope, send, request_id))
             finally:
                 _CONTEXT.reset(token)
             return
@@ -579,6 +579,27 @@ class RequestContextMiddleware:
                 _silence_uvicorn_access()
             _drop_uvicorn_duplicates()
         await self.app(scope, receive, send)
+
+    def _websocket_send(self, scope: Scope, send: Send, request_id: str) -> Send:
+        """``send`` with the id added to the handshake's response (``websocket.accept`` has
+        headers from ASGI spec 2.1 on; an older server gets ``send`` itself)."""
+        spec = str(scope.get("asgi", {}).get("spec_version", "2.0"))
+        try:
+            supported = tuple(int(part) for part in spec.split(".")[:2]) >= (2, 1)
+        except ValueError:
+            supported = False
+        if not supported:
+            return send
+        id_header = (self._header_key, request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "websocket.accept":
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == id_header[0] for name, _ in headers):
+                    message = {**message, "headers": [*headers, id_header]}
+            await send(message)
+
+        return send_with_id
 
     def _incoming(
         self, headers: Iterable[tuple[bytes, bytes]]

@@ -326,6 +326,8 @@ def test_websocket_gets_an_id_and_passes_through(starlette_server: Server) -> No
         starlette_server.ws_url + "/ws", additional_headers={"X-Request-ID": request_id}, proxy=None
     ) as websocket:
         assert request_id == websocket.recv(timeout=10)
+        assert websocket.response is not None
+        assert request_id == websocket.response.headers["X-Request-ID"]  # the handshake's
 
     [line] = wait_for(
         starlette_server.log_file,
