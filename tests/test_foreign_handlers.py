@@ -511,3 +511,30 @@ def test_sentry_groups_5xx_events_by_route(sentry: MemoryTransport, tmp_path: Pa
         "GET /unavailable/1",
         "GET /unavailable/2",
     ]
+
+
+def test_a_line_offered_to_a_handler_that_feeds_loguru_is_not_written_again(
+    keep: Keep, tmp_path: Path
+) -> None:
+    # A handler feeding loguru on a named logger (not the root, so setup() leaves it; one on
+    # the root makes lines offered): a structlog line offered to it goes into loguru, whose
+    # sink of ours must not write it again.
+    class FeedLoguru(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            loguru_logger.log(record.levelname, record.getMessage())
+
+    path = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(path), stdout=False)
+    named = logging.getLogger("fed")
+    feeder = FeedLoguru()
+    named.addHandler(feeder)
+    seen: list[str] = []
+    extra_sink = loguru_logger.add(lambda message: seen.append(message.record["message"]))
+    try:
+        alkana_logging.get_logger("fed").warning("structlog line")
+    finally:
+        loguru_logger.remove(extra_sink)
+        named.removeHandler(feeder)
+    alkana_logging.shutdown()
+    assert [r[F.MESSAGE] for r in read_records(path)] == ["structlog line"]
+    assert seen == ["structlog line"]  # loguru's other sinks still get it
