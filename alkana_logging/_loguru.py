@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
 from alkana_logging import _state
 from alkana_logging._render import level_name
+from alkana_logging.pipeline import FORWARDING, inside_a_feeder
+
+_root = logging.root
 
 
 def make_sink() -> Any:
     def sink(message: Any) -> None:
         pipeline = _state.current()
-        if pipeline is None:
+        if pipeline is None or FORWARDING.active:  # a line the pipeline wrote, fed back
+            return
+        if len(_root.handlers) > 1 and inside_a_feeder():  # a stdlib line, written by ours
             return
         record = message.record
         exception = record["exception"]

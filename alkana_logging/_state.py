@@ -20,7 +20,7 @@ from alkana_logging import fields as F
 from alkana_logging._render import RECORD_ATTRS, Renderer, resolve_exc_info
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
-from alkana_logging.pipeline import STRUCTLOG_LEVELS, Pipeline, level_number
+from alkana_logging.pipeline import STRUCTLOG_LEVELS, Pipeline, feeds_loguru, level_number
 from alkana_logging.settings import Settings, load_settings
 from alkana_logging.sinks import FileSink, Sink, StreamSink
 from alkana_logging.stdlib import PipelineHandler
@@ -149,9 +149,10 @@ def _install(pipeline: Pipeline, settings: Settings, processors: list[Any]) -> N
         # Replace our previous handler and the plain stream and file handlers of basicConfig
         # (exactly those classes); keep every other one, subclasses included: pytest's capture
         # handlers are StreamHandlers, and so are many integrations'.
-        if handler is _handler or type(handler) in _PLAIN_HANDLERS:
+        if handler is _handler or type(handler) in _PLAIN_HANDLERS or feeds_loguru(handler):
             root.removeHandler(handler)
-    root.addHandler(new_handler)
+    # First: the handlers after it see the bound context on stdlib records (see PipelineHandler).
+    root.handlers.insert(0, new_handler)
     root.setLevel(settings.level_number)
     _handler = new_handler
     adopt_framework_loggers()
@@ -175,11 +176,42 @@ def adopt_framework_loggers() -> None:
     propagation on. The middleware calls it again when the server starts (the lifespan), since
     gunicorn's UvicornWorker gives ``uvicorn.error`` gunicorn's handlers and no propagation in
     each worker, after a ``--preload`` master ran ``setup()``; so does a ``--log-config``."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if feeds_loguru(handler):  # an InterceptHandler added after setup()
+            root.removeHandler(handler)
     for name in FRAMEWORK_LOGGERS:
         framework_logger = logging.getLogger(name)
-        for handler in list(framework_logger.handlers):
-            framework_logger.removeHandler(handler)
+        # A new list: UvicornWorker makes uvicorn.error share gunicorn.error's list object.
+        framework_logger.handlers = []
         framework_logger.propagate = True
+    # gunicorn's UvicornWorker gives uvicorn.error the handlers of gunicorn.error and no
+    # propagation, in each worker before the application (and the lifespan) runs: with a
+    # --preload master's setup() that is nothing, and uvicorn's first lines ("Started server
+    # process", "Waiting for application startup.") would be lost. gunicorn.error hands its
+    # records to the root logger's handlers itself, so whoever copies its handlers does too.
+    gunicorn_error = logging.getLogger("gunicorn.error")
+    gunicorn_error.propagate = False
+    gunicorn_error.addHandler(_TO_ROOT)
+
+
+class _ToRoot(logging.Handler):
+    """On ``gunicorn.error`` (which does not propagate): its records go to the root logger's
+    handlers, as propagation would take them; so do those of a logger given its handlers."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        root = logging.getLogger()
+        levelno = record.levelno
+        for handler in root.handlers:
+            if levelno >= handler.level:
+                handler.handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # handle() does it all
+        self.handle(record)
+
+
+_TO_ROOT = _ToRoot()
 
 
 def _structlog_processor(logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:
@@ -245,6 +277,10 @@ def shutdown() -> None:
         if _handler is not None:
             logging.getLogger().removeHandler(_handler)
             _handler = None
+        gunicorn_error = logging.getLogger("gunicorn.error")
+        if _TO_ROOT in gunicorn_error.handlers:
+            gunicorn_error.removeHandler(_TO_ROOT)
+            gunicorn_error.propagate = True
         logging.captureWarnings(False)
         _structlog.set_direct(None)  # loggers kept by callers take the processor's fallback
         try:

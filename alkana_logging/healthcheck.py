@@ -23,7 +23,7 @@ Usage (FastAPI; ``routes()`` gives Starlette routes)::
 
     health = HealthCheck(checks={"database": ping_database})
     app.include_router(health.router())
-    app = RequestContextMiddleware(app)  # logs both routes at debug level by default
+    instrument(app)  # alkana_logging.middleware: logs both routes at debug level by default
 """
 
 from __future__ import annotations

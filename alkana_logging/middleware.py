@@ -9,6 +9,7 @@ finished. It needs starlette (the ``starlette`` extra; FastAPI depends on it) fo
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ipaddress
 import logging
 import os
@@ -26,7 +27,7 @@ from alkana_logging import _state
 from alkana_logging import fields as F
 from alkana_logging.context import _CONTEXT
 from alkana_logging.health import PipelineHealth
-from alkana_logging.pipeline import level_number
+from alkana_logging.pipeline import has_foreign_handlers, level_number
 
 __all__ = [
     "RequestContextMiddleware",
@@ -190,8 +191,50 @@ class _Exchange:
         return self._send_last(message)
 
     async def _send_last(self, message: Message) -> None:
+        if not self.disconnected:
+            self._poll_disconnect()
         await self.app_send(message)
         self.end = _perf_counter()
+
+    def _poll_disconnect(self) -> None:
+        """Whether the client has gone, asked before the last body chunk goes out: servers
+        (uvicorn) drop what is sent after a disconnect without a word, and an endpoint that does
+        not read its request (most) never sees the ``http.disconnect``. Under uvicorn its
+        request cycle's ``disconnected`` says it; otherwise ``receive()`` is run up
+        to its first wait and no further, as ``asyncio.wait_for(receive(), 0)`` would, without
+        a round through the event loop: a message that is there is taken, a wait is abandoned
+        (closed, which runs its clean-up as a cancellation does). A request body the
+        application left unread is passed over (two chunks at most). Under asyncio only (a
+        trio wait cannot be abandoned that way)."""
+        # uvicorn's receive() is a method of the request's cycle, which knows: read it, at no
+        # cost and with no side effect.
+        known = getattr(getattr(self.app_receive, "__self__", None), "disconnected", None)
+        if known is not None and type(known) is bool:
+            self.disconnected = known
+            return
+        if _get_running_loop() is None:
+            return
+        try:
+            for _ in range(3):
+                pending: Any = self.app_receive()
+                step = getattr(pending, "send", None)
+                if step is None:  # not a coroutine: cannot be run without waiting on it
+                    return
+                try:
+                    step(None)
+                except StopIteration as done:
+                    message = done.value
+                else:  # it waits: the client is still there
+                    pending.close()
+                    return
+                kind = message.get("type") if isinstance(message, dict) else None
+                if kind == "http.disconnect":
+                    self.disconnected = True
+                    return
+                if kind != "http.request":
+                    return
+        except Exception as exc:  # noqa: BLE001 - the response must go out whatever happened
+            _report(f"checking for a disconnected client failed: {exc!r}")
 
     async def receive(self) -> Message:
         message = await self.app_receive()
@@ -202,6 +245,35 @@ class _Exchange:
 
 
 _new_exchange: Final = object.__new__
+_get_running_loop: Final = asyncio._get_running_loop
+
+#: The exception the middleware last logged with the event of a request, in that request's
+#: context: the server (uvicorn) logs the same exception once more when it reaches it, in the
+#: same task, and that line is dropped (see :class:`_AlreadyLogged`).
+_LOGGED_ERROR: Final[contextvars.ContextVar[BaseException | None]] = contextvars.ContextVar(
+    "alkana_logging_logged_error", default=None
+)
+UVICORN_ERROR_LOGGER: Final = "uvicorn.error"
+
+
+class _AlreadyLogged(logging.Filter):
+    """On ``uvicorn.error``: drops uvicorn's "Exception in ASGI application" line when its
+    exception is the one the middleware has just logged with the request's event (which has the
+    request's id, the route and the traceback): one line and one count per exception. Any
+    other exception there is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info = record.exc_info
+        if not info or info[1] is None:
+            return True
+        return info[1] is not _LOGGED_ERROR.get()
+
+
+_ALREADY_LOGGED: Final = _AlreadyLogged()
+
+
+def _drop_uvicorn_duplicates() -> None:
+    logging.getLogger(UVICORN_ERROR_LOGGER).addFilter(_ALREADY_LOGGED)  # once: addFilter checks
 
 
 class RequestContextMiddleware:
@@ -238,7 +310,10 @@ class RequestContextMiddleware:
       400, warning for 4xx, error for 5xx and for any exception. An unhandled exception raised
       before the response was complete gives status 500 with the exception's fields, one raised
       after it (in a background task) keeps the status sent; either is re-raised. A client that
-      disconnected before the response was complete gives status 499.
+      disconnected before the response was complete gives status 499: one the application
+      saw (``http.disconnect``, a cancelled request), or one found before the last body chunk
+      was sent (uvicorn's request cycle says so; any other asyncio server is asked with a
+      non-waiting ``receive()``). Under trio, only one the application saw.
 
     Websocket connections get their ids bound and pass through; lifespan passes through.
 
@@ -256,10 +331,11 @@ class RequestContextMiddleware:
         trust_incoming_id: False ignores incoming ids (a new id for every request).
         user_resolver: returns the ``user`` of a request from its scope, after the application
             ran (default: :func:`scope_user`); None or an exception leaves ``user`` out.
-        skip_paths: paths (exact, without query string) that get no event (ids are still bound).
-        debug_paths: paths whose requests are logged at debug level whatever their status, so
-            that a failing probe (503) counts in no error alert; an unhandled exception there
-            is still an error (health checks;
+        skip_paths: paths (exact, without query string, without the ``root_path``) that get no
+            event (ids are still bound).
+        debug_paths: paths (without the ``root_path``) whose requests are logged at debug level
+            whatever their status, so that a failing probe (503) counts in no error alert; an
+            unhandled exception there is still an error (health checks;
             default: :data:`DEFAULT_DEBUG_PATHS`, the routes of ``alkana_logging.healthcheck``).
         trusted_proxies: addresses or networks of reverse proxies; when the peer is one of
             them, ``client_ip`` is the nearest untrusted address of ``X-Forwarded-For``.
@@ -323,6 +399,7 @@ class RequestContextMiddleware:
         self._silence_pending = silence_uvicorn_access
         if silence_uvicorn_access:
             _silence_uvicorn_access()
+        _drop_uvicorn_duplicates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: PLR0912, PLR0915
         # One frame for the whole request, few calls: this runs for every request.
@@ -363,6 +440,15 @@ class RequestContextMiddleware:
             trace = parse_traceparent(traceparent)
             if trace is not None:
                 bound[F.TRACE_ID], bound[F.SPAN_ID] = trace
+        pipeline = _state.current()
+        if pipeline is not None:
+            # The server span of OpenTelemetry's middleware (outside this one) ends when the
+            # last body chunk is sent, before the event is written: its ids are taken now,
+            # while it records, and bound for the whole request.
+            span_ids = pipeline.span_ids()  # None at once without opentelemetry-api
+            if span_ids is not None:
+                trace = span_ids
+                bound[F.TRACE_ID], bound[F.SPAN_ID] = span_ids
         token = _CONTEXT.set(bound)
         scope[SCOPE_REQUEST_ID] = request_id
         # Set here rather than in an __init__: a Python __init__ called from C costs more.
@@ -382,7 +468,10 @@ class RequestContextMiddleware:
             raise
         finally:
             try:
-                if not self._skip_paths or path not in self._skip_paths:
+                # The paths are the application's own: without the root_path a proxy or
+                # uvicorn's --root-path put in front of them (as route templates are).
+                own_path = _route_path(path, root_path) if root_path else path
+                if not self._skip_paths or own_path not in self._skip_paths:
                     status = exchange.status
                     end = exchange.end
                     if exchange.disconnected:
@@ -400,7 +489,7 @@ class RequestContextMiddleware:
                             status = 500
                     if error is not None:
                         level = F.ERROR
-                    elif self._debug_paths and path in self._debug_paths:
+                    elif self._debug_paths and own_path in self._debug_paths:
                         # Whatever the status: a failing probe is the health endpoint reporting
                         # (in its answer), not an error of the requests the alerts watch.
                         level = F.DEBUG
@@ -447,11 +536,23 @@ class RequestContextMiddleware:
                             _report(f"http_request event failed: {exc!r}")
                         else:
                             if pipeline is not None:
-                                pipeline.emit_offered(
-                                    _time_ns(), level, LOGGER_NAME, message, fields, error
-                                )
+                                ns = _time_ns()
+                                pipeline.emit(ns, level, LOGGER_NAME, message, fields, error)
+                                if has_foreign_handlers():
+                                    # Error trackers group by the message: the route's, not
+                                    # the path's (one issue per route, not one per item id).
+                                    pipeline.forward(
+                                        ns,
+                                        level,
+                                        LOGGER_NAME,
+                                        f"{method} {template}",
+                                        fields,
+                                        error,
+                                    )
                             else:
                                 _state.emit(level, LOGGER_NAME, message, fields, exc=error)
+                            if error is not None:
+                                _LOGGED_ERROR.set(error)
             finally:
                 error = None  # no reference cycle through the traceback
                 _CONTEXT.reset(token)
@@ -469,7 +570,7 @@ class RequestContextMiddleware:
                 bound[F.TRACE_ID], bound[F.SPAN_ID] = trace
             token = _CONTEXT.set(bound)
             try:
-                await self.app(scope, receive, send)
+                await self.app(scope, receive, self._websocket_send(scope, send, request_id))
             finally:
                 _CONTEXT.reset(token)
             return
@@ -481,7 +582,29 @@ class RequestContextMiddleware:
             if self._silence:
                 self._silence_pending = False
                 _silence_uvicorn_access()
+            _drop_uvicorn_duplicates()
         await self.app(scope, receive, send)
+
+    def _websocket_send(self, scope: Scope, send: Send, request_id: str) -> Send:
+        """``send`` with the id added to the handshake's response (``websocket.accept`` has
+        headers from ASGI spec 2.1 on; an older server gets ``send`` itself)."""
+        spec = str(scope.get("asgi", {}).get("spec_version", "2.0"))
+        try:
+            supported = tuple(int(part) for part in spec.split(".")[:2]) >= (2, 1)
+        except ValueError:
+            supported = False
+        if not supported:
+            return send
+        id_header = (self._header_key, request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "websocket.accept":
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == id_header[0] for name, _ in headers):
+                    message = {**message, "headers": [*headers, id_header]}
+            await send(message)
+
+        return send_with_id
 
     def _incoming(
         self, headers: Iterable[tuple[bytes, bytes]]
@@ -598,7 +721,8 @@ def instrument(app: Any, **options: Any) -> Any:
         **options: the keyword options of :class:`RequestContextMiddleware`.
 
     Returns:
-        ``app`` itself. Instrumenting it again changes nothing.
+        ``app`` itself. Instrumenting it again changes nothing; after OpenTelemetry's
+        ``uninstrument_app(app)`` the middleware stays.
 
     Raises:
         TypeError: ``app`` is not a Starlette application, or an option has the wrong type.
@@ -611,13 +735,34 @@ def instrument(app: Any, **options: Any) -> Any:
             f"instrument(): expected a Starlette or FastAPI application, got {app!r}; "
             "wrap any other ASGI application: RequestContextMiddleware(app)"
         )
-    if getattr(app, _INSTRUMENTED, False):
-        return app
+    ours = getattr(app, _INSTRUMENTED, ())
+    otel_original = getattr(app, _OTEL_ORIGINAL, None)
+    if any(build is wrapper or otel_original is wrapper for wrapper in ours):
+        return app  # in place (inside OpenTelemetry's wrapper, when it came after ours)
     if app.middleware_stack is not None:
         raise RuntimeError(
             "instrument(): the application has already started; call it where the app is made"
         )
     RequestContextMiddleware(app, **options)  # the options are checked now, not at startup
+    wrappers = [_with_middleware(build, options)]
+    app.build_middleware_stack = wrappers[0]
+    if callable(otel_original):
+        # OpenTelemetry's FastAPIInstrumentor came first: its uninstrument_app() puts this
+        # back, which then keeps the middleware.
+        wrappers.append(_with_middleware(otel_original, options))
+        setattr(app, _OTEL_ORIGINAL, wrappers[1])
+    setattr(app, _INSTRUMENTED, (*ours, *wrappers))
+    return app
+
+
+#: Where OpenTelemetry's ``FastAPIInstrumentor.instrument_app`` keeps the method it replaced.
+_OTEL_ORIGINAL: Final = "_original_build_middleware_stack"
+
+
+def _with_middleware(
+    build: Callable[[], ASGIApp], options: dict[str, Any]
+) -> Callable[[], ASGIApp]:
+    """``build_middleware_stack`` with the middleware right outside ``ServerErrorMiddleware``."""
 
     def build_middleware_stack() -> ASGIApp:
         stack: ASGIApp = build()
@@ -630,9 +775,7 @@ def instrument(app: Any, **options: Any) -> Any:
         parent.app = middleware(errors, **options)
         return stack
 
-    app.build_middleware_stack = build_middleware_stack
-    setattr(app, _INSTRUMENTED, True)
-    return app
+    return build_middleware_stack
 
 
 def _server_error_middleware(stack: Any) -> tuple[Any, Any]:
@@ -679,13 +822,23 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
     except AttributeError:  # not a Starlette route: its path, if it has one, is all we know
         path = getattr(route, "path", None)
         return path if isinstance(path, str) and path else F.ROUTE_UNMATCHED
+    # A route relative to a Mount or an included router: the routes are matched again from the
+    # outermost router (Starlette sets scope["router"] once), which gives each mount's own path
+    # format, parameters inside a segment and repeated values included.
+    # Only when a prefix has parameters (path_params beyond the route's own): a literal prefix
+    # is the path's head, found below without matching every route.
+    router = scope.get("router")
+    own = getattr(route, "param_convertors", {})
+    if router is not None and any(name not in own for name in scope.get("path_params", ())):
+        found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
+        if found is not None:
+            return found
     regex = route.path_regex
     start = route_path.find("/", 1)
     while True:
         if start < 0:  # last, the empty tail: a route "" under a prefix that is the whole path
             start = len(route_path)
         if regex.match(route_path[start:]):
-            own = getattr(route, "param_convertors", {})
             return (
                 _prefix_template(route_path[:start], scope.get("path_params", {}), own) + template
                 or "/"
@@ -703,21 +856,35 @@ def _template_without_route(scope: Scope, root_path: str, route_path: str, statu
             return route_path[: len(route_path) - len(page)].rstrip("/") or "/"
     router = scope.get("router")
     if router is not None and status != 404:
-        view = {
-            "type": scope["type"],
-            "path": scope["path"],
-            "root_path": root_path,
-            "method": scope.get("method", "GET"),
-            "headers": scope.get("headers", []),
-        }
-        found = _match_routes(getattr(router, "routes", ()), view)
+        found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
         if found is not None:
             return found
     mounted: str = scope.get("root_path", "")
+    inner_app = scope.get("app")
+    inner_router = getattr(inner_app, "router", None)
+    if (
+        status == 404
+        and router is not None
+        and inner_router is not None
+        and inner_router is not router
+        and getattr(inner_router, "routes", None)
+    ):
+        return F.ROUTE_UNMATCHED  # a mounted application with routes matched none of them
     if len(mounted) > len(root_path) and mounted.startswith(root_path):
         # A mount set root_path to its own prefix; its parameters' values are in path_params.
         return _prefix_template(mounted[len(root_path) :], scope.get("path_params", {}), {})
     return F.ROUTE_UNMATCHED
+
+
+def _view(scope: Scope, root_path: str) -> dict[str, Any]:
+    """The request as the routes matched it when it came in."""
+    return {
+        "type": scope["type"],
+        "path": scope["path"],
+        "root_path": root_path,
+        "method": scope.get("method", "GET"),
+        "headers": scope.get("headers", []),
+    }
 
 
 def _route_path(path: str, root_path: str) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -100,15 +101,82 @@ def _caller() -> tuple[str, int, str]:
     return "(unknown file)", 0, "(unknown function)"
 
 
-def _call_handlers(logger: logging.Logger, record: logging.LogRecord) -> None:
-    """What the stdlib's ``Logger.callHandlers`` does, whatever hook replaced it."""
+def _call_handlers(
+    logger: logging.Logger,
+    record: logging.LogRecord,
+    skip: Callable[[logging.Handler], bool] | None = None,
+) -> None:
+    """What the stdlib's ``Logger.callHandlers`` does, whatever hook replaced it (without the
+    handlers ``skip`` names)."""
     current: logging.Logger | None = logger
     levelno = record.levelno
     while current is not None:
         for handler in current.handlers:
-            if levelno >= handler.level:
+            if levelno >= handler.level and (skip is None or not skip(handler)):
                 handler.handle(record)
         current = current.parent if current.propagate else None
+
+
+class _Forwarding(threading.local):
+    """Set while :meth:`Pipeline.forward` hands a line the pipeline wrote to the stdlib's
+    handlers: a handler that feeds loguru back (loguru's ``InterceptHandler`` recipe) must not
+    bring it in again through the pipeline's loguru sink."""
+
+    active = False
+
+
+FORWARDING = _Forwarding()
+_feeds_loguru_by_type: dict[type, bool] = {}
+
+
+def feeds_loguru(handler: logging.Handler) -> bool:
+    """Whether a stdlib handler hands its records to loguru: loguru's ``InterceptHandler``
+    recipe (an ``emit`` that calls loguru's ``logger``), whatever its class is called."""
+    kind = type(handler)
+    known = _feeds_loguru_by_type.get(kind)
+    if known is not None:
+        return known
+    loguru = sys.modules.get("loguru")
+    found = False
+    if loguru is not None:
+        emit = getattr(kind, "emit", None)
+        code = getattr(emit, "__code__", None)
+        names = getattr(emit, "__globals__", {})
+        target = getattr(loguru, "logger", None)
+        found = code is not None and any(
+            names.get(name) is target or names.get(name) is loguru for name in code.co_names
+        )
+        _feeds_loguru_by_type[kind] = found
+    return found
+
+
+def _feeders(logger: logging.Logger) -> bool:
+    """Whether a handler that feeds loguru is on ``logger`` or a logger it propagates to."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        if any(feeds_loguru(handler) for handler in current.handlers):
+            return True
+        current = current.parent if current.propagate else None
+    return False
+
+
+_HANDLE_CODE = logging.Handler.handle.__code__
+
+
+def inside_a_feeder() -> bool:
+    """Whether loguru is called by a stdlib handler that feeds it (an ``InterceptHandler`` on
+    the root logger, added after ``setup()``), with a stdlib record the pipeline's own handler
+    writes: asked by the pipeline's loguru sink only when the root logger has other handlers."""
+    if not any(feeds_loguru(handler) for handler in _root.handlers):
+        return False
+    frame: Any = sys._getframe(1)
+    for _ in range(32):
+        if frame is None:
+            return False
+        if frame.f_code is _HANDLE_CODE:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def has_foreign_handlers() -> bool:
@@ -191,6 +259,22 @@ class Pipeline:
                 sink.write(line, record, ns)
             except Exception as err:  # noqa: BLE001
                 self.health.internal_error(f"{type(sink).__name__} failed: {err!r}")
+
+    def span_ids(self) -> tuple[str, str] | None:
+        """``(trace_id, span_id)`` of the current OpenTelemetry span while it is recording, else
+        None (always None without ``opentelemetry-api``). Never raises."""
+        otel_context = self._otel_context
+        if otel_context is None:
+            return None
+        try:
+            span = otel_context().get(self._otel_span_key)
+        except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line
+            self.health.internal_error(f"reading the OpenTelemetry span failed: {err!r}")
+            return None
+        if span is None:
+            return None
+        last, ids = self._last_span
+        return ids if span is last else self._span_ids(span)
 
     def _span_ids(self, span: Any) -> tuple[str, str] | None:
         """The W3C hex ids of an OpenTelemetry span, or None if it is not recording (kept with
@@ -286,10 +370,16 @@ class Pipeline:
                 for key, value in self.redactor.mapping(values).items():
                     name = key if type(key) is str else _safe_text(key)
                     attrs[F.COLLISION_PREFIX + name if name in RECORD_ATTRS else name] = value
-            if hooks is True or hooks():
-                stdlib_logger.handle(record)
-            elif not stdlib_logger.disabled and stdlib_logger.filter(record):
-                _call_handlers(stdlib_logger, record)
+            FORWARDING.active = True
+            try:
+                if hooks is True or (hooks() and not _feeders(stdlib_logger)):
+                    stdlib_logger.handle(record)
+                elif not stdlib_logger.disabled and stdlib_logger.filter(record):
+                    # A loguru line: not to a handler that feeds loguru (it would come back
+                    # into loguru from inside loguru's own sink, which loguru refuses).
+                    _call_handlers(stdlib_logger, record, skip=feeds_loguru)
+            finally:
+                FORWARDING.active = False
         except Exception as err:  # noqa: BLE001 - another handler must not break the caller
             self.health.internal_error(f"offering a line to the stdlib's handlers failed: {err!r}")
 

@@ -9,9 +9,20 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from alkana_logging import fields as F
-from alkana_logging._render import RECORD_ATTRS, Renderer
-from alkana_logging.pipeline import ForwardedRecord, Pipeline, _otel_span_reader, stdlib_parts
+from alkana_logging._render import RECORD_ATTRS, Renderer, _safe_text
+from alkana_logging.context import _CONTEXT
+from alkana_logging.pipeline import (
+    _STDLIB_CALL_HANDLERS,
+    ForwardedRecord,
+    Pipeline,
+    _otel_span_reader,
+    has_foreign_handlers,
+    stdlib_parts,
+)
 from alkana_logging.settings import load_settings
+
+_root = logging.root
+_Logger = logging.Logger
 
 
 class PipelineHandler(logging.Handler):
@@ -33,17 +44,42 @@ class PipelineHandler(logging.Handler):
             # Pipeline.emit_stdlib() inlined: one call fewer on every stdlib line.
             pipeline = self.pipeline
             pipeline.emit(*stdlib_parts(record, pipeline.redactor))
+            # has_foreign_handlers(), inline: the other handlers get the bound context too.
+            if len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS:
+                _with_context(record, pipeline)
             return True
         rv = self.filter(record)
         if rv:
             if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may replace it
                 record = rv
             self.pipeline.emit_stdlib(record)
+            if has_foreign_handlers():
+                _with_context(record, self.pipeline)
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.__class__ is not ForwardedRecord:
             self.pipeline.emit_stdlib(record)
+
+
+def _with_context(record: logging.LogRecord, pipeline: Pipeline) -> None:
+    """The bound context as attributes of a stdlib record, for the handlers and hooks after the
+    pipeline's (pytest's ``caplog``, sentry-sdk, OpenTelemetry's ``LoggingHandler``), redacted
+    as in the line, as :meth:`Pipeline.forward` gives them; the record's own attributes and
+    ``extra=`` values win, a name the stdlib uses for itself is prefixed ``extra_``."""
+    context = _CONTEXT.get()
+    if not context:
+        return
+    try:
+        attrs = record.__dict__
+        for key, value in pipeline.redactor.mapping(context).items():
+            name = key if type(key) is str else _safe_text(key)
+            if name in RECORD_ATTRS:
+                name = F.COLLISION_PREFIX + name
+            if name not in attrs:
+                attrs[name] = value
+    except Exception as err:  # noqa: BLE001 - another handler's view must not break the caller
+        pipeline.health.internal_error(f"adding the context to a stdlib record failed: {err!r}")
 
 
 class JsonFormatter(_BaseJsonFormatter):

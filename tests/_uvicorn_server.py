@@ -245,6 +245,10 @@ def starlette_app() -> Any:
     async def plain(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
+    async def slow(request: Request) -> PlainTextResponse:
+        await asyncio.sleep(float(request.query_params.get("s", "1")))
+        return PlainTextResponse("late")
+
     async def order(request: Request) -> JSONResponse:
         return JSONResponse(request.path_params)
 
@@ -269,6 +273,7 @@ def starlette_app() -> Any:
             Route("/endless", endless),
             Route("/background", background),
             Route("/health", plain),
+            Route("/slow", slow),
             Route("/skipped", plain),
             Route("/post-only", plain, methods=["POST"]),
             Mount("/api", routes=[Route("/orders/{order_id}", order)]),
@@ -496,6 +501,23 @@ def fastapi_routes_app() -> Any:
     else:
         app.router.routes.append(Mount("/m", routes=mounts))
     app.mount("/static", StaticFiles(directory=frontend_dir))
+
+    def sub_app() -> Any:
+        sub = FastAPI()
+
+        @sub.get("/x/{item}")
+        def x(item: str) -> str:
+            return item
+
+        return sub
+
+    # Mounts whose own paths have parameters: values repeated, equal to literals, inside a
+    # segment; and a 404 inside a mounted app that has routes.
+    app.mount("/t/{tenant}/app", sub_app())
+    app.mount("/r/{region}/{zone}", sub_app())
+    app.mount("/v{version}", sub_app())
+    app.mount("/w/{ws}", sub_app())
+    app.mount("/sub", sub_app())
     if hasattr(app, "frontend"):
         app.frontend("/app", directory=frontend_dir)
     return instrument(app)

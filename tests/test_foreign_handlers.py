@@ -74,6 +74,7 @@ def test_caplog_sees_every_front_end(app, caplog):
     assert loguru.request_id == "req-1"
     assert loguru.funcName == "test_caplog_sees_every_front_end"
     assert stdlib.user == "ann"
+    assert stdlib.request_id == "req-1"  # the bound context, on a plain logging record too
     assert failed.exc_info[0] is ZeroDivisionError
     assert "ZeroDivisionError" in caplog.text
     assert "order placed" in caplog.text
@@ -384,3 +385,156 @@ def test_sentrys_own_loguru_integration_gets_no_second_event(tmp_path: Path) -> 
         json.loads(line)[F.MESSAGE] for line in (tmp_path / "app.log").read_text().splitlines()
     ]
     assert lines == ["loguru error", "loguru exception", "structlog error", "stdlib error"]
+
+
+# -- loguru's InterceptHandler recipe (stdlib -> loguru) ---------------------------------------
+
+INTERCEPT_SCRIPT = """
+import collections, inspect, json, logging, sys
+from loguru import logger
+import alkana_logging
+
+class InterceptHandler(logging.Handler):  # loguru's README, verbatim
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        frame, depth = inspect.currentframe(), 0
+        while frame and (depth == 0 or frame.f_code.co_filename == logging.__file__):
+            frame = frame.f_back
+            depth += 1
+        logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
+
+path, order = sys.argv[1], sys.argv[2]
+if order == "recipe-first":
+    logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
+    alkana_logging.setup(log_file=path, stdout=False)
+    assert not any(isinstance(h, InterceptHandler) for h in logging.getLogger().handlers)
+else:
+    alkana_logging.setup(log_file=path, stdout=False)
+    logging.getLogger().addHandler(InterceptHandler())
+logging.getLogger("std").info("stdlib line")
+alkana_logging.get_logger("slog").info("structlog line")
+logger.info("loguru line")
+try:
+    1 / 0
+except ZeroDivisionError:
+    logging.getLogger("std").exception("stdlib error")
+alkana_logging.shutdown()
+"""
+
+
+@pytest.mark.parametrize("order", ["recipe-first", "setup-first"])
+def test_loguru_intercept_handler_writes_each_line_once(tmp_path: Path, order: str) -> None:
+    path = tmp_path / "app.log"
+    done = subprocess.run(
+        [sys.executable, "-c", INTERCEPT_SCRIPT, str(path), order],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no "Logging error" / loguru "deadlock avoided" tracebacks
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    messages = [line[F.MESSAGE] for line in lines]
+    assert sorted(messages) == sorted(
+        ["stdlib line", "structlog line", "loguru line", "stdlib error"]
+    )
+    [error] = [line for line in lines if line[F.MESSAGE] == "stdlib error"]
+    assert error[F.LOGGER] == "std"  # written by the stdlib front-end, with the record's name
+
+
+class Snapshot(logging.Handler):
+    """Takes what a record holds when it is handled (as an error tracker does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(dict(vars(record)))
+
+
+def test_stdlib_records_carry_the_bound_context_to_a_handler_added_before_setup(
+    tmp_path: Path,
+) -> None:
+    snapshot = Snapshot()
+    logging.getLogger().addHandler(snapshot)  # before setup(), as an app's own handler is
+    alkana_logging.setup(log_file=str(tmp_path / "app.log"), stdout=False)
+    with alkana_logging.bound_context(request_id="rid-42", user="alice", args="bound"):
+        logging.getLogger("svc").warning("stdlib", extra={"user": "own"})
+    logging.getLogger("svc").warning("outside")
+    alkana_logging.shutdown()
+    inside, outside = snapshot.seen
+    assert (inside["request_id"], inside["user"], inside["extra_args"]) == (
+        "rid-42",
+        "own",
+        "bound",
+    )
+    assert "request_id" not in outside
+    [line, _] = read_records(tmp_path / "app.log")
+    assert (line[F.REQUEST_ID], line[F.USER]) == ("rid-42", "own")
+
+
+def test_sentry_groups_5xx_events_by_route(sentry: MemoryTransport, tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from alkana_logging.middleware import instrument
+
+    async def unavailable(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("down", status_code=503)
+
+    path = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(path), stdout=False)
+    app = instrument(Starlette(routes=[Route("/unavailable/{n}", unavailable)]))
+
+    async def calls() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for n in (1, 2):
+                assert (await client.get(f"/unavailable/{n}")).status_code == 503
+
+    asyncio.run(calls())
+    alkana_logging.shutdown()
+    events = sentry.events()
+    assert [e["logentry"]["message"] for e in events] == ["GET /unavailable/{n}"] * 2
+    assert [e["extra"]["path"] for e in events] == ["/unavailable/1", "/unavailable/2"]
+    # the line keeps the path it was asked for
+    assert [r[F.MESSAGE] for r in read_records(path) if r.get(F.EVENT) == "http_request"] == [
+        "GET /unavailable/1",
+        "GET /unavailable/2",
+    ]
+
+
+def test_a_line_offered_to_a_handler_that_feeds_loguru_is_not_written_again(
+    keep: Keep, tmp_path: Path
+) -> None:
+    # A handler feeding loguru on a named logger (not the root, so setup() leaves it; one on
+    # the root makes lines offered): a structlog line offered to it goes into loguru, whose
+    # sink of ours must not write it again.
+    class FeedLoguru(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            loguru_logger.log(record.levelname, record.getMessage())
+
+    path = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(path), stdout=False)
+    named = logging.getLogger("fed")
+    feeder = FeedLoguru()
+    named.addHandler(feeder)
+    seen: list[str] = []
+    extra_sink = loguru_logger.add(lambda message: seen.append(message.record["message"]))
+    try:
+        alkana_logging.get_logger("fed").warning("structlog line")
+    finally:
+        loguru_logger.remove(extra_sink)
+        named.removeHandler(feeder)
+    alkana_logging.shutdown()
+    assert [r[F.MESSAGE] for r in read_records(path)] == ["structlog line"]
+    assert seen == ["structlog line"]  # loguru's other sinks still get it

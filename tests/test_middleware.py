@@ -326,6 +326,8 @@ def test_websocket_gets_an_id_and_passes_through(starlette_server: Server) -> No
         starlette_server.ws_url + "/ws", additional_headers={"X-Request-ID": request_id}, proxy=None
     ) as websocket:
         assert request_id == websocket.recv(timeout=10)
+        assert websocket.response is not None
+        assert request_id == websocket.response.headers["X-Request-ID"]  # the handshake's
 
     [line] = wait_for(
         starlette_server.log_file,
@@ -949,3 +951,102 @@ def test_forked_child_never_reuses_the_parents_ids() -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
     )
     assert result.stdout.split() == ["100", "100", "0"]
+
+
+def test_debug_and_skip_paths_are_the_apps_own_under_a_root_path() -> None:
+    # uvicorn --root-path /svc: scope["path"] includes the root_path, the options do not.
+    app = RequestContextMiddleware(
+        Starlette(routes=[Route("/health", hello), Route("/skip", hello), Route("/x", hello)]),
+        skip_paths=["/skip"],
+    )
+    with capture_logs() as records:
+        call(app, path="/svc/health", root_path="/svc")
+        call(app, path="/svc/skip", root_path="/svc")
+        call(app, path="/svc/x", root_path="/svc")
+    events = [r for r in records if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert [(e[F.PATH], e[F.ROUTE], e[F.LEVEL]) for e in events] == [
+        ("/svc/health", "/health", F.DEBUG),
+        ("/svc/x", "/x", F.INFO),
+    ]
+
+
+def test_unhandled_exception_is_one_line_not_two_with_uvicorns(tmp_path: Path) -> None:
+    # uvicorn logs "Exception in ASGI application" with the same exception after the middleware
+    # re-raised it (without the request's id): reports would count each exception twice.
+    log_file = tmp_path / "app.log"
+    with serve("tests._uvicorn_server:fastapi_app", log_file) as server:
+        for _ in range(3):
+            response = httpx.get(server.base_url + "/fail", trust_env=False, timeout=30)
+            assert response.status_code == 500
+    records = read_records(log_file)
+    with_exception = [r for r in records if F.EXCEPTION_TYPE in r]
+    assert [(r[F.LOGGER], r[F.EXCEPTION_TYPE]) for r in with_exception] == [
+        ("alkana_logging.middleware", "ValueError")
+    ] * 3
+    assert all(F.REQUEST_ID in r for r in with_exception)
+    assert not [r for r in records if "Exception in ASGI application" in r[F.MESSAGE]]
+
+
+def test_client_that_leaves_a_plain_endpoint_early_is_499(
+    starlette_server: Server, http: httpx.Client
+) -> None:
+    # The endpoint reads nothing from the request, and uvicorn drops the response silently.
+    request_id = rid("left")
+    with socket.create_connection(("127.0.0.1", starlette_server.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /slow?s=0.6 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: "
+            + request_id.encode()
+            + b"\r\n\r\n"
+        )
+    # A client that stays gets its response and its status.
+    stayed = rid("stayed")
+    response = http.get("/slow", params={"s": "0.05"}, headers={"X-Request-ID": stayed})
+    assert response.status_code == 200
+    assert response.text == "late"
+    [event] = http_events(starlette_server.log_file, request_id)
+    assert event[F.STATUS_CODE] == 499
+    assert event[F.ROUTE] == "/slow"
+    assert http_events(starlette_server.log_file, stayed)[0][F.STATUS_CODE] == 200
+
+
+@pytest.mark.parametrize("gone", [True, False], ids=["client-gone", "client-there"])
+def test_disconnect_is_polled_from_receive_for_any_server(gone: bool) -> None:
+    # A server other than uvicorn: receive() gives the body, then a disconnect if the client
+    # has gone, else it waits (and that wait is abandoned, not left pending).
+    waiting: list[asyncio.Event] = []
+
+    async def receive() -> dict[str, Any]:
+        if not waiting:
+            waiting.append(asyncio.Event())
+            return {"type": "http.request", "body": b"", "more_body": False}
+        if gone:
+            return {"type": "http.disconnect"}
+        await waiting[0].wait()
+        return {"type": "http.disconnect"}
+
+    sent: list[Any] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    app = RequestContextMiddleware(hello_app())
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/hello",
+        "raw_path": b"/hello",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "client": ("192.0.2.1", 40000),
+        "server": ("testserver", 80),
+    }
+    with capture_logs() as records:
+        asyncio.run(app(scope, receive, send))
+    [event] = [r for r in records if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert event[F.STATUS_CODE] == (499 if gone else 200)
+    assert not [r for r in records if F.LOG_ERROR in r or "failed" in str(r[F.MESSAGE])]
+    assert not waiting[0]._waiters  # type: ignore[attr-defined]  # no waiter left behind

@@ -181,3 +181,90 @@ def test_json_formatter_wired_by_hand_takes_the_span_ids(
     outside = json.loads(formatter.format(record))
     assert (inside[F.TRACE_ID], inside[F.SPAN_ID]) == hex_ids(span)
     assert F.TRACE_ID not in outside
+
+
+@pytest.mark.parametrize("otel_first", [True, False], ids=["otel-first", "ours-first"])
+def test_event_has_the_server_span_of_fastapi_instrumentation(
+    tracer: tuple[trace.Tracer, InMemorySpanExporter], otel_first: bool
+) -> None:
+    # OpenTelemetry's ASGI middleware ends the server span when the last body chunk is sent,
+    # before the event is written; nothing is logged inside the endpoint.
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    _, exporter = tracer
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = FastAPI()
+
+    @app.get("/items/{n}")
+    async def item(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    if otel_first:
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+        instrument(app)
+    else:
+        instrument(app)
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+    transport = httpx.ASGITransport(app=app)
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/items/3", headers={"traceparent": TRACEPARENT})
+
+    try:
+        with capture_logs() as events:
+            response = asyncio.run(call())
+    finally:
+        FastAPIInstrumentor.uninstrument_app(app)
+        provider.shutdown()
+    assert response.status_code == 200
+    [server] = [s for s in exporter.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
+    [event] = [e for e in events if e.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert (event[F.TRACE_ID], event[F.SPAN_ID]) == hex_ids(server)
+    assert event[F.TRACE_ID] == TRACEPARENT.split("-")[1]  # the caller's trace, our span
+
+
+@pytest.mark.parametrize("otel_first", [True, False], ids=["otel-first", "ours-first"])
+def test_middleware_stays_after_opentelemetry_uninstruments_the_app(otel_first: bool) -> None:
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    provider = TracerProvider()
+    app = FastAPI()
+
+    @app.get("/x")
+    async def x() -> dict[str, str]:
+        return {}
+
+    if otel_first:
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+        instrument(app)
+    else:
+        instrument(app)
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+    FastAPIInstrumentor.uninstrument_app(app)  # as OpenTelemetry users' test teardowns do
+    assert _middleware_layers(app.middleware_stack) == 1  # it rebuilt the stack: ours is in it
+    app.middleware_stack = None
+    assert instrument(app) is app  # already in place: not a second one
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/x")
+
+    with capture_logs() as events:
+        response = asyncio.run(call())
+    provider.shutdown()
+    [event] = [e for e in events if e.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert response.headers["x-request-id"] == event[F.REQUEST_ID]
+    assert _middleware_layers(app.middleware_stack) == 1
+
+
+def _middleware_layers(stack: Any) -> int:
+    layers = 0
+    while stack is not None:
+        layers += type(stack).__name__ == "RequestContextMiddleware"
+        stack = getattr(stack, "app", None)
+    return layers

@@ -46,6 +46,14 @@ CASES = [
     ("/static/assets/app.js", "/static", 200, None),
     ("/static/missing.js", "/static", 404, None),
     ("/nowhere", F.ROUTE_UNMATCHED, 404, None),
+    ("/t/acme/app/x/1", "/t/{tenant}/app/x/{item}", 200, None),
+    ("/t/app/app/x/1", "/t/{tenant}/app/x/{item}", 200, None),
+    ("/r/eu/west/x/1", "/r/{region}/{zone}/x/{item}", 200, None),
+    ("/r/1/1/x/2", "/r/{region}/{zone}/x/{item}", 200, None),
+    ("/v2/x/1", "/v{version}/x/{item}", 200, None),
+    ("/w/7/x/7", "/w/{ws}/x/{item}", 200, None),
+    ("/w/x/x/1", "/w/{ws}/x/{item}", 200, None),
+    ("/sub/nothing-here", F.ROUTE_UNMATCHED, 404, None),
 ]
 FRONTEND_CASES = [
     ("/app/", "/app", 200, None),
