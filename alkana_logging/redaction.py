@@ -20,12 +20,14 @@ query parameters: see :class:`UrlScrubber`.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import unquote_plus
 
+from alkana_logging.fields import COLLISION_PREFIX, LOG_ERROR
 from alkana_logging.settings import DEFAULT_REDACT_KEYS, normalise_key
 
 normalise = normalise_key
@@ -69,22 +71,42 @@ _TEXT_KEYS: Final = (str, bytes, bytearray, memoryview)
 class Redactor:
     """Decides which keys are secret and copies values with their secrets replaced."""
 
-    __slots__ = ("_cache", "_keys")
+    __slots__ = ("_cache", "_keys", "_other_cache", "_urls")
 
     def __init__(self, keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> None:
         self._keys = frozenset(normalise_key(k) for k in keys)
-        self._cache: dict[Any, bool] = {}
+        self._cache: dict[str, bool] = {}
+        self._other_cache: dict[tuple[type, Any], bool] = {}
+        self._urls: UrlScrubber | None = None
+
+    @property
+    def urls(self) -> UrlScrubber:
+        """The URL scrubber of this policy (made on first use)."""
+        urls = self._urls
+        if urls is None:
+            urls = self._urls = UrlScrubber(self)
+        return urls
 
     def is_secret(self, key: Any) -> bool:
         """Whether values under ``key`` (of any type) are redacted."""
-        try:
+        if type(key) is str:  # the usual key: one lookup in a cache that holds exact str only
             decision = self._cache.get(key)
+            if decision is None:
+                decision = self._decide_text(key)
+                if len(self._cache) < _CACHE_LIMIT:
+                    self._cache[key] = decision
+            return decision
+        # Anything else is cached by type and value: a StrEnum member equals (and hashes as) its
+        # value but is judged by its name too, so the two must not share a decision.
+        cache_key = (type(key), key)
+        try:
+            decision = self._other_cache.get(cache_key)
         except TypeError:  # unhashable (a bytearray): decided every time
             return self._decide(key)
         if decision is None:
             decision = self._decide(key)
-            if len(self._cache) < _CACHE_LIMIT:
-                self._cache[key] = decision
+            if len(self._other_cache) < _CACHE_LIMIT:
+                self._other_cache[cache_key] = decision
         return decision
 
     def _decide(self, key: Any) -> bool:
@@ -242,6 +264,81 @@ class Redactor:
         """A redacted copy of a mapping (for values that the serializer meets late)."""
         return self.value(dict(values))  # type: ignore[no-any-return]
 
+    def args_text(self, msg: Any, args: Any) -> str:
+        """The text of a call whose ``%`` arguments did not fit its format (``msg % args`` as
+        reprs), secrets replaced as in a line; a value whose walk raises is shown by its type
+        only (its repr may be what fails, or hold a secret)."""
+        return f"{self._redacted_repr(msg)} % {self._redacted_repr(args)}"
+
+    def _redacted_repr(self, value: Any) -> str:
+        if isinstance(value, tuple):
+            try:
+                return _repr_of(self.args(value))
+            except Exception:  # noqa: BLE001 - a walk failed: judge the arguments one by one
+                return _repr_of(tuple(_Shown(self._redacted_repr(v)) for v in value))
+        if isinstance(value, CONTAINERS):
+            try:
+                return _repr_of(self.args(value) if isinstance(value, dict) else self.value(value))
+            except Exception:  # noqa: BLE001
+                return _unrenderable(value)
+        return _repr_of(value)
+
+    def forwarded(
+        self, message: Any, values: Mapping[Any, Any] | None, taken: Container[str] = ()
+    ) -> tuple[str, dict[str, Any]]:
+        """The message and the attributes of a line offered to the stdlib's other handlers
+        (Sentry's, pytest's caplog, an application's), redacted as the line in the file is:
+        secret keys, secrets nested in values, URL user-info and secret query values.
+
+        A name in ``taken`` (the record's own attributes) is prefixed ``extra_``, then numbered
+        (``extra_msg_2``) if the caller used that name too. A value whose walk fails becomes a
+        placeholder and ``log_error`` says which key: the record is still offered. Never raises.
+        """
+        urls = self.urls
+        text = message if type(message) is str else _text_of(message)
+        text = urls.text(text) if ("=" in text or "@" in text) else text
+        attrs: dict[str, Any] = {}
+        if not values:
+            return text, attrs
+        errors = []
+        try:
+            items = list(values.items())
+        except Exception as err:  # noqa: BLE001 - a mapping whose items() raises
+            items = []
+            errors.append(f"fields could not be read: {_repr_of(err)}")
+        for key, value in items:
+            name = key if type(key) is str else _text_of(key)
+            if name in taken:
+                name = COLLISION_PREFIX + name
+            if name in attrs or name in taken:
+                number = 2
+                while f"{name}_{number}" in attrs or f"{name}_{number}" in taken:
+                    number += 1
+                name = f"{name}_{number}"
+            if self.is_secret(key):
+                attrs[name] = REDACTED
+                continue
+            try:
+                attrs[name] = urls.value(self._forwarded_value(value))
+            except Exception as err:  # noqa: BLE001 - the value costs only itself
+                attrs[name] = _unrenderable(value)
+                errors.append(f"value of {name!r} could not be rendered: {_repr_of(err)}")
+        if errors:
+            earlier = attrs.get(LOG_ERROR)
+            attrs[LOG_ERROR] = "; ".join([earlier, *errors] if earlier else errors)
+        return text, attrs
+
+    def _forwarded_value(self, value: Any) -> Any:
+        if isinstance(value, CONTAINERS):
+            return self.value(value)
+        if isinstance(value, Mapping):
+            return self.mapping(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return self.mapping(
+                {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+            )
+        return value
+
     def loguru_message(self, message: str, extra: Mapping[str, Any]) -> str:
         """loguru formats ``{}`` fields into the message before a sink sees it, and keeps the
         keyword arguments in ``extra``: the text of each secret one in the message is replaced
@@ -263,6 +360,25 @@ class Redactor:
             if text and text in message:
                 message = message.replace(text, replacement)
         return message
+
+
+class _Shown(str):
+    """Text shown as it is by ``repr`` (an argument already written as a repr)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _repr_of(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001
+        return f"<unrepresentable {type(value).__qualname__} object>"
+
+
+def _unrenderable(value: Any) -> str:
+    # The type only: the repr of a value that failed may be what failed, or hold a secret.
+    return f"<unrenderable {type(value).__qualname__} value>"
 
 
 def _text_of(value: Any) -> str:
@@ -287,24 +403,33 @@ _PAIR_KEYS: Final = (str, bytes, enum.Enum)
 URL_QUERY_KEYS: Final = frozenset({"aws_access_key_id", "signature", "sig", "x_goog_signature"})
 _URL_QUERY_PREFIXES: Final = ("x_amz_",)
 
-# ://user:pass@  (the user-info ends at the first "@" before any "/", "?", "#" or space)
-_USERINFO: Final = re.compile(r"://[^/?#@\s\"'<>\\]+@")
+# ://user:pass@  The user-info ends at the LAST "@" before any "/", "?", "#" or space: a client
+# splits the authority there (as urllib does), so a password holding an unencoded "@" is masked
+# whole. One pass from each "://" to the end of its authority: linear.
+_USERINFO: Final = re.compile(r"://[^/?#\s\"'<>\\]*@")
 _USERINFO_MASK: Final = "://" + REDACTED + "@"
-# ?name=value or &name=value
-_QUERY_PARAM: Final = re.compile(r"(?P<lead>[?&](?P<name>[^=&#?\s\"'<>\\]+)=)[^&#\s\"'<>\\]*")
+# name=value: after "?", "&", ";", "#" (a fragment's access_token), whitespace, a quote, a
+# bracket or at the start; so query strings without their "?" (``url.query``, form bodies,
+# ``page=2&api_key=...``) and ``token=...`` in plain text are covered. The value ends at "&",
+# "#", "?", ";", whitespace, a quote, or the truncation mark's "…" (a URL as a value: its own
+# query is judged pair by pair).
+_PAIR_START: Final = "(?<![^?&;#,(\\[{\\s\"'])"
+_QUERY_PARAM: Final = re.compile(
+    _PAIR_START + "(?P<lead>(?P<name>[^=&#?;,\\s\"'<>\\\\(){}\\[\\]]+)=)[^&#?;\\s\"'<>\\\\…]*"
+)
 # The same on a serialised line, to tell whether a line needs the slow walk at all.
-_LINE_USERINFO: Final = re.compile(rb"://[^/?#@\s\"'<>\\]+@")
-_LINE_PARAM: Final = re.compile(rb"[?&]([^=&#?\s\"'<>\\]+)=")
+_LINE_USERINFO: Final = re.compile(rb"://[^/?#\s\"'<>\\]*@")
+_LINE_PARAM: Final = re.compile(_PAIR_START.encode() + rb"([^=&#?;,\s\"'<>\\(){}\[\]]+)=")
 _EQUALS, _QUESTION, _AT, _SLASH = b"=?@/"
 
 
 def line_may_hold_url_secrets(line: bytes) -> bool:
-    """The cheap pre-check: a query parameter needs ``?`` and ``=``, user-info ``/`` and ``@``.
+    """The cheap pre-check: a ``name=value`` pair needs ``=``, user-info ``/`` and ``@``.
 
-    Four byte searches at most (an int searched in bytes is one ``memchr``); an ordinary line
+    Three byte searches at most (an int searched in bytes is one ``memchr``); an ordinary line
     has neither ``=`` nor ``@`` and costs two.
     """
-    return (_EQUALS in line and _QUESTION in line) or (_AT in line and _SLASH in line)
+    return _EQUALS in line or (_AT in line and _SLASH in line)
 
 
 class UrlScrubber:
@@ -338,13 +463,12 @@ class UrlScrubber:
         return decision
 
     def text(self, text: str) -> str:
-        """``text`` with user-info and sensitive query values replaced by :data:`REDACTED`."""
+        """``text`` with user-info and sensitive ``name=value`` values replaced by
+        :data:`REDACTED`."""
         if "@" in text:
             text = _USERINFO.sub(_USERINFO_MASK, text)
-        # Every query parameter follows a "?": the regex starts there, not at the first byte.
-        start = text.find("?")
-        if start >= 0 and "=" in text:
-            text = text[:start] + _QUERY_PARAM.sub(self._param, text[start:])
+        if "=" in text:
+            text = _QUERY_PARAM.sub(self._param, text)
         return text
 
     def _param(self, match: re.Match[str]) -> str:
@@ -353,24 +477,29 @@ class UrlScrubber:
         return match[0]
 
     def line_needs_scrubbing(self, line: bytes) -> bool:
-        """Whether a serialised line holds user-info or a sensitive query parameter (callers
+        """Whether a serialised line holds user-info or a sensitive ``name=value`` pair (callers
         run :func:`line_may_hold_url_secrets` first)."""
         if _AT in line and _LINE_USERINFO.search(line):
             return True
-        start = line.find(b"?")
-        if start >= 0 and _EQUALS in line:
+        if _EQUALS in line:
             sensitive = self.sensitive_param
-            return any(sensitive(m[1]) for m in _LINE_PARAM.finditer(line, start))
+            return any(sensitive(m[1]) for m in _LINE_PARAM.finditer(line))
         return False
 
     def value(self, value: Any) -> Any:
-        """A copy of a JSON value (as ``orjson.loads`` returns it) with its text scrubbed."""
+        """A copy of a JSON value (as ``orjson.loads`` returns it) with its text scrubbed, keys
+        included (a URL used as a dict key)."""
         if isinstance(value, str):
-            return self.text(value) if "?" in value or "@" in value else value
+            return self.text(value) if "=" in value or "@" in value else value
         if isinstance(value, dict):
-            return {k: self.value(v) for k, v in value.items()}
+            return {
+                (self.value(k) if isinstance(k, str) else k): self.value(v)
+                for k, v in value.items()
+            }
         if isinstance(value, list):
             return [self.value(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.value(v) for v in value)
         return value
 
 
