@@ -20,9 +20,12 @@ query parameters: see :class:`UrlScrubber`.
 
 from __future__ import annotations
 
+import _string  # type: ignore[import-not-found]  # str.format's field parser, as string.Formatter
 import dataclasses
 import enum
 import re
+import string
+import sys
 from collections.abc import Container, Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import unquote_plus
@@ -339,27 +342,96 @@ class Redactor:
             )
         return value
 
-    def loguru_message(self, message: str, extra: Mapping[str, Any]) -> str:
-        """loguru formats ``{}`` fields into the message before a sink sees it, and keeps the
-        keyword arguments in ``extra``: the text of each secret one in the message is replaced
-        (a secret value by :data:`REDACTED`, a container holding secrets by its redacted form)."""
-        is_secret = self.is_secret
-        for key, value in extra.items():
-            if is_secret(key):
-                text, replacement = _text_of(value), REDACTED
-            elif isinstance(value, CONTAINERS):
-                try:
-                    if not self._has_secret(value):
-                        continue
-                    replacement = _text_of(self.value(value))
-                except Exception:  # noqa: BLE001 - a value that cannot be walked is hidden whole
-                    replacement = f"<unrenderable {type(value).__qualname__} value>"
-                text = _text_of(value)
-            else:
-                continue
-            if text and text in message:
-                message = message.replace(text, replacement)
-        return message
+    def loguru_message(self, record: Mapping[str, Any]) -> str:
+        """The message of a loguru record with its ``{}`` arguments redacted.
+
+        loguru formats ``message.format(*args, **kwargs)`` before a sink sees it and keeps
+        neither the format string nor the arguments in the record. The sink runs inside
+        loguru's ``Logger._log`` (the package adds it without ``enqueue``): the call's format
+        string and arguments are read from that frame and the message is formatted again, a
+        field whose name, attribute or index is secret (``{password}``, ``{creds[password]}``,
+        ``{u.password}``, ``{password:.4}``) as :data:`REDACTED` and containers with their
+        secrets replaced. Text the caller wrote is never touched (``bind(password="a")`` changes
+        nothing in ``"a cat"``). When the frame is not found (another thread, a loguru whose
+        internals differ) or the call used ``opt(colors=True)``, the message is left as loguru
+        formatted it. A format that fails the second time gives the format string itself.
+        """
+        text = record["message"]
+        call = _loguru_call(record)
+        if call is None:
+            return text  # type: ignore[no-any-return]
+        template, args, kwargs = call
+        if not (args or kwargs) or not isinstance(template, str):
+            return text  # type: ignore[no-any-return]
+        try:
+            return _RedactingFormatter(self).vformat(template, args, kwargs)
+        except Exception:  # noqa: BLE001 - the caller's text alone: it names no value
+            return template
+
+
+_LOGURU_LOG: list[Any] = []
+
+
+def _loguru_call(record: Mapping[str, Any]) -> tuple[Any, Any, Any] | None:
+    """``(format string, args, kwargs)`` of the loguru call being emitted, read from loguru's
+    ``Logger._log`` frame up the stack; None when it is not there or formatted with colours."""
+    if not _LOGURU_LOG:
+        try:
+            from loguru._logger import Logger
+
+            _LOGURU_LOG.append(Logger._log.__code__)
+        except (ImportError, AttributeError):
+            _LOGURU_LOG.append(None)
+    code = _LOGURU_LOG[0]
+    if code is None:
+        return None
+    frame = sys._getframe(1)
+    for _ in range(12):
+        if frame is None:
+            return None
+        if frame.f_code is code:
+            local = frame.f_locals
+            if local.get("log_record") is not record or local.get("colors"):
+                return None
+            return local.get("message"), local.get("args"), local.get("kwargs")
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+class _Withheld:
+    """A field of a secret name: formatted as :data:`REDACTED` whatever its spec."""
+
+
+_WITHHELD: Final = _Withheld()
+
+
+class _RedactingFormatter(string.Formatter):
+    """``str.format`` with secret fields withheld and containers redacted."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
+        first, rest = _string.formatter_field_name_split(field_name)
+        is_secret = self._redactor.is_secret
+        if isinstance(first, str) and is_secret(first):
+            return _WITHHELD, first
+        obj = self.get_value(first, args, kwargs)
+        for is_attr, name in rest:
+            if isinstance(name, str) and is_secret(name):
+                return _WITHHELD, first
+            obj = getattr(obj, name) if is_attr else obj[name]
+        return obj, first
+
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        return value if value is _WITHHELD else super().convert_field(value, conversion)
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if value is _WITHHELD:
+            return REDACTED
+        if isinstance(value, CONTAINERS):
+            value = self._redactor.value(value)
+        return super().format_field(value, format_spec)
 
 
 class _Shown(str):

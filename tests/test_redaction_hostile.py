@@ -285,3 +285,51 @@ def test_redactor_cache_tells_an_enum_from_its_value() -> None:
     assert not redactor.is_secret("field_1")
     assert redactor.is_secret(_Field.password)
     assert not redactor.is_secret("field_1")
+
+
+# -- D9: loguru {} arguments ---------------------------------------------------------------------
+
+
+class _User:
+    def __init__(self, password: str) -> None:
+        self.password = password
+        self.name = "bob"
+
+
+def test_loguru_fields_are_redacted_where_formatting_put_them(tmp_path: Path) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    loguru_logger.info(
+        "pw={creds[password]} user={creds[user]}", creds={"password": value, "user": "bob"}
+    )
+    loguru_logger.info("pw={u.password} name={u.name}", u=_User(value))
+    loguru_logger.opt(lazy=True).info("pw={password}", password=lambda: value)
+    loguru_logger.info("{password:>40}|{password!r}|{password:.4}", password=value)
+    loguru_logger.info("token={token}", token=value.encode())
+    loguru_logger.info("got {} and {}", {"password": value, "n": 1}, 7)
+    alkana_logging.shutdown()
+    messages = [r[F.MESSAGE] for r in read_records(path)]
+    assert messages == [
+        f"pw={REDACTED} user=bob",
+        f"pw={REDACTED} name=bob",
+        f"pw={REDACTED}",
+        f"{REDACTED}|{REDACTED}|{REDACTED}",
+        f"token={REDACTED}",
+        f"got {{'password': '{REDACTED}', 'n': 1}} and 7",
+    ]
+
+
+def test_loguru_bound_secrets_never_change_the_callers_text(tmp_path: Path) -> None:
+    path = setup_file(tmp_path)
+    loguru_logger.bind(password="a").info("a cat sat on a mat")
+    loguru_logger.bind(token=1).info("order 1 of 10 shipped at 11:01")
+    loguru_logger.bind(api_key="").info("nothing {n}", n=3)
+    alkana_logging.shutdown()
+    records = read_records(path)
+    assert [r[F.MESSAGE] for r in records] == [
+        "a cat sat on a mat",
+        "order 1 of 10 shipped at 11:01",
+        "nothing 3",
+    ]
+    assert records[0]["password"] == REDACTED
+    assert records[1]["token"] == REDACTED
