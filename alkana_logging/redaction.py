@@ -480,18 +480,19 @@ _URL_QUERY_PREFIXES: Final = ("x_amz_",)
 # whole. One pass from each "://" to the end of its authority: linear.
 _USERINFO: Final = re.compile(r"://[^/?#\s\"'<>\\]*@")
 _USERINFO_MASK: Final = "://" + REDACTED + "@"
-# name=value: after "?", "&", ";", "#" (a fragment's access_token), whitespace, a quote, a
-# bracket or at the start; so query strings without their "?" (``url.query``, form bodies,
-# ``page=2&api_key=...``) and ``token=...`` in plain text are covered. The value ends at "&",
-# "#", "?", ";", whitespace, a quote, or the truncation mark's "…" (a URL as a value: its own
-# query is judged pair by pair).
-_PAIR_START: Final = "(?<![^?&;#,(\\[{\\s\"'])"
-_QUERY_PARAM: Final = re.compile(
-    _PAIR_START + "(?P<lead>(?P<name>[^=&#?;,\\s\"'<>\\\\(){}\\[\\]]+)=)[^&#?;\\s\"'<>\\\\…]*"
-)
-# The same on a serialised line, to tell whether a line needs the slow walk at all.
+# name=value pairs, found from their "=": the name is the run of name characters before it, so
+# query strings without their "?" (``url.query``, form bodies, ``page=2&api_key=...``), fragments
+# (``#access_token=``) and ``token=...`` in plain text are covered. The regex runs on the REVERSED
+# text: it then starts with the literal "=" (which the engine searches for fast) and takes the
+# name greedily; forwards, a regex starting with a character class is tried at every position.
+# One pass: linear. The value ends at "&", "#", "?", ";", whitespace, a quote, or the
+# truncation mark's "…" (a URL as a value: its own query is judged pair by pair).
+_NAME_CHARS: Final = "[^=&#?;,\\s\"'<>\\\\(){}\\[\\]]+"
+_REVERSED_PAIR: Final = re.compile("=(" + _NAME_CHARS + ")")
+_VALUE: Final = re.compile("[^&#?;\\s\"'<>\\\\…]*")
+# The same on a serialised line (reversed too), to tell whether it needs the slow walk at all.
 _LINE_USERINFO: Final = re.compile(rb"://[^/?#\s\"'<>\\]*@")
-_LINE_PARAM: Final = re.compile(_PAIR_START.encode() + rb"([^=&#?;,\s\"'<>\\(){}\[\]]+)=")
+_LINE_REVERSED_PAIR: Final = re.compile(b"=(" + _NAME_CHARS.encode() + b")")
 _EQUALS, _QUESTION, _AT, _SLASH = b"=?@/"
 
 
@@ -540,13 +541,29 @@ class UrlScrubber:
         if "@" in text:
             text = _USERINFO.sub(_USERINFO_MASK, text)
         if "=" in text:
-            text = _QUERY_PARAM.sub(self._param, text)
+            text = self._pairs(text)
         return text
 
-    def _param(self, match: re.Match[str]) -> str:
-        if self.sensitive_param(match["name"]):
-            return match["lead"] + REDACTED
-        return match[0]
+    def _pairs(self, text: str) -> str:
+        last = len(text) - 1
+        sensitive = self.sensitive_param
+        starts = [
+            last - m.start() + 1  # where the value starts: after the "="
+            for m in _REVERSED_PAIR.finditer(text[::-1])
+            if sensitive(m[1][::-1])
+        ]
+        if not starts:
+            return text
+        parts: list[str] = []
+        done = 0
+        for start in reversed(starts):  # in text order
+            if start < done:  # inside a value replaced already
+                continue
+            end = _VALUE.match(text, start).end()  # type: ignore[union-attr]
+            parts += (text[done:start], REDACTED)
+            done = end
+        parts.append(text[done:])
+        return "".join(parts)
 
     def line_needs_scrubbing(self, line: bytes) -> bool:
         """Whether a serialised line holds user-info or a sensitive ``name=value`` pair (callers
@@ -555,7 +572,7 @@ class UrlScrubber:
             return True
         if _EQUALS in line:
             sensitive = self.sensitive_param
-            return any(sensitive(m[1]) for m in _LINE_PARAM.finditer(line))
+            return any(sensitive(m[1][::-1]) for m in _LINE_REVERSED_PAIR.finditer(line[::-1]))
         return False
 
     def value(self, value: Any) -> Any:
@@ -564,14 +581,21 @@ class UrlScrubber:
         if isinstance(value, str):
             return self.text(value) if "=" in value or "@" in value else value
         if isinstance(value, dict):
+            text, walk = self.text, self.value
             return {
-                (self.value(k) if isinstance(k, str) else k): self.value(v)
+                (text(k) if type(k) is str and ("=" in k or "@" in k) else k): (
+                    (text(v) if "=" in v or "@" in v else v)
+                    if type(v) is str
+                    else walk(v)
+                    if isinstance(v, (dict, list, tuple))
+                    else v
+                )
                 for k, v in value.items()
             }
-        if isinstance(value, list):
-            return [self.value(v) for v in value]
-        if isinstance(value, tuple):
-            return tuple(self.value(v) for v in value)
+        if isinstance(value, (list, tuple)):
+            walk = self.value
+            copy = [walk(v) if isinstance(v, (str, dict, list, tuple)) else v for v in value]
+            return copy if isinstance(value, list) else tuple(copy)
         return value
 
 
