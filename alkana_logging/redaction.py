@@ -21,6 +21,7 @@ query parameters: see :class:`UrlScrubber`.
 from __future__ import annotations
 
 import _string  # type: ignore[import-not-found]  # str.format's field parser, as string.Formatter
+import collections
 import dataclasses
 import enum
 import re
@@ -64,6 +65,24 @@ SECRET_SUFFIXES: Final = (
     "apikey",
     "private_key",
     "credentials",
+    "secret_key",
+    "access_key",  # aws_secret_access_key
+    "signature",  # x_amz_signature, webhook_signature
+)
+#: Words that make a key secret at its end even glued to the word before (``dbpassword``,
+#: ``sslpassword``, ``accesstoken``, ``apitoken``, ``clientsecret``, ``secretkey``,
+#: ``privatekey``): keys written in lower case with no separator cannot be split.
+GLUED_SUFFIXES: Final = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "secretkey",
+    "privatekey",
+    "credentials",
+    "signature",
 )
 #: ``password_hash``, ``password_confirmation``: a key that starts with one of these and ``_``.
 SECRET_PREFIXES: Final = ("password", "passwd", "passphrase")
@@ -128,11 +147,12 @@ class Redactor:
         name = normalise_key(key)
         return (
             name in self._keys
+            or name.endswith(GLUED_SUFFIXES)
             or any(name.endswith("_" + s) for s in SECRET_SUFFIXES)
             or any(name.startswith(p + "_") for p in SECRET_PREFIXES)
         )
 
-    def _pair_secret(self, value: tuple[Any, ...]) -> bool:
+    def _pair_secret(self, value: tuple[Any, ...] | list[Any]) -> bool:
         # A (key, value) pair judged by its key: only text-like keys, so (1, 2) costs little.
         return len(value) == 2 and isinstance(value[0], _PAIR_KEYS) and self.is_secret(value[0])
 
@@ -181,6 +201,8 @@ class Redactor:
                 ]
             if self._pair_secret(value):
                 return [value[0], REDACTED]
+        elif type(value) is list and self._pair_secret(value):  # [["authorization", "..."]]
+            return [value[0], REDACTED]
         return [walk(v, depth + 1, budget) if isinstance(v, CONTAINERS) else v for v in value]
 
     def _careful(self, value: Any, depth: int, path: set[int], budget: list[int]) -> Any:
@@ -215,7 +237,7 @@ class Redactor:
                 else v
                 for k, v in zip(value._fields, value, strict=False)
             ]
-        elif isinstance(value, tuple) and self._pair_secret(value):
+        elif isinstance(value, (tuple, list)) and self._pair_secret(value):
             result = [value[0], REDACTED]
         else:
             result = [
@@ -254,7 +276,7 @@ class Redactor:
                     return True
                 stack.extend(v for v in item.values() if isinstance(v, CONTAINERS))
                 continue
-            if isinstance(item, tuple):
+            if isinstance(item, (tuple, list)):
                 fields = getattr(item, "_fields", None)
                 if fields is not None and any(self.is_secret(k) for k in fields):
                     return True
@@ -461,7 +483,7 @@ def _text_of(value: Any) -> str:
 
 
 #: What the walk enters.
-CONTAINERS: Final = (dict, list, tuple, set, frozenset)
+CONTAINERS: Final = (dict, list, tuple, set, frozenset, collections.deque)
 _CONTAINERS = CONTAINERS
 _PAIR_KEYS: Final = (str, bytes, enum.Enum)
 
@@ -472,7 +494,16 @@ _PAIR_KEYS: Final = (str, bytes, enum.Enum)
 #: OpenTelemetry's semantic conventions for ``url.query`` (signed-URL signatures and keys).
 #: ``X-Amz-*`` (AWS SigV4 presigned URLs: credential, signature, security token) is matched as a
 #: prefix.
-URL_QUERY_KEYS: Final = frozenset({"aws_access_key_id", "signature", "sig", "x_goog_signature"})
+URL_QUERY_KEYS: Final = frozenset(
+    {
+        "aws_access_key_id",
+        "awsaccesskeyid",  # the same, written in lower case
+        "signature",
+        "sig",
+        "x_goog_signature",
+        "x_goog_credential",
+    }
+)
 _URL_QUERY_PREFIXES: Final = ("x_amz_",)
 
 # ://user:pass@  The user-info ends at the LAST "@" before any "/", "?", "#" or space: a client

@@ -333,3 +333,55 @@ def test_loguru_bound_secrets_never_change_the_callers_text(tmp_path: Path) -> N
     ]
     assert records[0]["password"] == REDACTED
     assert records[1]["token"] == REDACTED
+
+
+# -- more spellings and shapes -------------------------------------------------------------------
+
+GLUED = [
+    "accesstoken",
+    "dbpassword",
+    "sslpassword",
+    "clientsecret",
+    "secretkey",
+    "privatekey",
+    "apitoken",
+    "aws_secret_access_key",
+    "signature",
+    "bearer",
+]
+
+
+@pytest.mark.parametrize("key", GLUED)
+def test_glued_and_signing_key_spellings_are_redacted(tmp_path: Path, key: str) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    alkana_logging.get_logger("m").info("m", **{key: value}, nested={key: value})
+    logging.getLogger("s").info(f"url https://h/x?{key}={value}")
+    alkana_logging.shutdown()
+    records = read_records(path)
+    assert records[0][key] == REDACTED
+    assert records[0]["nested"] == {key: REDACTED}
+    assert value not in repr(records)
+
+
+def test_pairs_in_lists_and_deques_are_redacted(tmp_path: Path) -> None:
+    import collections
+
+    path = setup_file(tmp_path)
+    value = secret()
+    alkana_logging.get_logger("m").info(
+        "m",
+        headers=[["authorization", value], ["accept", "text/html"]],
+        recent=collections.deque([{"password": value}, 3]),
+    )
+    alkana_logging.shutdown()
+    (record,) = read_records(path)
+    assert record["headers"] == [["authorization", REDACTED], ["accept", "text/html"]]
+    assert record["recent"] == [{"password": REDACTED}, 3]
+
+
+@pytest.mark.parametrize("name", ["X-Goog-Credential", "awsaccesskeyid", "AWSAccessKeyId"])
+def test_signed_url_parameters_are_redacted(name: str) -> None:
+    value = secret()
+    shown = UrlScrubber(Redactor()).text(f"https://h/o?{name}={value}&x=1")
+    assert shown == f"https://h/o?{name}={REDACTED}&x=1"
