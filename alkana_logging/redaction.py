@@ -375,8 +375,9 @@ class Redactor:
         ``{u.password}``, ``{password:.4}``) as :data:`REDACTED` and containers with their
         secrets replaced. Text the caller wrote is never touched (``bind(password="a")`` changes
         nothing in ``"a cat"``). When the frame is not found (another thread, a loguru whose
-        internals differ) or the call used ``opt(colors=True)``, the message is left as loguru
-        formatted it. A format that fails the second time gives the format string itself.
+        internals differ), the message is left as loguru formatted it; an ``opt(colors=True)``
+        call is formatted from its format string with the markup stripped, as loguru does. A
+        format that fails the second time gives the format string itself.
         """
         text = record["message"]
         call = _loguru_call(record)
@@ -413,11 +414,26 @@ def _loguru_call(record: Mapping[str, Any]) -> tuple[Any, Any, Any] | None:
             return None
         if frame.f_code is code:
             local = frame.f_locals
-            if local.get("log_record") is not record or local.get("colors"):
+            if local.get("log_record") is not record:
                 return None
-            return local.get("message"), local.get("args"), local.get("kwargs")
+            template = local.get("message")
+            if local.get("colors") and isinstance(template, str):  # opt(colors=True): markup
+                template = _loguru_stripped(template)
+            return template, local.get("args"), local.get("kwargs")
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+def _loguru_stripped(template: str) -> str | None:
+    """The format string of an ``opt(colors=True)`` call without its colour markup, as loguru
+    strips it; None when loguru's colorizer is not there or refuses it."""
+    try:
+        from loguru._colorizer import Colorizer
+
+        stripped = Colorizer.prepare_simple_message(template).stripped  # type: ignore[no-untyped-call]
+        return stripped if isinstance(stripped, str) else None
+    except Exception:  # noqa: BLE001 - another loguru: the message is left as it is
+        return None
 
 
 class _Withheld:
