@@ -534,7 +534,8 @@ _USERINFO_MASK: Final = "://" + REDACTED + "@"
 # name greedily; forwards, a regex starting with a character class is tried at every position.
 # One pass: linear. The value ends at "&", "#", "?", ";", whitespace, a quote, or the
 # truncation mark's "…" (a URL as a value: its own query is judged pair by pair).
-_NAME_CHARS: Final = "[^=&#?;,\\s\"'<>\\\\(){}\\[\\]]+"
+_NAME_CHARS: Final = "[^=&#?;,\\s\"'<>\\\\(){}]+"  # brackets kept: token[]=, auth[token]=
+_BRACKETED: Final = re.compile(r"[^\[\]]+")
 _REVERSED_PAIR: Final = re.compile("=(" + _NAME_CHARS + ")")
 _VALUE: Final = re.compile("[^&#?;\\s\"'<>\\\\…]*")
 # The same on a serialised line (reversed too), to tell whether it needs the slow walk at all.
@@ -578,6 +579,8 @@ class UrlScrubber:
                 or normal.startswith(_URL_QUERY_PREFIXES)
                 or self._redactor.is_secret(text)
             )
+            if not decision and "[" in text:  # token[]=, auth[token]=: each part judged
+                decision = any(self.sensitive_param(p) for p in _BRACKETED.findall(text))
             if len(self._cache) < _CACHE_LIMIT:
                 self._cache[name] = decision
         return decision

@@ -389,3 +389,12 @@ def test_signed_url_parameters_are_redacted(name: str) -> None:
     value = secret()
     shown = UrlScrubber(Redactor()).text(f"https://h/o?{name}={value}&x=1")
     assert shown == f"https://h/o?{name}={REDACTED}&x=1"
+
+
+@pytest.mark.parametrize("name", ["token[]", "auth[token]", "user[password]"])
+def test_bracketed_parameter_names_are_judged_by_their_parts(name: str) -> None:
+    value = secret()
+    scrubber = UrlScrubber(Redactor())
+    assert scrubber.text(f"GET https://h/x?{name}={value}&a[b]=1") == (
+        f"GET https://h/x?{name}={REDACTED}&a[b]=1"
+    )
