@@ -380,6 +380,16 @@ class Redactor:
         format that fails the second time gives the format string itself.
         """
         text = record["message"]
+        # The frame is read (about 3 µs) only when formatting may have put a secret in: a
+        # keyword argument (loguru keeps them in ``extra``, with the bound values) of a secret
+        # name, or one that is not a plain scalar (a container, an object with attributes).
+        # Scalars under other names cannot hide a secret field.
+        extra = record["extra"]
+        if not extra:
+            return text  # type: ignore[no-any-return]
+        is_secret = self.is_secret
+        if not any(type(v) not in _SCALARS or is_secret(k) for k, v in extra.items()):
+            return text  # type: ignore[no-any-return]
         call = _loguru_call(record)
         if call is None:
             return text  # type: ignore[no-any-return]
@@ -392,6 +402,7 @@ class Redactor:
             return template
 
 
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 _LOGURU_LOG: list[Any] = []
 
 

@@ -306,7 +306,7 @@ def test_loguru_fields_are_redacted_where_formatting_put_them(tmp_path: Path) ->
     loguru_logger.opt(lazy=True).info("pw={password}", password=lambda: value)
     loguru_logger.info("{password:>40}|{password!r}|{password:.4}", password=value)
     loguru_logger.info("token={token}", token=value.encode())
-    loguru_logger.info("got {} and {}", {"password": value, "n": 1}, 7)
+    loguru_logger.info("got {c} and {n}", c={"password": value, "n": 1}, n=7)
     loguru_logger.opt(colors=True).info("<red>pw</red>={password}", password=value)
     loguru_logger.opt(capture=False).info("pw={password}", password=value)
     alkana_logging.shutdown()
