@@ -331,23 +331,23 @@ class Redactor:
         except Exception as err:  # noqa: BLE001 - a mapping whose items() raises
             items = []
             errors.append(f"fields could not be read: {_repr_of(err)}")
+        is_secret = self.is_secret
         for key, value in items:
             name = key if type(key) is str else _text_of(key)
-            if name in taken:
-                name = COLLISION_PREFIX + name
-            if name in attrs or name in taken:
-                number = 2
-                while f"{name}_{number}" in attrs or f"{name}_{number}" in taken:
-                    number += 1
-                name = f"{name}_{number}"
-            if self.is_secret(key):
+            if name in taken or name in attrs:
+                name = _free_name(COLLISION_PREFIX + name if name in taken else name, attrs, taken)
+            if is_secret(key):
                 attrs[name] = REDACTED
-                continue
-            try:
-                attrs[name] = urls.value(self._forwarded_value(value))
-            except Exception as err:  # noqa: BLE001 - the value costs only itself
-                attrs[name] = _unrenderable(value)
-                errors.append(f"value of {name!r} could not be rendered: {_repr_of(err)}")
+            elif type(value) is str:  # the usual values first, without a call
+                attrs[name] = urls.text(value) if "=" in value or "@" in value else value
+            elif type(value) in _SCALARS:
+                attrs[name] = value
+            else:
+                try:
+                    attrs[name] = urls.value(self._forwarded_value(value))
+                except Exception as err:  # noqa: BLE001 - the value costs only itself
+                    attrs[name] = _unrenderable(value)
+                    errors.append(f"value of {name!r} could not be rendered: {_repr_of(err)}")
         if errors:
             earlier = attrs.get(LOG_ERROR)
             attrs[LOG_ERROR] = "; ".join([earlier, *errors] if earlier else errors)
@@ -481,6 +481,16 @@ class _RedactingFormatter(string.Formatter):
         if isinstance(value, CONTAINERS):
             value = self._redactor.value(value)
         return super().format_field(value, format_spec)
+
+
+def _free_name(name: str, attrs: Container[str], taken: Container[str]) -> str:
+    """``name``, or ``name_2``, ``name_3``...: the first in neither ``attrs`` nor ``taken``."""
+    if name not in attrs and name not in taken:
+        return name
+    number = 2
+    while f"{name}_{number}" in attrs or f"{name}_{number}" in taken:
+        number += 1
+    return f"{name}_{number}"
 
 
 class _Shown(str):
