@@ -50,7 +50,7 @@ class Answer:
     status: int
     reason: str
     headers: Mapping[str, str]
-    body: bytes
+    body: bytes | bytearray  # a bytearray as read (one buffer, never copied)
     truncated: bool
 
     def text(self) -> str:
@@ -220,14 +220,14 @@ def request(
     return Answer(response.status_code, response.reason or "", response.headers, body, truncated)
 
 
-def _read(response: requests.Response, max_body: int) -> tuple[bytes, bool]:
+def _read(response: requests.Response, max_body: int) -> tuple[bytearray, bool]:
+    # One buffer grown in place: a list of chunks joined at the end held the body twice.
     raw = response.raw
-    parts: list[bytes] = []
-    size = 0
-    while size <= max_body:
+    body = bytearray()
+    while len(body) <= max_body:
         # urllib3's own errors, as requests would raise them from iter_content().
         try:
-            chunk = raw.read(min(_CHUNK, max_body + 1 - size), decode_content=False)
+            chunk = raw.read(min(_CHUNK, max_body + 1 - len(body)), decode_content=False)
         except urllib3.exceptions.ReadTimeoutError as err:
             raise requests.exceptions.ReadTimeout(err) from err
         except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError, OSError) as err:
@@ -235,11 +235,10 @@ def _read(response: requests.Response, max_body: int) -> tuple[bytes, bool]:
         except urllib3.exceptions.DecodeError as err:
             raise requests.exceptions.ContentDecodingError(err) from err
         if not chunk:
-            return b"".join(parts), False
-        parts.append(chunk)
-        size += len(chunk)
-    body = b"".join(parts)
-    return body[:max_body], True
+            return body, False
+        body += chunk
+    del body[max_body:]
+    return body, True
 
 
 def same_origin(url: str, other: str) -> bool:

@@ -25,9 +25,8 @@ def make_sink() -> Any:
         file = record["file"]
         path = file.path if file is not None else "(unknown file)"
         extra = record["extra"]
-        text = record["message"]
-        if extra:  # loguru formatted {} keyword arguments into the text: redact them there
-            text = pipeline.redactor.loguru_message(text, extra)
+        # loguru formatted the call's {} arguments into the text: formatted again, redacted.
+        text = pipeline.redactor.loguru_message(record)
         pipeline.emit_offered(
             int(record["time"].timestamp() * 1_000_000_000),
             level_name(record["level"].no),

@@ -30,7 +30,6 @@ from alkana_logging.redaction import (
     REDACTED,
     TOO_DEEP,
     Redactor,
-    UrlScrubber,
 )
 from alkana_logging.settings import Settings
 
@@ -184,7 +183,7 @@ class Renderer:
         # Characters, not bytes: the final size check catches wide characters.
         self.max_message_chars = max_line_bytes // 2
         self._walk = redactor.value
-        self._urls = UrlScrubber(redactor)
+        self._urls = redactor.urls
         self._actions: dict[Any, int] = {}
         self._plain: set[str] = set()  # keys whose action is _KEEP
         self._plain_extra: set[str] = set()  # the same, less the LogRecord attributes
@@ -243,7 +242,9 @@ class Renderer:
         if type(message) is not str:
             message = _safe_text(message)
         if len(message) > self.max_message_chars:
-            message = self._truncate(message, self.max_message_chars)
+            # Scrubbed before it is cut: a cut inside user-info or a query value would leave the
+            # start of the secret with nothing to recognise it by.
+            message = self._truncate(self._urls.text(message), self.max_message_chars)
         # format_timestamp()'s cache hit, inline: a call less on nearly every line.
         ms, sub = divmod(ns, 1_000_000)
         cached_ms, prefix = _ms_cache
@@ -260,7 +261,7 @@ class Renderer:
             # _merge() with the record's own attributes left out, inline.
             plain = self._plain_extra
             for key, value in extra:
-                if key in plain and type(value) in _SCALARS:
+                if key in plain and type(value) in _SCALARS and type(key) is str:
                     record[key] = value
                 elif key not in RECORD_ATTRS:
                     self._merge_one(record, key, value)
@@ -274,7 +275,7 @@ class Renderer:
             line = self._sanitised(record, err)
         # URL credentials anywhere in the line (values nested or converted included).
         # redaction.line_may_hold_url_secrets() inline: an ordinary line pays two memchr().
-        if (61 in line and 63 in line) or (64 in line and 47 in line):  # = ? @ /
+        if 61 in line or (64 in line and 47 in line):  # = @ /
             record, line = self._scrubbed(record, line)
         if len(line) > self.max_line_bytes:
             line = self._shrunk(record, len(line))
@@ -285,14 +286,18 @@ class Renderer:
         # than building the views, maps and iterators the C checks need.
         plain = self._plain
         for key, value in pairs:
-            if key in plain and type(value) in _SCALARS:  # the usual key: known, plain, scalar
+            # The usual key: known, plain, scalar, and a str (a StrEnum member equals its value
+            # but is judged by its name too).
+            if key in plain and type(value) in _SCALARS and type(key) is str:
                 record[key] = value
             else:
                 self._merge_one(record, key, value)
 
     def _merge_one(self, record: Record, key: Any, value: Any) -> None:
         # One dict lookup decides what to do with the key; the answer is cached per key.
-        action = self._actions.get(key)
+        # Cached for exact str keys only: any other key equal to one (a StrEnum member) is
+        # judged on its own.
+        action = self._actions.get(key) if type(key) is str else _TEXT
         if action is None:
             action = self._action(key)
         if action == _KEEP:

@@ -120,14 +120,16 @@ def interpolate(event: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
     from alkana_logging import _state  # imported late: _state imports this module
 
     pipeline = _state.current()
-    if pipeline is not None:
-        args = pipeline.redactor.args(args)
     try:
+        if pipeline is not None:  # inside the try: a walk that raises must not reach the caller
+            args = pipeline.redactor.args(args)
         if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
             return event % args[0]
         return event % args
     except Exception as err:  # noqa: BLE001 - mismatched arguments must not lose the line
         kw[F.LOG_ERROR] = f"message arguments did not match the format: {_safe_repr(err)}"
+        if pipeline is not None:
+            return pipeline.redactor.args_text(event, args)
         return f"{_safe_repr(event)} % {_safe_repr(args)}"
 
 

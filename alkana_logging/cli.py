@@ -250,7 +250,13 @@ def _write_rows(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[str
     if not rows:
         out.write("(no data)\n")
         return
-    out.write(Rep.format_table(headers, rows) + "\n")
+    from alkana_logging.console import escape
+
+    # Label names and values come from the server: control characters escaped for the terminal.
+    out.write(
+        Rep.format_table([escape(h) for h in headers], [[escape(c) for c in r] for r in rows])
+        + "\n"
+    )
 
 
 # -- report ---------------------------------------------------------------------------------------

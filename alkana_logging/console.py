@@ -14,8 +14,8 @@ from alkana_logging import fields as F
 _QUIET = frozenset({F.APP, F.ENV, F.HOST, F.PID, F.EXCEPTION_TYPE, F.EXCEPTION_MESSAGE})
 #: What a terminal would act on: C0 controls (CR/LF forge lines, ESC starts ANSI and OSC
 #: sequences), DEL, C1 controls (a one-character CSI), and the bidirectional overrides that
-#: reorder what is shown. structlog writes the message and the logger name as they are (other
-#: fields as reprs), so these are escaped first, as JSON escapes them.
+#: reorder what is shown. structlog writes the message, the logger name and every key as they are
+#: (other values as reprs), so these are escaped first, as JSON escapes them.
 _UNSAFE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 #: The same, less the newline: a traceback is several lines by nature.
 _UNSAFE_IN_STACK: Final = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -41,7 +41,11 @@ class ConsoleRenderer:
         )
 
     def __call__(self, record: Mapping[str, Any]) -> str:
-        event = {k: v for k, v in record.items() if k not in _QUIET}
+        # Keys are written as they are too (values as reprs): a key from a request reaches the
+        # terminal unless it is escaped.
+        event = {
+            (escape(k) if type(k) is str else k): v for k, v in record.items() if k not in _QUIET
+        }
         stack = event.pop(F.EXCEPTION_STACKTRACE, None)
         for key in (F.MESSAGE, F.LOGGER):
             if isinstance(event.get(key), str):

@@ -287,12 +287,19 @@ class LokiClient:
         except ValueError:
             raise LokiQueryError(
                 f"Loki at {self.url} answered {path} with something that is not JSON: "
-                f"{answer.text()[:200]!r}"
+                f"{_shown(_prefix(answer.body))!r}"
+            ) from None
+        except RecursionError:  # JSON nested beyond the interpreter's stack
+            raise LokiQueryError(
+                f"Loki at {self.url} answered {path} with JSON nested too deep to read: "
+                f"{_shown(_prefix(answer.body))!r}"
             ) from None
         if not isinstance(body, dict) or body.get("status") != "success":
             message = body.get("error") if isinstance(body, dict) else None
-            detail = message if isinstance(message, str) and message else repr(body)
-            raise LokiQueryError(f"Loki at {self.url} did not answer {path} with success: {detail}")
+            detail = message if isinstance(message, str) and message else _repr_short(body)
+            raise LokiQueryError(
+                f"Loki at {self.url} did not answer {path} with success: {_shown(detail)}"
+            )
         return body.get("data")
 
     def query(
@@ -389,7 +396,7 @@ def _error_message(answer: Answer) -> str:
     text = answer.text().strip()
     try:
         body = json.loads(answer.body)
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict):
         for key in ("message", "error"):
@@ -398,8 +405,26 @@ def _error_message(answer: Answer) -> str:
                 break
     if not text:
         text = answer.reason or "no message"
-    text = text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
-    return escape(text)  # printed on a terminal: the server's control characters escaped
+    return _shown(text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "...")
+
+
+def _shown(text: str) -> str:
+    """Server text as printed: URL credentials masked (a proxy echoing the request URL), then
+    control characters escaped (it reaches a terminal)."""
+    return escape(scrub_text(text))
+
+
+def _prefix(body: bytes | bytearray) -> str:
+    # Only the start is decoded: the body may be tens of MiB.
+    return bytes(body[:200]).decode("utf-8", "replace")
+
+
+def _repr_short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deep to show>"
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
 
 
 def _value(raw: Any) -> float:

@@ -20,7 +20,6 @@ from alkana_logging._render import (
     _LEVEL_BY_NUMBER,
     RECORD_ATTRS,
     Renderer,
-    _safe_text,
     level_name,
     resolve_exc_info,
 )
@@ -351,25 +350,23 @@ class Pipeline:
             if not stdlib_logger.isEnabledFor(levelno):
                 return
             path, line, function = where or _caller()
+            context = _CONTEXT.get()
+            values = {**context, **fields} if context and fields else fields or context
+            # Redacted and URL-scrubbed as the file line is; a bad value costs only itself.
+            text, attrs = self.redactor.forwarded(message, values, RECORD_ATTRS)
             record = ForwardedRecord(
                 logger,
                 levelno,
                 path,
                 line,
-                message if type(message) is str else _safe_text(message),
+                text,
                 None,
                 (type(exc), exc, exc.__traceback__) if exc is not None else None,
                 function,
             )
             record.created = ns / 1_000_000_000
             record.msecs = ns // 1_000_000 % 1000
-            context = _CONTEXT.get()
-            values = {**context, **fields} if context and fields else fields or context
-            if values:
-                attrs = record.__dict__
-                for key, value in self.redactor.mapping(values).items():
-                    name = key if type(key) is str else _safe_text(key)
-                    attrs[F.COLLISION_PREFIX + name if name in RECORD_ATTRS else name] = value
+            record.__dict__.update(attrs)
             FORWARDING.active = True
             try:
                 if hooks is True or (hooks() and not _feeders(stdlib_logger)):
@@ -452,7 +449,11 @@ def stdlib_parts(record: logging.LogRecord, redactor: Redactor | None = None) ->
             redacted = redactor.args(args) if redactor is not None and args else args
             message = record.getMessage() if redacted is args else str(msg) % redacted
     except Exception as err:  # noqa: BLE001 - mismatched % arguments must not lose the line
-        message = f"{_repr(record.msg)} % {_repr(record.args)}"
+        message = (  # the arguments redacted as in a formatted message
+            redactor.args_text(record.msg, record.args)
+            if redactor is not None
+            else f"{_repr(record.msg)} % {_repr(record.args)}"
+        )
         fields = {F.LOG_ERROR: f"message arguments did not match the format: {err!r}"}
     attrs = record.__dict__
     if len(attrs) > _RECORD_SIZE:

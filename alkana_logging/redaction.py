@@ -20,12 +20,18 @@ query parameters: see :class:`UrlScrubber`.
 
 from __future__ import annotations
 
+import _string  # type: ignore[import-not-found]  # str.format's field parser, as string.Formatter
+import collections
+import dataclasses
 import enum
 import re
-from collections.abc import Iterable, Mapping
+import string
+import sys
+from collections.abc import Container, Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import unquote_plus
 
+from alkana_logging.fields import COLLISION_PREFIX, LOG_ERROR
 from alkana_logging.settings import DEFAULT_REDACT_KEYS, normalise_key
 
 normalise = normalise_key
@@ -59,6 +65,24 @@ SECRET_SUFFIXES: Final = (
     "apikey",
     "private_key",
     "credentials",
+    "secret_key",
+    "access_key",  # aws_secret_access_key
+    "signature",  # x_amz_signature, webhook_signature
+)
+#: Words that make a key secret at its end even glued to the word before (``dbpassword``,
+#: ``sslpassword``, ``accesstoken``, ``apitoken``, ``clientsecret``, ``secretkey``,
+#: ``privatekey``): keys written in lower case with no separator cannot be split.
+GLUED_SUFFIXES: Final = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "secretkey",
+    "privatekey",
+    "credentials",
+    "signature",
 )
 #: ``password_hash``, ``password_confirmation``: a key that starts with one of these and ``_``.
 SECRET_PREFIXES: Final = ("password", "passwd", "passphrase")
@@ -69,22 +93,42 @@ _TEXT_KEYS: Final = (str, bytes, bytearray, memoryview)
 class Redactor:
     """Decides which keys are secret and copies values with their secrets replaced."""
 
-    __slots__ = ("_cache", "_keys")
+    __slots__ = ("_cache", "_keys", "_other_cache", "_urls")
 
     def __init__(self, keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> None:
         self._keys = frozenset(normalise_key(k) for k in keys)
-        self._cache: dict[Any, bool] = {}
+        self._cache: dict[str, bool] = {}
+        self._other_cache: dict[tuple[type, Any], bool] = {}
+        self._urls: UrlScrubber | None = None
+
+    @property
+    def urls(self) -> UrlScrubber:
+        """The URL scrubber of this policy (made on first use)."""
+        urls = self._urls
+        if urls is None:
+            urls = self._urls = UrlScrubber(self)
+        return urls
 
     def is_secret(self, key: Any) -> bool:
         """Whether values under ``key`` (of any type) are redacted."""
-        try:
+        if type(key) is str:  # the usual key: one lookup in a cache that holds exact str only
             decision = self._cache.get(key)
+            if decision is None:
+                decision = self._decide_text(key)
+                if len(self._cache) < _CACHE_LIMIT:
+                    self._cache[key] = decision
+            return decision
+        # Anything else is cached by type and value: a StrEnum member equals (and hashes as) its
+        # value but is judged by its name too, so the two must not share a decision.
+        cache_key = (type(key), key)
+        try:
+            decision = self._other_cache.get(cache_key)
         except TypeError:  # unhashable (a bytearray): decided every time
             return self._decide(key)
         if decision is None:
             decision = self._decide(key)
-            if len(self._cache) < _CACHE_LIMIT:
-                self._cache[key] = decision
+            if len(self._other_cache) < _CACHE_LIMIT:
+                self._other_cache[cache_key] = decision
         return decision
 
     def _decide(self, key: Any) -> bool:
@@ -103,11 +147,12 @@ class Redactor:
         name = normalise_key(key)
         return (
             name in self._keys
+            or name.endswith(GLUED_SUFFIXES)
             or any(name.endswith("_" + s) for s in SECRET_SUFFIXES)
             or any(name.startswith(p + "_") for p in SECRET_PREFIXES)
         )
 
-    def _pair_secret(self, value: tuple[Any, ...]) -> bool:
+    def _pair_secret(self, value: tuple[Any, ...] | list[Any]) -> bool:
         # A (key, value) pair judged by its key: only text-like keys, so (1, 2) costs little.
         return len(value) == 2 and isinstance(value[0], _PAIR_KEYS) and self.is_secret(value[0])
 
@@ -156,6 +201,8 @@ class Redactor:
                 ]
             if self._pair_secret(value):
                 return [value[0], REDACTED]
+        elif type(value) is list and self._pair_secret(value):  # [["authorization", "..."]]
+            return [value[0], REDACTED]
         return [walk(v, depth + 1, budget) if isinstance(v, CONTAINERS) else v for v in value]
 
     def _careful(self, value: Any, depth: int, path: set[int], budget: list[int]) -> Any:
@@ -190,7 +237,7 @@ class Redactor:
                 else v
                 for k, v in zip(value._fields, value, strict=False)
             ]
-        elif isinstance(value, tuple) and self._pair_secret(value):
+        elif isinstance(value, (tuple, list)) and self._pair_secret(value):
             result = [value[0], REDACTED]
         else:
             result = [
@@ -229,7 +276,7 @@ class Redactor:
                     return True
                 stack.extend(v for v in item.values() if isinstance(v, CONTAINERS))
                 continue
-            if isinstance(item, tuple):
+            if isinstance(item, (tuple, list)):
                 fields = getattr(item, "_fields", None)
                 if fields is not None and any(self.is_secret(k) for k in fields):
                     return True
@@ -242,27 +289,227 @@ class Redactor:
         """A redacted copy of a mapping (for values that the serializer meets late)."""
         return self.value(dict(values))  # type: ignore[no-any-return]
 
-    def loguru_message(self, message: str, extra: Mapping[str, Any]) -> str:
-        """loguru formats ``{}`` fields into the message before a sink sees it, and keeps the
-        keyword arguments in ``extra``: the text of each secret one in the message is replaced
-        (a secret value by :data:`REDACTED`, a container holding secrets by its redacted form)."""
+    def args_text(self, msg: Any, args: Any) -> str:
+        """The text of a call whose ``%`` arguments did not fit its format (``msg % args`` as
+        reprs), secrets replaced as in a line; a value whose walk raises is shown by its type
+        only (its repr may be what fails, or hold a secret)."""
+        return f"{self._redacted_repr(msg)} % {self._redacted_repr(args)}"
+
+    def _redacted_repr(self, value: Any) -> str:
+        if isinstance(value, tuple):
+            try:
+                return _repr_of(self.args(value))
+            except Exception:  # noqa: BLE001 - a walk failed: judge the arguments one by one
+                return _repr_of(tuple(_Shown(self._redacted_repr(v)) for v in value))
+        if isinstance(value, CONTAINERS):
+            try:
+                return _repr_of(self.args(value) if isinstance(value, dict) else self.value(value))
+            except Exception:  # noqa: BLE001
+                return _unrenderable(value)
+        return _repr_of(value)
+
+    def forwarded(
+        self, message: Any, values: Mapping[Any, Any] | None, taken: Container[str] = ()
+    ) -> tuple[str, dict[str, Any]]:
+        """The message and the attributes of a line offered to the stdlib's other handlers
+        (Sentry's, pytest's caplog, an application's), redacted as the line in the file is:
+        secret keys, secrets nested in values, URL user-info and secret query values.
+
+        A name in ``taken`` (the record's own attributes) is prefixed ``extra_``, then numbered
+        (``extra_msg_2``) if the caller used that name too. A value whose walk fails becomes a
+        placeholder and ``log_error`` says which key: the record is still offered. Never raises.
+        """
+        urls = self.urls
+        text = message if type(message) is str else _text_of(message)
+        text = urls.text(text) if ("=" in text or "@" in text) else text
+        attrs: dict[str, Any] = {}
+        if not values:
+            return text, attrs
+        errors = []
+        try:
+            items = list(values.items())
+        except Exception as err:  # noqa: BLE001 - a mapping whose items() raises
+            items = []
+            errors.append(f"fields could not be read: {_repr_of(err)}")
         is_secret = self.is_secret
-        for key, value in extra.items():
+        for key, value in items:
+            name = key if type(key) is str else _text_of(key)
+            if name in taken or name in attrs:
+                name = _free_name(COLLISION_PREFIX + name if name in taken else name, attrs, taken)
             if is_secret(key):
-                text, replacement = _text_of(value), REDACTED
-            elif isinstance(value, CONTAINERS):
-                try:
-                    if not self._has_secret(value):
-                        continue
-                    replacement = _text_of(self.value(value))
-                except Exception:  # noqa: BLE001 - a value that cannot be walked is hidden whole
-                    replacement = f"<unrenderable {type(value).__qualname__} value>"
-                text = _text_of(value)
+                attrs[name] = REDACTED
+            elif type(value) is str:  # the usual values first, without a call
+                attrs[name] = urls.text(value) if "=" in value or "@" in value else value
+            elif type(value) in _SCALARS:
+                attrs[name] = value
             else:
-                continue
-            if text and text in message:
-                message = message.replace(text, replacement)
-        return message
+                try:
+                    attrs[name] = urls.value(self._forwarded_value(value))
+                except Exception as err:  # noqa: BLE001 - the value costs only itself
+                    attrs[name] = _unrenderable(value)
+                    errors.append(f"value of {name!r} could not be rendered: {_repr_of(err)}")
+        if errors:
+            earlier = attrs.get(LOG_ERROR)
+            attrs[LOG_ERROR] = "; ".join([earlier, *errors] if earlier else errors)
+        return text, attrs
+
+    def _forwarded_value(self, value: Any) -> Any:
+        if isinstance(value, CONTAINERS):
+            return self.value(value)
+        if isinstance(value, Mapping):
+            return self.mapping(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return self.mapping(
+                {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+            )
+        return value
+
+    def loguru_message(self, record: Mapping[str, Any]) -> str:
+        """The message of a loguru record with its ``{}`` arguments redacted.
+
+        loguru formats ``message.format(*args, **kwargs)`` before a sink sees it and keeps
+        neither the format string nor the arguments in the record. The sink runs inside
+        loguru's ``Logger._log`` (the package adds it without ``enqueue``): the call's format
+        string and arguments are read from that frame and the message is formatted again, a
+        field whose name, attribute or index is secret (``{password}``, ``{creds[password]}``,
+        ``{u.password}``, ``{password:.4}``) as :data:`REDACTED` and containers with their
+        secrets replaced. Text the caller wrote is never touched (``bind(password="a")`` changes
+        nothing in ``"a cat"``). When the frame is not found (another thread, a loguru whose
+        internals differ), the message is left as loguru formatted it; an ``opt(colors=True)``
+        call is formatted from its format string with the markup stripped, as loguru does. A
+        format that fails the second time gives the format string itself.
+        """
+        text = record["message"]
+        # The frame is read (about 3 µs) only when formatting may have put a secret in: a
+        # keyword argument (loguru keeps them in ``extra``, with the bound values) of a secret
+        # name, or one that is not a plain scalar (a container, an object with attributes).
+        # Scalars under other names cannot hide a secret field.
+        extra = record["extra"]
+        if not extra:
+            return text  # type: ignore[no-any-return]
+        is_secret = self.is_secret
+        if not any(type(v) not in _SCALARS or is_secret(k) for k, v in extra.items()):
+            return text  # type: ignore[no-any-return]
+        call = _loguru_call(record)
+        if call is None:
+            return text  # type: ignore[no-any-return]
+        template, args, kwargs = call
+        if not (args or kwargs) or not isinstance(template, str):
+            return text  # type: ignore[no-any-return]
+        try:
+            return _RedactingFormatter(self).vformat(template, args, kwargs)
+        except Exception:  # noqa: BLE001 - the caller's text alone: it names no value
+            return template
+
+
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_LOGURU_LOG: list[Any] = []
+
+
+def _loguru_call(record: Mapping[str, Any]) -> tuple[Any, Any, Any] | None:
+    """``(format string, args, kwargs)`` of the loguru call being emitted, read from loguru's
+    ``Logger._log`` frame up the stack; None when it is not there or formatted with colours."""
+    if not _LOGURU_LOG:
+        try:
+            from loguru._logger import Logger
+
+            _LOGURU_LOG.append(Logger._log.__code__)
+        except (ImportError, AttributeError):
+            _LOGURU_LOG.append(None)
+    code = _LOGURU_LOG[0]
+    if code is None:
+        return None
+    frame = sys._getframe(1)
+    for _ in range(12):
+        if frame is None:
+            return None
+        if frame.f_code is code:
+            local = frame.f_locals
+            if local.get("log_record") is not record:
+                return None
+            template = local.get("message")
+            if local.get("colors") and isinstance(template, str):  # opt(colors=True): markup
+                template = _loguru_stripped(template)
+            return template, local.get("args"), local.get("kwargs")
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def _loguru_stripped(template: str) -> str | None:
+    """The format string of an ``opt(colors=True)`` call without its colour markup, as loguru
+    strips it; None when loguru's colorizer is not there or refuses it."""
+    try:
+        from loguru._colorizer import Colorizer
+
+        stripped = Colorizer.prepare_simple_message(template).stripped  # type: ignore[no-untyped-call]
+        return stripped if isinstance(stripped, str) else None
+    except Exception:  # noqa: BLE001 - another loguru: the message is left as it is
+        return None
+
+
+class _Withheld:
+    """A field of a secret name: formatted as :data:`REDACTED` whatever its spec."""
+
+
+_WITHHELD: Final = _Withheld()
+
+
+class _RedactingFormatter(string.Formatter):
+    """``str.format`` with secret fields withheld and containers redacted."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
+        first, rest = _string.formatter_field_name_split(field_name)
+        is_secret = self._redactor.is_secret
+        if isinstance(first, str) and is_secret(first):
+            return _WITHHELD, first
+        obj = self.get_value(first, args, kwargs)
+        for is_attr, name in rest:
+            if isinstance(name, str) and is_secret(name):
+                return _WITHHELD, first
+            obj = getattr(obj, name) if is_attr else obj[name]
+        return obj, first
+
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        return value if value is _WITHHELD else super().convert_field(value, conversion)
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if value is _WITHHELD:
+            return REDACTED
+        if isinstance(value, CONTAINERS):
+            value = self._redactor.value(value)
+        return super().format_field(value, format_spec)
+
+
+def _free_name(name: str, attrs: Container[str], taken: Container[str]) -> str:
+    """``name``, or ``name_2``, ``name_3``...: the first in neither ``attrs`` nor ``taken``."""
+    if name not in attrs and name not in taken:
+        return name
+    number = 2
+    while f"{name}_{number}" in attrs or f"{name}_{number}" in taken:
+        number += 1
+    return f"{name}_{number}"
+
+
+class _Shown(str):
+    """Text shown as it is by ``repr`` (an argument already written as a repr)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _repr_of(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001
+        return f"<unrepresentable {type(value).__qualname__} object>"
+
+
+def _unrenderable(value: Any) -> str:
+    # The type only: the repr of a value that failed may be what failed, or hold a secret.
+    return f"<unrenderable {type(value).__qualname__} value>"
 
 
 def _text_of(value: Any) -> str:
@@ -273,7 +520,7 @@ def _text_of(value: Any) -> str:
 
 
 #: What the walk enters.
-CONTAINERS: Final = (dict, list, tuple, set, frozenset)
+CONTAINERS: Final = (dict, list, tuple, set, frozenset, collections.deque)
 _CONTAINERS = CONTAINERS
 _PAIR_KEYS: Final = (str, bytes, enum.Enum)
 
@@ -284,27 +531,47 @@ _PAIR_KEYS: Final = (str, bytes, enum.Enum)
 #: OpenTelemetry's semantic conventions for ``url.query`` (signed-URL signatures and keys).
 #: ``X-Amz-*`` (AWS SigV4 presigned URLs: credential, signature, security token) is matched as a
 #: prefix.
-URL_QUERY_KEYS: Final = frozenset({"aws_access_key_id", "signature", "sig", "x_goog_signature"})
+URL_QUERY_KEYS: Final = frozenset(
+    {
+        "aws_access_key_id",
+        "awsaccesskeyid",  # the same, written in lower case
+        "signature",
+        "sig",
+        "x_goog_signature",
+        "x_goog_credential",
+    }
+)
 _URL_QUERY_PREFIXES: Final = ("x_amz_",)
 
-# ://user:pass@  (the user-info ends at the first "@" before any "/", "?", "#" or space)
-_USERINFO: Final = re.compile(r"://[^/?#@\s\"'<>\\]+@")
+# ://user:pass@  The user-info ends at the LAST "@" before any "/", "?", "#" or space: a client
+# splits the authority there (as urllib does), so a password holding an unencoded "@" is masked
+# whole. One pass from each "://" to the end of its authority: linear.
+_USERINFO: Final = re.compile(r"://[^/?#\s\"'<>\\]*@")
 _USERINFO_MASK: Final = "://" + REDACTED + "@"
-# ?name=value or &name=value
-_QUERY_PARAM: Final = re.compile(r"(?P<lead>[?&](?P<name>[^=&#?\s\"'<>\\]+)=)[^&#\s\"'<>\\]*")
-# The same on a serialised line, to tell whether a line needs the slow walk at all.
-_LINE_USERINFO: Final = re.compile(rb"://[^/?#@\s\"'<>\\]+@")
-_LINE_PARAM: Final = re.compile(rb"[?&]([^=&#?\s\"'<>\\]+)=")
+# name=value pairs, found from their "=": the name is the run of name characters before it, so
+# query strings without their "?" (``url.query``, form bodies, ``page=2&api_key=...``), fragments
+# (``#access_token=``) and ``token=...`` in plain text are covered. The regex runs on the REVERSED
+# text: it then starts with the literal "=" (which the engine searches for fast) and takes the
+# name greedily; forwards, a regex starting with a character class is tried at every position.
+# One pass: linear. The value ends at "&", "#", "?", ";", whitespace, a quote, or the
+# truncation mark's "…" (a URL as a value: its own query is judged pair by pair).
+_NAME_CHARS: Final = "[^=&#?;,\\s\"'<>\\\\(){}]+"  # brackets kept: token[]=, auth[token]=
+_BRACKETED: Final = re.compile(r"[^\[\]]+")
+_REVERSED_PAIR: Final = re.compile("=(" + _NAME_CHARS + ")")
+_VALUE: Final = re.compile("[^&#?;\\s\"'<>\\\\…]*")
+# The same on a serialised line (reversed too), to tell whether it needs the slow walk at all.
+_LINE_USERINFO: Final = re.compile(rb"://[^/?#\s\"'<>\\]*@")
+_LINE_REVERSED_PAIR: Final = re.compile(b"=(" + _NAME_CHARS.encode() + b")")
 _EQUALS, _QUESTION, _AT, _SLASH = b"=?@/"
 
 
 def line_may_hold_url_secrets(line: bytes) -> bool:
-    """The cheap pre-check: a query parameter needs ``?`` and ``=``, user-info ``/`` and ``@``.
+    """The cheap pre-check: a ``name=value`` pair needs ``=``, user-info ``/`` and ``@``.
 
-    Four byte searches at most (an int searched in bytes is one ``memchr``); an ordinary line
+    Three byte searches at most (an int searched in bytes is one ``memchr``); an ordinary line
     has neither ``=`` nor ``@`` and costs two.
     """
-    return (_EQUALS in line and _QUESTION in line) or (_AT in line and _SLASH in line)
+    return _EQUALS in line or (_AT in line and _SLASH in line)
 
 
 class UrlScrubber:
@@ -333,44 +600,73 @@ class UrlScrubber:
                 or normal.startswith(_URL_QUERY_PREFIXES)
                 or self._redactor.is_secret(text)
             )
+            if not decision and "[" in text:  # token[]=, auth[token]=: each part judged
+                decision = any(self.sensitive_param(p) for p in _BRACKETED.findall(text))
             if len(self._cache) < _CACHE_LIMIT:
                 self._cache[name] = decision
         return decision
 
     def text(self, text: str) -> str:
-        """``text`` with user-info and sensitive query values replaced by :data:`REDACTED`."""
+        """``text`` with user-info and sensitive ``name=value`` values replaced by
+        :data:`REDACTED`."""
         if "@" in text:
             text = _USERINFO.sub(_USERINFO_MASK, text)
-        # Every query parameter follows a "?": the regex starts there, not at the first byte.
-        start = text.find("?")
-        if start >= 0 and "=" in text:
-            text = text[:start] + _QUERY_PARAM.sub(self._param, text[start:])
+        if "=" in text:
+            text = self._pairs(text)
         return text
 
-    def _param(self, match: re.Match[str]) -> str:
-        if self.sensitive_param(match["name"]):
-            return match["lead"] + REDACTED
-        return match[0]
+    def _pairs(self, text: str) -> str:
+        last = len(text) - 1
+        sensitive = self.sensitive_param
+        starts = [
+            last - m.start() + 1  # where the value starts: after the "="
+            for m in _REVERSED_PAIR.finditer(text[::-1])
+            if sensitive(m[1][::-1])
+        ]
+        if not starts:
+            return text
+        parts: list[str] = []
+        done = 0
+        for start in reversed(starts):  # in text order
+            if start < done:  # inside a value replaced already
+                continue
+            end = _VALUE.match(text, start).end()  # type: ignore[union-attr]
+            parts += (text[done:start], REDACTED)
+            done = end
+        parts.append(text[done:])
+        return "".join(parts)
 
     def line_needs_scrubbing(self, line: bytes) -> bool:
-        """Whether a serialised line holds user-info or a sensitive query parameter (callers
+        """Whether a serialised line holds user-info or a sensitive ``name=value`` pair (callers
         run :func:`line_may_hold_url_secrets` first)."""
         if _AT in line and _LINE_USERINFO.search(line):
             return True
-        start = line.find(b"?")
-        if start >= 0 and _EQUALS in line:
+        if _EQUALS in line:
             sensitive = self.sensitive_param
-            return any(sensitive(m[1]) for m in _LINE_PARAM.finditer(line, start))
+            return any(sensitive(m[1][::-1]) for m in _LINE_REVERSED_PAIR.finditer(line[::-1]))
         return False
 
     def value(self, value: Any) -> Any:
-        """A copy of a JSON value (as ``orjson.loads`` returns it) with its text scrubbed."""
+        """A copy of a JSON value (as ``orjson.loads`` returns it) with its text scrubbed, keys
+        included (a URL used as a dict key)."""
         if isinstance(value, str):
-            return self.text(value) if "?" in value or "@" in value else value
+            return self.text(value) if "=" in value or "@" in value else value
         if isinstance(value, dict):
-            return {k: self.value(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.value(v) for v in value]
+            text, walk = self.text, self.value
+            return {
+                (text(k) if type(k) is str and ("=" in k or "@" in k) else k): (
+                    (text(v) if "=" in v or "@" in v else v)
+                    if type(v) is str
+                    else walk(v)
+                    if isinstance(v, (dict, list, tuple))
+                    else v
+                )
+                for k, v in value.items()
+            }
+        if isinstance(value, (list, tuple)):
+            walk = self.value
+            copy = [walk(v) if isinstance(v, (str, dict, list, tuple)) else v for v in value]
+            return copy if isinstance(value, list) else tuple(copy)
         return value
 
 

@@ -46,6 +46,7 @@ DEFAULT_REDACT_KEYS = frozenset(
         "private_key",
         "client_secret",
         "secret_key",
+        "bearer",
         "session_id",
         "sessionid",
         "credentials",

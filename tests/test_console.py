@@ -38,13 +38,15 @@ logging.getLogger("stdlib").warning("%s", hostile)
 alkana_logging.get_logger("structlog").warning(hostile, field=hostile)
 logger.warning(hostile)
 logging.getLogger(hostile).warning("a hostile logger name")
+logging.getLogger("stdlib").warning("a hostile key", extra={{hostile: 1}})
+alkana_logging.get_logger("structlog").warning("a hostile key", **{{hostile: 2}})
 try:
     raise ValueError(hostile)
 except ValueError:
     logging.getLogger("exc").exception(hostile)
 alkana_logging.shutdown()
 """
-CALLS = 6
+CALLS = 8
 #: The controls a terminal acts on (C0 but the newline, DEL, C1) and bidi overrides.
 CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 #: The renderer's own colours on a terminal: SGR sequences, nothing else.

@@ -316,3 +316,68 @@ def test_every_preset_and_rule_runs_on_a_real_loki_and_error_ratio_is_right() ->
             time.sleep(0.5)
         assert result is not None
         assert [s.value for s in result.vector] == [0.25]
+
+
+# -- a hostile server ---------------------------------------------------------------------------
+
+
+def test_json_nested_beyond_the_stack_is_an_error_not_a_crash(
+    loki: api.LokiApi, client: LokiClient
+) -> None:
+    depth = 200_000
+    loki.answers["/loki/api/v1/query"] = api.Answer(200, b"[" * depth + b"]" * depth)
+    with pytest.raises(LokiQueryError, match="nested too deep"):
+        client.query("x")
+
+
+def test_url_credentials_in_the_servers_error_text_are_masked(
+    loki: api.LokiApi, client: LokiClient
+) -> None:
+    value = f"s3cr3t{uuid.uuid4().hex[:8]}"
+    text = f"upstream http://alice:{value}@loki:3100/x?token={value} failed\x1b[2J"
+    loki.answers["/loki/api/v1/query"] = api.text_error(502, text)
+    with pytest.raises(LokiRejectedError) as caught:
+        client.query("x")
+    shown = str(caught.value)
+    assert value not in shown
+    assert "\x1b" not in shown
+    assert "http://[REDACTED]@loki:3100/x?token=[REDACTED]" in shown
+    body = json.dumps({"status": "error", "error": f"see https://h/?api_key={value}"}).encode()
+    loki.answers["/loki/api/v1/query"] = api.Answer(200, body)
+    with pytest.raises(LokiQueryError) as caught2:
+        client.query("x")
+    assert value not in str(caught2.value)
+
+
+def test_metric_labels_from_the_server_reach_the_terminal_escaped(
+    capsys: pytest.CaptureFixture[str], loki: api.LokiApi
+) -> None:
+    from alkana_logging.cli import main
+
+    hostile = "a\x1b]0;pwned\x07\r\nFORGED"
+    loki.answers["/loki/api/v1/query"] = api.vector(({hostile: hostile}, "0.5"))
+    assert main(["query", "error_ratio", "--loki-url", loki.url, "--color", "never"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "\x07" not in out
+    assert "\r" not in out
+    assert "FORGED" in out  # escaped, not dropped
+    assert not any(line.startswith("FORGED") for line in out.splitlines())
+
+
+def test_an_oversize_answer_is_held_once_in_memory(loki: api.LokiApi) -> None:
+    import tracemalloc
+
+    cap = 4 * 1024 * 1024
+    loki.answers["/loki/api/v1/query"] = api.Answer(200, b"x" * (2 * cap))
+    with LokiClient(loki.url, timeout=20, max_response_bytes=cap) as small:
+        small.ready  # noqa: B018 - the session and its imports, before measuring
+        tracemalloc.start()
+        try:
+            with pytest.raises(LokiQueryError, match="more than"):
+                small.query("x")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    # One buffer of the cap (and the last chunk); chunks joined at the end held it twice.
+    assert peak < 1.5 * cap, peak

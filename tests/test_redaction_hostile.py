@@ -1,0 +1,398 @@
+"""What a hostile reviewer found past the redaction policy, each case read back where it lands.
+
+Lines offered to the stdlib's other handlers (Sentry's, caplog, an application's root handler)
+carry what the file line carries; ``%`` fallbacks show redacted arguments; passwords holding an
+``@``, URLs as dict keys, query strings without their ``?``, messages cut inside user-info; enum
+keys that equal a plain key.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loguru import logger as loguru_logger
+
+import alkana_logging
+from alkana_logging import fields as F
+from alkana_logging.redaction import REDACTED, Redactor, UrlScrubber, mask_url
+from tests._frontends import read_lines, read_records, setup_file
+
+
+def secret() -> str:
+    return f"s3cr3t{uuid.uuid4().hex[:12]}"
+
+
+class _Catch(logging.Handler):
+    """A foreign handler on the root logger, as Sentry's or an application's would be."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_OWN = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+
+
+def _attrs(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _OWN}
+
+
+@pytest.fixture
+def caught() -> Iterator[_Catch]:
+    handler = _Catch()
+    logging.getLogger().addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+# -- D1: what foreign handlers receive -----------------------------------------------------------
+
+
+def _structlog_call(value: str) -> None:
+    alkana_logging.get_logger("svc").info(
+        f"GET https://api.example/x?token={value} 200",
+        url=f"https://alice:{value}@h.example/x",
+        nested={"urls": [f"https://h/p?api_key={value}"]},
+    )
+
+
+def _loguru_call(value: str) -> None:
+    loguru_logger.bind(dsn=f"postgres://u:{value}@db/x").info(
+        f"GET https://api.example/x?api_key={value}"
+    )
+
+
+def _etl_call(value: str) -> None:
+    try:
+        with alkana_logging.etl_run("t", job="j", dsn=f"postgresql://u:{value}@db/x"):
+            raise RuntimeError(f"cannot connect https://h/x?token={value}")
+    except RuntimeError:
+        pass
+
+
+@pytest.mark.parametrize("call", [_structlog_call, _loguru_call, _etl_call])
+def test_foreign_handlers_get_urls_scrubbed_as_the_file_has_them(
+    tmp_path: Path, caught: _Catch, call: Any
+) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    call(value)
+    alkana_logging.shutdown()
+    assert caught.records, "nothing was offered to the root logger's handlers"
+    for record in caught.records:
+        assert value not in record.getMessage()
+        assert value not in repr(_attrs(record))
+    assert REDACTED in repr([(r.getMessage(), _attrs(r)) for r in caught.records])
+    assert all(value.encode() not in line for line in read_lines(path))
+
+
+class _BadItems(dict):  # type: ignore[type-arg]
+    def items(self) -> Any:
+        raise RuntimeError("items boom")
+
+    def __iter__(self) -> Any:
+        raise RuntimeError("iter boom")
+
+
+# -- D11: one bad value costs only itself on the forwarded record --------------------------------
+
+
+def test_a_value_that_fails_costs_only_itself_on_the_forwarded_record(
+    tmp_path: Path, caught: _Catch
+) -> None:
+    setup_file(tmp_path)
+    alkana_logging.get_logger("m").error("payment failed", order=7, bad=_BadItems(a=1))
+    health = alkana_logging.pipeline_health()
+    alkana_logging.shutdown()
+    (record,) = caught.records
+    assert record.getMessage() == "payment failed"
+    attrs = _attrs(record)
+    assert attrs["order"] == 7
+    assert attrs["bad"] == "<unrenderable _BadItems value>"
+    assert "'bad'" in attrs[F.LOG_ERROR]
+    assert not health.get("internal_errors")
+
+
+def test_collisions_on_the_forwarded_record_keep_every_value(
+    tmp_path: Path, caught: _Catch
+) -> None:
+    setup_file(tmp_path)
+    alkana_logging.get_logger("m").info("collide", msg="from msg", extra_msg="from extra_msg")
+    alkana_logging.shutdown()
+    (record,) = caught.records
+    assert record.getMessage() == "collide"
+    assert sorted(v for k, v in _attrs(record).items() if k.startswith("extra_msg")) == [
+        "from extra_msg",
+        "from msg",
+    ]
+
+
+# -- D2/D3: % fallbacks ----------------------------------------------------------------------
+
+
+class _Headers(dict):  # type: ignore[type-arg]
+    """A dict subclass whose key view is broken (its repr still shows the values)."""
+
+    def __iter__(self) -> Any:
+        raise RuntimeError("iter boom")
+
+
+def test_stdlib_percent_mismatch_writes_redacted_arguments(tmp_path: Path) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    logging.getLogger("s").info("login %s from %s", {"user": "bob", "password": value})  # noqa: PLE1206
+    logging.getLogger("s").info("headers %s", _Headers(authorization=f"Bearer {value}"))
+    alkana_logging.shutdown()
+    records = read_records(path)
+    assert len(records) == 2
+    for record in records:
+        assert value not in repr(record)
+        assert "message arguments did not match the format" in record[F.LOG_ERROR]
+    assert "bob" in records[0][F.MESSAGE]
+    assert REDACTED in records[0][F.MESSAGE]
+
+
+def test_structlog_argument_whose_walk_raises_does_not_reach_the_caller(tmp_path: Path) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    log = alkana_logging.get_logger("m")
+    log.info("m %s", _Headers(authorization=value))  # must not raise
+    log.info("m %s %s", 1, [_Headers(authorization=value)])
+    logging.getLogger("s").info("m %s %s", 1, [_Headers(authorization=value)])
+    alkana_logging.shutdown()
+    records = read_records(path)
+    assert len(records) == 3
+    for record in records:
+        assert value not in repr(record)
+        assert "iter boom" in record[F.LOG_ERROR]
+
+
+# -- D4-D7: URLs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://alice:p@ss{s}@host:3100/x", "http://[REDACTED]@host:3100/x"),
+        ("https://u:{s}@@h/p?q=1", "https://[REDACTED]@h/p?q=1"),
+        ("see https://h/p and mail ann@example.com", "see https://h/p and mail ann@example.com"),
+    ],
+)
+def test_user_info_is_masked_up_to_the_last_at(url: str, shown: str) -> None:
+    value = secret()
+    assert mask_url(url.replace("{s}", value)) == shown
+
+
+def test_urls_as_dict_keys_are_scrubbed(tmp_path: Path) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    alkana_logging.get_logger("m").info(
+        "m", timings={f"https://u:{value}@h/x": 1, f"https://h/y?token={value}": 2}
+    )
+    logging.getLogger("s").info("m", extra={"seen": {f"https://h/z?sig={value}": True}})
+    alkana_logging.shutdown()
+    records = read_records(path)
+    assert len(records) == 2
+    assert all(value not in repr(r) for r in records)
+    assert records[0]["timings"] == {
+        "https://[REDACTED]@h/x": 1,
+        f"https://h/y?token={REDACTED}": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "page=2&api_key={s}",  # url.query, without its "?"
+        "grant_type=password&client_secret={s}",  # a form body
+        "retrying with token={s} now",  # name=value in plain text
+        "https://h/cb#access_token={s}&token_type=bearer",  # a fragment
+        "target=https://h/p?password={s}&x=1",  # a URL as the value of another pair
+    ],
+)
+def test_name_value_pairs_without_a_question_mark_are_scrubbed(tmp_path: Path, text: str) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    body = text.replace("{s}", value)
+    alkana_logging.get_logger("m").info(body, query=body)
+    alkana_logging.shutdown()
+    (record,) = read_records(path)
+    assert value not in repr(record)
+    assert record["query"] == record[F.MESSAGE]
+    assert REDACTED in record["query"]
+
+
+def test_harmless_pairs_are_left_alone() -> None:
+    scrubber = UrlScrubber(Redactor())
+    for text in ("page=2&sort=asc", "x=1 y=2 why?", "a==b", "k=v; path=/"):
+        assert scrubber.text(text) == text
+
+
+def test_a_message_cut_inside_a_url_is_scrubbed_before_it_is_cut(tmp_path: Path) -> None:
+    path = setup_file(tmp_path, max_line_bytes=4096)
+    value = "P" * 40 + secret()
+    prefix = "x" * (2048 - 30)  # the message is cut at 2048 characters: inside the password
+    alkana_logging.get_logger("m").info(f"{prefix} https://alice:{value}@h/x?token={value} end")
+    prefix2 = "y" * (2048 - 20)  # cut inside a query value
+    alkana_logging.get_logger("m").info(f"{prefix2} https://h/x?token={value}&a=1 end")
+    alkana_logging.shutdown()
+    records = read_records(path)
+    assert len(records) == 2
+    for record in records:
+        message = record[F.MESSAGE]
+        assert "PPPP" not in message
+        assert value not in message
+        assert message.endswith(" chars]"), message[-80:]
+        assert "…[truncated " in message
+
+
+# -- D12: enum keys do not share a decision with their value ----------------------------------
+
+
+class _Field(enum.StrEnum):
+    password = "field_1"  # secret by its name
+
+
+def test_a_strenum_key_is_judged_by_its_name_whatever_was_seen_first(tmp_path: Path) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    log = alkana_logging.get_logger("m")
+    log.info("plain first", nested={"field_1": 1}, field_1=1)
+    log.info("then the enum", nested={_Field.password: value})
+    logging.getLogger("m").info("top level", extra={_Field.password: value})
+    alkana_logging.shutdown()
+    records = read_records(path)
+    assert records[0]["field_1"] == 1
+    assert records[0]["nested"] == {"field_1": 1}
+    assert records[1]["nested"] == {"field_1": REDACTED}
+    assert records[2]["field_1"] == REDACTED
+    assert all(value not in repr(r) for r in records)
+
+
+def test_redactor_cache_tells_an_enum_from_its_value() -> None:
+    redactor = Redactor()
+    assert not redactor.is_secret("field_1")
+    assert redactor.is_secret(_Field.password)
+    assert not redactor.is_secret("field_1")
+
+
+# -- D9: loguru {} arguments ---------------------------------------------------------------------
+
+
+class _User:
+    def __init__(self, password: str) -> None:
+        self.password = password
+        self.name = "bob"
+
+
+def test_loguru_fields_are_redacted_where_formatting_put_them(tmp_path: Path) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    loguru_logger.info(
+        "pw={creds[password]} user={creds[user]}", creds={"password": value, "user": "bob"}
+    )
+    loguru_logger.info("pw={u.password} name={u.name}", u=_User(value))
+    loguru_logger.opt(lazy=True).info("pw={password}", password=lambda: value)
+    loguru_logger.info("{password:>40}|{password!r}|{password:.4}", password=value)
+    loguru_logger.info("token={token}", token=value.encode())
+    loguru_logger.info("got {c} and {n}", c={"password": value, "n": 1}, n=7)
+    loguru_logger.opt(colors=True).info("<red>pw</red>={password}", password=value)
+    alkana_logging.shutdown()
+    messages = [r[F.MESSAGE] for r in read_records(path)]
+    assert messages == [
+        f"pw={REDACTED} user=bob",
+        f"pw={REDACTED} name=bob",
+        f"pw={REDACTED}",
+        f"{REDACTED}|{REDACTED}|{REDACTED}",
+        f"token={REDACTED}",
+        f"got {{'password': '{REDACTED}', 'n': 1}} and 7",
+        f"pw={REDACTED}",
+    ]
+
+
+def test_loguru_bound_secrets_never_change_the_callers_text(tmp_path: Path) -> None:
+    path = setup_file(tmp_path)
+    loguru_logger.bind(password="a").info("a cat sat on a mat")
+    loguru_logger.bind(token=1).info("order 1 of 10 shipped at 11:01")
+    loguru_logger.bind(api_key="").info("nothing {n}", n=3)
+    alkana_logging.shutdown()
+    records = read_records(path)
+    assert [r[F.MESSAGE] for r in records] == [
+        "a cat sat on a mat",
+        "order 1 of 10 shipped at 11:01",
+        "nothing 3",
+    ]
+    assert records[0]["password"] == REDACTED
+    assert records[1]["token"] == REDACTED
+
+
+# -- more spellings and shapes -------------------------------------------------------------------
+
+GLUED = [
+    "accesstoken",
+    "dbpassword",
+    "sslpassword",
+    "clientsecret",
+    "secretkey",
+    "privatekey",
+    "apitoken",
+    "aws_secret_access_key",
+    "signature",
+    "bearer",
+]
+
+
+@pytest.mark.parametrize("key", GLUED)
+def test_glued_and_signing_key_spellings_are_redacted(tmp_path: Path, key: str) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    alkana_logging.get_logger("m").info("m", **{key: value}, nested={key: value})
+    logging.getLogger("s").info(f"url https://h/x?{key}={value}")
+    alkana_logging.shutdown()
+    records = read_records(path)
+    assert records[0][key] == REDACTED
+    assert records[0]["nested"] == {key: REDACTED}
+    assert value not in repr(records)
+
+
+def test_pairs_in_lists_and_deques_are_redacted(tmp_path: Path) -> None:
+    import collections
+
+    path = setup_file(tmp_path)
+    value = secret()
+    alkana_logging.get_logger("m").info(
+        "m",
+        headers=[["authorization", value], ["accept", "text/html"]],
+        recent=collections.deque([{"password": value}, 3]),
+    )
+    alkana_logging.shutdown()
+    (record,) = read_records(path)
+    assert record["headers"] == [["authorization", REDACTED], ["accept", "text/html"]]
+    assert record["recent"] == [{"password": REDACTED}, 3]
+
+
+@pytest.mark.parametrize("name", ["X-Goog-Credential", "awsaccesskeyid", "AWSAccessKeyId"])
+def test_signed_url_parameters_are_redacted(name: str) -> None:
+    value = secret()
+    shown = UrlScrubber(Redactor()).text(f"https://h/o?{name}={value}&x=1")
+    assert shown == f"https://h/o?{name}={REDACTED}&x=1"
+
+
+@pytest.mark.parametrize("name", ["token[]", "auth[token]", "user[password]"])
+def test_bracketed_parameter_names_are_judged_by_their_parts(name: str) -> None:
+    value = secret()
+    scrubber = UrlScrubber(Redactor())
+    assert scrubber.text(f"GET https://h/x?{name}={value}&a[b]=1") == (
+        f"GET https://h/x?{name}={REDACTED}&a[b]=1"
+    )
