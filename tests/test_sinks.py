@@ -128,6 +128,20 @@ def test_list_sink_re_entered_keeps_both() -> None:
     assert sink.records == [{"n": 1}]
 
 
+def another_thread_can_take(lock: Any) -> bool:
+    taken: list[bool] = []
+
+    def take() -> None:
+        if lock.acquire(timeout=5):
+            taken.append(True)
+            lock.release()
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    thread.join(10)
+    return taken == [True]
+
+
 class _Interrupting:
     """A lock whose acquire() raises KeyboardInterrupt after taking it: the worst moment."""
 
@@ -167,18 +181,7 @@ def test_an_interrupt_right_after_the_lock_is_taken_leaves_it_free(
     with pytest.raises(KeyboardInterrupt):
         sink.write(LINE, {}, 0)
     assert not lock._is_owned()
-    # Another thread can take it: nothing is left held.
-    taken: list[bool] = []
-
-    def take() -> None:
-        if lock.lock.acquire(timeout=5):
-            taken.append(True)
-            lock.lock.release()
-
-    thread = threading.Thread(target=take)
-    thread.start()
-    thread.join(10)
-    assert taken == [True]
+    assert another_thread_can_take(lock.lock)  # nothing is left held
     sink.close()
 
 
@@ -276,17 +279,7 @@ def test_loki_sink_re_entered_queues_the_line_and_keeps_the_outer_lock_count(
     finally:
         sink._lock.release()
     # Released once, it is free: the re-entered call took nothing of its own to leave held.
-    taken: list[bool] = []
-
-    def take() -> None:
-        if sink._lock.acquire(timeout=5):
-            taken.append(True)
-            sink._lock.release()
-
-    thread = threading.Thread(target=take)
-    thread.start()
-    thread.join(10)
-    assert taken == [True]
+    assert another_thread_can_take(sink._lock)
     sink.close(timeout=0.5)
 
 
