@@ -201,22 +201,39 @@ async def _call(func: CheckFunction) -> tuple[Any, float]:
 _MAX_DEPTH: Final = 16
 
 
-def _plain(value: Any, depth: int = 0) -> Any:
-    """``value`` as plain JSON: mappings with text keys, lists, text, finite numbers, booleans
-    and null; a non-finite float is null, anything else its ``str()``."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if depth < _MAX_DEPTH:
-        if isinstance(value, Mapping):
-            return {str(k): _plain(v, depth + 1) for k, v in value.items()}
-        if isinstance(value, (list, tuple, set, frozenset)):
-            return [_plain(v, depth + 1) for v in value]
+#: Text in a check's details longer than this is cut (an exception with a 5 MB message).
+_MAX_TEXT: Final = 2000
+
+
+def _plain(value: Any, depth: int = 0) -> Any:  # noqa: PLR0911 - one return a kind
+    """``value`` as plain JSON: mappings with text keys, lists, text (cut at ``_MAX_TEXT``),
+    finite numbers, booleans and null; a non-finite float is null, an integer too large for
+    JSON's readers its text, anything else its ``str()``. Runs on the event loop: whatever the
+    value's own methods raise (``SystemExit`` too) becomes a placeholder, never the answer's
+    or the server's end."""
     try:
-        return str(value)
-    except Exception:  # noqa: BLE001 - an object whose str() raises
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return value if -(2**63) <= value < 2**64 else _cut(str(value))
+        if isinstance(value, str):
+            return _cut(value)
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if depth < _MAX_DEPTH:
+            if isinstance(value, Mapping):
+                return {_cut(str(k)): _plain(v, depth + 1) for k, v in value.items()}
+            if isinstance(value, (list, tuple, set, frozenset)):
+                return [_plain(v, depth + 1) for v in value]
+        return _cut(str(value))
+    except BaseException:  # noqa: BLE001 - an object whose str() or items() raises
         return f"<unprintable {type(value).__name__}>"
+
+
+def _cut(text: str) -> str:
+    if len(text) <= _MAX_TEXT:
+        return text
+    return f"{text[:_MAX_TEXT]}... [{len(text) - _MAX_TEXT} more characters]"
 
 
 # -- ETL freshness --------------------------------------------------------------------------------

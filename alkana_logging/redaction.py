@@ -87,6 +87,10 @@ GLUED_SUFFIXES: Final = (
 #: ``password_hash``, ``password_confirmation``: a key that starts with one of these and ``_``.
 SECRET_PREFIXES: Final = ("password", "passwd", "passphrase")
 _CACHE_LIMIT = 4096
+#: Longer "names" before a "=" are no query parameter's (the longest known is 20 characters).
+_MAX_PARAM_NAME = 128
+#: Keys longer than this are judged each time, never kept in the decision cache.
+_MAX_CACHED_KEY = 256
 _TEXT_KEYS: Final = (str, bytes, bytearray, memoryview)
 
 
@@ -115,7 +119,7 @@ class Redactor:
             decision = self._cache.get(key)
             if decision is None:
                 decision = self._decide_text(key)
-                if len(self._cache) < _CACHE_LIMIT:
+                if len(self._cache) < _CACHE_LIMIT and len(key) <= _MAX_CACHED_KEY:
                     self._cache[key] = decision
             return decision
         # Anything else is cached by type and value: a StrEnum member equals (and hashes as) its
@@ -590,6 +594,10 @@ class UrlScrubber:
 
     def sensitive_param(self, name: str | bytes) -> bool:
         """Whether the value of the query parameter ``name`` is redacted."""
+        if len(name) > _MAX_PARAM_NAME:
+            # Not a parameter's name (base64 before its "=" padding, a hostile path): judged
+            # by its length alone, neither normalised (a regex pass) nor kept in the cache.
+            return False
         decision = self._cache.get(name)
         if decision is None:
             text = name.decode("latin-1") if isinstance(name, bytes) else name

@@ -256,10 +256,13 @@ class RenderOptions:
                     f"--{name}: got {value!r}; expected a user or group name "
                     "(letters, digits, '.', '_', '-')"
                 )
-        if not self.log_dir.startswith("/") or re.search(r'[\x00-\x1f"{}*?\[\]]', self.log_dir):
+        if not self.log_dir.startswith("/") or re.search(
+            r'[\x00-\x1f\x7f-\x9f"{}*?\[\]\s\u2028\u2029]', self.log_dir
+        ):
             raise RenderError(
                 f"--log-dir: got {self.log_dir!r}; expected an absolute directory path without "
-                "quotes, braces, glob characters or control characters"
+                "quotes, braces, glob characters, white space (logrotate splits paths on it) or "
+                "control characters"
             )
         if not isinstance(self.loki_url, str) or not re.fullmatch(
             r"https?://[^\s\"\x00-\x1f\x7f-\x9f\u2028\u2029]+", self.loki_url

@@ -505,6 +505,13 @@ class _Odd:
         return "odd object"
 
 
+class _Exits:
+    """str() ends the program: on the event loop, it would end the server."""
+
+    def __str__(self) -> str:
+        raise SystemExit(3)
+
+
 @pytest.mark.parametrize(
     ("result", "critical", "status", "details"),
     [
@@ -525,6 +532,10 @@ class _Odd:
         ("DOWN", True, "unhealthy", None),
         ([], True, "unhealthy", None),
         ([], False, "degraded", None),
+        ({"conn": _Exits()}, True, "healthy", {"conn": "<unprintable _Exits>"}),
+        ({"n": 10**5000}, True, "healthy", {"n": "<unprintable int>"}),
+        ({"n": 2**70}, True, "healthy", {"n": str(2**70)}),
+        ({"e": "x" * 5000}, True, "healthy", {"e": "x" * 2000 + "... [3000 more characters]"}),
     ],
 )
 def test_odd_check_results_are_plain_json_with_a_defined_status(

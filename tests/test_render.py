@@ -83,6 +83,7 @@ def test_unknown_target_is_rejected() -> None:
     [
         ({"log_dir": "logs"}, r"--log-dir: got 'logs'; expected an absolute directory path"),
         ({"log_dir": "/var/log/*"}, r"--log-dir"),
+        ({"log_dir": "/var/log/my app"}, r"--log-dir: .*white space"),
         ({"app": ""}, r"--app: got ''; expected a non-empty label value"),
         ({"env": "a\nb"}, r"--env"),
         ({"user": "root root"}, r"--user: got 'root root'; expected a user or group name"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import logging
+import os
 import threading
 import time
 import uuid
@@ -220,3 +221,18 @@ def test_uvicorn_access_lines_lose_their_tokens(tmp_path: Path) -> None:
     assert token not in log_file.read_text()
     (access,) = [r for r in read_server_records(log_file) if r[F.LOGGER] == "uvicorn.access"]
     assert f"/items?token={REDACTED}&page=2" in access[F.MESSAGE]
+
+
+def test_text_before_an_equals_sign_too_long_for_a_name_is_not_judged_or_cached() -> None:
+    """Base64 with its "=" padding (ordinary data) or a hostile request path put kilobytes
+    before a "=": that is no parameter's name. Judging it normalised it with a regex pass and
+    kept it in the cache (250x the cost of a line, and up to 4,096 such texts held)."""
+    import base64
+
+    scrubber = UrlScrubber(Redactor())
+    for n in range(100):
+        blob = base64.b64encode(os.urandom(3000) + bytes([n])).decode()[:-1] + "="
+        assert scrubber.text(f"payload {blob}") == f"payload {blob}"
+        assert not scrubber.line_needs_scrubbing(f'{{"data":"{blob}"}}'.encode())
+    assert len(scrubber._cache) == 0
+    assert scrubber.sensitive_param("api_key")  # a real name still is
