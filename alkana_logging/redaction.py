@@ -477,13 +477,23 @@ class _RedactingFormatter(string.Formatter):
         return obj, first
 
     def convert_field(self, value: Any, conversion: str | None) -> Any:
-        return value if value is _WITHHELD else super().convert_field(value, conversion)
+        if value is _WITHHELD:
+            return value
+        if conversion is not None and isinstance(value, CONTAINERS):
+            value = self._redacted(value)  # before !r/!s/!a turns it into text
+        return super().convert_field(value, conversion)
+
+    def _redacted(self, value: Any) -> Any:
+        """The redacted copy of a container if it held a secret, else the container itself (a
+        tuple stays a tuple in the text)."""
+        redacted = self._redactor.value(value)
+        return redacted if REDACTED in repr(redacted) else value
 
     def format_field(self, value: Any, format_spec: str) -> Any:
         if value is _WITHHELD:
             return REDACTED
         if isinstance(value, CONTAINERS):
-            value = self._redactor.value(value)
+            value = self._redacted(value)
         return super().format_field(value, format_spec)
 
 

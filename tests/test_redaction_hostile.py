@@ -321,6 +321,26 @@ def test_loguru_fields_are_redacted_where_formatting_put_them(tmp_path: Path) ->
     ]
 
 
+def test_loguru_conversions_are_redacted_and_shapes_without_secrets_kept(tmp_path: Path) -> None:
+    """``!r``/``!s``/``!a`` turn a container into text before its format spec is applied: the
+    redaction must come first. A container without a secret keeps its own text (a tuple stays
+    a tuple)."""
+    path = setup_file(tmp_path)
+    value = secret()
+    loguru_logger.info("creds {c!r}", c={"password": value})
+    loguru_logger.info("creds {c!s}", c={"password": value})
+    loguru_logger.info("h {r[headers]!a}", r={"headers": {"authorization": value}})
+    loguru_logger.info("point {p} tags {t!r}", p=(1, 2), t=("a",))
+    alkana_logging.shutdown()
+    messages = [r[F.MESSAGE] for r in read_records(path)]
+    assert messages == [
+        f"creds {{'password': '{REDACTED}'}}",
+        f"creds {{'password': '{REDACTED}'}}",
+        f"h {{'authorization': '{REDACTED}'}}",
+        "point (1, 2) tags ('a',)",
+    ]
+
+
 def test_loguru_bound_secrets_never_change_the_callers_text(tmp_path: Path) -> None:
     path = setup_file(tmp_path)
     loguru_logger.bind(password="a").info("a cat sat on a mat")
