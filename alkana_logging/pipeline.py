@@ -130,7 +130,11 @@ _feeds_loguru_by_type: dict[type, bool] = {}
 
 def feeds_loguru(handler: logging.Handler) -> bool:
     """Whether a stdlib handler hands its records to loguru: loguru's ``InterceptHandler``
-    recipe (an ``emit`` that calls loguru's ``logger``), whatever its class is called."""
+    recipe, whatever its class is called: an ``emit`` that refers to a loguru logger (the
+    global one, or one made from it with ``bind()``) and passes each record on with
+    ``opt(...)`` and the record's message. A handler of yours that only logs its own failure
+    through loguru (``logger.exception(...)``) is none: it is kept, and nothing it does is
+    skipped."""
     kind = type(handler)
     known = _feeds_loguru_by_type.get(kind)
     if known is not None:
@@ -141,9 +145,15 @@ def feeds_loguru(handler: logging.Handler) -> bool:
         emit = getattr(kind, "emit", None)
         code = getattr(emit, "__code__", None)
         names = getattr(emit, "__globals__", {})
-        target = getattr(loguru, "logger", None)
-        found = code is not None and any(
-            names.get(name) is target or names.get(name) is loguru for name in code.co_names
+        logger_type = type(getattr(loguru, "logger", None))
+        found = (
+            code is not None
+            and "opt" in code.co_names
+            and ("getMessage" in code.co_names or "msg" in code.co_names)
+            and any(
+                isinstance(names.get(name), logger_type) or names.get(name) is loguru
+                for name in code.co_names
+            )
         )
         _feeds_loguru_by_type[kind] = found
     return found

@@ -446,6 +446,44 @@ def test_loguru_intercept_handler_writes_each_line_once(tmp_path: Path, order: s
     assert error[F.LOGGER] == "std"  # written by the stdlib front-end, with the record's name
 
 
+OWN_HANDLER_SCRIPT = """
+import logging, sys
+from loguru import logger
+import alkana_logging
+
+class Alerting(logging.Handler):  # an application's: sends errors, reports its own failure
+    sent = []
+
+    def emit(self, record):
+        try:
+            self.sent.append(record.getMessage())
+        except Exception:
+            logger.exception("sending an alert failed")
+
+own = Alerting(level=logging.ERROR)
+logging.getLogger().addHandler(own)
+alkana_logging.setup(log_file=sys.argv[1], stdout=False)
+logging.getLogger("svc").error("disk full")
+alkana_logging.get_logger("svc").error("queue stuck")
+assert own in logging.getLogger().handlers, "setup() removed the application's handler"
+print(Alerting.sent)
+"""
+
+
+def test_a_handler_that_only_logs_its_own_failure_through_loguru_is_kept(tmp_path: Path) -> None:
+    """Only loguru's InterceptHandler recipe (records passed on with ``opt()``) is replaced:
+    a handler of the application's that merely uses loguru's logger stays and gets lines."""
+    done = subprocess.run(
+        [sys.executable, "-c", OWN_HANDLER_SCRIPT, str(tmp_path / "app.log")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['disk full', 'queue stuck']"
+
+
 class Snapshot(logging.Handler):
     """Takes what a record holds when it is handled (as an error tracker does)."""
 
