@@ -207,12 +207,14 @@ class _Exchange:
         application left unread is passed over (two chunks at most). Under asyncio only (a
         trio wait cannot be abandoned that way)."""
         # uvicorn's receive() is a method of the request's cycle, which knows: read it, at no
-        # cost and with no side effect.
-        known = getattr(getattr(self.app_receive, "__self__", None), "disconnected", None)
-        if known is not None and type(known) is bool:
+        # cost and with no side effect, also through a middleware's wrapper in front of ours
+        # (OpenTelemetry's ASGI middleware: a closure over it).
+        known = _server_disconnected(self.app_receive)
+        if known is not None:
             self.disconnected = known
             return
-        if _get_running_loop() is None:
+        if _get_running_loop() is None or _instrumented(self.app_receive):
+            # A wrapper that traces every receive() (a span each): not probed.
             return
         try:
             for _ in range(3):
@@ -242,6 +244,39 @@ class _Exchange:
         if message["type"] == "http.disconnect" and self.end == 0.0:
             self.disconnected = True
         return message
+
+
+def _server_disconnected(receive: Any) -> bool | None:
+    """The ``disconnected`` flag of uvicorn's request cycle behind ``receive`` (itself, or
+    what a wrapper closes over, a few levels deep), or None when there is none."""
+    stack = [receive]
+    for _ in range(8):
+        if not stack:
+            return None
+        current = stack.pop()
+        known = getattr(getattr(current, "__self__", None), "disconnected", None)
+        if type(known) is bool:
+            return known
+        wrapped = getattr(current, "__wrapped__", None)  # functools.wraps
+        if wrapped is not None:
+            stack.append(wrapped)
+        for cell in getattr(current, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if callable(value):
+                stack.append(value)
+    return None
+
+
+def _instrumented(receive: Any) -> bool:
+    """Whether ``receive`` is another middleware's wrapper (``functools.wraps``, as
+    OpenTelemetry's, which opens a span for each call), which a probe must not call."""
+    if getattr(receive, "__wrapped__", None) is not None:
+        return True
+    code = getattr(receive, "__code__", None)
+    return code is not None and "opentelemetry" in code.co_filename
 
 
 _new_exchange: Final = object.__new__
