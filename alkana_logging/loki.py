@@ -42,7 +42,7 @@ from alkana_logging.console import escape
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
 from alkana_logging.pipeline import stdlib_parts
-from alkana_logging.redaction import mask_url, scrub_text
+from alkana_logging.redaction import REDACTED, mask_url, scrub_text, url_secret
 from alkana_logging.settings import Settings, load_settings
 
 _monotonic = time.monotonic
@@ -335,6 +335,9 @@ class LokiSink:
         self.url, url_auth = _http.split_credentials(push_url(url))
         #: The URL as printed (stderr, health, errors).
         self.shown_url = mask_url(self.url)
+        # What is left of user-info requests could not read (a password with an unencoded
+        # "/"): taken out of the error texts that quote the URL.
+        self._url_secret = url_secret(self.url)
         self.health = health if health is not None else PipelineHealth()
         self._tenant = tenant
         self._auth = (username, password or "") if username else None
@@ -1031,7 +1034,10 @@ class LokiSink:
             self._close_deadline = time.monotonic() + self._flush_timeout
 
     def _note_error(self, outcome: _Outcome) -> None:
-        message = f"pushing to Loki at {self.shown_url} failed: {scrub_text(outcome.error)}"
+        error = outcome.error
+        if self._url_secret is not None:
+            error = error.replace(self._url_secret, REDACTED)
+        message = f"pushing to Loki at {self.shown_url} failed: {scrub_text(error)}"
         self.last_error = message
         self.last_error_at = time.time()
         if outcome.retryable or outcome.status is None:

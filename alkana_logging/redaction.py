@@ -696,7 +696,22 @@ def mask_url(url: Any) -> Any:
     printing; anything that is not a string is returned as it is."""
     if not isinstance(url, str):
         return url
+    head, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        # Everything up to the last "@": a password with an unencoded "/", "#" or "?" (a
+        # base64 token) would otherwise end the user-info early for the pattern below.
+        url = f"{head}://{REDACTED}@{rest.rpartition('@')[2]}"
     return _MASKER.text(url)
+
+
+def url_secret(url: Any) -> str | None:
+    """The text of ``url`` that :func:`mask_url` hides as user-info (to take out of error
+    messages that quote the URL), or None."""
+    if not isinstance(url, str):
+        return None
+    _, sep, rest = url.partition("://")
+    secret = rest.rpartition("@")[0] if sep else ""
+    return secret or None
 
 
 def scrub_text(text: str) -> str:

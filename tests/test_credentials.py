@@ -145,3 +145,33 @@ def test_a_bad_loki_url_is_refused_without_its_password(password: str) -> None:
     with pytest.raises(ValueError, match=r"\[REDACTED\]") as refused:
         LokiSink(f"ftp://alice:{password}@host", labels={"job": "j"})
     assert password not in str(refused.value)
+
+
+@pytest.mark.parametrize("odd", ["/", "#", "?", '"'])
+def test_a_password_with_an_unencoded_url_character_is_never_printed(
+    tmp_path: Path, odd: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A token pasted as it is (base64 holds "/") makes a URL whose user-info ends early for
+    every URL parser: everything up to the last "@" is masked, in settings, health and errors."""
+    password = f"glc_{uuid.uuid4().hex[:6]}{odd}S3CRET{uuid.uuid4().hex[:6]}+x=="
+    url = f"http://alice:{password}@127.0.0.1:{closed_port()}"
+    secret = password.split(odd)[1]
+    assert secret not in repr(load_settings({"loki_url": url}))
+    alkana_logging.setup(
+        loki_url=url,
+        log_file=str(tmp_path / "app.log"),
+        stdout=False,
+        loki_max_retry_time=1.0,
+        loki_batch_wait=0.05,
+    )
+    logging.getLogger("x").warning("while Loki is down")
+    deadline = time.monotonic() + 20
+    while not alkana_logging.pipeline_health()["dropped"]:
+        assert time.monotonic() < deadline, alkana_logging.pipeline_health()
+        time.sleep(0.02)
+    health = alkana_logging.pipeline_health()
+    alkana_logging.shutdown()
+    err = capfd.readouterr().err
+    assert secret not in str(health)
+    assert secret not in err
+    assert secret not in (tmp_path / "app.log").read_text()
