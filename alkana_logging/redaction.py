@@ -697,9 +697,10 @@ def mask_url(url: Any) -> Any:
     if not isinstance(url, str):
         return url
     head, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        # Everything up to the last "@": a password with an unencoded "/", "#" or "?" (a
-        # base64 token) would otherwise end the user-info early for the pattern below.
+    if sep and "@" in rest and not any(c.isspace() for c in url):
+        # One URL (not a text with URLs in it): everything up to its last "@", since a
+        # password with an unencoded "/", "#" or "?" (a base64 token) would otherwise end the
+        # user-info early for the pattern below.
         url = f"{head}://{REDACTED}@{rest.rpartition('@')[2]}"
     return _MASKER.text(url)
 
@@ -710,7 +711,7 @@ def url_secret(url: Any) -> str | None:
     if not isinstance(url, str):
         return None
     _, sep, rest = url.partition("://")
-    secret = rest.rpartition("@")[0] if sep else ""
+    secret = rest.rpartition("@")[0] if sep and not any(c.isspace() for c in url) else ""
     return secret or None
 
 
