@@ -496,8 +496,11 @@ def test_an_async_check_that_blocks_the_loop_past_its_timeout_fails() -> None:
     code, body = _detailed(health)
     check = body["components"]["checks"]["db"]
     assert (code, check["status"]) == (503, "unhealthy")
-    assert check["error"].startswith("took 0.3")
-    assert check["error"].endswith("s, over its timeout 0.1 s")
+    # Python 3.11's wait_for() hands back the late result (the check says how late it was);
+    # 3.12's (asyncio.timeout) raises TimeoutError once the blocking call returns.
+    error = check["error"]
+    late = error.startswith("took 0.3") and error.endswith("s, over its timeout 0.1 s")
+    assert late or error == "timed out after 0.1 s", error
 
 
 class _Odd:
