@@ -465,7 +465,7 @@ def test_each_writer_holds_a_shared_lock_on_its_file(tmp_path: Path) -> None:
 
 def test_stream_sink_in_a_child_forked_mid_write_bypasses_the_inherited_buffer() -> None:
     """A thread was inside write() at fork(): in the child the stream's buffer lock may be held
-    for ever, so the sink writes to the descriptor itself."""
+    for ever, so the sink no longer flushes the stream, and writes to the descriptor."""
     read_fd, write_fd = os.pipe()
     stream = open(write_fd, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     sink = StreamSink(stream)
@@ -484,7 +484,7 @@ def test_stream_sink_in_a_child_forked_mid_write_bypasses_the_inherited_buffer()
     finally:
         release.set()
         thread.join(10)
-    assert sink._raw_fd == write_fd
+    assert not sink._flush_first
     sink.write(line(1), {}, 0)
     assert os.read(read_fd, 100) == line(1)
     stream.close()
