@@ -580,10 +580,11 @@ class StreamSink:
         self._raw = render is None and utf8 and self._fd >= 0
         self._flush_first = True  # False in a child forked while the stream was busy
         #: The line the os.write loop is writing, and how many of its bytes are out.
-        self._out: memoryview | None = None
+        self._out: bytes | memoryview | None = None
         self._done = 0
 
-    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
+    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:  # noqa: PLR0912
+        # The hot path: one straight function, measured (benchmarks/bench_sinks.py).
         if self._raw:
             data: bytes | str = line
         else:
@@ -605,7 +606,31 @@ class StreamSink:
                 pass
             raise
         try:
-            self._put(data)
+            if self._flush_first and type(data) is bytes:
+                # The usual line, inlined from _put() and _write_fd(): print()'s text first (the
+                # order is kept), then one write() that takes the line whole.
+                try:
+                    try:  # noqa: SIM105 - suppress() would build a context manager a line
+                        self._stream.flush()
+                    except RuntimeError:  # a handler interrupted print() in the stream's flush
+                        pass  # the line still goes, whole, ahead of the rest of that text
+                    self._done = 0
+                    self._out = data
+                    try:
+                        written = os.write(self._fd, data)
+                        if written < len(data):  # a signal, a full pipe: go on from there
+                            self._done = written
+                            self._write_fd(data)
+                    except BlockingIOError:
+                        self._write_fd(data)
+                    finally:
+                        self._out = None
+                except (OSError, ValueError, RuntimeError) as err:
+                    self._stream_error(err)
+                else:
+                    self._failing = False
+            else:
+                self._put(data)
             if self._deferred:
                 self._write_deferred()
         finally:
@@ -648,26 +673,30 @@ class StreamSink:
                 self._stream.flush()
             else:
                 if self._flush_first:
-                    try:  # noqa: SIM105 - suppress() would build a context manager a line
+                    try:  # noqa: SIM105 - as in write()
                         self._stream.flush()  # print()'s text first: the order is kept
-                    except RuntimeError:  # a handler interrupted the stream's own flush
+                    except RuntimeError:
                         pass
+                self._done = 0
                 self._write_fd(data)
         except (OSError, ValueError, RuntimeError) as err:
-            # ValueError: the stream was closed; RuntimeError: a re-entrant call from elsewhere
-            self._health.write_error(f"write to stream: {err}", report=not self._failing)
-            self._health.drop("stream_write_failed")
-            self._failing = True
+            self._stream_error(err)
             return
         self._failing = False
 
+    def _stream_error(self, err: Exception) -> None:
+        # ValueError: the stream was closed; RuntimeError: a re-entrant call from elsewhere
+        self._health.write_error(f"write to stream: {err}", report=not self._failing)
+        self._health.drop("stream_write_failed")
+        self._failing = True
+
     def _write_fd(self, data: bytes) -> None:
-        """Write all of ``data`` to the descriptor: a partial write (a signal, a full pipe) goes
-        on from where it stopped; a non-blocking descriptor is waited on, not spun on."""
+        """Write all of ``data`` to the descriptor, ``self._done`` bytes of it being out already:
+        a partial write (a signal, a full pipe) goes on from where it stopped; a non-blocking
+        descriptor is waited on, not spun on."""
         fd = self._fd
         view = memoryview(data)
         size = len(view)
-        self._done = 0
         self._out = view  # from here a signal handler's line may wait for this one
         try:
             while True:
