@@ -55,6 +55,10 @@ RECEIVER_EMAIL: Final = "email"
 #: them first, with a reason their drop counter shows, instead of having whole batches refused.
 MAX_LINE_SIZE: Final = "256KB"
 DROP_REASON: Final = "line_too_long"
+#: A line of spaces is a part of a line that a full disk cut, blanked where it was (the line
+#: itself is written again whole): nothing to ship.
+BLANK_LINE: Final = "^ *$"
+BLANK_REASON: Final = "blank_line"
 
 #: The Grafana datasource uid every panel refers to (the provisioning file creates it).
 DATASOURCE_UID: Final = "alkana-loki"
@@ -433,6 +437,10 @@ scrape_configs:
       - drop:
           longer_than: {MAX_LINE_SIZE}
           drop_counter_reason: {DROP_REASON}
+      # A line of spaces: the part of a line a full disk cut (the line is written again whole).
+      - drop:
+          expression: {_q(BLANK_LINE)}
+          drop_counter_reason: {BLANK_REASON}
       - json:
           expressions:
             {F.TIMESTAMP}: {F.TIMESTAMP}
@@ -474,6 +482,12 @@ loki.process "alkana" {{
   stage.drop {{
     longer_than         = {_q(MAX_LINE_SIZE)}
     drop_counter_reason = {_q(DROP_REASON)}
+  }}
+
+  // A line of spaces: the part of a line a full disk cut (the line is written again whole).
+  stage.drop {{
+    expression          = {_q(BLANK_LINE)}
+    drop_counter_reason = {_q(BLANK_REASON)}
   }}
 
   stage.json {{

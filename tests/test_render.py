@@ -120,6 +120,7 @@ def test_promtail_pipeline_drops_long_lines_then_parses_json_and_the_timestamp()
     stages = _yaml("promtail/config.yml")["scrape_configs"][0]["pipeline_stages"]
     assert stages == [
         {"drop": {"longer_than": "256KB", "drop_counter_reason": "line_too_long"}},
+        {"drop": {"expression": "^ *$", "drop_counter_reason": "blank_line"}},
         {"json": {"expressions": {F.TIMESTAMP: F.TIMESTAMP}}},
         {"timestamp": {"source": F.TIMESTAMP, "format": "RFC3339Nano"}},
         {"labeldrop": ["filename"]},
@@ -337,6 +338,7 @@ def test_alloy_pipeline_matches_promtails() -> None:
     ]
     assert stages == [
         ("stage.drop", {"longer_than": "256KB", "drop_counter_reason": "line_too_long"}),
+        ("stage.drop", {"expression": "^ *$", "drop_counter_reason": "blank_line"}),
         ("stage.json", {"expressions": {F.TIMESTAMP: F.TIMESTAMP}}),
         ("stage.timestamp", {"source": F.TIMESTAMP, "format": "RFC3339Nano"}),
         ("stage.label_drop", {"values": ["filename"]}),
