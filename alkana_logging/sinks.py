@@ -188,7 +188,7 @@ class FileSink:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
+    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:  # noqa: PLR0912
         # The hot path: one straight function, measured (benchmarks/bench_logging.py).
         lock = self._lock
         if lock._is_owned():
@@ -219,19 +219,23 @@ class FileSink:
             size = len(line)
             if self._failing:
                 rest = self._write(line)
+                if rest is not None:
+                    self._keep(rest)
+                    return
             else:  # the usual line: one write() that takes it all, without a call of _write()
                 try:
                     written = os.write(self._fd, line)
                 except OSError as err:
                     self._write_error(err)
-                    rest = line
-                else:
+                    self._keep(line)
+                    return
+                if written < size:
                     # A full disk took part of it: never finish it with a second write (another
                     # process may append in between); blank the part and write it again whole.
-                    rest = None if written == size else self._write(self._cut(line, written))
-            if rest is not None:
-                self._keep(rest)
-                return
+                    rest = self._write(self._cut(line, written))
+                    if rest is not None:
+                        self._keep(rest)
+                        return
             self._health.lines_written += 1
             self._lines_since_check += 1
             self._size += size
