@@ -520,3 +520,33 @@ def test_the_loki_sender_thread_never_takes_the_applications_signals() -> None:
         assert not signal.pthread_sigmask(signal.SIG_BLOCK, set())  # the caller's: untouched
     finally:
         sink.close(timeout=0.5)
+
+
+# -- a line a full disk took only part of ------------------------------------------------------
+
+
+def test_the_part_a_full_disk_took_is_blanked_in_place_and_the_line_kept_whole(
+    tmp_path: Path,
+) -> None:
+    """The part ends at the descriptor's offset: it becomes spaces and a newline, the same
+    length, and the line is to be written again whole (no newline before it)."""
+    sink = FileSink(tmp_path / "app.log", max_bytes=0)
+    os.write(sink._fd, line(0))
+    whole = b'{"n":1,"pad":"' + b"p" * 50 + b'"}\n'
+    os.write(sink._fd, whole[:20])  # what the disk took
+    assert sink._cut(whole, 20) == whole
+    assert (tmp_path / "app.log").read_bytes() == line(0) + b" " * 19 + b"\n"
+    sink.close()
+
+
+def test_a_part_that_is_no_longer_the_last_write_is_left_alone(tmp_path: Path) -> None:
+    """A forked child shares the descriptor's offset: when its line moved the offset after the
+    part, the bytes before the offset are not this line's and must not be overwritten. The part
+    stays, and the line goes again after a newline, so it starts a line of its own."""
+    sink = FileSink(tmp_path / "app.log", max_bytes=0)
+    whole = b'{"n":1,"pad":"' + b"p" * 50 + b'"}\n'
+    os.write(sink._fd, whole[:20])
+    os.write(sink._fd, line(2))  # another process sharing the offset, right after
+    assert sink._cut(whole, 20) == b"\n" + whole
+    assert (tmp_path / "app.log").read_bytes() == whole[:20] + line(2)
+    sink.close()
