@@ -80,7 +80,8 @@ class FileSink:
     """Appends lines to a file with one ``write()`` each, rotating by size or following logrotate.
 
     Several processes may share one file: each line is a single ``O_APPEND`` write, so lines are
-    never torn or interleaved. Rotation is decided by a byte counter; every ``check_bytes``
+    never torn or interleaved; a line a full disk takes only part of is never finished by a
+    second write (see :meth:`_cut`). Rotation is decided by a byte counter; every ``check_bytes``
     written (or every ``check_interval`` seconds of the monotonic clock) one ``stat()`` of the
     path tells whether another process or logrotate has replaced the file (then it is reopened)
     and, in ``size`` mode, whether it is full (then, under an ``flock`` on ``<file>.lock``, the
