@@ -23,11 +23,13 @@ from __future__ import annotations
 import _string  # type: ignore[import-not-found]  # str.format's field parser, as string.Formatter
 import collections
 import dataclasses
+import datetime
 import enum
 import re
 import string
 import sys
-from collections.abc import Container, Iterable, Mapping
+import uuid
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import unquote_plus
 
@@ -313,18 +315,31 @@ class Redactor:
         return _repr_of(value)
 
     def forwarded(
-        self, message: Any, values: Mapping[Any, Any] | None, taken: Container[str] = ()
+        self,
+        message: Any,
+        values: Mapping[Any, Any] | None,
+        taken: Container[str] = (),
+        plain: Callable[[Any], Any] | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """The message and the attributes of a line offered to the stdlib's other handlers
         (Sentry's, pytest's caplog, an application's), redacted as the line in the file is:
-        secret keys, secrets nested in values, URL user-info and secret query values.
+        secret keys, secrets nested in values, URL user-info and secret query values, keys
+        included.
+
+        Text, numbers, ``None``, dates, times, UUIDs and enum members are given as they are
+        (text scrubbed); every other value as ``plain`` converts it: the renderer's
+        :meth:`~alkana_logging._render.Renderer.plain`, the value as the line writes it. A
+        pydantic model, a dataclass, bytes or an object whose ``repr`` holds a URL can then
+        hide nothing the file does not show. Without ``plain`` (a redactor alone), containers
+        are walked and other objects kept.
 
         A name in ``taken`` (the record's own attributes) is prefixed ``extra_``, then numbered
-        (``extra_msg_2``) if the caller used that name too. A value whose walk fails becomes a
-        placeholder and ``log_error`` says which key: the record is still offered. Never raises.
+        (``extra_msg_2``) if the caller used that name too. A value whose conversion fails
+        becomes a placeholder and ``log_error`` says which key: the record is still offered.
+        Never raises.
         """
         urls = self.urls
-        text = message if type(message) is str else _text_of(message)
+        text = self.message_text(message)
         text = urls.text(text) if ("=" in text or "@" in text) else text
         attrs: dict[str, Any] = {}
         if not values:
@@ -336,19 +351,22 @@ class Redactor:
             items = []
             errors.append(f"fields could not be read: {_repr_of(err)}")
         is_secret = self.is_secret
+        convert = plain if plain is not None else self._forwarded_value
         for key, value in items:
             name = key if type(key) is str else _text_of(key)
+            if "=" in name or "@" in name:  # a URL as a key
+                name = urls.text(name)
             if name in taken or name in attrs:
                 name = _free_name(COLLISION_PREFIX + name if name in taken else name, attrs, taken)
             if is_secret(key):
                 attrs[name] = REDACTED
             elif type(value) is str:  # the usual values first, without a call
                 attrs[name] = urls.text(value) if "=" in value or "@" in value else value
-            elif type(value) in _SCALARS:
+            elif type(value) in _SCALARS or isinstance(value, _KEPT):
                 attrs[name] = value
             else:
                 try:
-                    attrs[name] = urls.value(self._forwarded_value(value))
+                    attrs[name] = convert(value)
                 except Exception as err:  # noqa: BLE001 - the value costs only itself
                     attrs[name] = _unrenderable(value)
                     errors.append(f"value of {name!r} could not be rendered: {_repr_of(err)}")
@@ -359,16 +377,45 @@ class Redactor:
 
     def _forwarded_value(self, value: Any) -> Any:
         if isinstance(value, CONTAINERS):
-            return self.value(value)
+            return self.urls.value(self.value(value))
         if isinstance(value, Mapping):
-            return self.mapping(value)
+            return self.urls.value(self.mapping(value))
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return self.mapping(
-                {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
-            )
+            fields = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+            return self.urls.value(self.mapping(fields))
         return value
 
-    def loguru_message(self, record: Mapping[str, Any]) -> str:
+    def message_text(self, message: Any) -> str:  # noqa: PLR0911 - one return a kind
+        """The text of a message that may not be text: a container, mapping, dataclass or
+        pydantic model given as the message itself (``logging.info({"password": ...})``) is
+        written with its secrets replaced, anything else as ``str()`` (empty when that raises).
+        """
+        if type(message) is str:
+            return message
+        if isinstance(message, CONTAINERS):
+            try:
+                return _text_of(self.value(message))
+            except Exception:  # noqa: BLE001 - a walk that fails shows the type only
+                return _unrenderable(message)
+        if isinstance(message, Mapping) or (
+            dataclasses.is_dataclass(message) and not isinstance(message, type)
+        ):
+            try:
+                return _text_of(self._forwarded_value(message))
+            except Exception:  # noqa: BLE001
+                return _unrenderable(message)
+        model_dump = getattr(type(message), "model_dump", None)  # a pydantic model
+        if callable(model_dump):
+            try:
+                return _text_of(self.mapping(model_dump(message)))
+            except Exception:  # noqa: BLE001
+                return _unrenderable(message)
+        try:
+            return str(message)
+        except Exception:  # noqa: BLE001 - a bad __str__: the repr, as a formatted message shows
+            return _repr_of(message)
+
+    def loguru_message(self, record: Mapping[str, Any]) -> str:  # noqa: PLR0911
         """The message of a loguru record with its ``{}`` arguments redacted.
 
         loguru formats ``message.format(*args, **kwargs)`` before a sink sees it and keeps
@@ -387,7 +434,16 @@ class Redactor:
         # The frame is read (about 3 µs) only when formatting may have put a secret in: a
         # keyword argument (loguru keeps them in ``extra``, with the bound values) of a secret
         # name, or one that is not a plain scalar (a container, an object with attributes).
-        # Scalars under other names cannot hide a secret field.
+        # Scalars under other names cannot hide a secret field. A message that starts as a
+        # container's text does, or reads like a dataclass's (``Login(user=...)``) or a pydantic
+        # model's (``user='bob' password='...'``), may be an object given as the message itself
+        # (``logger.info(a_dict)``); ``rows=5 loaded`` is not read.
+        if text[:1] in _CONTAINER_STARTS or (
+            "=" in text and (text[-1:] == ")" or "='" in text or '="' in text)
+        ):
+            call = _loguru_call(record)
+            if call is not None and not isinstance(call[0], str):
+                return self.message_text(call[0])
         extra = record["extra"]
         if not extra:
             return text  # type: ignore[no-any-return]
@@ -407,7 +463,10 @@ class Redactor:
 
 
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+#: Values of a forwarded record kept as they are: they hold no text a caller could put a secret in.
+_KEPT: Final = (datetime.date, datetime.time, datetime.timedelta, uuid.UUID, enum.Enum)
 _LOGURU_LOG: list[Any] = []
+_CONTAINER_STARTS: Final = frozenset("{[(")
 
 
 def _loguru_call(record: Mapping[str, Any]) -> tuple[Any, Any, Any] | None:
@@ -559,8 +618,9 @@ _URL_QUERY_PREFIXES: Final = ("x_amz_",)
 
 # ://user:pass@  The user-info ends at the LAST "@" before any "/", "?", "#" or space: a client
 # splits the authority there (as urllib does), so a password holding an unencoded "@" is masked
-# whole. One pass from each "://" to the end of its authority: linear.
-_USERINFO: Final = re.compile(r"://[^/?#\s\"'<>\\]*@")
+# whole, and so is one holding a quote, "<", ">" or a backslash (urllib takes them too). One pass
+# from each "://" to the end of its authority: linear.
+_USERINFO: Final = re.compile(r"://[^/?#\s]*@")
 _USERINFO_MASK: Final = "://" + REDACTED + "@"
 # name=value pairs, found from their "=": the name is the run of name characters before it, so
 # query strings without their "?" (``url.query``, form bodies, ``page=2&api_key=...``), fragments
@@ -574,7 +634,9 @@ _BRACKETED: Final = re.compile(r"[^\[\]]+")
 _REVERSED_PAIR: Final = re.compile("=(" + _NAME_CHARS + ")")
 _VALUE: Final = re.compile("[^&#?;\\s\"'<>\\\\…]*")
 # The same on a serialised line (reversed too), to tell whether it needs the slow walk at all.
-_LINE_USERINFO: Final = re.compile(rb"://[^/?#\s\"'<>\\]*@")
+# In a JSON line a quote or backslash of the text is escaped (\" \\ \u0001): a bare quote ends
+# the JSON string the URL is in.
+_LINE_USERINFO: Final = re.compile(rb'://(?:[^/?#\s"\\]|\\.)*@')
 _LINE_REVERSED_PAIR: Final = re.compile(b"=(" + _NAME_CHARS.encode() + b")")
 _EQUALS, _QUESTION, _AT, _SLASH = b"=?@/"
 

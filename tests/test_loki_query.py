@@ -381,3 +381,38 @@ def test_an_oversize_answer_is_held_once_in_memory(loki: api.LokiApi) -> None:
             tracemalloc.stop()
     # One buffer of the cap (and the last chunk); chunks joined at the end held it twice.
     assert peak < 1.5 * cap, peak
+
+
+@pytest.mark.parametrize("unit", [b"{},", b'["1","a"],'], ids=["empty objects", "stream values"])
+def test_an_answer_of_many_small_values_is_refused_before_it_is_parsed(
+    loki: api.LokiApi, unit: bytes
+) -> None:
+    import tracemalloc
+
+    cap = 4 * 1024 * 1024
+    head = b'{"status":"success","data":{"resultType":"vector","result":['
+    body = head + unit * ((cap - len(head) - 16) // len(unit)) + b"{}]}}"
+    assert len(body) < cap  # under the byte cap: only the count stops it
+    loki.answers["/loki/api/v1/query"] = api.Answer(200, body)
+    with LokiClient(loki.url, timeout=20, max_response_bytes=cap) as small:
+        small.ready  # noqa: B018 - the session and its imports, before measuring
+        tracemalloc.start()
+        try:
+            with pytest.raises(LokiQueryError, match="JSON objects and arrays"):
+                small.query("x")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    # The body once (and its read buffer); parsed, it would have been 20-30 times that.
+    assert peak < 2.5 * cap, peak
+
+
+def test_an_answer_with_one_container_per_64_bytes_is_read(loki: api.LokiApi) -> None:
+    cap = 1024 * 1024
+    result = [{"metric": {"route": f"/r{i:040d}"}, "value": [1, "0.5"]} for i in range(3000)]
+    body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}})
+    assert len(body.encode()) < cap
+    loki.answers["/loki/api/v1/query"] = api.Answer(200, body.encode())
+    with LokiClient(loki.url, timeout=20, max_response_bytes=cap) as small:
+        answer = small.query("x")
+    assert len(answer.vector) == 3000

@@ -8,13 +8,18 @@ keys that equal a plain key.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import datetime
 import enum
 import logging
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 from loguru import logger as loguru_logger
 
@@ -416,3 +421,163 @@ def test_bracketed_parameter_names_are_judged_by_their_parts(name: str) -> None:
     assert scrubber.text(f"GET https://h/x?{name}={value}&a[b]=1") == (
         f"GET https://h/x?{name}={REDACTED}&a[b]=1"
     )
+
+
+# -- what a forwarded record carries: the value as the line writes it ----------------------------
+
+
+@dataclasses.dataclass
+class _Login:
+    user: str
+    password: str
+
+
+class _Model(pydantic.BaseModel):
+    user: str
+    password: str
+
+
+class _UrlObject:
+    """An object whose str() and repr() show a URL with credentials (a client's URL type)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __repr__(self) -> str:
+        return f"URL({self.url!r})"
+
+    __str__ = __repr__
+
+
+def _shapes(value: str) -> dict[str, Any]:
+    url = f"https://alice:{value}@h.example/x"
+    return {
+        "model": _Model(user="bob", password=value),
+        "dataclass_in_dict": {"login": _Login("bob", value)},
+        "model_in_list": [_Model(user="bob", password=value)],
+        "bytes_url": url.encode(),
+        "bytes_key_and_value": {b"x": url.encode()},
+        "bytearray_query": bytearray(f"a=1&token={value}".encode()),
+        "object_with_url": _UrlObject(url),
+        "frozenset_of_pairs": frozenset({("authorization", value)}),
+        "deque": collections.deque([{"password": value}]),
+        "mappingproxy": types.MappingProxyType({"authorization": value}),
+    }
+
+
+_SHAPE_NAMES = sorted(_shapes("x"))
+
+
+@pytest.mark.parametrize("front_end", ["structlog", "loguru"])
+@pytest.mark.parametrize("shape", _SHAPE_NAMES)
+def test_a_forwarded_record_hides_what_the_file_hides_for_every_value_shape(
+    tmp_path: Path, caught: _Catch, shape: str, front_end: str
+) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    field = _shapes(value)[shape]
+    if front_end == "structlog":
+        alkana_logging.get_logger("svc").info("shape", field=field)
+    else:
+        loguru_logger.bind(field=field).info("shape")
+    alkana_logging.shutdown()
+    (record,) = caught.records
+    shown = repr(_attrs(record)) + str(_attrs(record))
+    assert value not in shown, shown
+    assert value not in record.getMessage()
+    (line,) = read_records(path)
+    assert value not in repr(line)
+    # The same value as the line writes it: JSON's types, nothing else.
+    assert _attrs(record)["field"] == line["field"]
+
+
+def test_a_url_used_as_a_key_loses_its_credentials_on_the_forwarded_record(
+    tmp_path: Path, caught: _Catch
+) -> None:
+    setup_file(tmp_path)
+    value = secret()
+    alkana_logging.get_logger("svc").info("k", **{f"https://alice:{value}@h/": 1})
+    loguru_logger.bind(**{f"https://alice:{value}@h/": 2}).info("k")
+    alkana_logging.shutdown()
+    assert len(caught.records) == 2
+    for record in caught.records:
+        assert value not in repr(_attrs(record))
+        assert "https://[REDACTED]@h/" in _attrs(record)
+
+
+def test_values_that_hold_no_text_are_forwarded_as_they_are(tmp_path: Path, caught: _Catch) -> None:
+    setup_file(tmp_path)
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    ident = uuid.uuid4()
+    alkana_logging.get_logger("svc").info(
+        "kept", when=when, ident=ident, level_kind=logging.INFO, ratio=0.5, color=_Color.RED
+    )
+    alkana_logging.shutdown()
+    attrs = _attrs(caught.records[0])
+    assert attrs["when"] is when
+    assert attrs["ident"] is ident
+    assert attrs["color"] is _Color.RED
+    assert attrs["ratio"] == 0.5
+
+
+class _Color(enum.Enum):
+    RED = "red"
+
+
+# -- a container given as the message itself -----------------------------------------------------
+
+
+def _stdlib_message(message: Any) -> None:
+    logging.getLogger("svc").info(message)
+
+
+def _structlog_message(message: Any) -> None:
+    alkana_logging.get_logger("svc").info(message)
+
+
+def _loguru_message(message: Any) -> None:
+    loguru_logger.info(message)
+
+
+@pytest.mark.parametrize(
+    "call", [_stdlib_message, _structlog_message, _loguru_message], ids=lambda f: f.__name__
+)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda v: {"password": v},
+        lambda v: [("authorization", v)],
+        lambda v: _Login("bob", v),
+        lambda v: _Model(user="bob", password=v),
+    ],
+    ids=["dict", "pairs", "dataclass", "pydantic"],
+)
+def test_a_container_given_as_the_message_is_written_with_its_secrets_replaced(
+    tmp_path: Path, call: Any, make: Any
+) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    call(make(value))
+    alkana_logging.shutdown()
+    (line,) = read_records(path)
+    assert value not in repr(line)
+    assert REDACTED in line["message"]
+    assert "password" in line["message"] or "authorization" in line["message"]  # keys are kept
+
+
+# -- user-info holding characters a URL should encode ---------------------------------------------
+
+
+@pytest.mark.parametrize("char", ['"', "'", "\\", "<", ">", "`", "\x01"])
+def test_user_info_holding_a_quote_or_backslash_is_masked_in_message_and_fields(
+    tmp_path: Path, char: str
+) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    url = f"postgresql://alice:p{char}{value}@db.example/app"
+    alkana_logging.get_logger("svc").info(f"connecting to {url}", dsn=url, nested={"u": [url]})
+    alkana_logging.shutdown()
+    (line,) = read_records(path)
+    assert value not in repr(line)
+    assert line["dsn"] == "postgresql://[REDACTED]@db.example/app"
+    assert line["message"] == "connecting to postgresql://[REDACTED]@db.example/app"
