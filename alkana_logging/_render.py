@@ -240,7 +240,7 @@ class Renderer:
         ``extra=`` values. Then come ``fields`` and the exception's.
         """
         if type(message) is not str:  # a container given as the message: its secrets too
-            message = self.redactor.message_text(message)
+            message = self.redactor.message_text(message, self.plain)
         if len(message) > self.max_message_chars:
             # Scrubbed before it is cut: a cut inside user-info or a query value would leave the
             # start of the secret with nothing to recognise it by.
@@ -316,7 +316,7 @@ class Renderer:
 
     def _walked(self, record: Record, key: str, value: Any) -> Any:
         """``value`` with its secrets replaced; a value whose walk fails costs only itself."""
-        if not isinstance(value, _CONTAINERS):
+        if not isinstance(value, _WALKED):
             return value
         try:
             return self._walk(value)
@@ -387,7 +387,7 @@ class Renderer:
         Raises:
             Exception: the value could not be walked (a container whose iteration raises).
         """
-        walked = self._walk(value) if isinstance(value, _CONTAINERS) else value
+        walked = self._walk(value) if isinstance(value, _WALKED) else value
         try:
             data = orjson.dumps(walked, self._default, _DUMP_OPTIONS)
         except Exception:  # noqa: BLE001 - non-text keys, cycles, big ints: as the line does
@@ -505,6 +505,8 @@ class Renderer:
 
 
 _CONTAINERS: Final = CONTAINERS
+#: What the walk enters: containers, and enum members (JSON writes their value).
+_WALKED: Final = (*CONTAINERS, enum.Enum)
 _KEEP, _REDACT, _RENAME, _TEXT, _PREFIXED = 0, 1, 2, 3, 4
 _ACTIONS_LIMIT: Final = 4096
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})

@@ -95,7 +95,8 @@ def build_sinks(settings: Settings, health: PipelineHealth) -> list[Sink]:
         if settings.format == "console":
             from alkana_logging.console import ConsoleRenderer
 
-            render = ConsoleRenderer(colors=_isatty(sys.stdout))
+            plain = Renderer.from_settings(settings).plain  # values as the line has them
+            render = ConsoleRenderer(colors=_isatty(sys.stdout), plain=plain)
         sinks.append(StreamSink(sys.stdout, render=render, health=health))
     if settings.loki_url:
         from alkana_logging.loki import LokiSink
