@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from alkana_logging import fields as F
-from alkana_logging import presets as P
 from alkana_logging.api import pipeline_health
-from alkana_logging.report import (
+from alkana_logging.ops import presets as P
+from alkana_logging.ops.report import (
     DEFAULT_LOOKBACK_S,
     DEFAULT_STALE_AFTER_S,
     iso,
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from alkana_logging.loki_query import LokiClient
+    from alkana_logging.ops.query import LokiClient
     from alkana_logging.settings import Settings
 
 Status = Literal["healthy", "degraded", "unhealthy"]
@@ -253,7 +253,7 @@ class TableFreshness:
     """One ETL table: times are epoch seconds.
 
     ``implausible_times`` counts runs whose time could not be (milliseconds for seconds, a
-    clock far ahead): they were skipped (see :data:`alkana_logging.report.MAX_CLOCK_SKEW_S`).
+    clock far ahead): they were skipped (see :data:`alkana_logging.ops.report.MAX_CLOCK_SKEW_S`).
     """
 
     table: str
@@ -350,7 +350,7 @@ class LokiFreshness:
     ``etl_failing`` presets (the same queries as the ETLStale and ETLFailed alerts).
 
     Args:
-        client: the query client (:class:`alkana_logging.loki_query.LokiClient`).
+        client: the query client (:class:`alkana_logging.ops.query.LokiClient`).
         labels: the stream selector labels (``job`` by default, from ``LOKI_JOB``).
         lookback: the presets' window (a LogQL duration).
     """
@@ -371,7 +371,7 @@ class LokiFreshness:
     @classmethod
     def from_settings(cls, settings: Settings, *, timeout: float = 4.0) -> LokiFreshness:
         """For the Loki of ``settings`` (``LOKI_URL``, credentials, ``LOKI_JOB``)."""
-        from alkana_logging.loki_query import LokiClient
+        from alkana_logging.ops.query import LokiClient
 
         client = LokiClient.from_settings(settings, timeout=timeout)
         return cls(client, labels={F.LABEL_JOB: settings.loki_job})

@@ -29,7 +29,7 @@ import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from alkana_logging import render as R
+from alkana_logging.ops.configs import options as R
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "integrations" / "alertmanager" / "alertmanager.yml"
@@ -536,7 +536,7 @@ def test_a_resolved_alert_is_sent_as_resolved_to_every_receiver(
 def test_render_alertmanager_takes_the_receivers_addresses_on_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from alkana_logging.cli import main
+    from alkana_logging.ops.cli import main
 
     argv = [
         "render",
@@ -735,7 +735,7 @@ def test_the_header_lists_the_alertmanager_options() -> None:
 def test_the_smtp_user_is_its_own_option(
     tmp_path: Path, sinks: tuple[HttpSink, SmtpSink], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from alkana_logging.cli import main
+    from alkana_logging.ops.cli import main
 
     assert R.RenderOptions().smtp_user == R.DEFAULT_EMAIL_FROM  # the from address by default
     assert main(["render", "alertmanager", "--smtp-user=relay-user"]) == 0

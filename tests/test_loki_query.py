@@ -13,9 +13,9 @@ import pytest
 import requests
 
 from alkana_logging import fields as F
-from alkana_logging import presets as P
-from alkana_logging import render as R
-from alkana_logging.loki_query import (
+from alkana_logging.ops import presets as P
+from alkana_logging.ops.configs import options as R
+from alkana_logging.ops.query import (
     LokiClient,
     LokiQueryError,
     LokiRejectedError,
@@ -352,7 +352,7 @@ def test_url_credentials_in_the_servers_error_text_are_masked(
 def test_metric_labels_from_the_server_reach_the_terminal_escaped(
     capsys: pytest.CaptureFixture[str], loki: api.LokiApi
 ) -> None:
-    from alkana_logging.cli import main
+    from alkana_logging.ops.cli import main
 
     hostile = "a\x1b]0;pwned\x07\r\nFORGED"
     loki.answers["/loki/api/v1/query"] = api.vector(({hostile: hostile}, "0.5"))

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from alkana_logging import fields as F
-from alkana_logging import presets as P
-from alkana_logging import render as R
+from alkana_logging.ops import presets as P
+from alkana_logging.ops.configs import options as R
 
 LOGQL_DIR = Path(__file__).parent / "logql"
 

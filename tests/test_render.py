@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from alkana_logging import fields as F
-from alkana_logging import presets as P
-from alkana_logging import render as R
-from alkana_logging import report as Rep
+from alkana_logging.ops import presets as P
+from alkana_logging.ops import report as Rep
+from alkana_logging.ops.configs import options as R
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = R.RenderOptions()

@@ -13,9 +13,9 @@ import pytest
 import alkana_logging
 from alkana_logging import _state
 from alkana_logging import fields as F
-from alkana_logging import presets as P
-from alkana_logging import report as Rep
-from alkana_logging.cli import main
+from alkana_logging.ops import presets as P
+from alkana_logging.ops import report as Rep
+from alkana_logging.ops.cli import main
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0

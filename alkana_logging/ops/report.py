@@ -1,6 +1,6 @@
 """The local report: the presets' numbers computed straight from JSON log files, without Loki.
 
-The definitions are the presets' own (:mod:`alkana_logging.presets`): an error is an
+The definitions are the presets' own (:mod:`alkana_logging.ops.presets`): an error is an
 ``http_request`` event with ``status_code >= 500``; a slow request has ``duration_ms`` above the
 threshold; percentiles follow Loki's ``quantile_over_time`` (:func:`loki_quantile`); a line that
 is not a JSON object is counted and skipped, as ``| json | __error__=""`` skips it; a value that
@@ -31,7 +31,7 @@ import orjson
 
 from alkana_logging import fields as F
 from alkana_logging.exceptions import AlkanaLoggingError
-from alkana_logging.presets import (
+from alkana_logging.ops.presets import (
     DB_CONNECTIONS_METRIC,
     DEFAULT_DB_CONNECTIONS_MAX,
     DEFAULT_SLOW_MS,

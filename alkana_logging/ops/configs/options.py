@@ -1,7 +1,7 @@
 """Renders the operational side from one source: shipper configs, logrotate, Loki rules, Grafana.
 
 Every artifact is text built here from the contract (:mod:`alkana_logging.fields`) and the
-presets (:mod:`alkana_logging.presets`): the alert rules and the dashboard panels take their
+presets (:mod:`alkana_logging.ops.presets`): the alert rules and the dashboard panels take their
 LogQL from the presets, the shipper configs take their labels and the timestamp key from the
 contract. The repository's committed files are this module's output with the default options,
 and a test fails when they drift.
@@ -25,7 +25,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from alkana_logging import fields as F
-from alkana_logging import presets as P
+from alkana_logging.ops import presets as P
 from alkana_logging.settings import DEFAULT_JOB
 
 DEFAULT_APP: Final = "alkana-dashboard"

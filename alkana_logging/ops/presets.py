@@ -44,7 +44,7 @@ ParamType = Literal["label", "duration", "number", "count", "labels", "text"]
 #: (``/query_range``); ``logs``: log lines (``/query_range`` returning streams).
 KINDS: Final[tuple[Kind, ...]] = ("instant", "range", "logs")
 
-#: Loki's ``quantile_over_time`` ranks (see :func:`alkana_logging.report.loki_quantile`).
+#: Loki's ``quantile_over_time`` ranks (see :func:`alkana_logging.ops.report.loki_quantile`).
 LATENCY_QUANTILES: Final = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
 
 #: The status codes counted as errors: ``status_code >= 500``.
