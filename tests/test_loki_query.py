@@ -13,8 +13,9 @@ import pytest
 import requests
 
 from alkana_logging import fields as F
+from alkana_logging.ops import configs as R
 from alkana_logging.ops import presets as P
-from alkana_logging.ops.configs import options as R
+from alkana_logging.ops.configs import rules as ruler
 from alkana_logging.ops.query import (
     LokiClient,
     LokiQueryError,
@@ -305,7 +306,7 @@ def test_every_preset_and_rule_runs_on_a_real_loki_and_error_ratio_is_right() ->
                 client.query(logql)
             else:
                 client.query_range(logql, start=time.time() - 600, end=time.time(), limit=10)
-        for expr in R.rule_expressions(R.RenderOptions(job=job)).values():
+        for expr in ruler.rule_expressions(R.RenderOptions(job=job)).values():
             client.query(expr)
         # Ingestion is asynchronous: wait (not a timing assertion) for the lines to be queryable.
         result: QueryResult | None = None
