@@ -20,9 +20,9 @@ import alkana_logging
 from alkana_logging import _state
 from alkana_logging import fields as F
 from alkana_logging import healthcheck as H
+from alkana_logging.freshness import iso
 from alkana_logging.ops import presets as P
 from alkana_logging.ops.query import LokiClient
-from alkana_logging.ops.report import iso
 from tests import _loki_api as loki_api
 from tests._uvicorn_server import serve, wait_for
 

@@ -22,6 +22,7 @@ from typing import IO, Any, Final, TextIO
 
 import orjson
 
+from alkana_logging import freshness as Fresh
 from alkana_logging.exceptions import AlkanaLoggingError, ConfigurationError
 from alkana_logging.ops import configs as R
 from alkana_logging.ops import presets as P
@@ -185,7 +186,7 @@ def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
     with LokiClient.from_settings(settings, url=args.loki_url, timeout=args.timeout) as client:
         if preset.kind == "instant":
             result = client.query(logql, time=now)
-            window: dict[str, Any] = {"type": "instant", "time": Rep.iso(now)}
+            window: dict[str, Any] = {"type": "instant", "time": Fresh.iso(now)}
         else:
             start = now - (since or 3600.0)
             step = parse_duration(args.step, option="--step") if args.step else None
@@ -196,7 +197,7 @@ def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
                 step=step,
                 limit=args.limit if preset.kind == "logs" else None,
             )
-            window = {"type": "range", "start": Rep.iso(start), "end": Rep.iso(now)}
+            window = {"type": "range", "start": Fresh.iso(start), "end": Fresh.iso(now)}
     if args.json:
         _print_json(
             {
@@ -373,7 +374,7 @@ def cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"{args.path}: a compressed file cannot be followed; drop -f")
     render = _line_renderer(_use_color(args.color, out))
     if not args.follow:
-        lines = list(Rep.read_lines(path))[-args.lines :] if args.lines > 0 else []
+        lines = list(Fresh.read_lines(path))[-args.lines :] if args.lines > 0 else []
         for raw in lines:
             out.write(render(raw.decode("utf-8", "replace")))
         return EXIT_OK
@@ -638,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    except (LokiQueryError, Rep.ReportError, OSError) as err:
+    except (LokiQueryError, Fresh.ReportError, OSError) as err:
         print(f"{PROG} {args.command}: {err}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
