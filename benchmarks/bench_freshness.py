@@ -5,7 +5,7 @@ file a day named ``app.log-YYYYMMDD-EPOCH``, each last modified at the end of it
 today's ``app.log``), with HTTP request lines and a day's ETL runs of 20 tables among them, then
 measures in one run, interleaved:
 
-- ``etl_freshness``: :func:`alkana_logging.ops.report.etl_freshness`, the health endpoint's read
+- ``etl_freshness``: :func:`alkana_logging.freshness.etl_freshness`, the health endpoint's read
   (files written in the last 7 days, read backwards until the lines are older);
 - ``HealthCheck.detailed()``: the whole detailed answer with that source, uncached;
 - anchors: the same ETL numbers from every line of every file (``build_report``, the full
