@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from alkana_logging import cli
 from alkana_logging import fields as F
-from alkana_logging import presets as P
-from alkana_logging import render as R
+from alkana_logging.ops import cli
+from alkana_logging.ops import configs as R
+from alkana_logging.ops import presets as P
 from tests import _loki_api as api
 
 LOKI_VARIABLES = ("LOKI_URL", "LOKI_TENANT", "LOKI_USERNAME", "LOKI_PASSWORD", "LOKI_TOKEN")

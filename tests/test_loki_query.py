@@ -13,9 +13,10 @@ import pytest
 import requests
 
 from alkana_logging import fields as F
-from alkana_logging import presets as P
-from alkana_logging import render as R
-from alkana_logging.loki_query import (
+from alkana_logging.ops import configs as R
+from alkana_logging.ops import presets as P
+from alkana_logging.ops.configs import rules as ruler
+from alkana_logging.ops.query import (
     LokiClient,
     LokiQueryError,
     LokiRejectedError,
@@ -305,7 +306,7 @@ def test_every_preset_and_rule_runs_on_a_real_loki_and_error_ratio_is_right() ->
                 client.query(logql)
             else:
                 client.query_range(logql, start=time.time() - 600, end=time.time(), limit=10)
-        for expr in R.rule_expressions(R.RenderOptions(job=job)).values():
+        for expr in ruler.rule_expressions(R.RenderOptions(job=job)).values():
             client.query(expr)
         # Ingestion is asynchronous: wait (not a timing assertion) for the lines to be queryable.
         result: QueryResult | None = None
@@ -352,7 +353,7 @@ def test_url_credentials_in_the_servers_error_text_are_masked(
 def test_metric_labels_from_the_server_reach_the_terminal_escaped(
     capsys: pytest.CaptureFixture[str], loki: api.LokiApi
 ) -> None:
-    from alkana_logging.cli import main
+    from alkana_logging.ops.cli import main
 
     hostile = "a\x1b]0;pwned\x07\r\nFORGED"
     loki.answers["/loki/api/v1/query"] = api.vector(({hostile: hostile}, "0.5"))
