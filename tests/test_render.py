@@ -102,6 +102,22 @@ def test_bad_options_are_rejected(kwargs: dict[str, str], message: str) -> None:
         R.RenderOptions(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://alice:S3CRET@loki:3100", "'http://[REDACTED]@loki:3100'; expected no user-info"),
+        ("alice:S3CRET@loki:3100", "'[REDACTED]@loki:3100'; expected an http"),
+        ("http:/alice:S3CRET@loki/", "'http:/[REDACTED]@loki/'; expected an http"),
+        ("http://alice:S3CRET@loki:3100 ", "'http://[REDACTED]@loki:3100'; expected an http"),
+    ],
+)
+def test_a_loki_url_with_credentials_is_refused_without_printing_them(url: str, shown: str) -> None:
+    with pytest.raises(R.RenderError) as caught:
+        R.RenderOptions(loki_url=url)
+    assert "S3CRET" not in str(caught.value)
+    assert str(caught.value).startswith(f"--loki-url: got {shown}")
+
+
 # -- Promtail -------------------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from alkana_logging import fields as F
 from alkana_logging.ops import presets as P
+from alkana_logging.redaction import mask_url
 from alkana_logging.settings import DEFAULT_JOB
 
 DEFAULT_APP: Final = "alkana-dashboard"
@@ -136,7 +137,7 @@ def _shown_url(value: object) -> str:
     """``value`` for an error message, without its user-info or query (secrets)."""
     if not isinstance(value, str):
         return repr(value)
-    shown = re.sub(r"(?<=://)[^/?#]*@", "[REDACTED]@", value)
+    shown = mask_url(value)  # user-info, of a mistyped URL too (``u:p@h``, ``http:/u:p@h``)
     shown = re.sub(r"\?.*", "?[REDACTED]", shown, flags=re.S)
     return repr(shown)
 
@@ -226,10 +227,9 @@ class RenderOptions:
                 "quotes, braces, glob characters, white space (logrotate splits paths on it) or "
                 "control characters"
             )
-        if not isinstance(self.loki_url, str) or not re.fullmatch(
-            r"https?://[^\s\"\x00-\x1f\x7f-\x9f\u2028\u2029]+", self.loki_url
-        ):
-            raise RenderError(f"--loki-url: got {self.loki_url!r}; expected an http(s):// URL")
+        problem = _url_problem(self.loki_url)
+        if problem is not None:
+            raise RenderError(f"--loki-url: got {_shown_url(self.loki_url)}; {problem}")
         # Loki's base URL or its push endpoint, as the push client accepts: kept as the base.
         base = self.loki_url.rstrip("/")
         object.__setattr__(self, "loki_url", base.removesuffix("/loki/api/v1/push") or base)
