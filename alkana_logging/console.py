@@ -71,6 +71,8 @@ class ConsoleRenderer:
                     shown = plain(value)
                 except Exception:  # noqa: BLE001 - the type only: its repr may be what fails
                     shown = f"<unrenderable {type(value).__qualname__} value>"
+                if type(shown) is str:  # bytes, a path, an enum's text: as text values are
+                    shown = escape(shown)
             event[escape(key) if type(key) is str else key] = shown
         stack = event.pop(F.EXCEPTION_STACKTRACE, None)
         text = str(self._renderer(None, str(record.get(F.LEVEL, "")), event))

@@ -182,7 +182,7 @@ class Redactor:
         deep or big is handed to the careful walk.
         """
         if not isinstance(value, CONTAINERS):
-            return self.member(value) if isinstance(value, enum.Enum) else value
+            return self.member(value, depth) if isinstance(value, enum.Enum) else value
         try:
             return self._quick(value, depth, [_QUICK_CONTAINERS])
         except _GiveUp:
@@ -200,7 +200,7 @@ class Redactor:
                 if is_secret(k)
                 else walk(v, depth + 1, budget)
                 if isinstance(v, CONTAINERS)
-                else member(v)
+                else member(v, depth + 1)
                 if isinstance(v, enum.Enum)
                 else v
                 for k, v in value.items()
@@ -214,7 +214,7 @@ class Redactor:
                     if is_secret(k)
                     else walk(v, depth + 1, budget)
                     if isinstance(v, CONTAINERS)
-                    else member(v)
+                    else member(v, depth + 1)
                     if isinstance(v, enum.Enum)
                     else v
                     for k, v in zip(fields, value, strict=False)
@@ -226,7 +226,7 @@ class Redactor:
         return [
             walk(v, depth + 1, budget)
             if isinstance(v, CONTAINERS)
-            else member(v)
+            else member(v, depth + 1)
             if isinstance(v, enum.Enum)
             else v
             for v in value
@@ -251,7 +251,7 @@ class Redactor:
                 if is_secret(k)
                 else walk(v, depth + 1, path, budget)
                 if isinstance(v, CONTAINERS)
-                else member(v)
+                else member(v, depth + 1)
                 if isinstance(v, enum.Enum)
                 else v
                 for k, v in value.items()
@@ -263,7 +263,7 @@ class Redactor:
                 if is_secret(k)
                 else walk(v, depth + 1, path, budget)
                 if isinstance(v, CONTAINERS)
-                else member(v)
+                else member(v, depth + 1)
                 if isinstance(v, enum.Enum)
                 else v
                 for k, v in zip(value._fields, value, strict=False)
@@ -274,7 +274,7 @@ class Redactor:
             result = [
                 walk(v, depth + 1, path, budget)
                 if isinstance(v, CONTAINERS)
-                else member(v)
+                else member(v, depth + 1)
                 if isinstance(v, enum.Enum)
                 else v
                 for v in value
@@ -283,17 +283,27 @@ class Redactor:
         path.discard(ident)
         return result
 
-    def member(self, member: enum.Enum) -> Any:
+    def member(self, member: enum.Enum, depth: int = 0) -> Any:
         """An enum member as the line writes it: JSON writes its value, so a container value
-        (``PROD = {"password": ...}``) is walked; any other member is kept."""
-        try:
-            inner = member.value
-        except Exception:  # noqa: BLE001 - a member whose value cannot be read: the walk decides
-            return member
+        (``PROD = {"password": ...}``), or a member holding one, is walked (at the depth of the
+        member: a value that holds its own member ends as :data:`TOO_DEEP`); any other member
+        is kept."""
+        inner: Any = member
+        for _ in range(MAX_DEPTH):
+            try:
+                inner = inner.value
+            except Exception:  # noqa: BLE001 - a value that cannot be read: the walk decides
+                return member
+            if not isinstance(inner, enum.Enum):
+                break
+        else:
+            return TOO_DEEP
+        if depth >= MAX_DEPTH:
+            return TOO_DEEP
         if isinstance(inner, CONTAINERS):
-            return self.value(inner)
+            return self.value(inner, depth + 1)
         if isinstance(inner, Mapping):
-            return self.mapping(inner)
+            return self.value(dict(inner), depth + 1)
         return member
 
     def args(self, args: Any) -> Any:
@@ -304,13 +314,13 @@ class Redactor:
             return self.value(args) if self._has_secret(args) else args
         if isinstance(args, tuple):
             for arg in args:
-                if isinstance(arg, CONTAINERS) and self._has_secret(arg):
+                if isinstance(arg, _ARG_WALKED) and self._has_secret(arg):
                     return tuple(self.value(a) for a in args)
         return args
 
     def has_secret(self, value: Any) -> bool:
         """Whether a container holds a secret anywhere (out of budget counts as yes)."""
-        return isinstance(value, CONTAINERS) and self._has_secret(value)
+        return isinstance(value, _ARG_WALKED) and self._has_secret(value)
 
     def _has_secret(self, value: Any) -> bool:
         stack, seen, budget = [value], set(), MAX_CONTAINERS
@@ -320,12 +330,22 @@ class Redactor:
                 continue
             seen.add(id(item))
             budget -= 1
+            if isinstance(item, enum.Enum):  # its repr shows its value
+                try:
+                    inner = item.value
+                except Exception:  # noqa: BLE001, S112 - a value that cannot be read shows none
+                    continue
+                if isinstance(inner, _ARG_WALKED):
+                    stack.append(inner)
+                elif isinstance(inner, Mapping):
+                    stack.append(dict(inner))
+                continue
             # Read as the C repr that formats the message reads them: a subclass's own
             # __iter__, keys() or items() cannot hide a key from the check.
             if isinstance(item, dict):
                 if any(self.is_secret(k) for k in dict.keys(item)):
                     return True
-                stack.extend(v for v in dict.values(item) if isinstance(v, CONTAINERS))
+                stack.extend(v for v in dict.values(item) if isinstance(v, _ARG_WALKED))
                 continue
             if isinstance(item, (tuple, list)):
                 fields = getattr(item, "_fields", None)
@@ -333,7 +353,7 @@ class Redactor:
                     return True
                 if self._pair_secret(item):
                     return True
-            stack.extend(v for v in _raw_items(item) if isinstance(v, CONTAINERS))
+            stack.extend(v for v in _raw_items(item) if isinstance(v, _ARG_WALKED))
         return bool(stack)  # out of budget: redact rather than risk it
 
     def mapping(self, values: Mapping[Any, Any]) -> dict[Any, Any]:
@@ -509,8 +529,11 @@ _KEPT: Final = frozenset(
 )
 _LOGURU_LOG: list[Any] = []
 _CLOSERS: Final = {"{": "}", "[": "]", "(": ")"}
-#: What a pydantic model's ``str()`` shows after a field's ``=`` (text, bytes or a container).
-_FIELD_VALUE_STARTS: Final = ("='", '="', "=b'", '=b"', "={", "=[", "=(")
+#: What a pydantic model's ``str()`` shows after a field's ``=``: text, bytes, a container, an
+#: object (``OrderedDict(``), an enum member (``<Kind.X: ...>``).
+_FIELD_VALUE: Final = re.compile(r"""=(?:[bB]?['"]|[{\[(<]|[\w.]+\()""")
+#: A class name as reprs show it: dotted, ``<locals>`` included.
+_TYPE_NAME: Final = re.compile(r"[\w.<>]+")
 
 
 def _raw_items(container: Any) -> Iterable[Any]:
@@ -531,9 +554,13 @@ def _object_like(text: str) -> bool:
     if first in _CLOSERS:
         return last == _CLOSERS[first]
     if last == ")":
-        name = text[: text.find("(")]
-        return name.isidentifier()
-    return "=" in text and any(start in text for start in _FIELD_VALUE_STARTS)
+        # Name(...) with fields or items in it: not ``retry(3)`` or ``shutdown()``.
+        cut = text.find("(")
+        if _TYPE_NAME.fullmatch(text, 0, cut) is not None and (
+            "=" in text or "[" in text or "{" in text
+        ):
+            return True
+    return "=" in text and _FIELD_VALUE.search(text) is not None
 
 
 def _structured(message: Any) -> bool:
@@ -675,6 +702,9 @@ def _text_of(value: Any) -> str:
 #: What the walk enters.
 CONTAINERS: Final = (dict, list, tuple, set, frozenset, collections.deque)
 _CONTAINERS = CONTAINERS
+#: What the check of ``%`` arguments enters: containers and enum members (their repr shows
+#: their value).
+_ARG_WALKED: Final = (*CONTAINERS, enum.Enum)
 _PAIR_KEYS: Final = (str, bytes, enum.Enum)
 
 
@@ -698,10 +728,10 @@ _URL_QUERY_PREFIXES: Final = ("x_amz_",)
 
 # ://user:pass@  The user-info ends at the LAST "@" before any "/", "?", "#" or space: a client
 # splits the authority there (as urllib does), so a password holding an unencoded "@" is masked
-# whole, and so is one holding a quote, "<", ">" or a backslash (urllib takes them too); a quote
-# followed by a separator (``"https://h","owner":"a@b"``) ends the URL. One pass from each "://"
-# to the end of its authority: linear.
-_USERINFO: Final = re.compile(r"://(?:[^/?#\s\"']|[\"'](?![,:;}\])]))*@")
+# whole, and so is one holding a quote, "<", ">" or a backslash (urllib takes them too). So text
+# such as ``"https://h","owner":"a@b"`` is masked as user-info: more is hidden, never less. One
+# pass from each "://" to the end of its authority: linear.
+_USERINFO: Final = re.compile(r"://[^/?#\s]*@")
 _USERINFO_MASK: Final = "://" + REDACTED + "@"
 # name=value pairs, found from their "=": the name is the run of name characters before it, so
 # query strings without their "?" (``url.query``, form bodies, ``page=2&api_key=...``), fragments
@@ -713,7 +743,34 @@ _USERINFO_MASK: Final = "://" + REDACTED + "@"
 _NAME_CHARS: Final = "[^=&#?;,\\s\"'<>\\\\(){}]+"  # brackets kept: token[]=, auth[token]=
 _BRACKETED: Final = re.compile(r"[^\[\]]+")
 _REVERSED_PAIR: Final = re.compile("=(" + _NAME_CHARS + ")")
-_QUOTES: Final = frozenset("'\"")
+# A quoted value: an optional string prefix (b'', r'', u'', f'' and their pairs), then a quote,
+# perhaps escaped (\" inside JSON text or a repr).
+_QUOTED: Final = re.compile(r"""[bBrRuUfF]{0,2}(\\?)(['"])""")
+
+
+def _closing(text: str, start: int, escape: str, quote: str) -> int:
+    """Where the quoted value starting at ``start`` ends: its closing quote (escaped the same
+    way as the opening one), skipping quotes escaped inside it; the value's end when there is
+    none."""
+    closer = escape + quote
+    position = start
+    while True:
+        found = text.find(closer, position)
+        if found < 0:
+            return _VALUE.match(text, start).end()  # type: ignore[union-attr]
+        if escape or not _escaped(text, found, start):
+            return found
+        position = found + 1
+
+
+def _escaped(text: str, index: int, start: int) -> bool:
+    """Whether the character at ``index`` follows an odd run of backslashes (after ``start``)."""
+    run = 0
+    while index - run - 1 >= start and text[index - run - 1] == "\\":
+        run += 1
+    return run % 2 == 1
+
+
 _VALUE: Final = re.compile("[^&#?;\\s\"'<>\\\\…]*")
 # The same on a serialised line (reversed too), to tell whether it needs the slow walk at all.
 # In a JSON line a quote or backslash of the text is escaped (\" \\ \u0001): a bare quote ends
@@ -793,14 +850,10 @@ class UrlScrubber:
             if at < done:  # inside a value replaced already
                 continue
             start = at
-            if text[start : start + 1] == "b" and text[start + 1 : start + 2] in _QUOTES:
-                start += 1  # token=b'...': a bytes repr
-            quote = text[start : start + 1]
-            if quote in _QUOTES:  # password='...': the quoted text, the quotes kept
-                start += 1
-                end = text.find(quote, start)
-                if end < 0:
-                    end = _VALUE.match(text, start).end()  # type: ignore[union-attr]
+            quoted = _QUOTED.match(text, start)
+            if quoted is not None:  # password='...', b'...', \"...\": the quoted text, quotes kept
+                start = quoted.end()
+                end = _closing(text, start, quoted[1], quoted[2])
             else:
                 end = _VALUE.match(text, start).end()  # type: ignore[union-attr]
             parts += (text[done:start], REDACTED)
@@ -856,10 +909,19 @@ def mask_url(url: Any) -> Any:
     """
     if not isinstance(url, str):
         return url
-    parts = _userinfo(url)
-    if parts is not None:
-        url = f"{parts[0]}{REDACTED}@{parts[2]}"
+    if any(c.isspace() for c in url.strip()):  # not one URL: each part that holds an "@"
+        url = _WORD_WITH_AT.sub(lambda m: _masked_word(m[0]), url)
+    else:
+        url = _masked_word(url)
     return _MASKER.text(url)
+
+
+_WORD_WITH_AT: Final = re.compile(r"[^\s@]*@\S*")
+
+
+def _masked_word(url: str) -> str:
+    parts = _userinfo(url)
+    return url if parts is None else f"{parts[0]}{REDACTED}@{parts[2]}"
 
 
 def url_secret(url: Any) -> str | None:

@@ -679,13 +679,23 @@ def test_the_bound_context_on_a_plain_stdlib_record_is_redacted_for_other_handle
         ('export API_TOKEN="{s} x" now', 'export API_TOKEN="[REDACTED]" now'),
         ("Creds(user='a', password='{s}')", "Creds(user='a', password='[REDACTED]')"),
         ("M(id=1, token=b'{s}')", "M(id=1, token=b'[REDACTED]')"),
+        ("password='ab\\'{s}' x", "password='[REDACTED]' x"),
+        ('psql password=\\"{s}\\" y', 'psql password=\\"[REDACTED]\\" y'),
+        ("token=u'{s}' z", "token=u'[REDACTED]' z"),
+        ('https://alice:ab",{s}@db/x', "https://[REDACTED]@db/x"),
+        ("postgresql://app:x'){s}@db/x", "postgresql://[REDACTED]@db/x"),
+        ('redis://:p"}}{s}@cache', "redis://[REDACTED]@cache"),
+        ("amqp://u:k';{s}@mq", "amqp://[REDACTED]@mq"),
+        # quotes never end user-info: text like this is masked more than needed, never less
         (
             'url="https://example.com","owner":"ops@example.com"',
-            'url="https://example.com","owner":"ops@example.com"',
+            'url="https://[REDACTED]@example.com"',
         ),
     ],
 )
-def test_quoted_values_are_redacted_whole_and_quotes_end_a_url(text: str, shown: str) -> None:
+def test_quoted_values_are_redacted_whole_and_user_info_masked_across_quotes(
+    text: str, shown: str
+) -> None:
     value = secret()
     assert UrlScrubber().text(text.format(s=value)) == shown
 
@@ -725,6 +735,8 @@ def test_keys_with_numbers_stay_plain(key: str) -> None:
         ("//alice:{s}@loki/", "//[REDACTED]@loki/"),
         ("http://alice:{s}@loki:3100 ", "http://[REDACTED]@loki:3100"),
         ("ops@example.com", "ops@example.com"),
+        ("http:/alice:{s}@loki other", "http:/[REDACTED]@loki other"),
+        ("alice:{s}@loki:3100 x", "[REDACTED]@loki:3100 x"),
     ],
 )
 def test_a_mistyped_url_is_printed_without_its_password(url: str, shown: str) -> None:
@@ -801,3 +813,43 @@ class _Token(pydantic.BaseModel):
     id: int
     token: bytes = b""
     headers: dict[str, str] = {}
+
+
+def test_enum_members_in_percent_arguments_and_nested_members_are_redacted(
+    tmp_path: Path,
+) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    conf = _conf_enum(value)
+    outer = enum.Enum("Outer", {"NESTED": conf["PROD"]})  # a member whose value is a member
+    logging.getLogger("s").info("conf %r", conf["PROD"])
+    logging.getLogger("s").info("conf %s", [conf["PROD"]])
+    alkana_logging.get_logger("s").info("conf %s", (conf["PAIRS"],))
+    alkana_logging.get_logger("s").info("nested", c=outer["NESTED"])
+    alkana_logging.shutdown()
+    lines = read_records(path)
+    assert len(lines) == 4
+    assert value not in repr(lines)
+    assert all(REDACTED in repr(line) for line in lines)
+
+
+def test_an_enum_member_whose_value_holds_itself_costs_little(tmp_path: Path) -> None:
+    path = setup_file(tmp_path)
+    loop: list[Any] = []
+    member = enum.Enum("Loop", {"SELF": loop})["SELF"]
+    loop.append(member)
+    alkana_logging.get_logger("s").info("loop", c=member)
+    alkana_logging.shutdown()
+    (line,) = read_records(path)
+    assert "nested too deep" in repr(line["c"])
+    assert F.LOG_ERROR not in line  # ended by the depth limit, not by a RecursionError
+
+
+def test_a_big_error_answer_is_not_parsed() -> None:
+    from alkana_logging._http import Answer
+    from alkana_logging.ops.query import _error_message
+
+    big = Answer(500, "", {}, b'{"message": "boom", "pad": [' + b"[]," * 40_000 + b"[]]}", False)
+    small = Answer(500, "", {}, b'{"message": "boom"}', False)
+    assert _error_message(small) == "boom"
+    assert _error_message(big).startswith('{"message": "boom"')  # its text, cut, not parsed
