@@ -189,19 +189,21 @@ class Redactor:
             return self._careful(value, depth, set(), [MAX_CONTAINERS])
 
     def _quick(self, value: Any, depth: int, budget: list[int]) -> Any:
+        if isinstance(value, enum.Enum):  # a leaf that is walked: one check a leaf, not two
+            return self.member(value, depth)
         budget[0] -= 1
         if depth >= _QUICK_DEPTH or budget[0] < 0:
             raise _GiveUp
-        walk, member = self._quick, self.member
+        walk = self._quick
         if isinstance(value, dict):
             is_secret = self.is_secret
             return {
                 k: REDACTED
                 if is_secret(k)
+                else v
+                if type(v) in _LEAVES
                 else walk(v, depth + 1, budget)
-                if isinstance(v, CONTAINERS)
-                else member(v, depth + 1)
-                if isinstance(v, enum.Enum)
+                if isinstance(v, _WALKED)
                 else v
                 for k, v in value.items()
             }
@@ -212,10 +214,10 @@ class Redactor:
                 return [
                     REDACTED
                     if is_secret(k)
+                    else v
+                    if type(v) in _LEAVES
                     else walk(v, depth + 1, budget)
-                    if isinstance(v, CONTAINERS)
-                    else member(v, depth + 1)
-                    if isinstance(v, enum.Enum)
+                    if isinstance(v, _WALKED)
                     else v
                     for k, v in zip(fields, value, strict=False)
                 ]
@@ -224,15 +226,13 @@ class Redactor:
         elif type(value) is list and self._pair_secret(value):  # [["authorization", "..."]]
             return [value[0], REDACTED]
         return [
-            walk(v, depth + 1, budget)
-            if isinstance(v, CONTAINERS)
-            else member(v, depth + 1)
-            if isinstance(v, enum.Enum)
-            else v
+            v if type(v) in _LEAVES else walk(v, depth + 1, budget) if isinstance(v, _WALKED) else v
             for v in value
         ]
 
     def _careful(self, value: Any, depth: int, path: set[int], budget: list[int]) -> Any:
+        if isinstance(value, enum.Enum):
+            return self.member(value, depth)
         if depth >= MAX_DEPTH:
             return TOO_DEEP
         ident = id(value)
@@ -242,17 +242,17 @@ class Redactor:
         if budget[0] < 0:
             return TOO_MANY
         path.add(ident)
-        walk, member = self._careful, self.member
+        walk = self._careful
         result: Any
         if isinstance(value, dict):
             is_secret = self.is_secret
             result = {
                 k: REDACTED
                 if is_secret(k)
+                else v
+                if type(v) in _LEAVES
                 else walk(v, depth + 1, path, budget)
-                if isinstance(v, CONTAINERS)
-                else member(v, depth + 1)
-                if isinstance(v, enum.Enum)
+                if isinstance(v, _WALKED)
                 else v
                 for k, v in value.items()
             }
@@ -261,10 +261,10 @@ class Redactor:
             result = [
                 REDACTED
                 if is_secret(k)
+                else v
+                if type(v) in _LEAVES
                 else walk(v, depth + 1, path, budget)
-                if isinstance(v, CONTAINERS)
-                else member(v, depth + 1)
-                if isinstance(v, enum.Enum)
+                if isinstance(v, _WALKED)
                 else v
                 for k, v in zip(value._fields, value, strict=False)
             ]
@@ -272,10 +272,10 @@ class Redactor:
             result = [value[0], REDACTED]
         else:
             result = [
-                walk(v, depth + 1, path, budget)
-                if isinstance(v, CONTAINERS)
-                else member(v, depth + 1)
-                if isinstance(v, enum.Enum)
+                v
+                if type(v) in _LEAVES
+                else walk(v, depth + 1, path, budget)
+                if isinstance(v, _WALKED)
                 else v
                 for v in value
             ]
@@ -702,6 +702,10 @@ def _text_of(value: Any) -> str:
 #: What the walk enters.
 CONTAINERS: Final = (dict, list, tuple, set, frozenset, collections.deque)
 _CONTAINERS = CONTAINERS
+#: What the walks step into: containers, and enum members (JSON writes their value).
+_WALKED: Final = (*CONTAINERS, enum.Enum)
+#: Leaves told apart by one set lookup, before the isinstance() of the types above.
+_LEAVES: Final = frozenset({str, int, float, bool, type(None)})
 #: What the check of ``%`` arguments enters: containers and enum members (their repr shows
 #: their value).
 _ARG_WALKED: Final = (*CONTAINERS, enum.Enum)
