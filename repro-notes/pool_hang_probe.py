@@ -1,11 +1,13 @@
+# ruff: noqa  -- a debugging probe, not part of the package or its tests
 """Probe for the Pool.terminate() hang: runs a fork Pool child N times; on a hang, dumps the
 stuck processes' per-thread signal masks, wchan, Python stacks (faulthandler on SIGUSR1) and C
 stacks (gdb), plus a per-pid trace of the SIGTERM handler's entry/exit.
 Usage: python pool_hang_probe.py [runs] [parallel]"""
+
 import os, signal, subprocess, sys, time, glob, shutil
 
 OUT = "/tmp/poolprobe"
-CHILD = r'''
+CHILD = r"""
 import faulthandler, multiprocessing as mp, os, signal, sys, threading
 import alkana_logging
 from alkana_logging import _lifecycle
@@ -73,7 +75,7 @@ if __name__ == "__main__":
         pool.map(job, range(4))
         _trace("terminating")
     print("OK", flush=True)
-'''
+"""
 
 
 def proc_info(pid):
@@ -90,8 +92,8 @@ def proc_info(pid):
             except OSError:
                 pass
             lines.append(
-                f"  task {task.rsplit('/', 1)[1]} {status.get('Name','').strip()} "
-                f"state={status.get('State','').strip()} SigBlk={status['SigBlk'].strip()} "
+                f"  task {task.rsplit('/', 1)[1]} {status.get('Name', '').strip()} "
+                f"state={status.get('State', '').strip()} SigBlk={status['SigBlk'].strip()} "
                 f"SigPnd={status['SigPnd'].strip()} ShdPnd={status['ShdPnd'].strip()} "
                 f"SigCgt={status['SigCgt'].strip()} wchan={wchan} kstack={stack[:300]}"
             )
@@ -116,8 +118,13 @@ def main():
         for _ in range(min(par, runs - i)):
             d = f"{OUT}/run{i}"
             os.makedirs(d)
-            p = subprocess.Popen([sys.executable, f"{OUT}/child.py", d], cwd="/tmp",
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            p = subprocess.Popen(
+                [sys.executable, f"{OUT}/child.py", d],
+                cwd="/tmp",
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             batch.append((i, d, p))
             i += 1
         for n, d, p in batch:
@@ -131,16 +138,47 @@ def main():
                 shutil.rmtree(d)
             except subprocess.TimeoutExpired:
                 hangs += 1
-                ps = subprocess.run(["ps", "-o", "pid,ppid,stat,wchan:30,cmd", "-g", str(p.pid)],
-                                    capture_output=True, text=True).stdout
+                ps = subprocess.run(
+                    ["ps", "-o", "pid,ppid,stat,wchan:30,cmd", "-g", str(p.pid)],
+                    capture_output=True,
+                    text=True,
+                ).stdout
                 report = [f"=== run {n}: HANG\n{ps}"]
-                pids = [int(l.split()[0]) for l in ps.splitlines()[1:] if " Z " not in f" {l.split()[2]} "]
+                pids = [
+                    int(l.split()[0])
+                    for l in ps.splitlines()[1:]
+                    if " Z " not in f" {l.split()[2]} "
+                ]
                 for pid in pids:
                     report.append(f"-- pid {pid}\n{proc_info(pid)}")
                 for pid in pids:
-                    gdb = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 25", "-ex", "p Handlers[15]", "-ex", "p is_tripped", "-ex", "p _PyRuntime.ceval.signals_pending", "-ex", "p _PyRuntime.interpreters.main->ceval.eval_breaker"],
-                                         capture_output=True, text=True, timeout=60).stdout
-                    report.append(f"-- gdb {pid}\n" + "\n".join(l for l in gdb.splitlines() if l.startswith(("#", "Thread", "$"))))
+                    gdb = subprocess.run(
+                        [
+                            "gdb",
+                            "-p",
+                            str(pid),
+                            "-batch",
+                            "-ex",
+                            "thread apply all bt 25",
+                            "-ex",
+                            "p Handlers[15]",
+                            "-ex",
+                            "p is_tripped",
+                            "-ex",
+                            "p _PyRuntime.ceval.signals_pending",
+                            "-ex",
+                            "p _PyRuntime.interpreters.main->ceval.eval_breaker",
+                        ],
+                        capture_output=True,
+                        text=True,
+                        timeout=60,
+                    ).stdout
+                    report.append(
+                        f"-- gdb {pid}\n"
+                        + "\n".join(
+                            l for l in gdb.splitlines() if l.startswith(("#", "Thread", "$"))
+                        )
+                    )
                 for pid in pids:
                     os.kill(pid, signal.SIGUSR1)
                 time.sleep(1)

@@ -617,3 +617,65 @@ def test_sigterm_while_setup_holds_loguru_lock_still_ships_and_ends(
     assert done.returncode == -signal.SIGTERM, done.stderr[-3000:]
     shipped = [r["seq"] for r in received(receiver) if r.get(F.MESSAGE) == "line"]
     assert sorted(shipped) == list(range(500))
+
+
+# -- Pool.terminate() right after the pool started, with LOKI_URL ---------------------------------
+
+#: How many pools: the hang this guards against struck about one pool in 15.
+POOLS = 60
+#: How many pool scenarios run at once (each has a parent and 4 workers).
+POOLS_AT_ONCE = 4
+#: A pool scenario ends in well under a second; this long means it hangs.
+POOL_TIMEOUT = 15.0
+
+
+def test_pool_terminate_right_after_start_with_loki_never_hangs() -> None:
+    """``setup()`` with LOKI_URL in the parent and in the workers' initializer, then out of
+    ``with Pool(4)`` (``Pool.terminate()``), POOLS times. A worker that takes the SIGTERM just
+    before it blocks on the task queue's lock (which terminate() holds for good) only has the
+    signal flagged: its wait goes on, it never runs the handler, and terminate() waits for it
+    for ever. Every pool must end, and its workers by SIGTERM or by their exit."""
+    env = child_env(LOKI_URL="http://127.0.0.1:9", LOKI_FLUSH_TIMEOUT="2")
+    config = {"workers": 4}
+    hung: list[str] = []
+    failed: list[str] = []
+    for first in range(0, POOLS, POOLS_AT_ONCE):
+        batch = [start("pool_terminate", config, env=env) for _ in range(POOLS_AT_ONCE)]
+        deadline = time.monotonic() + POOL_TIMEOUT
+        for number, proc in enumerate(batch, first):
+            try:
+                out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                tree = subprocess.run(
+                    ["ps", "-o", "pid,ppid,stat,wchan:24,cmd", "-g", str(proc.pid)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout
+                kill(proc)
+                hung.append(f"pool {number}:\n{tree}")
+                continue
+            if proc.returncode != 0 or last_json(out.decode()) != {"results": [0, 1, 2, 3]}:
+                failed.append(f"pool {number}: status {proc.returncode}\n{err.decode()[-2000:]}")
+    assert hung == [], f"{len(hung)} of {POOLS} pools hung in Pool.terminate():\n" + "".join(
+        hung[:3]
+    )
+    assert failed == [], failed[:3]
+
+
+def test_a_sigterm_the_main_threads_wait_did_not_see_still_ships_and_ends(
+    tmp_path: Path, receiver: LokiReceiver
+) -> None:
+    """The mechanism of the hang above, made certain: the SIGTERM is taken by another thread,
+    so CPython only flags it, and the main thread stays blocked on a lock no one releases. The
+    library must have the main thread run its handler all the same: the buffered lines are
+    shipped and the process ends by SIGTERM."""
+    done = run_mode(
+        "sigterm_missed_by_main",
+        {"log_file": str(tmp_path / "app.log"), "lines": 200, "delay": 0.5},
+        env=loki_env(receiver),
+        timeout=EXIT_TIMEOUT + 10,
+    )
+    assert done.returncode == -signal.SIGTERM, done.stderr[-3000:]
+    shipped = [r["seq"] for r in received(receiver) if r.get(F.MESSAGE) == "line"]
+    assert sorted(shipped) == list(range(200))
