@@ -590,6 +590,21 @@ def mode_sigterm_missed_by_main(config: dict[str, Any]) -> None:
     never.acquire()  # no one releases it: only the signal's handler ends this
 
 
+def mode_fork_child_sigterm(config: dict[str, Any]) -> dict[str, Any]:
+    """LOKI_URL comes from the environment. ``setup()``, then ``os.fork()``: the child only
+    sleeps (no ``setup()`` of its own) and is sent SIGTERM; the parent lingers a while after."""
+    alkana_logging.setup(log_file=config["log_file"], stdout=False)
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    time.sleep(0.2)
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    time.sleep(config["linger"])
+    return {"child": os.waitstatus_to_exitcode(status)}
+
+
 MODES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "fork_after_rotation": mode_fork_after_rotation,
     "sigterm_handler_logs": mode_sigterm_handler_logs,
@@ -605,6 +620,7 @@ MODES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "sigterm_in_loguru_lock": mode_sigterm_in_loguru_lock,
     "pool_terminate": mode_pool_terminate,
     "sigterm_missed_by_main": mode_sigterm_missed_by_main,
+    "fork_child_sigterm": mode_fork_child_sigterm,
 }
 
 

@@ -679,3 +679,16 @@ def test_a_sigterm_the_main_threads_wait_did_not_see_still_ships_and_ends(
     assert done.returncode == -signal.SIGTERM, done.stderr[-3000:]
     shipped = [r["seq"] for r in received(receiver) if r.get(F.MESSAGE) == "line"]
     assert sorted(shipped) == list(range(200))
+
+
+def test_a_forked_childs_sigterm_is_the_childs_alone(tmp_path: Path) -> None:
+    """The signal watcher's pipe is the process's own: a child forked after ``setup()`` (and
+    not calling it again) that is sent SIGTERM ends by it, and the parent, whose pipe the child
+    inherited, is not told of the child's signal and lives on."""
+    done = run_mode(
+        "fork_child_sigterm",
+        {"log_file": str(tmp_path / "app.log"), "linger": 1.0},
+        env=child_env(LOKI_URL="http://127.0.0.1:9", LOKI_FLUSH_TIMEOUT="1"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert last_json(done.stdout) == {"child": -signal.SIGTERM}
