@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from alkana_logging.cli import main
+from alkana_logging.ops.cli import main
 
 raise SystemExit(main())

@@ -239,8 +239,8 @@ class Renderer:
         record's own attributes among them (``RECORD_ATTRS``) are left out, the rest are
         ``extra=`` values. Then come ``fields`` and the exception's.
         """
-        if type(message) is not str:
-            message = _safe_text(message)
+        if type(message) is not str:  # a container given as the message: its secrets too
+            message = self.redactor.message_text(message, self.plain)
         if len(message) > self.max_message_chars:
             # Scrubbed before it is cut: a cut inside user-info or a query value would leave the
             # start of the secret with nothing to recognise it by.
@@ -316,7 +316,7 @@ class Renderer:
 
     def _walked(self, record: Record, key: str, value: Any) -> Any:
         """``value`` with its secrets replaced; a value whose walk fails costs only itself."""
-        if not isinstance(value, _CONTAINERS):
+        if not isinstance(value, _WALKED):
             return value
         try:
             return self._walk(value)
@@ -377,6 +377,26 @@ class Renderer:
         # Cut again (the line was still too long): count from the original length.
         kept = text[: min(limit, earlier.start())]
         return kept + _TRUNCATED.format(earlier.start() + int(earlier[1]) - len(kept))
+
+    def plain(self, value: Any) -> Any:
+        """``value`` as the line writes it, in JSON's Python types (dicts, lists, text, numbers):
+        secrets redacted, objects converted (a pydantic model or dataclass to its fields, bytes
+        to text, anything else to its repr), URL credentials scrubbed. For the attributes of a
+        record offered to the stdlib's other handlers, which must not see what the line hides.
+
+        Raises:
+            Exception: the value could not be walked (a container whose iteration raises).
+        """
+        walked = self._walk(value) if isinstance(value, _WALKED) else value
+        try:
+            data = orjson.dumps(walked, self._default, _DUMP_OPTIONS)
+        except Exception:  # noqa: BLE001 - non-text keys, cycles, big ints: as the line does
+            sanitiser = _Sanitiser(self._default)
+            clean = sanitiser.value(walked, 1, set())
+            if sanitiser.failed:
+                raise ValueError(sanitiser.failed[0][1]) from None
+            data = orjson.dumps(clean, option=_DUMP_OPTIONS)
+        return self._urls.value(orjson.loads(data))
 
     # -- serialising ----------------------------------------------------------------------------
 
@@ -485,6 +505,8 @@ class Renderer:
 
 
 _CONTAINERS: Final = CONTAINERS
+#: What the walk enters: containers, and enum members (JSON writes their value).
+_WALKED: Final = (*CONTAINERS, enum.Enum)
 _KEEP, _REDACT, _RENAME, _TEXT, _PREFIXED = 0, 1, 2, 3, 4
 _ACTIONS_LIMIT: Final = 4096
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})

@@ -95,7 +95,8 @@ def build_sinks(settings: Settings, health: PipelineHealth) -> list[Sink]:
         if settings.format == "console":
             from alkana_logging.console import ConsoleRenderer
 
-            render = ConsoleRenderer(colors=_isatty(sys.stdout))
+            plain = Renderer.from_settings(settings).plain  # values as the line has them
+            render = ConsoleRenderer(colors=_isatty(sys.stdout), plain=plain)
         sinks.append(StreamSink(sys.stdout, render=render, health=health))
     if settings.loki_url:
         from alkana_logging.loki import LokiSink
@@ -315,7 +316,7 @@ def _install_hooks() -> None:
     atexit.register(shutdown)
     os.register_at_fork(
         before=_before_fork,
-        after_in_parent=_lifecycle.after_fork_unblock,
+        after_in_parent=_after_fork_in_parent,
         after_in_child=_after_fork_in_child,
     )
 
@@ -329,6 +330,13 @@ def _before_fork() -> None:
         PipelineHealth.report(f"preparing for fork() failed: {err!r}")
 
 
+def _after_fork_in_parent() -> None:
+    try:
+        _adopt_gunicorn_again()
+    finally:
+        _lifecycle.after_fork_unblock()
+
+
 def _after_fork_in_child() -> None:
     global _lock  # noqa: PLW0603
     _lock = threading.RLock()
@@ -336,11 +344,33 @@ def _after_fork_in_child() -> None:
     try:
         if pipeline is not None:
             pipeline.after_fork()
+        _adopt_gunicorn_again()
     finally:
         try:
             _lifecycle.after_fork_in_child()  # a watcher of its own before SIGTERM can come
         finally:
             _lifecycle.after_fork_unblock()  # a SIGTERM held since fork() is handled from here
+
+
+def _adopt_gunicorn_again() -> None:
+    """gunicorn's master reloads its configuration on SIGHUP and gives its loggers their own
+    handlers again (text on stderr): each line of the master and of the new workers would be
+    written twice, as text and as JSON. Its workers are forked right after: the loggers are
+    handed back to the root on both sides of that fork (before a worker copies gunicorn.error's
+    handlers to uvicorn.error)."""
+    if _pipeline is None:
+        return
+    try:
+        loggers = logging.Logger.manager.loggerDict
+        for name in ("gunicorn.error", "gunicorn.access"):
+            framework_logger = loggers.get(name)
+            if isinstance(framework_logger, logging.Logger) and any(
+                getattr(h, "_gunicorn", False) for h in framework_logger.handlers
+            ):
+                adopt_framework_loggers()
+                return
+    except Exception as err:  # noqa: BLE001 - never fail the caller's fork()
+        PipelineHealth.report(f"handing gunicorn's loggers back after fork() failed: {err!r}")
 
 
 def emit(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import structlog
@@ -14,8 +14,9 @@ from alkana_logging import fields as F
 _QUIET = frozenset({F.APP, F.ENV, F.HOST, F.PID, F.EXCEPTION_TYPE, F.EXCEPTION_MESSAGE})
 #: What a terminal would act on: C0 controls (CR/LF forge lines, ESC starts ANSI and OSC
 #: sequences), DEL, C1 controls (a one-character CSI), and the bidirectional overrides that
-#: reorder what is shown. structlog writes the message, the logger name and every key as they are
-#: (other values as reprs), so these are escaped first, as JSON escapes them.
+#: reorder what is shown. structlog writes the message, the logger name, every key and text
+#: values without whitespace as they are (other values as reprs, which escape them), so these are
+#: escaped first, as JSON escapes them.
 _UNSAFE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 #: The same, less the newline: a traceback is several lines by nature.
 _UNSAFE_IN_STACK: Final = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -32,24 +33,48 @@ def escape(text: str) -> str:
     return _UNSAFE.sub(_escape_char, text)
 
 
-class ConsoleRenderer:
-    """Renders a record with structlog's ``ConsoleRenderer`` (colours on a terminal)."""
+_PLAIN: Final = frozenset({int, float, bool, type(None)})
 
-    def __init__(self, *, colors: bool) -> None:
+
+class ConsoleRenderer:
+    """Renders a record with structlog's ``ConsoleRenderer`` (colours on a terminal).
+
+    Args:
+        colors: ANSI colours.
+        plain: turns a value that is not text or a number into what the JSON line writes for
+            it (the renderer's :meth:`~alkana_logging._render.Renderer.plain`: a pydantic model
+            as its fields, secrets redacted); without it (a record read back from a file, JSON
+            already), values are shown as they are.
+    """
+
+    def __init__(self, *, colors: bool, plain: Callable[[Any], Any] | None = None) -> None:
         self._renderer = structlog.dev.ConsoleRenderer(
             colors=colors, event_key=F.MESSAGE, timestamp_key=F.TIMESTAMP, sort_keys=False
         )
+        self._plain = plain
 
     def __call__(self, record: Mapping[str, Any]) -> str:
-        # Keys are written as they are too (values as reprs): a key from a request reaches the
-        # terminal unless it is escaped.
-        event = {
-            (escape(k) if type(k) is str else k): v for k, v in record.items() if k not in _QUIET
-        }
+        # Keys and text values are written as they are: a key or a path from a request reaches
+        # the terminal unless it is escaped. Other values are shown as the file has them: the
+        # record still holds the caller's objects, whose reprs show what the line redacts.
+        plain = self._plain
+        event: dict[Any, Any] = {}
+        for key, value in record.items():
+            if key in _QUIET:
+                continue
+            if type(value) is str:
+                shown: Any = value if key == F.EXCEPTION_STACKTRACE else escape(value)
+            elif type(value) in _PLAIN or plain is None:
+                shown = value
+            else:
+                try:
+                    shown = plain(value)
+                except Exception:  # noqa: BLE001 - the type only: its repr may be what fails
+                    shown = f"<unrenderable {type(value).__qualname__} value>"
+                if type(shown) is str:  # bytes, a path, an enum's text: as text values are
+                    shown = escape(shown)
+            event[escape(key) if type(key) is str else key] = shown
         stack = event.pop(F.EXCEPTION_STACKTRACE, None)
-        for key in (F.MESSAGE, F.LOGGER):
-            if isinstance(event.get(key), str):
-                event[key] = escape(event[key])
         text = str(self._renderer(None, str(record.get(F.LEVEL, "")), event))
         if stack:
             # Indented: a line inside an exception's message cannot pass for a log line.

@@ -38,9 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from alkana_logging import fields as F
-from alkana_logging import presets as P
 from alkana_logging.api import pipeline_health
-from alkana_logging.report import (
+from alkana_logging.freshness import (
     DEFAULT_LOOKBACK_S,
     DEFAULT_STALE_AFTER_S,
     iso,
@@ -54,7 +53,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from alkana_logging.loki_query import LokiClient
+    from alkana_logging.ops.query import LokiClient
     from alkana_logging.settings import Settings
 
 Status = Literal["healthy", "degraded", "unhealthy"]
@@ -253,7 +252,7 @@ class TableFreshness:
     """One ETL table: times are epoch seconds.
 
     ``implausible_times`` counts runs whose time could not be (milliseconds for seconds, a
-    clock far ahead): they were skipped (see :data:`alkana_logging.report.MAX_CLOCK_SKEW_S`).
+    clock far ahead): they were skipped (see :data:`alkana_logging.freshness.MAX_CLOCK_SKEW_S`).
     """
 
     table: str
@@ -349,10 +348,14 @@ class LokiFreshness:
     """ETL freshness from Loki, through the ``etl_last_success``, ``etl_stale`` and
     ``etl_failing`` presets (the same queries as the ETLStale and ETLFailed alerts).
 
+    The presets and the query client belong to the ops toolkit (:mod:`alkana_logging.ops`),
+    imported when this source is built: a health check reading the log directory never loads it.
+
     Args:
-        client: the query client (:class:`alkana_logging.loki_query.LokiClient`).
+        client: the query client (:class:`alkana_logging.ops.query.LokiClient`).
         labels: the stream selector labels (``job`` by default, from ``LOKI_JOB``).
-        lookback: the presets' window (a LogQL duration).
+        lookback: the presets' window (a LogQL duration; ``None``: the presets' default,
+            :data:`alkana_logging.ops.presets.DEFAULT_ETL_LOOKBACK`).
     """
 
     name = "loki"
@@ -362,22 +365,26 @@ class LokiFreshness:
         client: LokiClient,
         *,
         labels: Mapping[str, str] | None = None,
-        lookback: str = P.DEFAULT_ETL_LOOKBACK,
+        lookback: str | None = None,
     ) -> None:
+        from alkana_logging.ops import presets
+
         self.client = client
         self.labels = dict(labels or {F.LABEL_JOB: DEFAULT_JOB})
-        self.lookback = lookback
+        self.lookback = presets.DEFAULT_ETL_LOOKBACK if lookback is None else lookback
 
     @classmethod
     def from_settings(cls, settings: Settings, *, timeout: float = 4.0) -> LokiFreshness:
         """For the Loki of ``settings`` (``LOKI_URL``, credentials, ``LOKI_JOB``)."""
-        from alkana_logging.loki_query import LokiClient
+        from alkana_logging.ops.query import LokiClient
 
         client = LokiClient.from_settings(settings, timeout=timeout)
         return cls(client, labels={F.LABEL_JOB: settings.loki_job})
 
     def _vector(self, preset: str, **params: str) -> dict[str, float]:
-        logql = P.get(preset).render(self.labels, range=self.lookback, **params)
+        from alkana_logging.ops import presets
+
+        logql = presets.get(preset).render(self.labels, range=self.lookback, **params)
         result = self.client.query(logql)
         return {s.labels.get(F.TABLE, ""): s.value for s in result.vector}
 

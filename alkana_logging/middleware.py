@@ -9,6 +9,7 @@ finished. It needs starlette (the ``starlette`` extra; FastAPI depends on it) fo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import ipaddress
 import logging
@@ -829,7 +830,7 @@ def _server_error_middleware(stack: Any) -> tuple[Any, Any]:
     return found_parent, found
 
 
-def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
+def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # noqa: PLR0911
     """The template of the route that handled a request (``/items/{item_id}``), after the app ran.
 
     Starlette's router leaves the matched route in ``scope["route"]``. Behind a ``Mount`` or a
@@ -869,18 +870,54 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
         if found is not None:
             return found
     regex = route.path_regex
+    params = scope.get("path_params", {})
     start = route_path.find("/", 1)
     while True:
         if start < 0:  # last, the empty tail: a route "" under a prefix that is the whole path
             start = len(route_path)
         if regex.match(route_path[start:]):
-            return (
-                _prefix_template(route_path[:start], scope.get("path_params", {}), own) + template
-                or "/"
-            )
+            if own and router is not None and _under_a_parameterised_mount(router, route):
+                # A mount's parameter of the same name as the route's (``/orgs/{org}`` around
+                # ``/{org}/x``): path_params kept the inner value only, so the prefix cannot be
+                # told from the values. The routes know its name.
+                found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
+                if found is not None:
+                    return found
+            return _prefix_template(route_path[:start], params, own) + template or "/"
         if start == len(route_path):
             return template or "/"
         start = route_path.find("/", start + 1)
+
+
+# id(router) -> (router, ids of the routes under a mount with path parameters), for the routers
+# seen last: an application has one, a test suite a few.
+_PARAMETERISED: dict[int, tuple[Any, frozenset[int]]] = {}
+_PARAMETERISED_LIMIT: Final = 8
+
+
+def _under_a_parameterised_mount(router: Any, route: Any) -> bool:
+    entry = _PARAMETERISED.get(id(router))
+    if entry is None or entry[0] is not router:
+        ids: set[int] = set()
+        _collect_parameterised(getattr(router, "routes", ()), False, ids, 0)
+        if len(_PARAMETERISED) >= _PARAMETERISED_LIMIT:
+            _PARAMETERISED.clear()
+        entry = _PARAMETERISED[id(router)] = (router, frozenset(ids))
+    return id(route) in entry[1]
+
+
+def _collect_parameterised(routes: Iterable[Any], under: bool, ids: set[int], depth: int) -> None:
+    if depth > 16:  # mounts inside mounts that deep are a cycle
+        return
+    for route in routes:
+        inner = getattr(route, "routes", None)
+        if inner is None:
+            if under:
+                ids.add(id(route))
+            continue
+        with contextlib.suppress(Exception):  # a route whose routes cannot be read
+            params = bool(getattr(route, "param_convertors", None))
+            _collect_parameterised(inner, under or params, ids, depth + 1)
 
 
 def _template_without_route(scope: Scope, root_path: str, route_path: str, status: int) -> str:

@@ -363,7 +363,9 @@ class Pipeline:
             context = _CONTEXT.get()
             values = {**context, **fields} if context and fields else fields or context
             # Redacted and URL-scrubbed as the file line is; a bad value costs only itself.
-            text, attrs = self.redactor.forwarded(message, values, RECORD_ATTRS)
+            text, attrs = self.redactor.forwarded(
+                message, values, RECORD_ATTRS, self.renderer.plain
+            )
             record = ForwardedRecord(
                 logger,
                 levelno,
@@ -453,7 +455,9 @@ def stdlib_parts(record: logging.LogRecord, redactor: Redactor | None = None) ->
     try:
         msg, args = record.msg, record.args
         # What LogRecord.getMessage() returns, without the call (unless a subclass overrides it).
-        if not args and type(msg) is str and type(record) is _LogRecord:
+        if not args and type(record) is _LogRecord:
+            # Text, or an object the renderer writes with its secrets replaced (a dict given as
+            # the message itself).
             message = msg
         else:
             redacted = redactor.args(args) if redactor is not None and args else args

@@ -23,11 +23,13 @@ from __future__ import annotations
 import _string  # type: ignore[import-not-found]  # str.format's field parser, as string.Formatter
 import collections
 import dataclasses
+import datetime
 import enum
 import re
 import string
 import sys
-from collections.abc import Container, Iterable, Mapping
+import uuid
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import unquote_plus
 
@@ -68,6 +70,9 @@ SECRET_SUFFIXES: Final = (
     "secret_key",
     "access_key",  # aws_secret_access_key
     "signature",  # x_amz_signature, webhook_signature
+    "signing_key",
+    "encryption_key",
+    "master_key",
 )
 #: Words that make a key secret at its end even glued to the word before (``dbpassword``,
 #: ``sslpassword``, ``accesstoken``, ``apitoken``, ``clientsecret``, ``secretkey``,
@@ -85,7 +90,7 @@ GLUED_SUFFIXES: Final = (
     "signature",
 )
 #: ``password_hash``, ``password_confirmation``: a key that starts with one of these and ``_``.
-SECRET_PREFIXES: Final = ("password", "passwd", "passphrase")
+SECRET_PREFIXES: Final = ("password", "passwd", "passphrase", "private_key")
 _CACHE_LIMIT = 4096
 #: Longer "names" before a "=" are no query parameter's (the longest known is 20 characters).
 _MAX_PARAM_NAME = 128
@@ -149,6 +154,13 @@ class Redactor:
 
     def _decide_text(self, key: str) -> bool:
         name = normalise_key(key)
+        if self._judge(name):
+            return True
+        # Trailing digits number a word, they make no new one (Django's ``password1``).
+        plain = name.rstrip("0123456789_")
+        return plain != name and bool(plain) and self._judge(plain)
+
+    def _judge(self, name: str) -> bool:
         return (
             name in self._keys
             or name.endswith(GLUED_SUFFIXES)
@@ -170,7 +182,7 @@ class Redactor:
         deep or big is handed to the careful walk.
         """
         if not isinstance(value, CONTAINERS):
-            return value
+            return self.member(value, depth) if isinstance(value, enum.Enum) else value
         try:
             return self._quick(value, depth, [_QUICK_CONTAINERS])
         except _GiveUp:
@@ -180,7 +192,7 @@ class Redactor:
         budget[0] -= 1
         if depth >= _QUICK_DEPTH or budget[0] < 0:
             raise _GiveUp
-        walk = self._quick
+        walk, member = self._quick, self.member
         if isinstance(value, dict):
             is_secret = self.is_secret
             return {
@@ -188,6 +200,8 @@ class Redactor:
                 if is_secret(k)
                 else walk(v, depth + 1, budget)
                 if isinstance(v, CONTAINERS)
+                else member(v, depth + 1)
+                if isinstance(v, enum.Enum)
                 else v
                 for k, v in value.items()
             }
@@ -200,6 +214,8 @@ class Redactor:
                     if is_secret(k)
                     else walk(v, depth + 1, budget)
                     if isinstance(v, CONTAINERS)
+                    else member(v, depth + 1)
+                    if isinstance(v, enum.Enum)
                     else v
                     for k, v in zip(fields, value, strict=False)
                 ]
@@ -207,7 +223,14 @@ class Redactor:
                 return [value[0], REDACTED]
         elif type(value) is list and self._pair_secret(value):  # [["authorization", "..."]]
             return [value[0], REDACTED]
-        return [walk(v, depth + 1, budget) if isinstance(v, CONTAINERS) else v for v in value]
+        return [
+            walk(v, depth + 1, budget)
+            if isinstance(v, CONTAINERS)
+            else member(v, depth + 1)
+            if isinstance(v, enum.Enum)
+            else v
+            for v in value
+        ]
 
     def _careful(self, value: Any, depth: int, path: set[int], budget: list[int]) -> Any:
         if depth >= MAX_DEPTH:
@@ -219,7 +242,7 @@ class Redactor:
         if budget[0] < 0:
             return TOO_MANY
         path.add(ident)
-        walk = self._careful
+        walk, member = self._careful, self.member
         result: Any
         if isinstance(value, dict):
             is_secret = self.is_secret
@@ -228,6 +251,8 @@ class Redactor:
                 if is_secret(k)
                 else walk(v, depth + 1, path, budget)
                 if isinstance(v, CONTAINERS)
+                else member(v, depth + 1)
+                if isinstance(v, enum.Enum)
                 else v
                 for k, v in value.items()
             }
@@ -238,6 +263,8 @@ class Redactor:
                 if is_secret(k)
                 else walk(v, depth + 1, path, budget)
                 if isinstance(v, CONTAINERS)
+                else member(v, depth + 1)
+                if isinstance(v, enum.Enum)
                 else v
                 for k, v in zip(value._fields, value, strict=False)
             ]
@@ -245,11 +272,39 @@ class Redactor:
             result = [value[0], REDACTED]
         else:
             result = [
-                walk(v, depth + 1, path, budget) if isinstance(v, CONTAINERS) else v for v in value
+                walk(v, depth + 1, path, budget)
+                if isinstance(v, CONTAINERS)
+                else member(v, depth + 1)
+                if isinstance(v, enum.Enum)
+                else v
+                for v in value
             ]
         # Not in a `finally`: when the walk raises, the whole record is given up anyway.
         path.discard(ident)
         return result
+
+    def member(self, member: enum.Enum, depth: int = 0) -> Any:
+        """An enum member as the line writes it: JSON writes its value, so a container value
+        (``PROD = {"password": ...}``), or a member holding one, is walked (at the depth of the
+        member: a value that holds its own member ends as :data:`TOO_DEEP`); any other member
+        is kept."""
+        inner: Any = member
+        for _ in range(MAX_DEPTH):
+            try:
+                inner = inner.value
+            except Exception:  # noqa: BLE001 - a value that cannot be read: the walk decides
+                return member
+            if not isinstance(inner, enum.Enum):
+                break
+        else:
+            return TOO_DEEP
+        if depth >= MAX_DEPTH:
+            return TOO_DEEP
+        if isinstance(inner, CONTAINERS):
+            return self.value(inner, depth + 1)
+        if isinstance(inner, Mapping):
+            return self.value(dict(inner), depth + 1)
+        return member
 
     def args(self, args: Any) -> Any:
         """The format arguments of a call (stdlib or structlog ``%``) with secrets replaced, or
@@ -259,13 +314,13 @@ class Redactor:
             return self.value(args) if self._has_secret(args) else args
         if isinstance(args, tuple):
             for arg in args:
-                if isinstance(arg, CONTAINERS) and self._has_secret(arg):
+                if isinstance(arg, _ARG_WALKED) and self._has_secret(arg):
                     return tuple(self.value(a) for a in args)
         return args
 
     def has_secret(self, value: Any) -> bool:
         """Whether a container holds a secret anywhere (out of budget counts as yes)."""
-        return isinstance(value, CONTAINERS) and self._has_secret(value)
+        return isinstance(value, _ARG_WALKED) and self._has_secret(value)
 
     def _has_secret(self, value: Any) -> bool:
         stack, seen, budget = [value], set(), MAX_CONTAINERS
@@ -275,10 +330,22 @@ class Redactor:
                 continue
             seen.add(id(item))
             budget -= 1
+            if isinstance(item, enum.Enum):  # its repr shows its value
+                try:
+                    inner = item.value
+                except Exception:  # noqa: BLE001, S112 - a value that cannot be read shows none
+                    continue
+                if isinstance(inner, _ARG_WALKED):
+                    stack.append(inner)
+                elif isinstance(inner, Mapping):
+                    stack.append(dict(inner))
+                continue
+            # Read as the C repr that formats the message reads them: a subclass's own
+            # __iter__, keys() or items() cannot hide a key from the check.
             if isinstance(item, dict):
-                if any(self.is_secret(k) for k in item):
+                if any(self.is_secret(k) for k in dict.keys(item)):
                     return True
-                stack.extend(v for v in item.values() if isinstance(v, CONTAINERS))
+                stack.extend(v for v in dict.values(item) if isinstance(v, _ARG_WALKED))
                 continue
             if isinstance(item, (tuple, list)):
                 fields = getattr(item, "_fields", None)
@@ -286,7 +353,7 @@ class Redactor:
                     return True
                 if self._pair_secret(item):
                     return True
-            stack.extend(v for v in item if isinstance(v, CONTAINERS))
+            stack.extend(v for v in _raw_items(item) if isinstance(v, _ARG_WALKED))
         return bool(stack)  # out of budget: redact rather than risk it
 
     def mapping(self, values: Mapping[Any, Any]) -> dict[Any, Any]:
@@ -304,7 +371,10 @@ class Redactor:
             try:
                 return _repr_of(self.args(value))
             except Exception:  # noqa: BLE001 - a walk failed: judge the arguments one by one
-                return _repr_of(tuple(_Shown(self._redacted_repr(v)) for v in value))
+                try:
+                    return _repr_of(tuple(_Shown(self._redacted_repr(v)) for v in value))
+                except Exception:  # noqa: BLE001 - a tuple whose iteration raises
+                    return _unrenderable(value)
         if isinstance(value, CONTAINERS):
             try:
                 return _repr_of(self.args(value) if isinstance(value, dict) else self.value(value))
@@ -313,18 +383,32 @@ class Redactor:
         return _repr_of(value)
 
     def forwarded(
-        self, message: Any, values: Mapping[Any, Any] | None, taken: Container[str] = ()
+        self,
+        message: Any,
+        values: Mapping[Any, Any] | None,
+        taken: Container[str] = (),
+        plain: Callable[[Any], Any] | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """The message and the attributes of a line offered to the stdlib's other handlers
         (Sentry's, pytest's caplog, an application's), redacted as the line in the file is:
-        secret keys, secrets nested in values, URL user-info and secret query values.
+        secret keys, secrets nested in values, URL user-info and secret query values, keys
+        included.
+
+        Text, numbers, ``None``, dates, times and UUIDs are given as they are (text scrubbed);
+        every other value, an enum member included (its value may be a URL), as ``plain``
+        converts it: the renderer's :meth:`~alkana_logging._render.Renderer.plain`, the value as
+        the line writes it. A
+        pydantic model, a dataclass, bytes or an object whose ``repr`` holds a URL can then
+        hide nothing the file does not show. Without ``plain`` (a redactor alone), containers
+        are walked and other objects kept.
 
         A name in ``taken`` (the record's own attributes) is prefixed ``extra_``, then numbered
-        (``extra_msg_2``) if the caller used that name too. A value whose walk fails becomes a
-        placeholder and ``log_error`` says which key: the record is still offered. Never raises.
+        (``extra_msg_2``) if the caller used that name too. A value whose conversion fails
+        becomes a placeholder and ``log_error`` says which key: the record is still offered.
+        Never raises.
         """
         urls = self.urls
-        text = message if type(message) is str else _text_of(message)
+        text = self.message_text(message, plain)
         text = urls.text(text) if ("=" in text or "@" in text) else text
         attrs: dict[str, Any] = {}
         if not values:
@@ -336,19 +420,22 @@ class Redactor:
             items = []
             errors.append(f"fields could not be read: {_repr_of(err)}")
         is_secret = self.is_secret
+        convert = plain if plain is not None else self._forwarded_value
         for key, value in items:
             name = key if type(key) is str else _text_of(key)
+            if "=" in name or "@" in name:  # a URL as a key
+                name = urls.text(name)
             if name in taken or name in attrs:
                 name = _free_name(COLLISION_PREFIX + name if name in taken else name, attrs, taken)
             if is_secret(key):
                 attrs[name] = REDACTED
             elif type(value) is str:  # the usual values first, without a call
                 attrs[name] = urls.text(value) if "=" in value or "@" in value else value
-            elif type(value) in _SCALARS:
+            elif type(value) in _SCALARS or type(value) in _KEPT:
                 attrs[name] = value
             else:
                 try:
-                    attrs[name] = urls.value(self._forwarded_value(value))
+                    attrs[name] = convert(value)
                 except Exception as err:  # noqa: BLE001 - the value costs only itself
                     attrs[name] = _unrenderable(value)
                     errors.append(f"value of {name!r} could not be rendered: {_repr_of(err)}")
@@ -359,16 +446,37 @@ class Redactor:
 
     def _forwarded_value(self, value: Any) -> Any:
         if isinstance(value, CONTAINERS):
-            return self.value(value)
+            return self.urls.value(self.value(value))
         if isinstance(value, Mapping):
-            return self.mapping(value)
+            return self.urls.value(self.mapping(value))
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return self.mapping(
-                {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
-            )
+            fields = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+            return self.urls.value(self.mapping(fields))
         return value
 
-    def loguru_message(self, record: Mapping[str, Any]) -> str:
+    def message_text(self, message: Any, plain: Callable[[Any], Any] | None = None) -> str:
+        """The text of a message that may not be text: a container, mapping, dataclass or
+        pydantic model given as the message itself (``logging.info({"password": ...})``) is
+        written as the text of its value as the line writes it (``plain``: the renderer's
+        :meth:`~alkana_logging._render.Renderer.plain`; without it, the walked copy), secrets
+        replaced at any depth; anything else as ``str()`` (its ``repr()`` when that raises).
+        Never raises: a value that cannot be converted is shown by its type.
+        """
+        if type(message) is str:
+            return message
+        try:
+            if _structured(message):
+                if plain is not None:
+                    return _text_of(plain(message))
+                return _text_of(self._forwarded_value(message))
+            try:
+                return str(message)
+            except Exception:  # noqa: BLE001 - a bad __str__: the repr, as % formatting shows
+                return _repr_of(message)
+        except Exception:  # noqa: BLE001 - a walk or conversion that fails shows the type only
+            return _unrenderable(message)
+
+    def loguru_message(self, record: Mapping[str, Any]) -> Any:  # noqa: PLR0911
         """The message of a loguru record with its ``{}`` arguments redacted.
 
         loguru formats ``message.format(*args, **kwargs)`` before a sink sees it and keeps
@@ -381,25 +489,32 @@ class Redactor:
         nothing in ``"a cat"``). When the frame is not found (another thread, a loguru whose
         internals differ), the message is left as loguru formatted it; an ``opt(colors=True)``
         call is formatted from its format string with the markup stripped, as loguru does. A
-        format that fails the second time gives the format string itself.
+        format that fails the second time gives the format string itself. An object given as
+        the message itself (``logger.info(a_dict)``) is returned as it is, for the renderer to
+        write with its secrets replaced.
         """
         text = record["message"]
         # The frame is read (about 3 µs) only when formatting may have put a secret in: a
         # keyword argument (loguru keeps them in ``extra``, with the bound values) of a secret
         # name, or one that is not a plain scalar (a container, an object with attributes).
-        # Scalars under other names cannot hide a secret field.
+        # Scalars under other names cannot hide a secret field. A message that reads like the
+        # text of an object may be one given as the message itself (``logger.info(a_dict)``).
+        if _object_like(text):
+            call = _loguru_call(record)
+            if call is not None and not isinstance(call[0], str):
+                return call[0]
         extra = record["extra"]
         if not extra:
-            return text  # type: ignore[no-any-return]
+            return text
         is_secret = self.is_secret
         if not any(type(v) not in _SCALARS or is_secret(k) for k, v in extra.items()):
-            return text  # type: ignore[no-any-return]
+            return text
         call = _loguru_call(record)
         if call is None:
-            return text  # type: ignore[no-any-return]
+            return text
         template, args, kwargs = call
         if not (args or kwargs) or not isinstance(template, str):
-            return text  # type: ignore[no-any-return]
+            return text
         try:
             return _RedactingFormatter(self).vformat(template, args, kwargs)
         except Exception:  # noqa: BLE001 - the caller's text alone: it names no value
@@ -407,7 +522,58 @@ class Redactor:
 
 
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+#: Values of a forwarded record kept as they are (these exact types: a subclass may show anything
+#: in its repr): they hold no text a caller could put a secret in.
+_KEPT: Final = frozenset(
+    {datetime.datetime, datetime.date, datetime.time, datetime.timedelta, uuid.UUID}
+)
 _LOGURU_LOG: list[Any] = []
+_CLOSERS: Final = {"{": "}", "[": "]", "(": ")"}
+#: What a pydantic model's ``str()`` shows after a field's ``=``: text, bytes, a container, an
+#: object (``OrderedDict(``), an enum member (``<Kind.X: ...>``).
+_FIELD_VALUE: Final = re.compile(r"""=(?:[bB]?['"]|[{\[(<]|[\w.]+\()""")
+#: A class name as reprs show it: dotted, ``<locals>`` included.
+_TYPE_NAME: Final = re.compile(r"[\w.<>]+")
+
+
+def _raw_items(container: Any) -> Iterable[Any]:
+    """The items of a built-in container as its C implementation holds them."""
+    kinds: tuple[Any, ...] = (list, tuple, set, frozenset, collections.deque)
+    for kind in kinds:
+        if isinstance(container, kind):
+            return kind.__iter__(container)  # type: ignore[no-any-return]
+    return iter(container)  # type: ignore[no-any-return]
+
+
+def _object_like(text: str) -> bool:
+    """Whether ``text`` reads like an object's ``str()``: a container's (``{...}``, ``[...]``),
+    a dataclass's, named tuple's or ``OrderedDict``'s (``Name(...)``), a pydantic model's
+    (``user='bob' password='...'``). ``[worker-1] started``, ``rows=5 loaded`` and ``failed
+    (retry 2)`` are not."""
+    first, last = text[:1], text[-1:]
+    if first in _CLOSERS:
+        return last == _CLOSERS[first]
+    if last == ")":
+        # Name(...) with fields or items in it: not ``retry(3)`` or ``shutdown()``.
+        cut = text.find("(")
+        if _TYPE_NAME.fullmatch(text, 0, cut) is not None and (
+            "=" in text or "[" in text or "{" in text
+        ):
+            return True
+    return "=" in text and _FIELD_VALUE.search(text) is not None
+
+
+def _structured(message: Any) -> bool:
+    """A value written by its fields rather than its ``str()``: a container, mapping,
+    dataclass instance or pydantic model."""
+    if isinstance(message, (*CONTAINERS, Mapping)):
+        return True
+    try:
+        return (dataclasses.is_dataclass(message) and not isinstance(message, type)) or callable(
+            getattr(type(message), "model_dump", None)
+        )
+    except Exception:  # noqa: BLE001 - a type whose attributes raise: written by its str()
+        return False
 
 
 def _loguru_call(record: Mapping[str, Any]) -> tuple[Any, Any, Any] | None:
@@ -536,6 +702,9 @@ def _text_of(value: Any) -> str:
 #: What the walk enters.
 CONTAINERS: Final = (dict, list, tuple, set, frozenset, collections.deque)
 _CONTAINERS = CONTAINERS
+#: What the check of ``%`` arguments enters: containers and enum members (their repr shows
+#: their value).
+_ARG_WALKED: Final = (*CONTAINERS, enum.Enum)
 _PAIR_KEYS: Final = (str, bytes, enum.Enum)
 
 
@@ -559,8 +728,10 @@ _URL_QUERY_PREFIXES: Final = ("x_amz_",)
 
 # ://user:pass@  The user-info ends at the LAST "@" before any "/", "?", "#" or space: a client
 # splits the authority there (as urllib does), so a password holding an unencoded "@" is masked
-# whole. One pass from each "://" to the end of its authority: linear.
-_USERINFO: Final = re.compile(r"://[^/?#\s\"'<>\\]*@")
+# whole, and so is one holding a quote, "<", ">" or a backslash (urllib takes them too). So text
+# such as ``"https://h","owner":"a@b"`` is masked as user-info: more is hidden, never less. One
+# pass from each "://" to the end of its authority: linear.
+_USERINFO: Final = re.compile(r"://[^/?#\s]*@")
 _USERINFO_MASK: Final = "://" + REDACTED + "@"
 # name=value pairs, found from their "=": the name is the run of name characters before it, so
 # query strings without their "?" (``url.query``, form bodies, ``page=2&api_key=...``), fragments
@@ -572,9 +743,39 @@ _USERINFO_MASK: Final = "://" + REDACTED + "@"
 _NAME_CHARS: Final = "[^=&#?;,\\s\"'<>\\\\(){}]+"  # brackets kept: token[]=, auth[token]=
 _BRACKETED: Final = re.compile(r"[^\[\]]+")
 _REVERSED_PAIR: Final = re.compile("=(" + _NAME_CHARS + ")")
+# A quoted value: an optional string prefix (b'', r'', u'', f'' and their pairs), then a quote,
+# perhaps escaped (\" inside JSON text or a repr).
+_QUOTED: Final = re.compile(r"""[bBrRuUfF]{0,2}(\\?)(['"])""")
+
+
+def _closing(text: str, start: int, escape: str, quote: str) -> int:
+    """Where the quoted value starting at ``start`` ends: its closing quote (escaped the same
+    way as the opening one), skipping quotes escaped inside it; the value's end when there is
+    none."""
+    closer = escape + quote
+    position = start
+    while True:
+        found = text.find(closer, position)
+        if found < 0:
+            return _VALUE.match(text, start).end()  # type: ignore[union-attr]
+        if escape or not _escaped(text, found, start):
+            return found
+        position = found + 1
+
+
+def _escaped(text: str, index: int, start: int) -> bool:
+    """Whether the character at ``index`` follows an odd run of backslashes (after ``start``)."""
+    run = 0
+    while index - run - 1 >= start and text[index - run - 1] == "\\":
+        run += 1
+    return run % 2 == 1
+
+
 _VALUE: Final = re.compile("[^&#?;\\s\"'<>\\\\…]*")
 # The same on a serialised line (reversed too), to tell whether it needs the slow walk at all.
-_LINE_USERINFO: Final = re.compile(rb"://[^/?#\s\"'<>\\]*@")
+# In a JSON line a quote or backslash of the text is escaped (\" \\ \u0001): a bare quote ends
+# the JSON string the URL is in.
+_LINE_USERINFO: Final = re.compile(rb'://(?:[^/?#\s"\\]|\\.)*@')
 _LINE_REVERSED_PAIR: Final = re.compile(b"=(" + _NAME_CHARS.encode() + b")")
 _EQUALS, _QUESTION, _AT, _SLASH = b"=?@/"
 
@@ -645,10 +846,16 @@ class UrlScrubber:
             return text
         parts: list[str] = []
         done = 0
-        for start in reversed(starts):  # in text order
-            if start < done:  # inside a value replaced already
+        for at in reversed(starts):  # in text order
+            if at < done:  # inside a value replaced already
                 continue
-            end = _VALUE.match(text, start).end()  # type: ignore[union-attr]
+            start = at
+            quoted = _QUOTED.match(text, start)
+            if quoted is not None:  # password='...', b'...', \"...\": the quoted text, quotes kept
+                start = quoted.end()
+                end = _closing(text, start, quoted[1], quoted[2])
+            else:
+                end = _VALUE.match(text, start).end()  # type: ignore[union-attr]
             parts += (text[done:start], REDACTED)
             done = end
         parts.append(text[done:])
@@ -693,16 +900,28 @@ _MASKER = UrlScrubber()
 
 def mask_url(url: Any) -> Any:
     """``url`` with its user-info (``user:password@``) and secret query values masked, for
-    printing; anything that is not a string is returned as it is."""
+    printing; anything that is not a string is returned as it is.
+
+    One URL (text without whitespace) is masked up to its last ``@``, since a password with an
+    unencoded ``/``, ``#`` or ``?`` (a base64 token) would otherwise end the user-info early;
+    so is a URL mistyped (``http:/u:p@h``, ``https//u:p@h``, ``u:p@h``): the part after the last
+    ``/`` before that ``@``, or all of it, is the user-info a client would have sent.
+    """
     if not isinstance(url, str):
         return url
-    head, sep, rest = url.partition("://")
-    if sep and "@" in rest and not any(c.isspace() for c in url):
-        # One URL (not a text with URLs in it): everything up to its last "@", since a
-        # password with an unencoded "/", "#" or "?" (a base64 token) would otherwise end the
-        # user-info early for the pattern below.
-        url = f"{head}://{REDACTED}@{rest.rpartition('@')[2]}"
+    if any(c.isspace() for c in url.strip()):  # not one URL: each part that holds an "@"
+        url = _WORD_WITH_AT.sub(lambda m: _masked_word(m[0]), url)
+    else:
+        url = _masked_word(url)
     return _MASKER.text(url)
+
+
+_WORD_WITH_AT: Final = re.compile(r"[^\s@]*@\S*")
+
+
+def _masked_word(url: str) -> str:
+    parts = _userinfo(url)
+    return url if parts is None else f"{parts[0]}{REDACTED}@{parts[2]}"
 
 
 def url_secret(url: Any) -> str | None:
@@ -710,9 +929,25 @@ def url_secret(url: Any) -> str | None:
     messages that quote the URL), or None."""
     if not isinstance(url, str):
         return None
-    _, sep, rest = url.partition("://")
-    secret = rest.rpartition("@")[0] if sep and not any(c.isspace() for c in url) else ""
-    return secret or None
+    parts = _userinfo(url)
+    return parts[1] if parts is not None else None
+
+
+def _userinfo(url: str) -> tuple[str, str, str] | None:
+    """``(before, user-info, after)`` of one URL, typed right or not; None without user-info."""
+    text = url.strip()
+    if "@" not in text or any(c.isspace() for c in text):
+        return None
+    head, _, host = text.rpartition("@")
+    sep = head.find("://")
+    if sep >= 0:
+        kept = head[: sep + 3]
+    elif ":" in head or "/" in head:
+        kept = head[: head.rfind("/") + 1]  # http:/u:p, https//u:p, //u:p, or nothing
+    else:
+        return None  # user@host, an address: no password in it
+    secret = head[len(kept) :]
+    return (kept, secret, host) if secret else None
 
 
 def scrub_text(text: str) -> str:

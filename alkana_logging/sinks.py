@@ -9,11 +9,15 @@ Loki's timestamps). A sink never raises into the caller: failures are counted in
 from __future__ import annotations
 
 import _thread
+import codecs
 import collections
 import contextlib
 import errno
 import fcntl
 import os
+import select
+import stat
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +31,8 @@ DIR_MODE = 0o750
 _NS = 1_000_000_000
 _monotonic_ns = time.monotonic_ns
 _RLock = _thread.RLock
+#: Writes to a pipe up to this size are never split (POSIX); 512 where unknown.
+_PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 
 
 def new_lock() -> Any:
@@ -74,7 +80,8 @@ class FileSink:
     """Appends lines to a file with one ``write()`` each, rotating by size or following logrotate.
 
     Several processes may share one file: each line is a single ``O_APPEND`` write, so lines are
-    never torn or interleaved. Rotation is decided by a byte counter; every ``check_bytes``
+    never torn or interleaved; a line a full disk takes only part of is never finished by a
+    second write (see :meth:`_cut`). Rotation is decided by a byte counter; every ``check_bytes``
     written (or every ``check_interval`` seconds of the monotonic clock) one ``stat()`` of the
     path tells whether another process or logrotate has replaced the file (then it is reopened)
     and, in ``size`` mode, whether it is full (then, under an ``flock`` on ``<file>.lock``, the
@@ -123,8 +130,6 @@ class FileSink:
         self._pending: collections.deque[bytes] = collections.deque()
         self._max_pending = max_pending
         self._failing = False
-        # The first pending item is the rest of a line that a full disk took only partly.
-        self._partial_head = False
         self._lines_since_check = 0
         self._identity = (-1, -1)
         self._lock = new_lock()
@@ -139,11 +144,6 @@ class FileSink:
         if self._rotates:
             fd = self._hold(fd)
         st = os.fstat(fd)
-        if self._partial_head and (st.st_dev, st.st_ino) != self._identity:
-            # The rest of a partly written line cannot complete it in another file.
-            self._pending.popleft()
-            self._partial_head = False
-            self._health.drop("file_write_failed")
         old, self._fd = self._fd, fd
         self._identity = (st.st_dev, st.st_ino)
         self._lines_since_check = 0
@@ -219,23 +219,24 @@ class FileSink:
                 return
             size = len(line)
             if self._failing:
-                written = self._write(line)
+                rest = self._write(line)
+                if rest is not None:
+                    self._keep(rest)
+                    return
             else:  # the usual line: one write() that takes it all, without a call of _write()
                 try:
                     written = os.write(self._fd, line)
                 except OSError as err:
                     self._write_error(err)
-                    written = 0
-                else:
-                    if written < size:  # a full disk or a signal: _write() finishes or reports
-                        written += self._write(line[written:])
-            if written < size:
-                if written:  # nothing is pending (the retry above wrote it all)
-                    self._pending.append(line[written:])
-                    self._partial_head = True
-                else:
                     self._keep(line)
-                return
+                    return
+                if written < size:
+                    # A full disk took part of it: never finish it with a second write (another
+                    # process may append in between); blank the part and write it again whole.
+                    rest = self._write(self._cut(line, written))
+                    if rest is not None:
+                        self._keep(rest)
+                        return
             self._health.lines_written += 1
             self._lines_since_check += 1
             self._size += size
@@ -250,8 +251,9 @@ class FileSink:
         The interrupted call stands between two bytecodes with the lock held; waiting for it
         would wait forever. Its state is left alone: the line goes to the open file with one
         ``O_APPEND`` write (whole, before or after the interrupted line, never inside it), or
-        joins the kept lines while writing fails. Counters updated here are never half-updated
-        by the interrupted call: a handler runs only after a call or a backward jump.
+        joins the kept lines while writing fails (a part a full disk took is blanked, see
+        :meth:`_cut`). Counters updated here are never half-updated by the interrupted call: a
+        handler runs only after a call or a backward jump.
         """
         fd = self._fd
         if self._pending or fd < 0:
@@ -259,8 +261,6 @@ class FileSink:
             return
         try:
             written = os.write(fd, line)
-            while 0 < written < len(line):
-                written += os.write(fd, line[written:])
         except OSError as err:
             self._health.write_error(f"write {self._path}: {err}", report=not self._failing)
             written = 0
@@ -268,25 +268,62 @@ class FileSink:
             self._health.lines_written += 1
             self._lines_since_check += 1
             self._size += written
-        elif written:  # a full disk took part of it: the line is torn, say so
-            self._health.drop("file_write_failed")
         else:
-            self._keep(line)
+            self._keep(self._cut(line, written) if written else line)
 
-    def _write(self, data: bytes) -> int:
-        """Write ``data``; return how many of its bytes are in the file (fewer on a failure)."""
-        written = 0
+    def _write(self, line: bytes) -> bytes | None:
+        """Write ``line`` with one ``write()``; None when it is in the file whole, else what to
+        keep for a later try (see :meth:`_cut` for a line a full disk took only part of)."""
         try:
-            written = os.write(self._fd, data)
-            while written < len(data):  # only on a full disk or a signal; rare
-                written += os.write(self._fd, data[written:])
+            written = os.write(self._fd, line)
         except OSError as err:
             self._write_error(err)
-            return written
+            return line
+        if written < len(line):
+            self._error("write", OSError(errno.ENOSPC, "only part of a line fitted (disk full?)"))
+            return self._cut(line, written)
         if self._failing:
             self._failing = False
             self._health.report(f"writing to {self._path} works again")
-        return written
+        return None
+
+    def _cut(self, line: bytes, written: int) -> bytes:
+        """A full disk took only the first ``written`` bytes of ``line``; return the line to
+        write again, whole.
+
+        Finishing it with a second write would tear it: other processes append to the same
+        file, and one may write its line between the two parts when space comes back. Nor is
+        the part truncated away: another process may have appended after it already, and a
+        shipper that has read up to the end takes a shrinking file for a new one and reads it
+        again from the start. The part is blanked where it is, through a descriptor of the same
+        file without ``O_APPEND``: its bytes become spaces and a newline, one blank line that
+        readers skip, and whatever comes after it starts a line of its own. Its bytes end where
+        this descriptor's offset is (an ``O_APPEND`` write leaves it at the end of what it
+        wrote); they are overwritten only if they are still this line's part (a forked child
+        shares the offset). Where that is not possible, the line is written again after a
+        newline: the part stays as one torn line of its own.
+        """
+        part = line[:written]
+        try:
+            start = os.lseek(self._fd, 0, os.SEEK_CUR) - written
+            try:  # the same file, wherever it is now (renamed by a rotation)
+                fd = os.open(f"/proc/self/fd/{self._fd}", os.O_RDWR | os.O_CLOEXEC)
+            except OSError:  # no /proc: the path, if it is still this file
+                fd = os.open(self._path, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                st = os.fstat(fd)
+                if (
+                    start >= 0
+                    and (st.st_dev, st.st_ino) == self._identity
+                    and os.pread(fd, written, start) == part
+                    and os.pwrite(fd, b" " * (written - 1) + b"\n", start) == written
+                ):
+                    return line[1:] if line[:1] == b"\n" else line
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        return line if line[:1] == b"\n" else b"\n" + line
 
     def _write_error(self, err: OSError) -> None:
         self._error("write", err)
@@ -296,12 +333,7 @@ class FileSink:
     def _keep(self, line: bytes) -> None:
         if len(self._pending) >= self._max_pending:
             self._health.drop("file_write_failed")
-            if not self._partial_head:
-                self._pending.popleft()
-            elif len(self._pending) > 1:  # keep the rest of the line begun in the file
-                del self._pending[1]
-            else:
-                return
+            self._pending.popleft()
         # A copy: a line from orjson keeps its whole (about 4 KiB) write buffer alive.
         self._pending.append(bytes(memoryview(line)))
 
@@ -310,15 +342,11 @@ class FileSink:
         if self._failing:
             self._reopen()
         while self._pending:
-            head = self._pending[0]
-            written = self._write(head)
-            if written < len(head):
-                if written:
-                    self._pending[0] = head[written:]
-                    self._partial_head = True
+            rest = self._write(self._pending[0])
+            if rest is not None:
+                self._pending[0] = rest
                 return False
             self._pending.popleft()
-            self._partial_head = False
             self._health.lines_written += 1
             self._lines_since_check += 1
         return True
@@ -490,7 +518,6 @@ class FileSink:
             with contextlib.suppress(OSError):
                 os.close(lock_fd)  # the parent's descriptor keeps its lock; this copy goes
         self._pending.clear()
-        self._partial_head = False
         self._lines_since_check = 0
         self._next_check_ns = 0
 
@@ -515,11 +542,17 @@ def _in_use(path: str) -> bool:
 class StreamSink:
     """Writes lines to a text stream (stdout), as JSON or, with ``render``, as human text.
 
-    A line logged by a signal handler while its thread is inside :meth:`write` is written at
-    once with ``os.write`` (the stream itself refuses a re-entrant write). In a child forked
-    while another thread was inside :meth:`write`, the stream's own buffer lock may be held by a
-    thread that does not exist there: the child then writes with ``os.write`` on the stream's
-    file descriptor, which has no lock to inherit.
+    A stream with a file descriptor (stdout, a pipe, a file) gets each line with an
+    ``os.write`` loop on that descriptor, after the stream's own buffer is flushed (so lines
+    keep their order with ``print()``): CPython's buffered stream drops the rest of a long
+    write that a signal interrupts after part of it went out (a slow reader holding the pipe
+    full), and the loop retries the partial write instead. A stream without a descriptor
+    (``io.StringIO``, a test capture) gets ``write()`` and ``flush()``.
+
+    A line logged by a signal handler while its thread is inside :meth:`write` must not land
+    inside the interrupted line (see ``_write_reentered``). In a child forked while another
+    thread was inside :meth:`write`, the stream's own buffer lock may be held by a thread that
+    does not exist there: the child no longer flushes the stream, ``os.write`` has no lock.
     """
 
     def __init__(
@@ -534,17 +567,40 @@ class StreamSink:
         self._health = health if health is not None else PipelineHealth()
         self._lock = new_lock()
         self._failing = False
-        self._deferred: list[str] = []
-        self._raw_fd = -1
-
-    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
+        self._deferred: list[bytes | str] = []
+        self._encoding = getattr(stream, "encoding", None) or "utf-8"
         try:
-            text = self._render(record) if self._render is not None else line.decode("utf-8")
-        except Exception:  # noqa: BLE001 - the console renderer must not lose the line
-            text = line.decode("utf-8")
+            utf8 = codecs.lookup(self._encoding).name == "utf-8"
+        except LookupError:
+            utf8, self._encoding = True, "utf-8"
+        self._fd = -1  # -1: write through the stream
+        #: The longest write that a signal never leaves half done: PIPE_BUF bytes on a pipe
+        #: (POSIX), any size on a regular file.
+        self._atomic = _PIPE_BUF
+        with contextlib.suppress(Exception):  # no descriptor: io.StringIO, a capture
+            self._fd = stream.fileno()
+            if stat.S_ISREG(os.fstat(self._fd).st_mode):
+                self._atomic = sys.maxsize
+        #: The JSON bytes go out as they are (no decode and encode again).
+        self._raw = render is None and utf8 and self._fd >= 0
+        self._flush_first = True  # False in a child forked while the stream was busy
+        #: The line the os.write loop is writing, and how many of its bytes are out.
+        self._out: bytes | memoryview | None = None
+        self._done = 0
+
+    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:  # noqa: PLR0912
+        # The hot path: one straight function, measured (benchmarks/bench_sinks.py).
+        if self._raw:
+            data: bytes | str = line
+        else:
+            try:
+                text = self._render(record) if self._render is not None else line.decode("utf-8")
+            except Exception:  # noqa: BLE001 - the console renderer must not lose the line
+                text = line.decode("utf-8")
+            data = text if self._fd < 0 else text.encode(self._encoding, "replace")
         lock = self._lock
         if lock._is_owned():  # a signal handler on a thread inside write()
-            self._write_reentered(text)
+            self._write_reentered(data)
             return
         try:  # the acquire first inside the try, one call to undo it: see FileSink.write
             lock.acquire()
@@ -555,52 +611,109 @@ class StreamSink:
                 pass
             raise
         try:
-            self._put(text)
+            if self._flush_first and type(data) is bytes:
+                # The usual line, inlined from _put() and _write_fd(): print()'s text first (the
+                # order is kept), then one write() that takes the line whole.
+                try:
+                    try:  # noqa: SIM105 - suppress() would build a context manager a line
+                        self._stream.flush()
+                    except RuntimeError:  # a handler interrupted print() in the stream's flush
+                        pass  # the line still goes, whole, ahead of the rest of that text
+                    self._done = 0
+                    self._out = data
+                    try:
+                        written = os.write(self._fd, data)
+                        if written < len(data):  # a signal, a full pipe: go on from there
+                            self._done = written
+                            self._write_fd(data)
+                    except BlockingIOError:
+                        self._write_fd(data)
+                    finally:
+                        self._out = None
+                except (OSError, ValueError, RuntimeError) as err:
+                    self._stream_error(err)
+                else:
+                    self._failing = False
+            else:
+                self._put(data)
             if self._deferred:
                 self._write_deferred()
         finally:
             lock.release()
 
-    def _write_reentered(self, text: str) -> None:
+    def _write_reentered(self, data: bytes | str) -> None:
         """A line logged by a signal handler while this thread was inside :meth:`write`.
 
-        The stream refuses a re-entrant write, so the line goes at once, whole, with
-        ``os.write`` on the stream's descriptor (before the interrupted line if that one is
-        still in the stream's buffer): a handler that ends the process with ``os._exit`` next
-        keeps its line. A stream without a descriptor gets it right after the interrupted line.
+        When the descriptor is between two lines, the line goes at once, whole, with
+        ``os.write`` (a handler that ends the process with ``os._exit`` next keeps it). It is
+        between two lines unless the interrupted call has written part of its line: some but
+        not all of its bytes are known to be out, or none are known and the line is longer
+        than one write a signal cannot cut (PIPE_BUF on a pipe), so that the count of a write
+        that has just returned may be waiting, unseen, in the interrupted frame. Then the line
+        waits, and the interrupted call writes it right after its own. A stream without a
+        descriptor refuses a re-entrant write: its line waits too.
         """
-        fd = self._raw_fd
-        if fd < 0:
-            try:
-                fd = self._stream.fileno()
-            except Exception:  # noqa: BLE001 - no descriptor (io.StringIO, a capture)
-                self._deferred.append(text)
-                return
-        data = text.encode(getattr(self._stream, "encoding", None) or "utf-8", "replace")
+        out = self._out
+        if isinstance(data, str) or (
+            out is not None
+            and (0 < self._done < len(out) or (self._done == 0 and len(out) > self._atomic))
+        ):
+            self._deferred.append(data if isinstance(data, str) else bytes(memoryview(data)))
+            return
         try:
-            while data:
-                data = data[os.write(fd, data) :]
+            view = memoryview(data)
+            while view:
+                try:
+                    view = view[os.write(self._fd, view) :]
+                except BlockingIOError:
+                    _wait_writable(self._fd)
         except OSError as err:
             self._health.write_error(f"write to stream: {err}", report=not self._failing)
             self._health.drop("stream_write_failed")
 
-    def _put(self, text: str) -> bool:
+    def _put(self, data: bytes | str) -> None:
         try:
-            if self._raw_fd >= 0:
-                data = text.encode(getattr(self._stream, "encoding", None) or "utf-8", "replace")
-                while data:
-                    data = data[os.write(self._raw_fd, data) :]
-            else:
-                self._stream.write(text)
+            if isinstance(data, str):
+                self._stream.write(data)
                 self._stream.flush()
+            else:
+                if self._flush_first:
+                    try:  # noqa: SIM105 - as in write()
+                        self._stream.flush()  # print()'s text first: the order is kept
+                    except RuntimeError:
+                        pass
+                self._done = 0
+                self._write_fd(data)
         except (OSError, ValueError, RuntimeError) as err:
-            # ValueError: the stream was closed; RuntimeError: a re-entrant call from elsewhere
-            self._health.write_error(f"write to stream: {err}", report=not self._failing)
-            self._health.drop("stream_write_failed")
-            self._failing = True
-            return False
+            self._stream_error(err)
+            return
         self._failing = False
-        return True
+
+    def _stream_error(self, err: Exception) -> None:
+        # ValueError: the stream was closed; RuntimeError: a re-entrant call from elsewhere
+        self._health.write_error(f"write to stream: {err}", report=not self._failing)
+        self._health.drop("stream_write_failed")
+        self._failing = True
+
+    def _write_fd(self, data: bytes) -> None:
+        """Write all of ``data`` to the descriptor, ``self._done`` bytes of it being out already:
+        a partial write (a signal, a full pipe) goes on from where it stopped; a non-blocking
+        descriptor is waited on, not spun on."""
+        fd = self._fd
+        view = memoryview(data)
+        size = len(view)
+        self._out = view  # from here a signal handler's line may wait for this one
+        try:
+            while True:
+                done = self._done
+                if done == size:
+                    break
+                try:
+                    self._done = done + os.write(fd, view[done:])
+                except BlockingIOError:
+                    _wait_writable(fd)
+        finally:
+            self._out = None
 
     def _write_deferred(self) -> None:
         while self._deferred:
@@ -610,21 +723,29 @@ class StreamSink:
         with self._lock:
             if self._deferred:
                 self._write_deferred()
-            if self._raw_fd < 0:
-                with contextlib.suppress(OSError, ValueError):
+            if self._flush_first:
+                with contextlib.suppress(OSError, ValueError, RuntimeError):
                     self._stream.flush()
 
     def close(self) -> None:
         self.flush()
 
     def after_fork(self) -> None:
-        if self._raw_fd < 0 and was_busy(self._lock):
-            # A thread was inside the stream's write() at fork(): the stream's buffer lock may
-            # be held, here, by a thread that does not exist; os.write() has no lock.
-            with contextlib.suppress(Exception):
-                self._raw_fd = self._stream.fileno()
+        if was_busy(self._lock):
+            # A thread was inside the stream's write() or flush() at fork(): the stream's buffer
+            # lock may be held, here, by a thread that does not exist; os.write() has no lock.
+            self._flush_first = False
         self._lock = new_lock()
         self._deferred = []  # the parent writes its own
+        self._out = None
+
+
+def _wait_writable(fd: int) -> None:
+    """Wait until a non-blocking descriptor takes more (EAGAIN): as long as a blocking one
+    would, without spinning."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    poller.poll()
 
 
 class ListSink:

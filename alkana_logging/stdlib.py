@@ -9,7 +9,7 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from alkana_logging import fields as F
-from alkana_logging._render import RECORD_ATTRS, Renderer, _safe_text
+from alkana_logging._render import RECORD_ATTRS, Renderer
 from alkana_logging.context import _CONTEXT
 from alkana_logging.pipeline import (
     _STDLIB_CALL_HANDLERS,
@@ -72,10 +72,9 @@ def _with_context(record: logging.LogRecord, pipeline: Pipeline) -> None:
         return
     try:
         attrs = record.__dict__
-        for key, value in pipeline.redactor.mapping(context).items():
-            name = key if type(key) is str else _safe_text(key)
-            if name in RECORD_ATTRS:
-                name = F.COLLISION_PREFIX + name
+        # Converted, redacted and URL-scrubbed as a forwarded record's attributes are.
+        _, values = pipeline.redactor.forwarded("", context, RECORD_ATTRS, pipeline.renderer.plain)
+        for name, value in values.items():
             if name not in attrs:
                 attrs[name] = value
     except Exception as err:  # noqa: BLE001 - another handler's view must not break the caller

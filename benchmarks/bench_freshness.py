@@ -5,7 +5,7 @@ file a day named ``app.log-YYYYMMDD-EPOCH``, each last modified at the end of it
 today's ``app.log``), with HTTP request lines and a day's ETL runs of 20 tables among them, then
 measures in one run, interleaved:
 
-- ``etl_freshness``: :func:`alkana_logging.report.etl_freshness`, the health endpoint's read
+- ``etl_freshness``: :func:`alkana_logging.freshness.etl_freshness`, the health endpoint's read
   (files written in the last 7 days, read backwards until the lines are older);
 - ``HealthCheck.detailed()``: the whole detailed answer with that source, uncached;
 - anchors: the same ETL numbers from every line of every file (``build_report``, the full
@@ -39,8 +39,9 @@ import _common
 import orjson
 
 from alkana_logging import fields as F
+from alkana_logging import freshness as Fresh
 from alkana_logging import healthcheck as H
-from alkana_logging import report as Rep
+from alkana_logging.ops import report as Rep
 
 DAY = 86400.0
 TABLES = [f"table_{n:02d}" for n in range(20)]
@@ -81,7 +82,7 @@ def make_year(directory: Path, size_bytes: int, now: float) -> int:
         etl_every = lines_per_day // len(TABLES)
         for n in range(lines_per_day):
             epoch = start + n * step
-            ts = Rep.iso(epoch)
+            ts = Fresh.iso(epoch)
             chunks.append(_request_line(ts, n))
             if n % etl_every == etl_every // 2:
                 table = TABLES[(n // etl_every) % len(TABLES)]
@@ -106,16 +107,16 @@ def make_year(directory: Path, size_bytes: int, now: float) -> int:
 def _full_prefiltered(directory: Path) -> object:
     """The ETL numbers from every line of every file, parsing only the ETL lines."""
     acc = Rep._Accumulator(slow_ms=0.0)
-    for path in Rep.log_files([directory]):
-        for raw in Rep.read_lines(path):
+    for path in Fresh.log_files([directory]):
+        for raw in Fresh.read_lines(path):
             if b'"etl_run_' in raw:
                 acc.add(raw)
-    return acc.tables
+    return acc.etl.tables
 
 
 def _raw_read(directory: Path) -> int:
     total = 0
-    for path in Rep.log_files([directory]):
+    for path in Fresh.log_files([directory]):
         with path.open("rb") as stream:
             while block := stream.read(1 << 20):
                 total += len(block)
@@ -152,13 +153,13 @@ def main() -> None:
             print(f"  {written / 1e9:.2f} GB in {time.perf_counter() - started:.0f} s", flush=True)
         else:
             now = float(marker.read_text().split()[1])
-        files = Rep.log_files([directory])
+        files = Fresh.log_files([directory])
         total = sum(p.stat().st_size for p in files)
         print(f"{len(files)} files, {total / 1e9:.2f} GB\n", flush=True)
 
         health = H.HealthCheck(etl=H.LogDirFreshness(directory), cache_seconds=0, clock=lambda: now)
         cases: dict[str, Callable[[], object]] = {
-            "etl_freshness (the health endpoint's read)": lambda: Rep.etl_freshness(
+            "etl_freshness (the health endpoint's read)": lambda: Fresh.etl_freshness(
                 [directory], now=now
             ),
             "HealthCheck.detailed(), uncached": lambda: asyncio.run(health.detailed()),
@@ -171,7 +172,7 @@ def main() -> None:
             "read every byte, no parsing": lambda: _raw_read(directory),
         }
         # The answers agree: the recent read finds what the full report finds in the window.
-        recent = {t.table: t for t in Rep.etl_freshness([directory], now=now)}
+        recent = {t.table: t for t in Fresh.etl_freshness([directory], now=now)}
         assert set(recent) == set(TABLES), sorted(recent)
         assert recent["table_13"].stale
         assert recent["table_07"].last_status == F.STATUS_FAILED

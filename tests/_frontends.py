@@ -131,10 +131,11 @@ def parse_line(line: bytes) -> dict[str, Any]:
 
 
 def read_lines(path: Path) -> list[bytes]:
-    """The file's lines, split on ``\\n`` only; the file must end with a complete line."""
+    """The file's lines, split on ``\\n`` only; the file must end with a complete line. A line of
+    spaces is skipped, as readers do: it is a part a full disk cut, blanked (FileSink._cut)."""
     data = path.read_bytes()
     assert not data or data.endswith(b"\n"), f"{path} ends with a torn line: {data[-200:]!r}"
-    return data.split(b"\n")[:-1]
+    return [line for line in data.split(b"\n")[:-1] if line.strip(b" ")]
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

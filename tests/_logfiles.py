@@ -21,7 +21,8 @@ def read_lines(path: Path) -> list[bytes]:
     lines: list[bytes] = []
     for file in log_files(path):
         data = gzip.decompress(file.read_bytes()) if file.suffix == ".gz" else file.read_bytes()
-        lines.extend(data.splitlines())
+        # A blank line is a part a full disk cut, blanked where it was (see FileSink._cut).
+        lines.extend(line for line in data.splitlines() if line.strip(b" "))
         assert not data or data.endswith(b"\n"), f"{file} ends with a torn line"
     return lines
 

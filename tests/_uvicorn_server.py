@@ -518,6 +518,14 @@ def fastapi_routes_app() -> Any:
     app.mount("/v{version}", sub_app())
     app.mount("/w/{ws}", sub_app())
     app.mount("/sub", sub_app())
+    # A mount's parameter named as its route's: path_params keeps the inner value only.
+    same = FastAPI()
+
+    @same.get("/{org}/x")
+    def same_name(org: str) -> str:
+        return org
+
+    app.mount("/orgs/{org}", same)
     if hasattr(app, "frontend"):
         app.frontend("/app", directory=frontend_dir)
     return instrument(app)

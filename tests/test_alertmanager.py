@@ -29,7 +29,9 @@ import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from alkana_logging import render as R
+from alkana_logging.ops import configs as R
+from alkana_logging.ops.configs import alertmanager as AM
+from alkana_logging.ops.configs import options as Opt
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "integrations" / "alertmanager" / "alertmanager.yml"
@@ -43,8 +45,8 @@ SMTP_USER = "alertmanager@alkana.test"
 EMAIL_TO = "team@alkana.test"
 
 EXPECTED_RECEIVERS = {
-    "critical": {R.RECEIVER_PAGER, R.RECEIVER_CHAT},
-    "warning": {R.RECEIVER_CHAT},
+    "critical": {AM.RECEIVER_PAGER, AM.RECEIVER_CHAT},
+    "warning": {AM.RECEIVER_CHAT},
 }
 
 
@@ -251,11 +253,11 @@ def _alertmanager(
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     # Trailing newlines, as `echo` writes them: Alertmanager trims these two files.
-    (secrets / R.CHAT_WEBHOOK_FILE).write_text(
+    (secrets / AM.CHAT_WEBHOOK_FILE).write_text(
         f"http://127.0.0.1:{http.port}{CHAT_SECRET_PATH}\n", encoding="utf-8"
     )
-    (secrets / R.PAGER_ROUTING_FILE).write_text(PAGER_KEY + "\n", encoding="utf-8")
-    (secrets / R.SMTP_AUTH_FILE).write_text(smtp_password_file, encoding="utf-8")
+    (secrets / AM.PAGER_ROUTING_FILE).write_text(PAGER_KEY + "\n", encoding="utf-8")
+    (secrets / AM.SMTP_AUTH_FILE).write_text(smtp_password_file, encoding="utf-8")
     options = R.RenderOptions(
         pager_url=f"http://127.0.0.1:{http.port}/pagerduty/v2/enqueue",
         email_to=EMAIL_TO,
@@ -360,7 +362,7 @@ def test_amtool_routes_other_severities_to_email() -> None:
             timeout=60,
             check=False,
         )
-        assert (done.returncode, done.stdout.strip()) == (0, R.RECEIVER_EMAIL)
+        assert (done.returncode, done.stdout.strip()) == (0, AM.RECEIVER_EMAIL)
 
 
 def test_every_shipped_rule_sets_the_labels_the_routes_and_the_inhibition_match_on() -> None:
@@ -369,7 +371,7 @@ def test_every_shipped_rule_sets_the_labels_the_routes_and_the_inhibition_match_
     (inhibit,) = config["inhibit_rules"]
     for rule in _shipped_rules():
         labels = _rule_labels(rule)
-        assert set(R.ALERT_LABELS) <= set(labels), rule["alert"]
+        assert set(AM.ALERT_LABELS) <= set(labels), rule["alert"]
         assert set(inhibit["equal"]) <= set(labels), rule["alert"]
         assert labels["severity"] in EXPECTED_RECEIVERS
 
@@ -377,13 +379,13 @@ def test_every_shipped_rule_sets_the_labels_the_routes_and_the_inhibition_match_
 def test_the_shipped_file_holds_no_secret_only_file_paths() -> None:
     config = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
     receivers = {r["name"]: r for r in config["receivers"]}
-    (pager,) = receivers[R.RECEIVER_PAGER]["pagerduty_configs"]
-    (chat,) = receivers[R.RECEIVER_CHAT]["slack_configs"]
-    (mail,) = receivers[R.RECEIVER_EMAIL]["email_configs"]
-    assert pager["routing_key_file"].startswith(R.DEFAULT_SECRETS_DIR + "/")
+    (pager,) = receivers[AM.RECEIVER_PAGER]["pagerduty_configs"]
+    (chat,) = receivers[AM.RECEIVER_CHAT]["slack_configs"]
+    (mail,) = receivers[AM.RECEIVER_EMAIL]["email_configs"]
+    assert pager["routing_key_file"].startswith(Opt.DEFAULT_SECRETS_DIR + "/")
     assert "service_key" not in pager  # events API v1
-    assert chat["api_url_file"].startswith(R.DEFAULT_SECRETS_DIR + "/")
-    assert mail["auth_password_file"].startswith(R.DEFAULT_SECRETS_DIR + "/")
+    assert chat["api_url_file"].startswith(Opt.DEFAULT_SECRETS_DIR + "/")
+    assert mail["auth_password_file"].startswith(Opt.DEFAULT_SECRETS_DIR + "/")
     for forbidden in ("routing_key", "service_key", "api_url", "auth_password", "auth_secret"):
         for receiver in (pager, chat, mail):
             assert forbidden not in receiver
@@ -402,7 +404,7 @@ def test_the_loki_ruler_sends_to_the_stacks_alertmanager() -> None:
         "./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro"
         in (manager["volumes"])
     )
-    assert any(v.endswith(f":{R.DEFAULT_SECRETS_DIR}:ro") for v in manager["volumes"])
+    assert any(v.endswith(f":{Opt.DEFAULT_SECRETS_DIR}:ro") for v in manager["volumes"])
 
 
 # -- the real Alertmanager ------------------------------------------------------------------------
@@ -437,7 +439,7 @@ def test_every_shipped_alert_reaches_its_receivers_with_secrets_from_the_files(
         assert event["event_action"] == "trigger"
         assert event["payload"]["severity"] == "critical"
         got.setdefault(event["payload"]["summary"].split("[FIRING:1] ")[1].split()[0], set()).add(
-            R.RECEIVER_PAGER
+            AM.RECEIVER_PAGER
         )
     # The webhook URL was read from its file: the requests went to its secret path.
     assert set(http.paths()) <= {"/pagerduty/v2/enqueue", CHAT_SECRET_PATH}
@@ -446,16 +448,16 @@ def test_every_shipped_alert_reaches_its_receivers_with_secrets_from_the_files(
         name = attachment["title"].split("] ", 1)[1].split(" ", 1)[0]
         assert attachment["title"].startswith("[FIRING:1] ")
         assert f"*summary of {name}*" in attachment["text"]
-        got.setdefault(name, set()).add(R.RECEIVER_CHAT)
+        got.setdefault(name, set()).add(AM.RECEIVER_CHAT)
     (mail,) = smtp.received()
     assert mail["To"] == EMAIL_TO
     assert "NightlyBackupLate" in mail["Subject"]
     # The SMTP password was read from its file, as it is.
     assert smtp.logins == [(SMTP_USER.encode(), SMTP_PASSWORD.encode())]
-    got.setdefault("NightlyBackupLate", set()).add(R.RECEIVER_EMAIL)
+    got.setdefault("NightlyBackupLate", set()).add(AM.RECEIVER_EMAIL)
 
     expected = {rule["alert"]: EXPECTED_RECEIVERS[rule["labels"]["severity"]] for rule in rules}
-    expected["NightlyBackupLate"] = {R.RECEIVER_EMAIL}
+    expected["NightlyBackupLate"] = {AM.RECEIVER_EMAIL}
     assert got == expected
     assert len(http.posts(CHAT_SECRET_PATH)) == len(rules)
     assert "err=" not in log, log
@@ -536,7 +538,7 @@ def test_a_resolved_alert_is_sent_as_resolved_to_every_receiver(
 def test_render_alertmanager_takes_the_receivers_addresses_on_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from alkana_logging.cli import main
+    from alkana_logging.ops.cli import main
 
     argv = [
         "render",
@@ -553,7 +555,7 @@ def test_render_alertmanager_takes_the_receivers_addresses_on_the_command_line(
     text = capsys.readouterr().out
     config = yaml.safe_load(text)
     receivers = {r["name"]: r for r in config["receivers"]}
-    (mail,) = receivers[R.RECEIVER_EMAIL]["email_configs"]
+    (mail,) = receivers[AM.RECEIVER_EMAIL]["email_configs"]
     assert (mail["to"], mail["from"], mail["smarthost"], mail["require_tls"]) == (
         "ops@alkana.test",
         "am@alkana.test",
@@ -561,7 +563,7 @@ def test_render_alertmanager_takes_the_receivers_addresses_on_the_command_line(
         False,
     )
     assert mail["auth_password_file"] == "/run/secrets/alertmanager/smtp_password"
-    (pager,) = receivers[R.RECEIVER_PAGER]["pagerduty_configs"]
+    (pager,) = receivers[AM.RECEIVER_PAGER]["pagerduty_configs"]
     assert pager["url"] == "https://pager.alkana.test/v2/enqueue"
     assert config["route"]["group_wait"] == "10s"
     out = tmp_path / "alertmanager.yml"
@@ -727,7 +729,7 @@ def test_the_header_lists_the_alertmanager_options() -> None:
     header = "".join(
         line for line in artifact.text.splitlines(keepends=True)[:6] if line.startswith("#")
     )
-    for option in R.ALERTMANAGER_OPTIONS:
+    for option in AM.ALERTMANAGER_OPTIONS:
         assert option in header
     assert "uid 65534" in artifact.text
 
@@ -735,14 +737,14 @@ def test_the_header_lists_the_alertmanager_options() -> None:
 def test_the_smtp_user_is_its_own_option(
     tmp_path: Path, sinks: tuple[HttpSink, SmtpSink], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from alkana_logging.cli import main
+    from alkana_logging.ops.cli import main
 
-    assert R.RenderOptions().smtp_user == R.DEFAULT_EMAIL_FROM  # the from address by default
+    assert R.RenderOptions().smtp_user == Opt.DEFAULT_EMAIL_FROM  # the from address by default
     assert main(["render", "alertmanager", "--smtp-user=relay-user"]) == 0
     (mail,) = {r["name"]: r for r in yaml.safe_load(capsys.readouterr().out)["receivers"]}[
-        R.RECEIVER_EMAIL
+        AM.RECEIVER_EMAIL
     ]["email_configs"]
-    assert (mail["auth_username"], mail["from"]) == ("relay-user", R.DEFAULT_EMAIL_FROM)
+    assert (mail["auth_username"], mail["from"]) == ("relay-user", Opt.DEFAULT_EMAIL_FROM)
     # The real Alertmanager logs in as the user, and sends from the other address.
     http, smtp = sinks
     sender = "noreply@alkana.test"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from alkana_logging import cli
 from alkana_logging import fields as F
-from alkana_logging import presets as P
-from alkana_logging import render as R
+from alkana_logging.ops import cli
+from alkana_logging.ops import configs as R
+from alkana_logging.ops import presets as P
 from tests import _loki_api as api
 
 LOKI_VARIABLES = ("LOKI_URL", "LOKI_TENANT", "LOKI_USERNAME", "LOKI_PASSWORD", "LOKI_TOKEN")
@@ -245,6 +245,20 @@ def test_tail_prints_the_last_lines_readably(
     assert "\x1b[" not in out
     assert shown[2] == "not json at all"
     assert '"timestamp"' not in out  # rendered, not raw JSON
+
+
+def test_tail_escapes_control_characters_of_every_value(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    log = tmp_path / "app.log"
+    hostile = "/\x1b]0;pwned\x07\x1b[2J\x9b31m"
+    log.write_text(_line(message="GET", path=hostile, **{hostile: 1}) + "\n", encoding="utf-8")
+    status, out, _ = run(capsys, "tail", str(log), "--color", "never")
+    assert status == 0
+    assert "\x1b" not in out
+    assert "\x07" not in out
+    assert "\x9b" not in out
+    assert "pwned" in out  # escaped, not dropped
 
 
 def test_tail_reads_compressed_files_and_colours_on_request(

@@ -40,13 +40,18 @@ logger.warning(hostile)
 logging.getLogger(hostile).warning("a hostile logger name")
 logging.getLogger("stdlib").warning("a hostile key", extra={{hostile: 1}})
 alkana_logging.get_logger("structlog").warning("a hostile key", **{{hostile: 2}})
+# a value without whitespace (a request path) is written by structlog as it is, not as a repr
+no_space = "/\x1b]0;pwned\x07\x1b[2J\x1b[1;1H\x9b31m"
+alkana_logging.get_logger("structlog").warning("a hostile path", path=no_space)
+alkana_logging.get_logger("structlog").warning("hostile bytes", raw=no_space.encode())
+logging.getLogger("stdlib").warning("a hostile path", extra={{"path": no_space}})
 try:
     raise ValueError(hostile)
 except ValueError:
     logging.getLogger("exc").exception(hostile)
 alkana_logging.shutdown()
 """
-CALLS = 8
+CALLS = 11
 #: The controls a terminal acts on (C0 but the newline, DEL, C1) and bidi overrides.
 CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 #: The renderer's own colours on a terminal: SGR sequences, nothing else.

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 import alkana_logging
-from alkana_logging import cli
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.loki import LokiSink
-from alkana_logging.loki_query import LokiClient, LokiQueryError
+from alkana_logging.ops import cli
+from alkana_logging.ops.query import LokiClient, LokiQueryError
 from alkana_logging.settings import load_settings
 from tests import _loki_api as api
 

@@ -9,12 +9,14 @@ The server runs under ``timeout`` so that it stops by itself if the test process
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -59,44 +61,49 @@ APP = """
 """
 
 
+def _start(tmp_path: Path, listener: socket.socket) -> subprocess.Popen[bytes]:
+    """gunicorn serving the recipe on ``listener``, under ``timeout``; output to gunicorn.out."""
+    (tmp_path / "recipe_app.py").write_text(textwrap.dedent(APP))
+    command = [
+        "timeout",
+        "--kill-after=10",
+        str(MAX_SECONDS),
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "recipe_app:app",
+        "--worker-class",
+        "uvicorn_worker.UvicornWorker",
+        "--workers",
+        str(WORKERS),
+        "--preload",
+        "--bind",
+        f"fd://{listener.fileno()}",
+        "--pid",
+        str(tmp_path / "gunicorn.pid"),
+        "--no-control-socket",
+        "--chdir",
+        str(tmp_path),
+    ]
+    with (tmp_path / "gunicorn.out").open("wb") as out:
+        return subprocess.Popen(
+            command,
+            env=server_env(tmp_path / "app.log", 1),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            pass_fds=(listener.fileno(),),
+            start_new_session=True,
+        )
+
+
 @pytest.mark.slow
 def test_gunicorn_recipe(tmp_path: Path) -> None:
-    (tmp_path / "recipe_app.py").write_text(textwrap.dedent(APP))
     log_file = tmp_path / "app.log"
     pid_file = tmp_path / "gunicorn.pid"
     output = tmp_path / "gunicorn.out"
     with socket.create_server(("127.0.0.1", 0), backlog=128) as listener:
         port = listener.getsockname()[1]
-        command = [
-            "timeout",
-            "--kill-after=10",
-            str(MAX_SECONDS),
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "recipe_app:app",
-            "--worker-class",
-            "uvicorn_worker.UvicornWorker",
-            "--workers",
-            str(WORKERS),
-            "--preload",
-            "--bind",
-            f"fd://{listener.fileno()}",
-            "--pid",
-            str(pid_file),
-            "--no-control-socket",
-            "--chdir",
-            str(tmp_path),
-        ]
-        with output.open("wb") as out:
-            process = subprocess.Popen(
-                command,
-                env=server_env(log_file, 1),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                pass_fds=(listener.fileno(),),
-                start_new_session=True,
-            )
+        process = _start(tmp_path, listener)
     try:
         master = wait_for_pid_file(pid_file, process, output)
         ids = [f"recipe-{n}-{uuid.uuid4().hex[:8]}" for n in range(REQUESTS)]
@@ -187,3 +194,66 @@ def events_pid(records: list[dict[str, object]], request_id: str) -> object:
         if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST and r.get(F.REQUEST_ID) == request_id
     ]
     return event[F.PID]
+
+
+@pytest.mark.slow
+def test_a_reload_by_sighup_keeps_gunicorns_lines_in_the_schema_once(tmp_path: Path) -> None:
+    """SIGHUP: gunicorn reloads its configuration, gives its loggers their own text handlers
+    again and replaces its workers. Every line stays one JSON line of the file."""
+    log_file = tmp_path / "app.log"
+    output = tmp_path / "gunicorn.out"
+    with socket.create_server(("127.0.0.1", 0), backlog=128) as listener:
+        port = listener.getsockname()[1]
+        process = _start(tmp_path, listener)
+    try:
+        master = wait_for_pid_file(tmp_path / "gunicorn.pid", process, output)
+        first = _wait_for_workers(log_file, WORKERS, process)
+        os.kill(master, signal.SIGHUP)
+        replaced = _wait_for_workers(log_file, 2 * WORKERS, process) - first
+        request_id = f"after-hup-{uuid.uuid4().hex[:8]}"
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/work/1",
+            headers={"X-Request-ID": request_id, "Connection": "close"},
+            trust_env=False,
+            timeout=15,
+        )
+        os.kill(master, signal.SIGTERM)
+        returncode = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    terminal = output.read_text(errors="replace")
+    assert returncode == 0, terminal
+    assert response.status_code == 200
+    assert response.json()["pid"] in replaced
+    assert terminal == "", terminal  # nothing as text: gunicorn's handlers were taken back
+    records = read_records(log_file)
+    messages = Counter((r[F.PID], r[F.MESSAGE]) for r in records)
+    assert messages[(master, "Hang up: Master")] == 1
+    assert messages[(master, "Shutting down: Master")] == 1
+    for pid in replaced:
+        assert messages[(pid, f"Booting worker with pid: {pid}")] == 1
+        assert messages[(pid, f"Started server process [{pid}]")] == 1
+        assert messages[(pid, "Waiting for application startup.")] == 1
+    assert [r[F.PID] for r in records if r.get(F.REQUEST_ID) == request_id and r.get(F.EVENT)] == [
+        response.json()["pid"]
+    ]
+
+
+def _wait_for_workers(log_file: Path, count: int, process: subprocess.Popen[bytes]) -> set[int]:
+    """The pids of the workers that completed their startup, once there are ``count``."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "gunicorn ended"
+        data = log_file.read_bytes() if log_file.exists() else b""
+        complete = data[: data.rfind(b"\n") + 1]  # a line being written is read next time
+        pids = {
+            record[F.PID]
+            for record in map(json.loads, complete.splitlines())
+            if record[F.MESSAGE] == "Application startup complete."
+        }
+        if len(pids) >= count:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {count} workers started within 30 s")

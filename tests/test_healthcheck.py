@@ -20,9 +20,9 @@ import alkana_logging
 from alkana_logging import _state
 from alkana_logging import fields as F
 from alkana_logging import healthcheck as H
-from alkana_logging import presets as P
-from alkana_logging.loki_query import LokiClient
-from alkana_logging.report import iso
+from alkana_logging.freshness import iso
+from alkana_logging.ops import presets as P
+from alkana_logging.ops.query import LokiClient
 from tests import _loki_api as loki_api
 from tests._uvicorn_server import serve, wait_for
 
@@ -662,7 +662,7 @@ def test_an_unreadable_log_file_degrades_etl_and_names_it(tmp_path: Path) -> Non
 
 
 def test_failing_probes_are_logged_at_debug_and_count_in_no_error_alert(tmp_path: Path) -> None:
-    from alkana_logging.report import build_report
+    from alkana_logging.ops.report import build_report
 
     log_file = tmp_path / "app.log"
     env = {"TEST_HEALTH_MODE": "broken", "TEST_HEALTH_COUNTER": str(tmp_path / "calls")}

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import alkana_logging
-from alkana_logging.loki_query import LokiClient, LokiQueryError, LokiUnreachableError
+from alkana_logging.ops.query import LokiClient, LokiQueryError, LokiUnreachableError
 from tests import _hostile_http as H
 
 MiB = 1024 * 1024

@@ -13,9 +13,10 @@ import pytest
 import requests
 
 from alkana_logging import fields as F
-from alkana_logging import presets as P
-from alkana_logging import render as R
-from alkana_logging.loki_query import (
+from alkana_logging.ops import configs as R
+from alkana_logging.ops import presets as P
+from alkana_logging.ops.configs import rules as ruler
+from alkana_logging.ops.query import (
     LokiClient,
     LokiQueryError,
     LokiRejectedError,
@@ -305,7 +306,7 @@ def test_every_preset_and_rule_runs_on_a_real_loki_and_error_ratio_is_right() ->
                 client.query(logql)
             else:
                 client.query_range(logql, start=time.time() - 600, end=time.time(), limit=10)
-        for expr in R.rule_expressions(R.RenderOptions(job=job)).values():
+        for expr in ruler.rule_expressions(R.RenderOptions(job=job)).values():
             client.query(expr)
         # Ingestion is asynchronous: wait (not a timing assertion) for the lines to be queryable.
         result: QueryResult | None = None
@@ -352,7 +353,7 @@ def test_url_credentials_in_the_servers_error_text_are_masked(
 def test_metric_labels_from_the_server_reach_the_terminal_escaped(
     capsys: pytest.CaptureFixture[str], loki: api.LokiApi
 ) -> None:
-    from alkana_logging.cli import main
+    from alkana_logging.ops.cli import main
 
     hostile = "a\x1b]0;pwned\x07\r\nFORGED"
     loki.answers["/loki/api/v1/query"] = api.vector(({hostile: hostile}, "0.5"))
@@ -381,3 +382,42 @@ def test_an_oversize_answer_is_held_once_in_memory(loki: api.LokiApi) -> None:
             tracemalloc.stop()
     # One buffer of the cap (and the last chunk); chunks joined at the end held it twice.
     assert peak < 1.5 * cap, peak
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [b"{},", b'["1","a"],', b'"ab",', b"1.5,"],
+    ids=["empty objects", "stream values", "short strings", "numbers"],
+)
+def test_an_answer_of_many_small_values_is_refused_before_it_is_parsed(
+    loki: api.LokiApi, unit: bytes
+) -> None:
+    import tracemalloc
+
+    cap = 4 * 1024 * 1024
+    head = b'{"status":"success","data":{"resultType":"vector","result":['
+    body = head + unit * ((cap - len(head) - 16) // len(unit)) + b"{}]}}"
+    assert len(body) < cap  # under the byte cap: only the count stops it
+    loki.answers["/loki/api/v1/query"] = api.Answer(200, body)
+    with LokiClient(loki.url, timeout=20, max_response_bytes=cap) as small:
+        small.ready  # noqa: B018 - the session and its imports, before measuring
+        tracemalloc.start()
+        try:
+            with pytest.raises(LokiQueryError, match="JSON values"):
+                small.query("x")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    # The body once (and its read buffer); parsed, it would have been 20-30 times that.
+    assert peak < 2.5 * cap, peak
+
+
+def test_an_answer_with_a_value_per_32_bytes_is_read(loki: api.LokiApi) -> None:
+    cap = 1024 * 1024
+    result = [{"metric": {"route": f"/r{i:040d}"}, "value": [1, "0.5"]} for i in range(3000)]
+    body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}})
+    assert len(body.encode()) < cap
+    loki.answers["/loki/api/v1/query"] = api.Answer(200, body.encode())
+    with LokiClient(loki.url, timeout=20, max_response_bytes=cap) as small:
+        answer = small.query("x")
+    assert len(answer.vector) == 3000

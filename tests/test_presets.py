@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from alkana_logging import fields as F
-from alkana_logging import presets as P
-from alkana_logging import render as R
+from alkana_logging.ops import configs as R
+from alkana_logging.ops import presets as P
+from alkana_logging.ops.configs import grafana
+from alkana_logging.ops.configs import rules as ruler
 
 LOGQL_DIR = Path(__file__).parent / "logql"
 
@@ -122,7 +124,7 @@ VARIANTS = _variants()
 
 
 def _dashboard_queries() -> list[tuple[str, str]]:
-    board = R.dashboard_json(R.RenderOptions())
+    board = grafana.dashboard_json(R.RenderOptions())
     out = []
     for panel in board["panels"]:
         for target in panel["targets"]:
@@ -133,7 +135,7 @@ def _dashboard_queries() -> list[tuple[str, str]]:
 
 
 def _all_queries() -> list[tuple[str, str]]:
-    rules = [(f"rule:{name}", expr) for name, expr in R.rule_expressions().items()]
+    rules = [(f"rule:{name}", expr) for name, expr in ruler.rule_expressions().items()]
     return VARIANTS + rules + _dashboard_queries()
 
 

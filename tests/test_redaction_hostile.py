@@ -8,13 +8,18 @@ keys that equal a plain key.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import datetime
 import enum
 import logging
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 from loguru import logger as loguru_logger
 
@@ -158,24 +163,26 @@ def test_stdlib_percent_mismatch_writes_redacted_arguments(tmp_path: Path) -> No
     assert len(records) == 2
     for record in records:
         assert value not in repr(record)
-        assert "message arguments did not match the format" in record[F.LOG_ERROR]
+    assert "message arguments did not match the format" in records[0][F.LOG_ERROR]
     assert "bob" in records[0][F.MESSAGE]
     assert REDACTED in records[0][F.MESSAGE]
+    # Its keys are read as the dict's repr reads them: the broken __iter__ changes nothing.
+    assert records[1][F.MESSAGE] == "headers {'authorization': '[REDACTED]'}"
 
 
 def test_structlog_argument_whose_walk_raises_does_not_reach_the_caller(tmp_path: Path) -> None:
     path = setup_file(tmp_path)
     value = secret()
     log = alkana_logging.get_logger("m")
-    log.info("m %s", _Headers(authorization=value))  # must not raise
-    log.info("m %s %s", 1, [_Headers(authorization=value)])
-    logging.getLogger("s").info("m %s %s", 1, [_Headers(authorization=value)])
+    log.info("m %s", _BadItems(authorization=value))  # must not raise
+    log.info("m %s %s", 1, [_BadItems(authorization=value)])
+    logging.getLogger("s").info("m %s %s", 1, [_BadItems(authorization=value)])
     alkana_logging.shutdown()
     records = read_records(path)
     assert len(records) == 3
     for record in records:
         assert value not in repr(record)
-        assert "iter boom" in record[F.LOG_ERROR]
+        assert "items boom" in record[F.LOG_ERROR]
 
 
 # -- D4-D7: URLs ---------------------------------------------------------------------------------
@@ -416,3 +423,433 @@ def test_bracketed_parameter_names_are_judged_by_their_parts(name: str) -> None:
     assert scrubber.text(f"GET https://h/x?{name}={value}&a[b]=1") == (
         f"GET https://h/x?{name}={REDACTED}&a[b]=1"
     )
+
+
+# -- what a forwarded record carries: the value as the line writes it ----------------------------
+
+
+@dataclasses.dataclass
+class _Login:
+    user: str
+    password: str
+
+
+class _Model(pydantic.BaseModel):
+    user: str
+    password: str
+
+
+class _UrlObject:
+    """An object whose str() and repr() show a URL with credentials (a client's URL type)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __repr__(self) -> str:
+        return f"URL({self.url!r})"
+
+    __str__ = __repr__
+
+
+def _shapes(value: str) -> dict[str, Any]:
+    url = f"https://alice:{value}@h.example/x"
+    return {
+        "model": _Model(user="bob", password=value),
+        "dataclass_in_dict": {"login": _Login("bob", value)},
+        "model_in_list": [_Model(user="bob", password=value)],
+        "bytes_url": url.encode(),
+        "bytes_key_and_value": {b"x": url.encode()},
+        "bytearray_query": bytearray(f"a=1&token={value}".encode()),
+        "object_with_url": _UrlObject(url),
+        "frozenset_of_pairs": frozenset({("authorization", value)}),
+        "deque": collections.deque([{"password": value}]),
+        "mappingproxy": types.MappingProxyType({"authorization": value}),
+    }
+
+
+_SHAPE_NAMES = sorted(_shapes("x"))
+
+
+@pytest.mark.parametrize("front_end", ["structlog", "loguru"])
+@pytest.mark.parametrize("shape", _SHAPE_NAMES)
+def test_a_forwarded_record_hides_what_the_file_hides_for_every_value_shape(
+    tmp_path: Path, caught: _Catch, shape: str, front_end: str
+) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    field = _shapes(value)[shape]
+    if front_end == "structlog":
+        alkana_logging.get_logger("svc").info("shape", field=field)
+    else:
+        loguru_logger.bind(field=field).info("shape")
+    alkana_logging.shutdown()
+    (record,) = caught.records
+    shown = repr(_attrs(record)) + str(_attrs(record))
+    assert value not in shown, shown
+    assert value not in record.getMessage()
+    (line,) = read_records(path)
+    assert value not in repr(line)
+    # The same value as the line writes it: JSON's types, nothing else.
+    assert _attrs(record)["field"] == line["field"]
+
+
+def test_a_url_used_as_a_key_loses_its_credentials_on_the_forwarded_record(
+    tmp_path: Path, caught: _Catch
+) -> None:
+    setup_file(tmp_path)
+    value = secret()
+    alkana_logging.get_logger("svc").info("k", **{f"https://alice:{value}@h/": 1})
+    loguru_logger.bind(**{f"https://alice:{value}@h/": 2}).info("k")
+    alkana_logging.shutdown()
+    assert len(caught.records) == 2
+    for record in caught.records:
+        assert value not in repr(_attrs(record))
+        assert "https://[REDACTED]@h/" in _attrs(record)
+
+
+def test_values_that_hold_no_text_are_forwarded_as_they_are(tmp_path: Path, caught: _Catch) -> None:
+    setup_file(tmp_path)
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    ident = uuid.uuid4()
+    alkana_logging.get_logger("svc").info(
+        "kept", when=when, ident=ident, level_kind=logging.INFO, ratio=0.5, color=_Color.RED
+    )
+    alkana_logging.shutdown()
+    attrs = _attrs(caught.records[0])
+    assert attrs["when"] is when
+    assert attrs["ident"] is ident
+    assert attrs["ratio"] == 0.5
+    assert attrs["color"] == "red"  # an enum member as the line writes it: its value may hide text
+
+
+class _Color(enum.Enum):
+    RED = "red"
+
+
+# -- a container given as the message itself -----------------------------------------------------
+
+
+def _stdlib_message(message: Any) -> None:
+    logging.getLogger("svc").info(message)
+
+
+def _structlog_message(message: Any) -> None:
+    alkana_logging.get_logger("svc").info(message)
+
+
+def _loguru_message(message: Any) -> None:
+    loguru_logger.info(message)
+
+
+@pytest.mark.parametrize(
+    "call", [_stdlib_message, _structlog_message, _loguru_message], ids=lambda f: f.__name__
+)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda v: {"password": v},
+        lambda v: [("authorization", v)],
+        lambda v: _Login("bob", v),
+        lambda v: _Model(user="bob", password=v),
+    ],
+    ids=["dict", "pairs", "dataclass", "pydantic"],
+)
+def test_a_container_given_as_the_message_is_written_with_its_secrets_replaced(
+    tmp_path: Path, call: Any, make: Any
+) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    call(make(value))
+    alkana_logging.shutdown()
+    (line,) = read_records(path)
+    assert value not in repr(line)
+    assert REDACTED in line["message"]
+    assert "password" in line["message"] or "authorization" in line["message"]  # keys are kept
+
+
+# -- user-info holding characters a URL should encode ---------------------------------------------
+
+
+@pytest.mark.parametrize("char", ['"', "'", "\\", "<", ">", "`", "\x01"])
+def test_user_info_holding_a_quote_or_backslash_is_masked_in_message_and_fields(
+    tmp_path: Path, char: str
+) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    url = f"postgresql://alice:p{char}{value}@db.example/app"
+    alkana_logging.get_logger("svc").info(f"connecting to {url}", dsn=url, nested={"u": [url]})
+    alkana_logging.shutdown()
+    (line,) = read_records(path)
+    assert value not in repr(line)
+    assert line["dsn"] == "postgresql://[REDACTED]@db.example/app"
+    assert line["message"] == "connecting to postgresql://[REDACTED]@db.example/app"
+
+
+# -- enum members, kept types, the bound context on plain stdlib records --------------------------
+
+
+def _conf_enum(value: str) -> type[enum.Enum]:
+    return enum.Enum(  # type: ignore[return-value]
+        "Conf",
+        {
+            "PROD": {"host": "db", "password": value},
+            "PAIRS": (("authorization", value),),
+            "DSN": f"postgresql://app:{value}@db/x",
+        },
+    )
+
+
+@pytest.mark.parametrize("member", ["PROD", "PAIRS", "DSN"])
+@pytest.mark.parametrize("where", ["top", "in a list", "in a dict"])
+def test_an_enum_member_hides_its_values_secrets_in_the_file_and_forwarded(
+    tmp_path: Path, caught: _Catch, member: str, where: str
+) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    conf = _conf_enum(value)[member]
+    field = {"top": conf, "in a list": [conf], "in a dict": {"c": conf}}[where]
+    alkana_logging.get_logger("svc").info("conf", c=field)
+    loguru_logger.bind(c=field).info("conf")
+    logging.getLogger("svc").info("conf", extra={"c": field})
+    alkana_logging.shutdown()
+    lines = read_records(path)
+    assert len(lines) == 3
+    for line in lines:
+        assert value not in repr(line)
+        assert REDACTED in repr(line["c"])
+    forwarded = [r for r in caught.records if r.__class__.__name__ == "ForwardedRecord"]
+    assert len(forwarded) == 2
+    for record in forwarded:
+        assert value not in repr(_attrs(record)) + str(_attrs(record))
+
+
+class _LeakyDate(datetime.date):
+    def __repr__(self) -> str:
+        return f"LeakyDate(token={self.secret})"  # type: ignore[attr-defined]
+
+    __str__ = __repr__
+
+
+def test_a_subclass_of_a_kept_type_is_converted_on_the_forwarded_record(
+    tmp_path: Path, caught: _Catch
+) -> None:
+    setup_file(tmp_path)
+    value = secret()
+    day = _LeakyDate(2026, 1, 2)
+    day.secret = value  # type: ignore[attr-defined]
+    alkana_logging.get_logger("svc").info("d", day=day)
+    alkana_logging.shutdown()
+    (record,) = caught.records
+    assert value not in repr(_attrs(record)) + str(_attrs(record))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda v: f"https://alice:{v}@h.example/x",
+        lambda v: f"https://h.example/x?token={v}",
+        lambda v: _Model(user="bob", password=v),
+        lambda v: _Login("bob", v),
+        lambda v: f"https://alice:{v}@h/".encode(),
+        lambda v: _conf_enum(v)["DSN"],
+    ],
+    ids=["user-info", "query", "pydantic", "dataclass", "bytes", "enum"],
+)
+def test_the_bound_context_on_a_plain_stdlib_record_is_redacted_for_other_handlers(
+    tmp_path: Path, caught: _Catch, make: Any
+) -> None:
+    setup_file(tmp_path)
+    value = secret()
+    with alkana_logging.bound_context(upstream=make(value)):
+        logging.getLogger("svc").error("upstream failed")
+    alkana_logging.shutdown()
+    (record,) = caught.records
+    attrs = _attrs(record)
+    assert "upstream" in attrs
+    assert value not in repr(attrs) + str(attrs)
+
+
+# -- text: quoted values, URLs next to quotes, key spellings, mistyped URLs ------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("connect password='{s}' host=db", "connect password='[REDACTED]' host=db"),
+        ('export API_TOKEN="{s} x" now', 'export API_TOKEN="[REDACTED]" now'),
+        ("Creds(user='a', password='{s}')", "Creds(user='a', password='[REDACTED]')"),
+        ("M(id=1, token=b'{s}')", "M(id=1, token=b'[REDACTED]')"),
+        ("password='ab\\'{s}' x", "password='[REDACTED]' x"),
+        ('psql password=\\"{s}\\" y', 'psql password=\\"[REDACTED]\\" y'),
+        ("token=u'{s}' z", "token=u'[REDACTED]' z"),
+        ('https://alice:ab",{s}@db/x', "https://[REDACTED]@db/x"),
+        ("postgresql://app:x'){s}@db/x", "postgresql://[REDACTED]@db/x"),
+        ('redis://:p"}}{s}@cache', "redis://[REDACTED]@cache"),
+        ("amqp://u:k';{s}@mq", "amqp://[REDACTED]@mq"),
+        # quotes never end user-info: text like this is masked more than needed, never less
+        (
+            'url="https://example.com","owner":"ops@example.com"',
+            'url="https://[REDACTED]@example.com"',
+        ),
+    ],
+)
+def test_quoted_values_are_redacted_whole_and_user_info_masked_across_quotes(
+    text: str, shown: str
+) -> None:
+    value = secret()
+    assert UrlScrubber().text(text.format(s=value)) == shown
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "password1",
+        "new_password2",
+        "signing_key",
+        "encryption_key",
+        "master_key",
+        "private_key_pem",
+        "PHPSESSID",
+        "JSESSIONID",
+        "connect.sid",
+        "accessKey",
+        "code_verifier",
+        "SAMLResponse",
+    ],
+)
+def test_common_secret_key_names_are_redacted(key: str) -> None:
+    assert Redactor().is_secret(key)
+
+
+@pytest.mark.parametrize("key", ["rows", "row2", "md5", "oauth2_enabled", "pass_count"])
+def test_keys_with_numbers_stay_plain(key: str) -> None:
+    assert not Redactor().is_secret(key)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("alice:{s}@loki:3100", "[REDACTED]@loki:3100"),
+        ("http:/alice:{s}@loki/", "http:/[REDACTED]@loki/"),
+        ("https//alice:{s}@loki", "https//[REDACTED]@loki"),
+        ("//alice:{s}@loki/", "//[REDACTED]@loki/"),
+        ("http://alice:{s}@loki:3100 ", "http://[REDACTED]@loki:3100"),
+        ("ops@example.com", "ops@example.com"),
+        ("http:/alice:{s}@loki other", "http:/[REDACTED]@loki other"),
+        ("alice:{s}@loki:3100 x", "[REDACTED]@loki:3100 x"),
+    ],
+)
+def test_a_mistyped_url_is_printed_without_its_password(url: str, shown: str) -> None:
+    value = secret()
+    assert mask_url(url.format(s=value)) == shown
+
+
+# -- objects that misbehave as a message or a % argument -------------------------------------------
+
+
+class _Meta(type):
+    def __getattr__(cls, name: str) -> Any:
+        raise RuntimeError("meta boom")
+
+
+class _MetaObject(metaclass=_Meta):
+    def __str__(self) -> str:
+        return "a meta object"
+
+
+class _HidingDict(dict):  # type: ignore[type-arg]
+    """Its own iteration hides a key that its C repr shows."""
+
+    def __iter__(self) -> Any:
+        return iter([k for k in dict.keys(self) if k != "password"])
+
+    def keys(self) -> Any:
+        return list(self.__iter__())
+
+
+class _BadIterTuple(tuple):  # type: ignore[type-arg]
+    def __iter__(self) -> Any:
+        raise RuntimeError("tuple iter boom")
+
+
+def test_objects_that_misbehave_as_message_or_argument_keep_the_line(tmp_path: Path) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    logging.getLogger("s").info(_MetaObject())
+    alkana_logging.get_logger("s").info(_MetaObject())
+    logging.getLogger("s").info("form %s", _HidingDict(user="bob", password=value))
+    logging.getLogger("s").info("%s %s", _BadIterTuple((1, 2)), 2)  # must not raise
+    alkana_logging.shutdown()
+    lines = read_records(path)
+    assert len(lines) == 4
+    assert [line[F.MESSAGE] for line in lines[:2]] == ["a meta object", "a meta object"]
+    assert value not in repr(lines)
+    assert "'password': '[REDACTED]'" in lines[2][F.MESSAGE]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda v: collections.OrderedDict(password=v),
+        lambda v: collections.defaultdict(list, password=v),
+        lambda v: collections.deque([("authorization", v)]),
+        lambda v: [{"c": _Login("bob", v)}],
+        lambda v: _Token(id=1, token=v.encode()),
+        lambda v: _Token(id=1, headers={"authorization": v}),
+    ],
+    ids=["ordereddict", "defaultdict", "deque", "nested dataclass", "bytes field", "dict field"],
+)
+def test_loguru_messages_that_are_objects_are_redacted(tmp_path: Path, make: Any) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    loguru_logger.info(make(value))
+    alkana_logging.shutdown()
+    (line,) = read_records(path)
+    assert value not in repr(line)
+    assert REDACTED in line[F.MESSAGE]
+
+
+class _Token(pydantic.BaseModel):
+    id: int
+    token: bytes = b""
+    headers: dict[str, str] = {}
+
+
+def test_enum_members_in_percent_arguments_and_nested_members_are_redacted(
+    tmp_path: Path,
+) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    conf = _conf_enum(value)
+    outer = enum.Enum("Outer", {"NESTED": conf["PROD"]})  # a member whose value is a member
+    logging.getLogger("s").info("conf %r", conf["PROD"])
+    logging.getLogger("s").info("conf %s", [conf["PROD"]])
+    alkana_logging.get_logger("s").info("conf %s", (conf["PAIRS"],))
+    alkana_logging.get_logger("s").info("nested", c=outer["NESTED"])
+    alkana_logging.shutdown()
+    lines = read_records(path)
+    assert len(lines) == 4
+    assert value not in repr(lines)
+    assert all(REDACTED in repr(line) for line in lines)
+
+
+def test_an_enum_member_whose_value_holds_itself_costs_little(tmp_path: Path) -> None:
+    path = setup_file(tmp_path)
+    loop: list[Any] = []
+    member = enum.Enum("Loop", {"SELF": loop})["SELF"]
+    loop.append(member)
+    alkana_logging.get_logger("s").info("loop", c=member)
+    alkana_logging.shutdown()
+    (line,) = read_records(path)
+    assert "nested too deep" in repr(line["c"])
+    assert F.LOG_ERROR not in line  # ended by the depth limit, not by a RecursionError
+
+
+def test_a_big_error_answer_is_not_parsed() -> None:
+    from alkana_logging._http import Answer
+    from alkana_logging.ops.query import _error_message
+
+    big = Answer(500, "", {}, b'{"message": "boom", "pad": [' + b"[]," * 40_000 + b"[]]}", False)
+    small = Answer(500, "", {}, b'{"message": "boom"}', False)
+    assert _error_message(small) == "boom"
+    assert _error_message(big).startswith('{"message": "boom"')  # its text, cut, not parsed

@@ -18,9 +18,11 @@ import pytest
 import yaml
 
 from alkana_logging import fields as F
-from alkana_logging import presets as P
-from alkana_logging import render as R
-from alkana_logging import report as Rep
+from alkana_logging.ops import configs as R
+from alkana_logging.ops import presets as P
+from alkana_logging.ops import report as Rep
+from alkana_logging.ops.configs import grafana
+from alkana_logging.ops.configs import rules as ruler
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = R.RenderOptions()
@@ -100,6 +102,22 @@ def test_bad_options_are_rejected(kwargs: dict[str, str], message: str) -> None:
         R.RenderOptions(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://alice:S3CRET@loki:3100", "'http://[REDACTED]@loki:3100'; expected no user-info"),
+        ("alice:S3CRET@loki:3100", "'[REDACTED]@loki:3100'; expected an http"),
+        ("http:/alice:S3CRET@loki/", "'http:/[REDACTED]@loki/'; expected an http"),
+        ("http://alice:S3CRET@loki:3100 ", "'http://[REDACTED]@loki:3100'; expected an http"),
+    ],
+)
+def test_a_loki_url_with_credentials_is_refused_without_printing_them(url: str, shown: str) -> None:
+    with pytest.raises(R.RenderError) as caught:
+        R.RenderOptions(loki_url=url)
+    assert "S3CRET" not in str(caught.value)
+    assert str(caught.value).startswith(f"--loki-url: got {shown}")
+
+
 # -- Promtail -------------------------------------------------------------------------------------
 
 
@@ -120,6 +138,7 @@ def test_promtail_pipeline_drops_long_lines_then_parses_json_and_the_timestamp()
     stages = _yaml("promtail/config.yml")["scrape_configs"][0]["pipeline_stages"]
     assert stages == [
         {"drop": {"longer_than": "256KB", "drop_counter_reason": "line_too_long"}},
+        {"drop": {"expression": "^ *$", "drop_counter_reason": "blank_line"}},
         {"json": {"expressions": {F.TIMESTAMP: F.TIMESTAMP}}},
         {"timestamp": {"source": F.TIMESTAMP, "format": "RFC3339Nano"}},
         {"labeldrop": ["filename"]},
@@ -337,6 +356,7 @@ def test_alloy_pipeline_matches_promtails() -> None:
     ]
     assert stages == [
         ("stage.drop", {"longer_than": "256KB", "drop_counter_reason": "line_too_long"}),
+        ("stage.drop", {"expression": "^ *$", "drop_counter_reason": "blank_line"}),
         ("stage.json", {"expressions": {F.TIMESTAMP: F.TIMESTAMP}}),
         ("stage.timestamp", {"source": F.TIMESTAMP, "format": "RFC3339Nano"}),
         ("stage.label_drop", {"values": ["filename"]}),
@@ -509,7 +529,7 @@ def test_rule_expressions_come_from_the_presets() -> None:
     spike = rules["ErrorLogSpike"]["expr"]
     assert P.get("error_log_lines").render(labels, range="5m") in spike
     assert P.get("error_log_lines").render(labels, range="1h", offset="5m") in spike
-    assert R.rule_expressions() == {name: rule["expr"].strip() for name, rule in rules.items()}
+    assert ruler.rule_expressions() == {name: rule["expr"].strip() for name, rule in rules.items()}
 
 
 def test_rule_templates_use_the_series_labels() -> None:
@@ -530,14 +550,14 @@ def _dashboard() -> dict[str, Any]:
 def test_dashboard_panels_use_the_provisioned_loki_datasource() -> None:
     (datasource,) = _yaml("integrations/grafana/provisioning/datasources/loki.yaml")["datasources"]
     assert (datasource["uid"], datasource["type"], datasource["url"]) == (
-        R.DATASOURCE_UID,
+        grafana.DATASOURCE_UID,
         "loki",
         "http://loki:3100",
     )
     for panel in _dashboard()["panels"]:
-        assert panel["datasource"] == {"type": "loki", "uid": R.DATASOURCE_UID}
+        assert panel["datasource"] == {"type": "loki", "uid": grafana.DATASOURCE_UID}
         for target in panel["targets"]:
-            assert target["datasource"]["uid"] == R.DATASOURCE_UID
+            assert target["datasource"]["uid"] == grafana.DATASOURCE_UID
 
 
 def test_dashboard_has_the_panels_the_issue_lists() -> None:

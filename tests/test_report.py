@@ -13,9 +13,10 @@ import pytest
 import alkana_logging
 from alkana_logging import _state
 from alkana_logging import fields as F
-from alkana_logging import presets as P
-from alkana_logging import report as Rep
-from alkana_logging.cli import main
+from alkana_logging import freshness as Fresh
+from alkana_logging.ops import presets as P
+from alkana_logging.ops import report as Rep
+from alkana_logging.ops.cli import main
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
@@ -145,7 +146,7 @@ def test_loki_quantile_of_nothing_is_none() -> None:
 
 
 def test_directories_give_current_rotated_and_compressed_logs_only(workload: Path) -> None:
-    names = sorted(p.name for p in Rep.log_files([workload]))
+    names = sorted(p.name for p in Fresh.log_files([workload]))
     assert "app.log" in names
     assert "app.log.1" in names
     assert "app.log.2.gz" in names
@@ -155,11 +156,11 @@ def test_directories_give_current_rotated_and_compressed_logs_only(workload: Pat
 
 
 def test_a_file_named_explicitly_is_read_whatever_its_name(workload: Path) -> None:
-    assert Rep.log_files([workload / "notes.txt"]) == [(workload / "notes.txt").resolve()]
+    assert Fresh.log_files([workload / "notes.txt"]) == [(workload / "notes.txt").resolve()]
 
 
 def test_a_missing_path_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(Rep.ReportError, match=r"nope: no such file or directory"):
+    with pytest.raises(Fresh.ReportError, match=r"nope: no such file or directory"):
         Rep.build_report([tmp_path / "nope"])
 
 
@@ -368,7 +369,7 @@ def test_metrics_report_the_latest_value_of_each_name_and_flag_db_connections(
 
 
 def _line(ts: float, **fields: Any) -> bytes:
-    return json.dumps({F.TIMESTAMP: Rep.iso(ts), F.LEVEL: F.INFO, **fields}).encode() + b"\n"
+    return json.dumps({F.TIMESTAMP: Fresh.iso(ts), F.LEVEL: F.INFO, **fields}).encode() + b"\n"
 
 
 def _run(ts: float, table: str, status: str, **fields: Any) -> bytes:
@@ -397,7 +398,7 @@ def test_etl_freshness_reads_across_blocks_and_stops_at_the_window(tmp_path: Pat
     os.utime(tmp_path / "app.log", (NOW, NOW))
     assert (tmp_path / "app.log").stat().st_size > 3 * (1 << 20)
 
-    tables = {t.table: t for t in Rep.etl_freshness([tmp_path], now=NOW)}
+    tables = {t.table: t for t in Fresh.etl_freshness([tmp_path], now=NOW)}
     assert "misplaced_table" in {t.table for t in Rep.build_report([tmp_path], now=NOW).etl}
     since = NOW - 7 * 86400
     recent = [r for r in runs if r[0] >= since]
@@ -423,7 +424,7 @@ def test_etl_freshness_skips_files_last_written_before_the_window(tmp_path: Path
     packed = tmp_path / "app.log.1.gz"
     packed.write_bytes(gzip.compress(_run(NOW - 2 * HOUR, "packed", F.STATUS_FAILED)))
     os.utime(packed, (NOW - HOUR, NOW - HOUR))
-    tables = {t.table: t for t in Rep.etl_freshness([tmp_path], now=NOW)}
+    tables = {t.table: t for t in Fresh.etl_freshness([tmp_path], now=NOW)}
     assert set(tables) == {"current", "packed"}
     assert tables["current"].stale is False
     assert (tables["packed"].last_status, tables["packed"].stale) == (F.STATUS_FAILED, True)
@@ -436,7 +437,7 @@ def test_etl_freshness_agrees_with_the_report_on_the_workload(workload: Path) ->
         os.utime(path, (NOW, NOW))
     # The workload's lines carry the time they were written: measure from there.
     now = time.time()
-    recent = Rep.etl_freshness([workload], now=now)
+    recent = Fresh.etl_freshness([workload], now=now)
     full = Rep.build_report([workload], now=now).etl
     assert recent == full
 
@@ -444,7 +445,7 @@ def test_etl_freshness_agrees_with_the_report_on_the_workload(workload: Path) ->
 @pytest.mark.parametrize("option", ["stale_after_s", "lookback_s"])
 def test_etl_freshness_rejects_bad_windows(tmp_path: Path, option: str) -> None:
     with pytest.raises(ValueError, match=rf"{option}: got 0; expected a number > 0"):
-        Rep.etl_freshness([tmp_path], **{option: 0})
+        Fresh.etl_freshness([tmp_path], **{option: 0})
 
 
 # -- hostile ETL times, unreadable files, lines without an end ------------------------------------
@@ -465,7 +466,7 @@ def test_implausible_run_times_are_skipped_and_counted_not_a_crash(tmp_path: Pat
         )
     )
     for tables in (
-        Rep.etl_freshness([tmp_path], now=now),
+        Fresh.etl_freshness([tmp_path], now=now),
         Rep.build_report([tmp_path], now=now).etl,
     ):
         found = {t.table: t for t in tables}
@@ -485,12 +486,12 @@ def test_implausible_run_times_are_skipped_and_counted_not_a_crash(tmp_path: Pat
 
 def test_plausible_time_bounds() -> None:
     now = 1_800_000_000.0
-    assert Rep.plausible_time(now, now)
-    assert Rep.plausible_time(now + Rep.MAX_CLOCK_SKEW_S, now)
-    assert not Rep.plausible_time(now + Rep.MAX_CLOCK_SKEW_S + 1, now)
-    assert not Rep.plausible_time(now * 1000, None)  # milliseconds: past year 9999
-    assert not Rep.plausible_time(5.0, now)  # a duration, not a time
-    assert not Rep.plausible_time(float("inf"), None)
+    assert Fresh.plausible_time(now, now)
+    assert Fresh.plausible_time(now + Fresh.MAX_CLOCK_SKEW_S, now)
+    assert not Fresh.plausible_time(now + Fresh.MAX_CLOCK_SKEW_S + 1, now)
+    assert not Fresh.plausible_time(now * 1000, None)  # milliseconds: past year 9999
+    assert not Fresh.plausible_time(5.0, now)  # a duration, not a time
+    assert not Fresh.plausible_time(float("inf"), None)
 
 
 def test_files_that_cannot_be_read_are_said_by_the_freshness_read(tmp_path: Path) -> None:
@@ -501,7 +502,7 @@ def test_files_that_cannot_be_read_are_said_by_the_freshness_read(tmp_path: Path
     report = Rep.build_report([tmp_path], now=now)
     assert "app.log.1.gz" in report.unreadable[0]
     assert "warning: 1 file(s) could not be read" in report.format()
-    found = Rep.read_etl_freshness([tmp_path], now=now)
+    found = Fresh.read_etl_freshness([tmp_path], now=now)
     assert len(found.unreadable) == 1
     assert "app.log.1.gz" in found.unreadable[0]
     assert "truncated" in found.unreadable[0]
@@ -539,7 +540,7 @@ def test_a_long_stretch_without_newline_is_dropped_in_bounded_memory(
         log.unlink()
     tracemalloc.start()
     try:
-        found = Rep.read_etl_freshness([tmp_path], now=now)
+        found = Fresh.read_etl_freshness([tmp_path], now=now)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -554,7 +555,7 @@ def test_a_long_stretch_without_newline_is_dropped_in_bounded_memory(
 
 
 def _metric_line(ts: float, pid: int, value: float, host: str = "web-1") -> str:
-    record = {F.TIMESTAMP: Rep.iso(ts), F.LEVEL: F.INFO, F.HOST: host, F.PID: pid}
+    record = {F.TIMESTAMP: Fresh.iso(ts), F.LEVEL: F.INFO, F.HOST: host, F.PID: pid}
     record.update({F.EVENT: F.EVENT_METRIC, F.METRIC: P.DB_CONNECTIONS_METRIC, F.VALUE: value})
     return json.dumps(record) + "\n"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import alkana_logging
-from alkana_logging.render import RenderOptions, render
+from alkana_logging.ops.configs import RenderOptions, render
 from alkana_logging.sinks import FileSink
 from tests._logfiles import log_files, read_lines, read_records
 

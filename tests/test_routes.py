@@ -54,6 +54,7 @@ CASES = [
     ("/w/7/x/7", "/w/{ws}/x/{item}", 200, None),
     ("/w/x/x/1", "/w/{ws}/x/{item}", 200, None),
     ("/sub/nothing-here", F.ROUTE_UNMATCHED, 404, None),
+    ("/orgs/acme/beta/x", "/orgs/{org}/{org}/x", 200, None),
 ]
 FRONTEND_CASES = [
     ("/app/", "/app", 200, None),

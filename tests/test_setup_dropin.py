@@ -16,8 +16,8 @@ import pytest
 import alkana_logging
 from alkana_logging import _state
 from alkana_logging import fields as F
-from alkana_logging import render as R
-from alkana_logging.cli import main as cli_main
+from alkana_logging.ops import configs as R
+from alkana_logging.ops.cli import main as cli_main
 from alkana_logging.testing import capture_logs
 from tests._loki_receiver import LokiReceiver, running
 

@@ -465,7 +465,7 @@ def test_each_writer_holds_a_shared_lock_on_its_file(tmp_path: Path) -> None:
 
 def test_stream_sink_in_a_child_forked_mid_write_bypasses_the_inherited_buffer() -> None:
     """A thread was inside write() at fork(): in the child the stream's buffer lock may be held
-    for ever, so the sink writes to the descriptor itself."""
+    for ever, so the sink no longer flushes the stream, and writes to the descriptor."""
     read_fd, write_fd = os.pipe()
     stream = open(write_fd, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     sink = StreamSink(stream)
@@ -484,7 +484,7 @@ def test_stream_sink_in_a_child_forked_mid_write_bypasses_the_inherited_buffer()
     finally:
         release.set()
         thread.join(10)
-    assert sink._raw_fd == write_fd
+    assert not sink._flush_first
     sink.write(line(1), {}, 0)
     assert os.read(read_fd, 100) == line(1)
     stream.close()
@@ -520,3 +520,33 @@ def test_the_loki_sender_thread_never_takes_the_applications_signals() -> None:
         assert not signal.pthread_sigmask(signal.SIG_BLOCK, set())  # the caller's: untouched
     finally:
         sink.close(timeout=0.5)
+
+
+# -- a line a full disk took only part of ------------------------------------------------------
+
+
+def test_the_part_a_full_disk_took_is_blanked_in_place_and_the_line_kept_whole(
+    tmp_path: Path,
+) -> None:
+    """The part ends at the descriptor's offset: it becomes spaces and a newline, the same
+    length, and the line is to be written again whole (no newline before it)."""
+    sink = FileSink(tmp_path / "app.log", max_bytes=0)
+    os.write(sink._fd, line(0))
+    whole = b'{"n":1,"pad":"' + b"p" * 50 + b'"}\n'
+    os.write(sink._fd, whole[:20])  # what the disk took
+    assert sink._cut(whole, 20) == whole
+    assert (tmp_path / "app.log").read_bytes() == line(0) + b" " * 19 + b"\n"
+    sink.close()
+
+
+def test_a_part_that_is_no_longer_the_last_write_is_left_alone(tmp_path: Path) -> None:
+    """A forked child shares the descriptor's offset: when its line moved the offset after the
+    part, the bytes before the offset are not this line's and must not be overwritten. The part
+    stays, and the line goes again after a newline, so it starts a line of its own."""
+    sink = FileSink(tmp_path / "app.log", max_bytes=0)
+    whole = b'{"n":1,"pad":"' + b"p" * 50 + b'"}\n'
+    os.write(sink._fd, whole[:20])
+    os.write(sink._fd, line(2))  # another process sharing the offset, right after
+    assert sink._cut(whole, 20) == b"\n" + whole
+    assert (tmp_path / "app.log").read_bytes() == whole[:20] + line(2)
+    sink.close()

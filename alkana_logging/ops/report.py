@@ -1,11 +1,14 @@
 """The local report: the presets' numbers computed straight from JSON log files, without Loki.
 
-The definitions are the presets' own (:mod:`alkana_logging.presets`): an error is an
+The definitions are the presets' own (:mod:`alkana_logging.ops.presets`): an error is an
 ``http_request`` event with ``status_code >= 500``; a slow request has ``duration_ms`` above the
 threshold; percentiles follow Loki's ``quantile_over_time`` (:func:`loki_quantile`); a line that
 is not a JSON object is counted and skipped, as ``| json | __error__=""`` skips it; a value that
 is not a number is left out of the numbers that need one, as ``| __error__=""`` after a numeric
 filter or ``| unwrap`` leaves it out.
+
+The files are found and read, and the ETL runs counted, by :mod:`alkana_logging.freshness`,
+which the health check shares (the runtime's reading of its own log files back).
 
 One difference is on purpose: Loki sees only what its window holds, so ``etl_stale`` forgets a
 table that has not run for longer than its look-back (7 days); the report sees every table that
@@ -16,22 +19,31 @@ appears in the files, and calls it stale when its last success (if any) is older
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import math
 import re
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 import orjson
 
 from alkana_logging import fields as F
-from alkana_logging.exceptions import AlkanaLoggingError
-from alkana_logging.presets import (
+from alkana_logging.freshness import (
+    DEFAULT_STALE_AFTER_S,
+    EtlRuns,
+    TableReport,
+    _epoch,
+    _number,
+    _tables,
+    iso,
+    log_files,
+    read_lines,
+)
+from alkana_logging.ops.presets import (
     DB_CONNECTIONS_METRIC,
     DEFAULT_DB_CONNECTIONS_MAX,
     DEFAULT_SLOW_MS,
@@ -39,8 +51,6 @@ from alkana_logging.presets import (
     SERVER_ERROR_MIN,
 )
 
-#: 25 hours: a table without a successful run for longer is stale.
-DEFAULT_STALE_AFTER_S: Final = 25 * 3600.0
 DEFAULT_TOP: Final = 10
 #: As the DatabaseConnectionsHigh rule's range: a writer (host, pid) whose latest sample is
 #: older than this before the metric's newest one has gone (a restarted worker).
@@ -49,22 +59,6 @@ METRIC_WINDOW_S: Final = 300.0
 DEFAULT_METRIC_THRESHOLDS: Final[Mapping[str, float]] = {
     DB_CONNECTIONS_METRIC: float(DEFAULT_DB_CONNECTIONS_MAX)
 }
-
-#: Current and rotated log files in a directory: ``app.log``, ``app.log.1`` (size rotation),
-#: ``app.log-20261126-1764170000`` (logrotate's dateext), each optionally ``.gz``. Not
-#: ``app.log.lock``.
-LOG_FILE_NAME: Final = re.compile(r"\.log(?:[.-][0-9][0-9-]*)?(?:\.gz)?$")
-_GZIP_MAGIC: Final = b"\x1f\x8b"
-#: An ETL run's time (``finished_at``, or the line's ``timestamp``) more than this far ahead of
-#: ``now`` is implausible (milliseconds instead of seconds, a clock far ahead): it is skipped
-#: and counted, so that it can neither crash a reader nor hide the failures after it.
-MAX_CLOCK_SKEW_S: Final = 300.0
-#: Nor is a time before 2000-01-01 plausible for a run (a duration mistaken for a time).
-_EARLIEST: Final = 946684800.0
-
-
-class ReportError(AlkanaLoggingError):
-    """A path given to the report does not exist or holds no log files."""
 
 
 def loki_quantile(q: float, values: Sequence[float]) -> float | None:
@@ -93,84 +87,7 @@ def loki_quantile(q: float, values: Sequence[float]) -> float | None:
 # -- finding and reading files --------------------------------------------------------------------
 
 
-def log_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The files to read: each file given, and in each directory the current and rotated logs.
-
-    Raises:
-        ReportError: a path does not exist.
-    """
-    found: dict[Path, None] = {}
-    for raw in paths:
-        path = Path(raw).expanduser()
-        if path.is_dir():
-            for child in sorted(path.iterdir()):
-                if child.is_file() and LOG_FILE_NAME.search(child.name):
-                    found.setdefault(child.resolve(), None)
-        elif path.is_file():
-            found.setdefault(path.resolve(), None)
-        else:
-            raise ReportError(f"{raw}: no such file or directory")
-    return list(found)
-
-
-def read_lines(path: Path) -> Iterator[bytes]:
-    """The lines of a log file, decompressed when it is gzip (by content, not by name)."""
-    with path.open("rb") as probe:
-        compressed = probe.read(2) == _GZIP_MAGIC
-    opener = gzip.open if compressed else open
-    with opener(path, "rb") as stream:
-        yield from stream
-
-
 # -- accumulating ---------------------------------------------------------------------------------
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _epoch(value: Any) -> float | None:
-    if isinstance(value, str):
-        try:
-            ts = datetime.fromisoformat(value).timestamp()
-        except (ValueError, OverflowError, OSError):
-            return None
-        return ts if _representable(ts) else None
-    return None
-
-
-def _representable(ts: float) -> bool:
-    """Whether ``ts`` (epoch seconds) is a time :func:`iso` can write."""
-    try:
-        datetime.fromtimestamp(ts, UTC)
-    except (ValueError, OverflowError, OSError):
-        return False
-    return True
-
-
-def plausible_time(ts: float, now: float | None, skew_s: float = MAX_CLOCK_SKEW_S) -> bool:
-    """Whether ``ts`` (epoch seconds) can be an ETL run's time: finite, from 2000 on, and not
-    more than ``skew_s`` ahead of ``now`` (no upper bound but the calendar's when ``now`` is
-    ``None``)."""
-    if not math.isfinite(ts) or ts < _EARLIEST or not _representable(ts):
-        return False
-    return now is None or ts <= now + skew_s
-
-
-def iso(ts: float) -> str:
-    """Epoch seconds as RFC 3339 UTC with microseconds and ``Z`` (the contract's form)."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclasses.dataclass
@@ -179,17 +96,6 @@ class _Route:
     errors: int = 0
     slow: int = 0
     durations: list[float] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class _Table:
-    runs: int = 0
-    failures: int = 0
-    started: int = 0
-    last_run_at: float | None = None
-    last_status: str | None = None
-    last_success_at: float | None = None
-    implausible: int = 0
 
 
 @dataclasses.dataclass
@@ -222,10 +128,13 @@ class _Accumulator:
     lines: int = 0
     non_json: int = 0
     routes: dict[str, _Route] = dataclasses.field(default_factory=dict)
-    tables: dict[str, _Table] = dataclasses.field(default_factory=dict)
     metrics: dict[str, _Metric] = dataclasses.field(default_factory=dict)
     levels: Counter[str] = dataclasses.field(default_factory=Counter)
     exceptions: Counter[str] = dataclasses.field(default_factory=Counter)
+    etl: EtlRuns = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.etl = EtlRuns(now=self.now)
 
     def add(self, raw: bytes) -> None:
         if not raw.strip():
@@ -249,7 +158,7 @@ class _Accumulator:
         if event == F.EVENT_HTTP_REQUEST:
             self._request(record)
         elif event in (F.EVENT_ETL_RUN_STARTED, F.EVENT_ETL_RUN_FINISHED):
-            self._etl(event, record)
+            self.etl.record(event, record)
         elif event == F.EVENT_METRIC:
             self._metric(record)
 
@@ -284,42 +193,6 @@ class _Accumulator:
             if duration > self.slow_ms:
                 stats.slow += 1
 
-    def _etl(self, event: str, record: Mapping[str, Any]) -> None:
-        table = record.get(F.TABLE)
-        if not isinstance(table, str) or not table:
-            return
-        stats = self.tables.setdefault(table, _Table())
-        if event == F.EVENT_ETL_RUN_STARTED:
-            stats.started += 1
-            return
-        stats.runs += 1
-        status = record.get(F.STATUS)
-        if status == F.STATUS_FAILED:
-            stats.failures += 1
-        # finished_at, else the line's own time; one that cannot be (milliseconds, a clock
-        # far ahead) is skipped and counted: it would crash the readers or, in the future,
-        # stay the "latest" run and hide every failure after it.
-        finished = None
-        implausible = False
-        for candidate in (_number(record.get(F.FINISHED_AT)), _epoch(record.get(F.TIMESTAMP))):
-            if candidate is None:
-                continue
-            if plausible_time(candidate, self.now):
-                finished = candidate
-                break
-            implausible = True
-        if implausible:
-            stats.implausible += 1
-        if finished is None:
-            return
-        if stats.last_run_at is None or finished >= stats.last_run_at:
-            stats.last_run_at = finished
-            stats.last_status = status if isinstance(status, str) else None
-        if status == F.STATUS_SUCCESS and (
-            stats.last_success_at is None or finished > stats.last_success_at
-        ):
-            stats.last_success_at = finished
-
 
 # -- the report -----------------------------------------------------------------------------------
 
@@ -336,23 +209,6 @@ class RouteReport:
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
-
-
-@dataclasses.dataclass(frozen=True)
-class TableReport:
-    """The ETL numbers of one table; times are epoch seconds."""
-
-    table: str
-    runs: int
-    failures: int
-    started: int
-    last_run_at: float | None
-    last_status: str | None
-    last_success_at: float | None
-    last_success_age_s: float | None
-    stale: bool
-    #: Runs whose time was implausible (see :data:`MAX_CLOCK_SKEW_S`): skipped.
-    implausible_times: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -534,7 +390,7 @@ def build_report(
     requests = sum(r.requests for r in routes)
     errors = sum(r.errors for r in routes)
 
-    tables = _tables(acc, now, stale_after_s)
+    tables = _tables(acc.etl.tables, now, stale_after_s)
 
     metrics = []
     for name, gauge in sorted(acc.metrics.items()):
@@ -575,220 +431,6 @@ def build_report(
         etl=tables,
         metrics=tuple(metrics),
     )
-
-
-def _tables(acc: _Accumulator, now: float, stale_after_s: float) -> tuple[TableReport, ...]:
-    tables = []
-    for name, run in sorted(acc.tables.items()):
-        age = None if run.last_success_at is None else now - run.last_success_at
-        tables.append(
-            TableReport(
-                table=name,
-                runs=run.runs,
-                failures=run.failures,
-                started=run.started,
-                last_run_at=run.last_run_at,
-                last_status=run.last_status,
-                last_success_at=run.last_success_at,
-                last_success_age_s=age,
-                stale=age is None or age > stale_after_s,
-                implausible_times=run.implausible,
-            )
-        )
-    return tuple(tables)
-
-
-# -- ETL freshness from the recent part of the files ----------------------------------------------
-
-#: How far back the freshness read looks, as the ``etl_stale`` preset: 7 days.
-DEFAULT_LOOKBACK_S: Final = 7 * 86400.0
-#: Block size of the backward read of a plain log file.
-_BLOCK: Final = 1 << 20
-#: The freshness read drops a longer stretch without a newline as not being a line (the
-#: pipeline's lines are at most ``LOG_MAX_LINE_BYTES``, 64 KiB by default; Loki takes 256 KB).
-MAX_LINE_BYTES: Final = 1 << 20
-#: The ETL run events' common prefix: lines without it are not parsed (Loki's line filter).
-_ETL_RUN_MARK: Final = b'"etl_run_'
-#: The timestamp of a line: the schema's first key, so near the start of the line.
-_TIMESTAMP: Final = re.compile(rb'"timestamp"\s*:\s*"([^"]{1,64})"')
-
-
-@dataclasses.dataclass(frozen=True)
-class EtlFreshness:
-    """What :func:`read_etl_freshness` found.
-
-    Attributes:
-        tables: one :class:`TableReport` per table, by name.
-        unreadable: the files that could not be read (or only in part: a truncated ``.gz``),
-            each with the reason; the tables may be out of date when there are any.
-        long_lines_dropped: stretches longer than :data:`MAX_LINE_BYTES` without a newline,
-            dropped as not being lines.
-    """
-
-    tables: tuple[TableReport, ...]
-    unreadable: tuple[str, ...] = ()
-    long_lines_dropped: int = 0
-
-
-def etl_freshness(
-    paths: Iterable[str | Path],
-    *,
-    now: float | None = None,
-    stale_after_s: float = DEFAULT_STALE_AFTER_S,
-    lookback_s: float = DEFAULT_LOOKBACK_S,
-) -> tuple[TableReport, ...]:
-    """The tables of :func:`read_etl_freshness` (which also says what could not be read)."""
-    return read_etl_freshness(
-        paths, now=now, stale_after_s=stale_after_s, lookback_s=lookback_s
-    ).tables
-
-
-def read_etl_freshness(
-    paths: Iterable[str | Path],
-    *,
-    now: float | None = None,
-    stale_after_s: float = DEFAULT_STALE_AFTER_S,
-    lookback_s: float = DEFAULT_LOOKBACK_S,
-) -> EtlFreshness:
-    """Per ETL table that ran in the last ``lookback_s``: its runs, last status, last success.
-
-    The report's engine over the recent part of the log files only, so that it stays fast on a
-    directory holding a year of logs: a file last modified before the window is skipped, and a
-    plain file is read backwards from its end until its lines are older than the window (a
-    compressed file is read whole: logrotate compresses files that were closed long ago).
-    Only lines holding an ETL run event are parsed. As the ``etl_stale`` preset, a table that
-    has not run within the window is not listed, and one whose last success is older than the
-    window has none (``last_success_at`` is ``None``, and it is stale). A stretch of more than
-    :data:`MAX_LINE_BYTES` without a newline is dropped as not being a line (memory and time
-    stay linear in what is read). A run whose time is implausible is skipped and counted
-    (``implausible_times``, see :data:`MAX_CLOCK_SKEW_S`).
-
-    Args:
-        paths: log files and directories, as :func:`build_report` takes them.
-        now: the time ages are measured from, epoch seconds (the clock when omitted).
-        stale_after_s: a table without a successful run for longer than this is stale.
-        lookback_s: how far back to read.
-
-    Returns:
-        The tables, and the files that could not be read (permission denied, a truncated
-        ``.gz``: what was read of them still counts).
-
-    Raises:
-        ReportError: a path does not exist.
-        ValueError: an option is out of range.
-    """
-    for name, value in (("stale_after_s", stale_after_s), ("lookback_s", lookback_s)):
-        if value <= 0 or not math.isfinite(value):
-            raise ValueError(f"{name}: got {value!r}; expected a number > 0")
-    now = time.time() if now is None else now
-    since = now - lookback_s
-    since_text = iso(since).encode()
-    acc = _Accumulator(slow_ms=0.0, now=max(now, time.time()))
-    unreadable: list[str] = []
-    dropped = [0]
-    for path in log_files(paths):
-        try:
-            if path.stat().st_mtime < since:
-                continue
-            for block in _recent_blocks(path, since_text, dropped):
-                for raw in _etl_lines(block):
-                    # The window is the lines' own time (a block read whole holds older ones).
-                    stamp = _TIMESTAMP.search(raw, 0, 200)
-                    if stamp is None or stamp.group(1) >= since_text:
-                        acc.add(raw)
-        except FileNotFoundError:
-            continue  # removed by logrotate right now: the rest still counts
-        except EOFError as err:
-            # Truncated: what was read counts. (A .gz being written by logrotate right now is
-            # one too, and says so until it is complete.)
-            unreadable.append(f"{path}: truncated gzip file, read in part ({err})")
-        except (OSError, zlib.error) as err:
-            unreadable.append(f"{path}: {err}")
-    return EtlFreshness(_tables(acc, now, stale_after_s), tuple(unreadable), dropped[0])
-
-
-def _recent_blocks(path: Path, since: bytes, dropped: list[int] | None = None) -> Iterator[bytes]:
-    """Blocks of whole lines of ``path``, newest first for a plain file, until the lines are
-    older than ``since`` (RFC 3339 bytes); a compressed file's blocks in order, all of them.
-
-    A stretch longer than :data:`MAX_LINE_BYTES` without a newline is not a line: it is
-    dropped (``dropped[0]`` counts them), so that what is kept between blocks stays bounded and
-    each byte is looked at a bounded number of times."""
-    if dropped is None:
-        dropped = [0]
-    with path.open("rb") as stream:
-        if stream.read(2) == _GZIP_MAGIC:
-            stream.seek(0)
-            with gzip.open(stream, "rb") as unpacked:
-                yield from _forward_blocks(unpacked.read, dropped)
-            return
-        yield from _backward_blocks(stream, since, dropped)
-
-
-def _forward_blocks(read: Callable[[int], bytes], dropped: list[int]) -> Iterator[bytes]:
-    carry = b""
-    skipping = False  # inside a dropped over-long line: up to its newline
-    while chunk := read(_BLOCK):
-        if skipping:
-            cut = chunk.find(b"\n") + 1
-            if cut == 0:
-                continue
-            chunk, skipping = chunk[cut:], False
-        chunk = carry + chunk
-        cut = chunk.rfind(b"\n") + 1
-        carry = chunk[cut:]
-        if len(carry) > MAX_LINE_BYTES:
-            carry, skipping = b"", True
-            dropped[0] += 1
-        if cut:
-            yield chunk[:cut]
-    if carry:
-        yield carry
-
-
-def _backward_blocks(stream: BinaryIO, since: bytes, dropped: list[int]) -> Iterator[bytes]:
-    end = stream.seek(0, 2)
-    carry = b""
-    skipping = False  # inside a dropped over-long line: back to the newline before it
-    while end > 0:
-        start = max(0, end - _BLOCK)
-        stream.seek(start)
-        block = stream.read(end - start)
-        end = start
-        if skipping:
-            last = block.rfind(b"\n")
-            if last < 0:
-                continue
-            block, skipping = block[: last + 1], False
-        block += carry
-        carry = b""
-        if start > 0:
-            # The first line of the block may begin in the block before: keep it for then.
-            cut = block.find(b"\n") + 1
-            carry, block = (block, b"") if cut == 0 else (block[:cut], block[cut:])
-            if len(carry) > MAX_LINE_BYTES:
-                carry, skipping = b"", True
-                dropped[0] += 1
-        if not block:
-            continue
-        yield block
-        first = _TIMESTAMP.search(block, 0, 200)
-        if first is not None and first.group(1) < since:
-            return
-
-
-def _etl_lines(block: bytes) -> Iterator[bytes]:
-    """The lines of ``block`` that hold an ETL run event's mark, found without splitting the
-    block into lines (most lines of a log are not ETL events)."""
-    find, rfind = block.find, block.rfind
-    at = find(_ETL_RUN_MARK)
-    while at >= 0:
-        begin = rfind(b"\n", 0, at) + 1
-        stop = find(b"\n", at)
-        if stop < 0:
-            stop = len(block)
-        yield block[begin:stop]
-        at = find(_ETL_RUN_MARK, stop)
 
 
 # -- text -----------------------------------------------------------------------------------------

@@ -22,10 +22,12 @@ from typing import IO, Any, Final, TextIO
 
 import orjson
 
-from alkana_logging import presets as P
-from alkana_logging import render as R
-from alkana_logging import report as Rep
+from alkana_logging import freshness as Fresh
 from alkana_logging.exceptions import AlkanaLoggingError, ConfigurationError
+from alkana_logging.ops import configs as R
+from alkana_logging.ops import presets as P
+from alkana_logging.ops import report as Rep
+from alkana_logging.ops.configs import options as Opt
 from alkana_logging.settings import DEFAULT_JOB, Settings, load_settings
 
 PROG: Final = "alkana-logging"
@@ -169,7 +171,7 @@ def _sort_key(value: float) -> tuple[bool, float]:
 
 
 def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
-    from alkana_logging.loki_query import LokiClient
+    from alkana_logging.ops.query import LokiClient
 
     preset = P.get(args.preset)
     values: dict[str, Any] = _params(args.param)
@@ -184,7 +186,7 @@ def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
     with LokiClient.from_settings(settings, url=args.loki_url, timeout=args.timeout) as client:
         if preset.kind == "instant":
             result = client.query(logql, time=now)
-            window: dict[str, Any] = {"type": "instant", "time": Rep.iso(now)}
+            window: dict[str, Any] = {"type": "instant", "time": Fresh.iso(now)}
         else:
             start = now - (since or 3600.0)
             step = parse_duration(args.step, option="--step") if args.step else None
@@ -195,7 +197,7 @@ def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
                 step=step,
                 limit=args.limit if preset.kind == "logs" else None,
             )
-            window = {"type": "range", "start": Rep.iso(start), "end": Rep.iso(now)}
+            window = {"type": "range", "start": Fresh.iso(start), "end": Fresh.iso(now)}
     if args.json:
         _print_json(
             {
@@ -372,7 +374,7 @@ def cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"{args.path}: a compressed file cannot be followed; drop -f")
     render = _line_renderer(_use_color(args.color, out))
     if not args.follow:
-        lines = list(Rep.read_lines(path))[-args.lines :] if args.lines > 0 else []
+        lines = list(Fresh.read_lines(path))[-args.lines :] if args.lines > 0 else []
         for raw in lines:
             out.write(render(raw.decode("utf-8", "replace")))
         return EXIT_OK
@@ -419,7 +421,7 @@ def _check_log_file(settings: Settings) -> tuple[bool, str]:
 def _check_loki(
     settings: Settings, url: str | None, timeout: float
 ) -> tuple[bool | None, str, str]:
-    from alkana_logging.loki_query import LokiClient, LokiQueryError
+    from alkana_logging.ops.query import LokiClient, LokiQueryError
 
     url = url or settings.loki_url
     if not url:
@@ -575,31 +577,31 @@ def _add_render(sub: Any) -> None:
     render = sub.add_parser("render", help="render the shipped operational files")
     render.add_argument("target", choices=(*R.TARGETS, "all"))
     render.add_argument("--job", default=DEFAULT_JOB)
-    render.add_argument("--app", default=R.DEFAULT_APP)
-    render.add_argument("--env", default=R.DEFAULT_ENV)
+    render.add_argument("--app", default=Opt.DEFAULT_APP)
+    render.add_argument("--env", default=Opt.DEFAULT_ENV)
     render.add_argument("--host", help="a static host label (default: none)")
-    render.add_argument("--log-dir", default=R.DEFAULT_LOG_DIR)
-    render.add_argument("--loki-url", default=R.DEFAULT_LOKI_URL)
-    render.add_argument("--user", default=R.DEFAULT_USER, help="owner of the log files")
-    render.add_argument("--group", default=R.DEFAULT_GROUP, help="group of the log files")
+    render.add_argument("--log-dir", default=Opt.DEFAULT_LOG_DIR)
+    render.add_argument("--loki-url", default=Opt.DEFAULT_LOKI_URL)
+    render.add_argument("--user", default=Opt.DEFAULT_USER, help="owner of the log files")
+    render.add_argument("--group", default=Opt.DEFAULT_GROUP, help="group of the log files")
     alerting = render.add_argument_group("Alertmanager (target alertmanager, and the ruler)")
     alerting.add_argument(
         "--alertmanager-url",
-        default=R.DEFAULT_ALERTMANAGER_URL,
+        default=Opt.DEFAULT_ALERTMANAGER_URL,
         help="Alertmanager as Loki's ruler reaches it",
     )
     alerting.add_argument(
-        "--pager-url", default=R.DEFAULT_PAGER_URL, help="PagerDuty events API v2 endpoint"
+        "--pager-url", default=Opt.DEFAULT_PAGER_URL, help="PagerDuty events API v2 endpoint"
     )
-    alerting.add_argument("--email-to", default=R.DEFAULT_EMAIL_TO, help="e-mail receiver")
-    alerting.add_argument("--email-from", default=R.DEFAULT_EMAIL_FROM, help="sender")
-    alerting.add_argument("--smarthost", default=R.DEFAULT_SMARTHOST, help="SMTP host:port")
+    alerting.add_argument("--email-to", default=Opt.DEFAULT_EMAIL_TO, help="e-mail receiver")
+    alerting.add_argument("--email-from", default=Opt.DEFAULT_EMAIL_FROM, help="sender")
+    alerting.add_argument("--smarthost", default=Opt.DEFAULT_SMARTHOST, help="SMTP host:port")
     alerting.add_argument("--smtp-user", help="SMTP user name (default: the --email-from address)")
     alerting.add_argument(
         "--smtp-no-tls", action="store_true", help="do not require STARTTLS (a local relay)"
     )
     alerting.add_argument(
-        "--secrets-dir", default=R.DEFAULT_SECRETS_DIR, help="directory of the secret files"
+        "--secrets-dir", default=Opt.DEFAULT_SECRETS_DIR, help="directory of the secret files"
     )
     defaults = R.RenderOptions()
     alerting.add_argument("--group-wait", default=defaults.group_wait)
@@ -622,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status.
     """
-    from alkana_logging.loki_query import LokiQueryError
+    from alkana_logging.ops.query import LokiQueryError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -637,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    except (LokiQueryError, Rep.ReportError, OSError) as err:
+    except (LokiQueryError, Fresh.ReportError, OSError) as err:
         print(f"{PROG} {args.command}: {err}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -36,6 +36,9 @@ DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
 #: Redirects followed, and only to the same scheme, host and port.
 _MAX_REDIRECTS: Final = 5
+_BYTES_PER_VALUE: Final = 32
+#: An error answer larger than this is shown as text, never parsed as JSON.
+_MAX_ERROR_JSON: Final = 64 * 1024
 
 Direction = Literal["forward", "backward"]
 
@@ -282,6 +285,22 @@ class LokiClient:
 
     def _data(self, path: str, params: Mapping[str, str]) -> Any:
         answer = self._get(path, params)
+        # Parsed, a JSON value takes far more memory than its text: 64 MiB of ``[]`` would be
+        # 1.9 GB of lists, 63 MiB of ``"ab"`` strings 1.1 GB. At most one value per 32 bytes of
+        # the answer limit (2 Mi for the default: about 200 MB parsed for arrays, 600 MB for an
+        # object of that many small keys, a pair counting once), counted before
+        # parsing: each value but the first of an array or object follows a comma, each array
+        # and object opens with a bracket (three byte counts; commas and brackets inside
+        # strings count too, so the count is an upper bound).
+        body = answer.body
+        values = body.count(b",") + body.count(b"[") + body.count(b"{")
+        if values > self._max_response // _BYTES_PER_VALUE:
+            raise LokiQueryError(
+                f"Loki at {self.url} answered {path} with about {values} JSON values, more "
+                f"than {self._max_response // _BYTES_PER_VALUE} (max_response_bytes / "
+                f"{_BYTES_PER_VALUE}); not read (narrow the query, lower --limit, or raise "
+                "max_response_bytes)"
+            )
         try:
             body = json.loads(answer.body)
         except ValueError:
@@ -395,7 +414,9 @@ def _error_message(answer: Answer) -> str:
     """Loki's message from an error answer: plain text, or JSON with ``message``/``error``."""
     text = answer.text().strip()
     try:
-        body = json.loads(answer.body)
+        # Parsed only when small enough to be a message: an error answer of 64 MiB of ``[]``
+        # would take 1.9 GB parsed; its text is shown cut anyway.
+        body = json.loads(answer.body) if len(answer.body) <= _MAX_ERROR_JSON else None
     except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict):
