@@ -346,7 +346,10 @@ def _after_fork_in_child() -> None:
             pipeline.after_fork()
         _adopt_gunicorn_again()
     finally:
-        _lifecycle.after_fork_unblock()  # a SIGTERM held since fork() is handled from here
+        try:
+            _lifecycle.after_fork_in_child()  # a watcher of its own before SIGTERM can come
+        finally:
+            _lifecycle.after_fork_unblock()  # a SIGTERM held since fork() is handled from here
 
 
 def _adopt_gunicorn_again() -> None:

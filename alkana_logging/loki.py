@@ -25,7 +25,6 @@ import logging
 import operator
 import os
 import random
-import signal
 import threading
 import time
 import weakref
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 import orjson
 
+from alkana_logging import _lifecycle
 from alkana_logging import fields as F
 from alkana_logging._render import Renderer
 from alkana_logging.console import escape
@@ -74,22 +74,6 @@ REASON_REJECTED_PREFIX: Final = "loki_rejected_"
 DEFAULT_MAX_LINE_BYTES: Final = 256_000
 DEFAULT_BATCH_BYTES: Final = 1024 * 1024
 DEFAULT_BATCH_WAIT: Final = 1.0
-#: Signals the sender thread never takes (see _run); faults and SIGKILL/SIGSTOP are not here.
-_APPLICATION_SIGNALS: Final = frozenset(
-    getattr(signal, name)
-    for name in (
-        "SIGTERM",
-        "SIGINT",
-        "SIGHUP",
-        "SIGQUIT",
-        "SIGUSR1",
-        "SIGUSR2",
-        "SIGALRM",
-        "SIGCHLD",
-        "SIGWINCH",
-    )
-    if hasattr(signal, name)
-)
 #: How often a sender waiting to retry looks whether the main thread has ended.
 _MAIN_THREAD_POLL: Final = 0.5
 DEFAULT_BUFFER_LINES: Final = 100_000
@@ -605,7 +589,12 @@ class LokiSink:
             self._starting = True
             try:
                 thread = threading.Thread(target=self._run, name="alkana-logging-loki", daemon=True)
-                thread.start()
+                # The process's signals are the application's: were one given to this thread, a
+                # main thread blocked in a wait that only a signal to itself interrupts (a Pool
+                # worker waiting for its next task) would never run its handler. Blocked from
+                # the thread's first instruction; the threads it starts (the HTTP deadline
+                # timers) inherit the mask.
+                _lifecycle.start_thread(thread)
             except RuntimeError as err:  # interpreter shutting down, or no thread left
                 self.health.internal_error(f"LokiSink could not start its sender: {err!r}")
                 return
@@ -701,12 +690,6 @@ class LokiSink:
 
     def _run(self) -> None:
         self._sender_ident = threading.get_ident()
-        # The process's signals are the application's: were one given to this thread, a main
-        # thread blocked in a wait that only a signal to itself interrupts (a Pool worker
-        # waiting for its next task) would never run its handler, and a SIGTERM would end
-        # nothing. Threads started from here (the HTTP deadline timers) inherit the mask.
-        with contextlib.suppress(ValueError, OSError, AttributeError):
-            signal.pthread_sigmask(signal.SIG_BLOCK, _APPLICATION_SIGNALS)
         try:
             self._loop()
         except BaseException as err:  # noqa: BLE001 - the thread must end cleanly, counted

@@ -547,6 +547,64 @@ def mode_sigterm_in_loguru_lock(config: dict[str, Any]) -> None:
         time.sleep(30)  # the handler runs before this returns
 
 
+def _pool_initializer(settings: dict[str, Any]) -> None:
+    alkana_logging.setup(**settings)
+
+
+def _pool_job(x: int) -> int:
+    return x
+
+
+def mode_pool_terminate(config: dict[str, Any]) -> dict[str, Any]:
+    """LOKI_URL comes from the environment. ``setup()`` here and in each worker's initializer,
+    a few tasks, then out of ``with Pool(...)``: ``Pool.terminate()`` sends SIGTERM to the
+    workers just as they wait for their next task, and joins them."""
+    settings = {"log_file": "", "stdout": False}
+    alkana_logging.setup(**settings)
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(config["workers"], initializer=_pool_initializer, initargs=(settings,)) as pool:
+        results = pool.map(_pool_job, range(config["workers"]))
+    return {"results": results}
+
+
+def mode_sigterm_missed_by_main(config: dict[str, Any]) -> None:
+    """LOKI_URL comes from the environment. Log ``lines`` lines; then the main thread waits on
+    a lock for ever while another thread takes a SIGTERM: CPython's C-level handler runs there
+    and only flags the signal, and the main thread's wait is not interrupted, as when a SIGTERM
+    lands just before the main thread blocks. The library's handler must still run (in the
+    main thread), ship the lines and end the process by SIGTERM."""
+    alkana_logging.setup(log_file=config["log_file"], stdout=False)
+    log = alkana_logging.get_logger(LOGGER)
+    for seq in range(config["lines"]):
+        log.info("line", worker="main", seq=seq)
+    never = threading.Lock()
+    never.acquire()
+
+    def take_sigterm() -> None:
+        # Once the main thread is blocked in acquire() (sooner, it would see the flag itself
+        # when it next holds the GIL).
+        time.sleep(config["delay"])
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    threading.Thread(target=take_sigterm, name="takes-sigterm").start()
+    never.acquire()  # no one releases it: only the signal's handler ends this
+
+
+def mode_fork_child_sigterm(config: dict[str, Any]) -> dict[str, Any]:
+    """LOKI_URL comes from the environment. ``setup()``, then ``os.fork()``: the child only
+    sleeps (no ``setup()`` of its own) and is sent SIGTERM; the parent lingers a while after."""
+    alkana_logging.setup(log_file=config["log_file"], stdout=False)
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    time.sleep(0.2)
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    time.sleep(config["linger"])
+    return {"child": os.waitstatus_to_exitcode(status)}
+
+
 MODES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "fork_after_rotation": mode_fork_after_rotation,
     "sigterm_handler_logs": mode_sigterm_handler_logs,
@@ -560,6 +618,9 @@ MODES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "fast_writer": mode_fast_writer,
     "fork_thread_sys_exit": mode_fork_thread_sys_exit,
     "sigterm_in_loguru_lock": mode_sigterm_in_loguru_lock,
+    "pool_terminate": mode_pool_terminate,
+    "sigterm_missed_by_main": mode_sigterm_missed_by_main,
+    "fork_child_sigterm": mode_fork_child_sigterm,
 }
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+import alkana_logging
 from alkana_logging import fields as F
 from alkana_logging.sinks import FileSink
 from tests._logfiles import log_files, read_records
@@ -617,3 +618,137 @@ def test_sigterm_while_setup_holds_loguru_lock_still_ships_and_ends(
     assert done.returncode == -signal.SIGTERM, done.stderr[-3000:]
     shipped = [r["seq"] for r in received(receiver) if r.get(F.MESSAGE) == "line"]
     assert sorted(shipped) == list(range(500))
+
+
+# -- Pool.terminate() right after the pool started, with LOKI_URL ---------------------------------
+
+#: How many pools: the hang this guards against struck about one pool in 15.
+POOLS = 60
+#: How many pool scenarios run at once (each has a parent and 4 workers).
+POOLS_AT_ONCE = 4
+#: A pool scenario ends in well under a second; this long means it hangs.
+POOL_TIMEOUT = 15.0
+#: Nothing listens there.
+LOKI_DOWN = "http://127.0.0.1:9"
+
+
+def test_pool_terminate_right_after_start_with_loki_never_hangs() -> None:
+    """``setup()`` with LOKI_URL in the parent and in the workers' initializer, then out of
+    ``with Pool(4)`` (``Pool.terminate()``), POOLS times. A worker that takes the SIGTERM just
+    before it blocks on the task queue's lock (which terminate() holds for good) only has the
+    signal flagged: its wait goes on, it never runs the handler, and terminate() waits for it
+    for ever. Every pool must end, and its workers by SIGTERM or by their exit."""
+    env = child_env(LOKI_URL=LOKI_DOWN, LOKI_FLUSH_TIMEOUT="2")
+    config = {"workers": 4}
+    hung: list[str] = []
+    failed: list[str] = []
+    for first in range(0, POOLS, POOLS_AT_ONCE):
+        batch = [start("pool_terminate", config, env=env) for _ in range(POOLS_AT_ONCE)]
+        deadline = time.monotonic() + POOL_TIMEOUT
+        for number, proc in enumerate(batch, first):
+            try:
+                out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                tree = subprocess.run(
+                    ["ps", "-o", "pid,ppid,stat,wchan:24,cmd", "-g", str(proc.pid)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout
+                kill(proc)
+                hung.append(f"pool {number}:\n{tree}")
+                continue
+            if proc.returncode != 0 or last_json(out.decode()) != {"results": [0, 1, 2, 3]}:
+                failed.append(f"pool {number}: status {proc.returncode}\n{err.decode()[-2000:]}")
+    assert hung == [], f"{len(hung)} of {POOLS} pools hung in Pool.terminate():\n" + "".join(
+        hung[:3]
+    )
+    assert failed == [], failed[:3]
+
+
+def test_a_sigterm_the_main_threads_wait_did_not_see_still_ships_and_ends(
+    tmp_path: Path, receiver: LokiReceiver
+) -> None:
+    """The mechanism of the hang above, made certain: the SIGTERM is taken by another thread,
+    so CPython only flags it, and the main thread stays blocked on a lock no one releases. The
+    library must have the main thread run its handler all the same: the buffered lines are
+    shipped and the process ends by SIGTERM."""
+    done = run_mode(
+        "sigterm_missed_by_main",
+        {"log_file": str(tmp_path / "app.log"), "lines": 200, "delay": 0.5},
+        env=loki_env(receiver),
+        timeout=EXIT_TIMEOUT + 10,
+    )
+    assert done.returncode == -signal.SIGTERM, done.stderr[-3000:]
+    shipped = [r["seq"] for r in received(receiver) if r.get(F.MESSAGE) == "line"]
+    assert sorted(shipped) == list(range(200))
+
+
+def test_a_forked_childs_sigterm_is_the_childs_alone(tmp_path: Path) -> None:
+    """The signal watcher's pipe is the process's own: a child forked after ``setup()`` (and
+    not calling it again) that is sent SIGTERM ends by it, and the parent, whose pipe the child
+    inherited, is not told of the child's signal and lives on."""
+    done = run_mode(
+        "fork_child_sigterm",
+        {"log_file": str(tmp_path / "app.log"), "linger": 1.0},
+        env=child_env(LOKI_URL=LOKI_DOWN, LOKI_FLUSH_TIMEOUT="1"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert last_json(done.stdout) == {"child": -signal.SIGTERM}
+
+
+def _wakeup_fd() -> int:
+    """The signal wakeup fd in force (set_wakeup_fd() only says it by replacing it)."""
+    current = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(current)
+    return current
+
+
+def _watchers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "alkana-logging-signals"]
+
+
+@pytest.fixture
+def sigterm_default() -> Iterator[None]:
+    before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        alkana_logging.shutdown()
+        signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.usefixtures("sigterm_default")
+def test_the_signal_watcher_runs_while_sigterms_close_is_in_force(tmp_path: Path) -> None:
+    """setup() with LOKI_URL arms a wakeup fd and one watcher thread (a second setup() keeps
+    them); shutdown() puts the wakeup fd back to none and the watcher ends."""
+    assert _wakeup_fd() == -1
+    for _ in range(2):
+        alkana_logging.setup(log_file=str(tmp_path / "app.log"), stdout=False, loki_url=LOKI_DOWN)
+        assert _wakeup_fd() != -1
+        assert len(_watchers()) == 1
+    watcher = _watchers()[0]
+    alkana_logging.shutdown()
+    assert _wakeup_fd() == -1
+    watcher.join(EXIT_TIMEOUT)
+    assert not watcher.is_alive()
+
+
+@pytest.mark.usefixtures("sigterm_default")
+def test_an_applications_own_wakeup_fd_is_kept(tmp_path: Path) -> None:
+    """An event loop's wakeup fd (asyncio, trio) already wakes its main thread on every signal:
+    setup() and shutdown() leave it in place and start no watcher."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        signal.set_wakeup_fd(w)
+        alkana_logging.setup(log_file=str(tmp_path / "app.log"), stdout=False, loki_url=LOKI_DOWN)
+        assert _wakeup_fd() == w
+        assert _watchers() == []
+        alkana_logging.shutdown()
+        assert _wakeup_fd() == w
+    finally:
+        signal.set_wakeup_fd(-1)
+        os.close(r)
+        os.close(w)
