@@ -104,6 +104,7 @@ def test_gunicorn_recipe(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0), backlog=128) as listener:
         port = listener.getsockname()[1]
         process = _start(tmp_path, listener)
+    master: int | None = None
     try:
         master = wait_for_pid_file(pid_file, process, output)
         ids = [f"recipe-{n}-{uuid.uuid4().hex[:8]}" for n in range(REQUESTS)]
@@ -127,13 +128,8 @@ def test_gunicorn_recipe(tmp_path: Path) -> None:
             trust_env=False,
             timeout=15,
         )
-        os.kill(master, signal.SIGTERM)  # gunicorn's graceful shutdown
-        returncode = process.wait(timeout=60)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-    terminal = output.read_text(errors="replace")
+        returncode, terminal = _stop(process, master, output)
 
     assert returncode == 0, terminal
     assert failed.status_code == 500
@@ -205,6 +201,7 @@ def test_a_reload_by_sighup_keeps_gunicorns_lines_in_the_schema_once(tmp_path: P
     with socket.create_server(("127.0.0.1", 0), backlog=128) as listener:
         port = listener.getsockname()[1]
         process = _start(tmp_path, listener)
+    master: int | None = None
     try:
         master = wait_for_pid_file(tmp_path / "gunicorn.pid", process, output)
         first = _wait_for_workers(log_file, WORKERS, process)
@@ -217,13 +214,8 @@ def test_a_reload_by_sighup_keeps_gunicorns_lines_in_the_schema_once(tmp_path: P
             trust_env=False,
             timeout=15,
         )
-        os.kill(master, signal.SIGTERM)
-        returncode = process.wait(timeout=60)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-    terminal = output.read_text(errors="replace")
+        returncode, terminal = _stop(process, master, output)
     assert returncode == 0, terminal
     assert response.status_code == 200
     assert response.json()["pid"] in replaced
@@ -239,6 +231,23 @@ def test_a_reload_by_sighup_keeps_gunicorns_lines_in_the_schema_once(tmp_path: P
     assert [r[F.PID] for r in records if r.get(F.REQUEST_ID) == request_id and r.get(F.EVENT)] == [
         response.json()["pid"]
     ]
+
+
+def _stop(
+    process: subprocess.Popen[bytes], master: int | None, output: Path
+) -> tuple[int | None, str]:
+    """gunicorn's graceful shutdown (SIGTERM to the master), or a kill when it did not start:
+    the exit status (None when killed) and what it wrote to the terminal."""
+    returncode: int | None = None
+    try:
+        if master is not None:
+            os.kill(master, signal.SIGTERM)
+            returncode = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    return returncode, output.read_text(errors="replace")
 
 
 def _wait_for_workers(log_file: Path, count: int, process: subprocess.Popen[bytes]) -> set[int]:

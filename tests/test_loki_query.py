@@ -366,20 +366,25 @@ def test_metric_labels_from_the_server_reach_the_terminal_escaped(
     assert not any(line.startswith("FORGED") for line in out.splitlines())
 
 
-def test_an_oversize_answer_is_held_once_in_memory(loki: api.LokiApi) -> None:
+def _peak_of_a_refused_query(loki: api.LokiApi, body: bytes, cap: int, match: str) -> int:
+    """The peak of memory traced while a client capped at ``cap`` refuses ``body``."""
     import tracemalloc
 
-    cap = 4 * 1024 * 1024
-    loki.answers["/loki/api/v1/query"] = api.Answer(200, b"x" * (2 * cap))
+    loki.answers["/loki/api/v1/query"] = api.Answer(200, body)
     with LokiClient(loki.url, timeout=20, max_response_bytes=cap) as small:
         small.ready  # noqa: B018 - the session and its imports, before measuring
         tracemalloc.start()
         try:
-            with pytest.raises(LokiQueryError, match="more than"):
+            with pytest.raises(LokiQueryError, match=match):
                 small.query("x")
-            _, peak = tracemalloc.get_traced_memory()
+            return tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
+
+
+def test_an_oversize_answer_is_held_once_in_memory(loki: api.LokiApi) -> None:
+    cap = 4 * 1024 * 1024
+    peak = _peak_of_a_refused_query(loki, b"x" * (2 * cap), cap, "more than")
     # One buffer of the cap (and the last chunk); chunks joined at the end held it twice.
     assert peak < 1.5 * cap, peak
 
@@ -392,22 +397,11 @@ def test_an_oversize_answer_is_held_once_in_memory(loki: api.LokiApi) -> None:
 def test_an_answer_of_many_small_values_is_refused_before_it_is_parsed(
     loki: api.LokiApi, unit: bytes
 ) -> None:
-    import tracemalloc
-
     cap = 4 * 1024 * 1024
     head = b'{"status":"success","data":{"resultType":"vector","result":['
     body = head + unit * ((cap - len(head) - 16) // len(unit)) + b"{}]}}"
     assert len(body) < cap  # under the byte cap: only the count stops it
-    loki.answers["/loki/api/v1/query"] = api.Answer(200, body)
-    with LokiClient(loki.url, timeout=20, max_response_bytes=cap) as small:
-        small.ready  # noqa: B018 - the session and its imports, before measuring
-        tracemalloc.start()
-        try:
-            with pytest.raises(LokiQueryError, match="JSON values"):
-                small.query("x")
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+    peak = _peak_of_a_refused_query(loki, body, cap, "JSON values")
     # The body once (and its read buffer); parsed, it would have been 20-30 times that.
     assert peak < 2.5 * cap, peak
 
