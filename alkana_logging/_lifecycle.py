@@ -38,6 +38,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from alkana_logging.health import PipelineHealth
+
 #: multiprocessing's finalizers run highest priority first; the user's (>= 0) come before ours.
 _FINALIZER_PRIORITY = -100
 
@@ -141,6 +143,13 @@ def install_sigterm(close: Callable[[], None]) -> None:
     global _signal_close, _sigterm_installed  # noqa: PLW0603
     _signal_close = close
     if threading.current_thread() is not threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            # Said, not silent: a SIGTERM would end this process with the Loki buffer unsent.
+            PipelineHealth.report(
+                "setup() ran outside the main thread: SIGTERM cannot be made to flush the Loki "
+                "buffer (signal handlers are set from the main thread only); call setup() from "
+                "the main thread, or set LOKI_FLUSH_ON_SIGTERM=false to silence this"
+            )
         return
     try:
         if signal.getsignal(signal.SIGTERM) is _on_sigterm and _sigterm_installed:
@@ -188,6 +197,12 @@ def _arm_watch() -> None:
     global _watch  # noqa: PLW0603
     watch = _watch
     if watch is not None and watch.pid == os.getpid():
+        # Still ours? An event loop that used add_signal_handler() sets the wakeup fd back to
+        # none when it closes: take it again then (an application's own stays).
+        with contextlib.suppress(ValueError, OSError):
+            current = signal.set_wakeup_fd(watch.w, warn_on_full_buffer=False)
+            if current not in (-1, watch.w):
+                signal.set_wakeup_fd(current)
         return
     r, w = os.pipe()
     os.set_blocking(w, False)  # the C-level handler must never block on it

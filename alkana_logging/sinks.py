@@ -587,8 +587,11 @@ class StreamSink:
         #: The line the os.write loop is writing, and how many of its bytes are out.
         self._out: bytes | memoryview | None = None
         self._done = 0
+        #: A signal handler's exception (Ctrl-C, sys.exit() in a SIGTERM handler) left a line
+        #: of unknown length out: the next write ends it with a newline first.
+        self._cut = False
 
-    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:  # noqa: PLR0912
+    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:  # noqa: PLR0912, PLR0915
         # The hot path: one straight function, measured (benchmarks/bench_sinks.py).
         if self._raw:
             data: bytes | str = line
@@ -611,6 +614,8 @@ class StreamSink:
                 pass
             raise
         try:
+            if self._cut:
+                self._end_cut_line()
             if self._flush_first and type(data) is bytes:
                 # The usual line, inlined from _put() and _write_fd(): print()'s text first (the
                 # order is kept), then one write() that takes the line whole.
@@ -628,6 +633,10 @@ class StreamSink:
                             self._write_fd(data)
                     except BlockingIOError:
                         self._write_fd(data)
+                    except BaseException as err:
+                        if not isinstance(err, OSError):  # raised by a signal handler
+                            self._mark_cut()
+                        raise
                     finally:
                         self._out = None
                 except (OSError, ValueError, RuntimeError) as err:
@@ -712,8 +721,33 @@ class StreamSink:
                     self._done = done + os.write(fd, view[done:])
                 except BlockingIOError:
                     _wait_writable(fd)
+        except BaseException as err:
+            if not isinstance(err, OSError):  # raised by a signal handler: see _end_cut_line
+                self._mark_cut()
+            raise
         finally:
             self._out = None
+
+    def _mark_cut(self) -> None:
+        if not self._cut:
+            self._cut = True
+            self._health.drop("stream_interrupted")
+
+    def _end_cut_line(self) -> None:
+        """End the line a signal handler's exception interrupted, before the next one.
+
+        The exception (``KeyboardInterrupt``, a ``SystemExit`` raised in a SIGTERM handler) may
+        come right after a write returned, before its count was kept: how much of the line is
+        out is not known, so the rest cannot be written without risking it twice. A newline ends
+        what is out, so the next line starts whole on its own line (the cut part is one invalid
+        line that readers skip, or a blank one); the interrupted call's line was counted as
+        dropped (``stream_interrupted``) when it was cut."""
+        self._cut = False
+        if self._fd < 0:
+            return
+        self._done = 0
+        with contextlib.suppress(OSError):
+            self._write_fd(b"\n")
 
     def _write_deferred(self) -> None:
         while self._deferred:
@@ -721,6 +755,8 @@ class StreamSink:
 
     def flush(self) -> None:
         with self._lock:
+            if self._cut:
+                self._end_cut_line()
             if self._deferred:
                 self._write_deferred()
             if self._flush_first:

@@ -752,3 +752,37 @@ def test_an_applications_own_wakeup_fd_is_kept(tmp_path: Path) -> None:
         signal.set_wakeup_fd(-1)
         os.close(r)
         os.close(w)
+
+
+@pytest.mark.usefixtures("sigterm_default")
+def test_setup_again_after_an_event_loop_closed_takes_the_wakeup_fd_back(tmp_path: Path) -> None:
+    """An asyncio loop that used add_signal_handler() puts the wakeup fd back to none when it
+    closes: the watcher would be deaf for the rest of the process. setup() again re-arms it."""
+    import asyncio
+
+    alkana_logging.setup(log_file=str(tmp_path / "app.log"), stdout=False, loki_url=LOKI_DOWN)
+    ours = _wakeup_fd()
+    assert ours != -1
+
+    async def serve() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, lambda: None)
+
+    asyncio.run(serve())
+    assert _wakeup_fd() == -1  # the loop's close left none
+    alkana_logging.setup(log_file=str(tmp_path / "app.log"), stdout=False, loki_url=LOKI_DOWN)
+    assert _wakeup_fd() == ours
+    assert len(_watchers()) == 1
+
+
+@pytest.mark.usefixtures("sigterm_default")
+def test_setup_outside_the_main_thread_says_that_sigterm_will_not_flush(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    worker = threading.Thread(
+        target=alkana_logging.setup,
+        kwargs={"log_file": str(tmp_path / "app.log"), "stdout": False, "loki_url": LOKI_DOWN},
+    )
+    worker.start()
+    worker.join(EXIT_TIMEOUT)
+    assert "outside the main thread" in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

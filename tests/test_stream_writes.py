@@ -107,6 +107,68 @@ def test_a_handler_logging_during_a_long_write_to_a_full_pipe_tears_no_line() ->
         sigterm_while_stdout_is_full(run)
 
 
+_RAISING_CHILD = """
+    import os, signal, sys
+    import alkana_logging
+    alkana_logging.setup(log_file="", stdout=True)
+    log = alkana_logging.get_logger("etl")
+    if sys.argv[1] == "exit":
+        def on_term(signum, frame):
+            log.info("finishing", signal=signum)
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, on_term)
+    big = "x" * %d
+    os.write(2, b"ready\\n")
+    i = 0
+    try:
+        while True:
+            log.info("row", i=i, payload=big)
+            i += 1
+    except KeyboardInterrupt:
+        log.info("interrupted", rows=i)
+    finally:
+        os.write(2, repr(alkana_logging.pipeline_health()["dropped"]).encode() + b"\\n")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["ctrl-c", "exit"])
+def test_an_exception_a_handler_raises_mid_line_ends_that_line_before_the_next(mode: str) -> None:
+    """Ctrl-C, or a SIGTERM handler that calls sys.exit(), while a 30 KB line waits for a pipe
+    nobody reads: the exception leaves the line cut at an unknown point. The cut part is ended by
+    a newline before the next line (the handler's, the except block's), which is whole; the cut
+    line is counted. 10 processes each."""
+    for run in range(10):
+        with subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(_RAISING_CHILD % BIG), mode],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env(),
+            start_new_session=True,
+        ) as proc:
+            try:
+                assert proc.stderr is not None
+                ready, _, _ = select.select([proc.stderr], [], [], CHILD_TIMEOUT)
+                assert ready, f"run {run}: the child did not start"
+                assert proc.stderr.readline() == b"ready\n", f"run {run}"
+                time.sleep(0.3)  # nobody reads: the pipe is full, a row is half written
+                os.kill(proc.pid, signal.SIGINT if mode == "ctrl-c" else signal.SIGTERM)
+                time.sleep(0.1)
+                out, err = proc.communicate(timeout=CHILD_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                out, err = proc.communicate()
+                pytest.fail(f"run {run}: the child did not exit\n{err[-2000:]!r}")
+        assert proc.returncode == 0, err[-2000:]
+        records, torn = json_lines(out)
+        last = "interrupted" if mode == "ctrl-c" else "finishing"
+        assert [r["message"] for r in records].count(last) == 1, f"run {run}"
+        # At most the one cut line, and only x's of a payload: nothing glued to it.
+        assert len(torn) <= 1, f"run {run}: {torn}"
+        assert all(last.encode() not in t and b"row" not in t[-80:] for t in torn), torn
+        assert b"stream_interrupted" in err, err[-500:]
+
+
 def _pipe_stream(*, blocking: bool = True) -> tuple[int, Any]:
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, blocking)
