@@ -198,7 +198,10 @@ def _arm_watch() -> None:
     watch = _watch
     if watch is not None and watch.pid == os.getpid():
         # Still ours? An event loop that used add_signal_handler() sets the wakeup fd back to
-        # none when it closes: take it again then (an application's own stays).
+        # none when it closes: take it again then (an application's own stays). Not while a
+        # loop runs here: the swap would send a signal meant for it to our pipe.
+        if _loop_running():
+            return
         with contextlib.suppress(ValueError, OSError):
             current = signal.set_wakeup_fd(watch.w, warn_on_full_buffer=False)
             if current not in (-1, watch.w):
@@ -234,6 +237,17 @@ def _arm_watch() -> None:
         _watch = None
         return
     _watch = new
+
+
+def _loop_running() -> bool:
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # none runs in this thread
+        return False
+    return True
 
 
 def _disarm_watch() -> None:

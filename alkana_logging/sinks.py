@@ -636,6 +636,7 @@ class StreamSink:
                     except BaseException as err:
                         if not isinstance(err, OSError):  # raised by a signal handler
                             self._mark_cut()
+                            self._after_cut()
                         raise
                     finally:
                         self._out = None
@@ -722,8 +723,10 @@ class StreamSink:
                 except BlockingIOError:
                     _wait_writable(fd)
         except BaseException as err:
-            if not isinstance(err, OSError):  # raised by a signal handler: see _end_cut_line
+            # Raised by a signal handler (see _end_cut_line); a line known to be out is whole.
+            if not isinstance(err, OSError) and self._done < size:
                 self._mark_cut()
+                self._after_cut()
             raise
         finally:
             self._out = None
@@ -733,7 +736,17 @@ class StreamSink:
             self._cut = True
             self._health.drop("stream_interrupted")
 
-    def _end_cut_line(self) -> None:
+    def _after_cut(self) -> None:
+        """The lines a signal handler logged while the cut line was being written: written now,
+        after the cut part is ended (its process may be ending: ``shutdown()`` and
+        ``sys.exit()`` in the handler), as a line logged at exit would be, waiting for a slow
+        reader. Without such lines nothing waits here."""
+        if not self._deferred or self._fd < 0:
+            return
+        self._end_cut_line()
+        self._write_deferred()
+
+    def _end_cut_line(self, *, wait: bool = True) -> None:
         """End the line a signal handler's exception interrupted, before the next one.
 
         The exception (``KeyboardInterrupt``, a ``SystemExit`` raised in a SIGTERM handler) may
@@ -745,6 +758,13 @@ class StreamSink:
         self._cut = False
         if self._fd < 0:
             return
+        if not wait:  # at a flush or close: never block the exit for it on a stalled reader
+            with contextlib.suppress(OSError, ValueError):
+                poller = select.poll()
+                poller.register(self._fd, select.POLLOUT)
+                if poller.poll(0):  # room for PIPE_BUF bytes: one byte goes at once
+                    os.write(self._fd, b"\n")
+            return
         self._done = 0
         with contextlib.suppress(OSError):
             self._write_fd(b"\n")
@@ -755,8 +775,12 @@ class StreamSink:
 
     def flush(self) -> None:
         with self._lock:
+            if self._out is not None:
+                # Called from a signal handler (shutdown() in it) while this thread is in the
+                # middle of a line: what waits is written by the interrupted call, after it.
+                return
             if self._cut:
-                self._end_cut_line()
+                self._end_cut_line(wait=False)
             if self._deferred:
                 self._write_deferred()
             if self._flush_first:
@@ -774,6 +798,8 @@ class StreamSink:
         self._lock = new_lock()
         self._deferred = []  # the parent writes its own
         self._out = None
+        # _cut is kept: a child that writes first ends the cut part too (a blank line at worst),
+        # or its line would be glued to it.
 
 
 def _wait_writable(fd: int) -> None:
