@@ -65,9 +65,14 @@ _SIGTERM_CHILD = """
 """
 
 
-def sigterm_while_stdout_is_full(run: int) -> None:
+def signalled_while_stdout_is_full(
+    run: int, source: str, argv: list[str], signum: int
+) -> tuple[int, bytes, bytes]:
+    """Run ``source``, which writes ``ready`` to stderr and then logs long rows to a stdout pipe
+    nobody reads, send it ``signum`` while a row is half written, then read everything: its exit
+    status, stdout and stderr. Fails the test if it does not exit within the timeout."""
     with subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(_SIGTERM_CHILD % BIG)],
+        [sys.executable, "-c", textwrap.dedent(source), *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=child_env(),
@@ -79,14 +84,21 @@ def sigterm_while_stdout_is_full(run: int) -> None:
             assert ready, f"run {run}: the child did not start"
             assert proc.stderr.readline() == b"ready\n", f"run {run}"
             time.sleep(0.3)  # nobody reads: the pipe is full, a row is half written
-            os.kill(proc.pid, signal.SIGTERM)
+            os.kill(proc.pid, signum)
             time.sleep(0.1)  # the handler runs while the pipe is still full
             out, err = proc.communicate(timeout=CHILD_TIMEOUT)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
-            pytest.fail(f"run {run}: the child did not exit after SIGTERM\n{err[-2000:]!r}")
-    assert proc.returncode == 0, err[-2000:]
+            pytest.fail(f"run {run}: the child did not exit after the signal\n{err[-2000:]!r}")
+    return proc.returncode, out, err
+
+
+def sigterm_while_stdout_is_full(run: int) -> None:
+    returncode, out, err = signalled_while_stdout_is_full(
+        run, _SIGTERM_CHILD % BIG, [], signal.SIGTERM
+    )
+    assert returncode == 0, err[-2000:]
     records, torn = json_lines(out)
     assert torn == [], f"run {run}: torn lines"
     messages = [r["message"] for r in records]
@@ -141,28 +153,12 @@ def test_an_exception_a_handler_raises_mid_line_ends_that_line_before_the_next(m
     nobody reads: the exception leaves the line cut at an unknown point. The cut part is ended by
     a newline before the next line (the handler's, the except block's), which is whole; the cut
     line is counted. 10 processes each."""
+    signum = signal.SIGINT if mode == "ctrl-c" else signal.SIGTERM
     for run in range(10):
-        with subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(_RAISING_CHILD % BIG), mode],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=child_env(),
-            start_new_session=True,
-        ) as proc:
-            try:
-                assert proc.stderr is not None
-                ready, _, _ = select.select([proc.stderr], [], [], CHILD_TIMEOUT)
-                assert ready, f"run {run}: the child did not start"
-                assert proc.stderr.readline() == b"ready\n", f"run {run}"
-                time.sleep(0.3)  # nobody reads: the pipe is full, a row is half written
-                os.kill(proc.pid, signal.SIGINT if mode == "ctrl-c" else signal.SIGTERM)
-                time.sleep(0.1)
-                out, err = proc.communicate(timeout=CHILD_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                out, err = proc.communicate()
-                pytest.fail(f"run {run}: the child did not exit\n{err[-2000:]!r}")
-        assert proc.returncode == 0, err[-2000:]
+        returncode, out, err = signalled_while_stdout_is_full(
+            run, _RAISING_CHILD % BIG, [mode], signum
+        )
+        assert returncode == 0, err[-2000:]
         records, torn = json_lines(out)
         last = "interrupted" if mode == "ctrl-c" else "finishing"
         assert [r["message"] for r in records].count(last) == 1, f"run {run}"
