@@ -26,9 +26,11 @@ import orjson
 from alkana_logging import fields as F
 from alkana_logging.context import _CONTEXT
 from alkana_logging.redaction import (
+    _SCALARS,
     CONTAINERS,
     REDACTED,
     TOO_DEEP,
+    WALKED,
     Redactor,
 )
 from alkana_logging.settings import Settings
@@ -316,7 +318,7 @@ class Renderer:
 
     def _walked(self, record: Record, key: str, value: Any) -> Any:
         """``value`` with its secrets replaced; a value whose walk fails costs only itself."""
-        if not isinstance(value, _WALKED):
+        if not isinstance(value, WALKED):
             return value
         try:
             return self._walk(value)
@@ -387,7 +389,7 @@ class Renderer:
         Raises:
             Exception: the value could not be walked (a container whose iteration raises).
         """
-        walked = self._walk(value) if isinstance(value, _WALKED) else value
+        walked = self._walk(value) if isinstance(value, WALKED) else value
         try:
             data = orjson.dumps(walked, self._default, _DUMP_OPTIONS)
         except Exception:  # noqa: BLE001 - non-text keys, cycles, big ints: as the line does
@@ -505,11 +507,8 @@ class Renderer:
 
 
 _CONTAINERS: Final = CONTAINERS
-#: What the walk enters: containers, and enum members (JSON writes their value).
-_WALKED: Final = (*CONTAINERS, enum.Enum)
 _KEEP, _REDACT, _RENAME, _TEXT, _PREFIXED = 0, 1, 2, 3, 4
 _ACTIONS_LIMIT: Final = 4096
-_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 _INT64_MIN: Final = -(2**63)
 _UINT64_MAX: Final = 2**64 - 1
 _SANITISE_DEPTH: Final = 32

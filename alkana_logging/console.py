@@ -9,6 +9,7 @@ from typing import Any, Final
 import structlog
 
 from alkana_logging import fields as F
+from alkana_logging.redaction import _SCALARS, _unrenderable
 
 #: Keys that a person at a terminal does not need on every line.
 _QUIET = frozenset({F.APP, F.ENV, F.HOST, F.PID, F.EXCEPTION_TYPE, F.EXCEPTION_MESSAGE})
@@ -31,9 +32,6 @@ def _escape_char(match: re.Match[str]) -> str:
 def escape(text: str) -> str:
     """``text`` with every character a terminal would act on written as a JSON escape."""
     return _UNSAFE.sub(_escape_char, text)
-
-
-_PLAIN: Final = frozenset({int, float, bool, type(None)})
 
 
 class ConsoleRenderer:
@@ -64,13 +62,13 @@ class ConsoleRenderer:
                 continue
             if type(value) is str:
                 shown: Any = value if key == F.EXCEPTION_STACKTRACE else escape(value)
-            elif type(value) in _PLAIN or plain is None:
+            elif type(value) in _SCALARS or plain is None:
                 shown = value
             else:
                 try:
                     shown = plain(value)
                 except Exception:  # noqa: BLE001 - the type only: its repr may be what fails
-                    shown = f"<unrenderable {type(value).__qualname__} value>"
+                    shown = _unrenderable(value)
                 if type(shown) is str:  # bytes, a path, an enum's text: as text values are
                     shown = escape(shown)
             event[escape(key) if type(key) is str else key] = shown

@@ -201,9 +201,9 @@ class Redactor:
                 k: REDACTED
                 if is_secret(k)
                 else v
-                if type(v) in _LEAVES
+                if type(v) in _SCALARS
                 else walk(v, depth + 1, budget)
-                if isinstance(v, _WALKED)
+                if isinstance(v, WALKED)
                 else v
                 for k, v in value.items()
             }
@@ -215,9 +215,9 @@ class Redactor:
                     REDACTED
                     if is_secret(k)
                     else v
-                    if type(v) in _LEAVES
+                    if type(v) in _SCALARS
                     else walk(v, depth + 1, budget)
-                    if isinstance(v, _WALKED)
+                    if isinstance(v, WALKED)
                     else v
                     for k, v in zip(fields, value, strict=False)
                 ]
@@ -226,7 +226,7 @@ class Redactor:
         elif type(value) is list and self._pair_secret(value):  # [["authorization", "..."]]
             return [value[0], REDACTED]
         return [
-            v if type(v) in _LEAVES else walk(v, depth + 1, budget) if isinstance(v, _WALKED) else v
+            v if type(v) in _SCALARS else walk(v, depth + 1, budget) if isinstance(v, WALKED) else v
             for v in value
         ]
 
@@ -250,9 +250,9 @@ class Redactor:
                 k: REDACTED
                 if is_secret(k)
                 else v
-                if type(v) in _LEAVES
+                if type(v) in _SCALARS
                 else walk(v, depth + 1, path, budget)
-                if isinstance(v, _WALKED)
+                if isinstance(v, WALKED)
                 else v
                 for k, v in value.items()
             }
@@ -262,9 +262,9 @@ class Redactor:
                 REDACTED
                 if is_secret(k)
                 else v
-                if type(v) in _LEAVES
+                if type(v) in _SCALARS
                 else walk(v, depth + 1, path, budget)
-                if isinstance(v, _WALKED)
+                if isinstance(v, WALKED)
                 else v
                 for k, v in zip(value._fields, value, strict=False)
             ]
@@ -273,9 +273,9 @@ class Redactor:
         else:
             result = [
                 v
-                if type(v) in _LEAVES
+                if type(v) in _SCALARS
                 else walk(v, depth + 1, path, budget)
-                if isinstance(v, _WALKED)
+                if isinstance(v, WALKED)
                 else v
                 for v in value
             ]
@@ -314,13 +314,13 @@ class Redactor:
             return self.value(args) if self._has_secret(args) else args
         if isinstance(args, tuple):
             for arg in args:
-                if isinstance(arg, _ARG_WALKED) and self._has_secret(arg):
+                if isinstance(arg, WALKED) and self._has_secret(arg):
                     return tuple(self.value(a) for a in args)
         return args
 
     def has_secret(self, value: Any) -> bool:
         """Whether a container holds a secret anywhere (out of budget counts as yes)."""
-        return isinstance(value, _ARG_WALKED) and self._has_secret(value)
+        return isinstance(value, WALKED) and self._has_secret(value)
 
     def _has_secret(self, value: Any) -> bool:
         stack, seen, budget = [value], set(), MAX_CONTAINERS
@@ -335,7 +335,7 @@ class Redactor:
                     inner = item.value
                 except Exception:  # noqa: BLE001, S112 - a value that cannot be read shows none
                     continue
-                if isinstance(inner, _ARG_WALKED):
+                if isinstance(inner, WALKED):
                     stack.append(inner)
                 elif isinstance(inner, Mapping):
                     stack.append(dict(inner))
@@ -345,7 +345,7 @@ class Redactor:
             if isinstance(item, dict):
                 if any(self.is_secret(k) for k in dict.keys(item)):
                     return True
-                stack.extend(v for v in dict.values(item) if isinstance(v, _ARG_WALKED))
+                stack.extend(v for v in dict.values(item) if isinstance(v, WALKED))
                 continue
             if isinstance(item, (tuple, list)):
                 fields = getattr(item, "_fields", None)
@@ -353,7 +353,7 @@ class Redactor:
                     return True
                 if self._pair_secret(item):
                     return True
-            stack.extend(v for v in _raw_items(item) if isinstance(v, _ARG_WALKED))
+            stack.extend(v for v in _raw_items(item) if isinstance(v, WALKED))
         return bool(stack)  # out of budget: redact rather than risk it
 
     def mapping(self, values: Mapping[Any, Any]) -> dict[Any, Any]:
@@ -702,13 +702,10 @@ def _text_of(value: Any) -> str:
 #: What the walk enters.
 CONTAINERS: Final = (dict, list, tuple, set, frozenset, collections.deque)
 _CONTAINERS = CONTAINERS
-#: What the walks step into: containers, and enum members (JSON writes their value).
-_WALKED: Final = (*CONTAINERS, enum.Enum)
-#: Leaves told apart by one set lookup, before the isinstance() of the types above.
-_LEAVES: Final = frozenset({str, int, float, bool, type(None)})
-#: What the check of ``%`` arguments enters: containers and enum members (their repr shows
-#: their value).
-_ARG_WALKED: Final = (*CONTAINERS, enum.Enum)
+#: What the walks step into: containers, and enum members (JSON writes their value; the
+#: check of ``%`` arguments too: their repr shows it). Leaves are told apart first by one set
+#: lookup in :data:`_SCALARS`.
+WALKED: Final = (*CONTAINERS, enum.Enum)
 _PAIR_KEYS: Final = (str, bytes, enum.Enum)
 
 
