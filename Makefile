@@ -29,6 +29,7 @@ demo: setup
 lint: setup lint-only
 
 lint-only:
+	.tools/bin/uv lock --check --quiet
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
@@ -40,11 +41,12 @@ test: setup-test setup-oldest
 	$(MAKE) --no-print-directory pytest-oldest || status=1; \
 	exit $$status
 
-# .venv-oldest: Python 3.11 with the package, its dev tools and OLDEST_PINS.
+# .venv-oldest: Python 3.11 with the package and its dev tools from uv.lock, then OLDEST_PINS.
 setup-oldest: setup
-	@[ -x .venv-oldest/bin/python ] || .venv/bin/python -m venv .venv-oldest
-	@.venv-oldest/bin/python -m pip install -q -e '.[dev]' $(OLDEST_PINS) 2>&1 | \
-	  grep -v "^WARNING: Location" || true
+	@[ -x .venv-oldest/bin/python ] || .venv/bin/python -m venv --without-pip .venv-oldest
+	@UV_PROJECT_ENVIRONMENT=.venv-oldest .tools/bin/uv sync --quiet --locked --extra dev \
+	  --python .venv-oldest/bin/python
+	@.tools/bin/uv pip install --quiet --python .venv-oldest/bin/python $(OLDEST_PINS)
 
 pytest-oldest:
 	@echo "== pytest on $$(.venv-oldest/bin/python -c 'import fastapi, starlette; \

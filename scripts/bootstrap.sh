@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the demo and the tests need on a fresh machine: Debian's logrotate and
-# prometheus-alertmanager (with amtool), a virtualenv with the package and its dev tools, and
+# prometheus-alertmanager (with amtool), a virtualenv with the package and its dev tools at the
+# versions of uv.lock (installed by uv, itself from PyPI at UV_VERSION, into .tools/), and
 # Grafana's LogQL grammar from npm.
 #
 #   bash scripts/bootstrap.sh                  # .venv (Python 3.11: demo, lint, mypy, tests)
@@ -13,6 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEFAULT_VERSION="3.11"
+# The uv that reads uv.lock: pinned, so a fresh machine resolves and installs as CI did.
+UV_VERSION="0.13.9"
+UV=".tools/bin/uv"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -74,8 +78,24 @@ venv_version() {
   python_version "$1/bin/python"
 }
 
+# uv at UV_VERSION in .tools/ (a venv of its own: uv sync leaves only the lock's packages in
+# the venvs it fills).
+ensure_uv() {
+  if [ -x "$UV" ] && [ "$("$UV" --version 2>/dev/null | cut -d' ' -f2)" = "$UV_VERSION" ]; then
+    return 0
+  fi
+  local python
+  python="$(find_python "$DEFAULT_VERSION" || command -v python3)" ||
+    die "no Python to install uv with"
+  echo "== installing uv $UV_VERSION (PyPI) into .tools"
+  rm -rf .tools
+  "$python" -m venv .tools
+  .tools/bin/python -m pip install -q "uv==$UV_VERSION" 2>&1 | grep -v "^WARNING: Location" || true
+  [ -x "$UV" ] || die "uv $UV_VERSION did not install into .tools (see pip's output above)"
+}
+
 # make_venv DIR VERSION [INTERPRETER]: create DIR (again, if it is broken or of another version)
-# and install the package with its dev dependencies into it.
+# and install the package (editable) with its dev dependencies into it, as uv.lock pins them.
 make_venv() {
   local dir="$1" version="$2" python="${3:-}"
   if [ -e "$dir" ] && [ "$(venv_version "$dir")" != "$version" ]; then
@@ -87,13 +107,13 @@ make_venv() {
       python="$(require_python "$version")" || exit 1
     fi
     echo "== creating $dir ($("$python" -V 2>&1), $python)"
-    "$python" -m venv "$dir"
+    "$python" -m venv --without-pip "$dir"
   fi
-  echo "== installing the package and its dev dependencies into $dir"
-  "$dir/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  "$dir/bin/python" -m pip install -q -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+  echo "== installing the package and its dev dependencies into $dir (uv.lock)"
+  UV_PROJECT_ENVIRONMENT="$dir" "$UV" sync --quiet --locked --extra dev --python "$dir/bin/python" ||
+    die "$dir: uv sync failed (uv.lock out of step with pyproject.toml? run '$UV lock')"
   "$dir/bin/python" -c "import alkana_logging, structlog, orjson, loguru, starlette, requests" ||
-    die "$dir: the package or a dependency does not import (see pip's output above)"
+    die "$dir: the package or a dependency does not import (see uv's output above)"
 }
 
 # Every version asked for is known and can be found before anything is installed.
@@ -118,6 +138,8 @@ if ! command -v amtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager >
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     prometheus-alertmanager >/dev/null
 fi
+
+ensure_uv
 
 # .venv: Python 3.11 (the oldest supported), for the demo, ruff, mypy and the tests; PYTHON
 # overrides it, and without a 3.11 python3 is taken if it is 3.11 or newer.
