@@ -622,6 +622,30 @@ def test_dashboard_queries_come_from_the_presets() -> None:
     assert logs_target["queryType"] == "range"
 
 
+def test_dashboard_is_built_by_grafanas_sdk_to_its_schema_version() -> None:
+    from grafana_foundation_sdk.builders.dashboard import Dashboard
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+
+    board = _dashboard()
+    empty = json.loads(JSONEncoder().encode(Dashboard("x").build()))
+    assert board["schemaVersion"] == empty["schemaVersion"] >= 39
+    # The SDK's defaults of each panel kind are written (a stat panel's colour and text modes).
+    stat_panel = next(p for p in board["panels"] if p["type"] == "stat")
+    assert {"colorMode", "textMode", "reduceOptions"} <= stat_panel["options"].keys()
+
+
+def test_rendering_the_dashboard_without_the_sdk_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from alkana_logging.ops.configs import grafana
+
+    monkeypatch.setattr(grafana, "_SDK_MISSING", "No module named 'grafana_foundation_sdk'")
+    with pytest.raises(R.RenderError, match=r"alkana-logging\[ops\].*grafana-foundation-sdk=="):
+        R.render("dashboard", DEFAULTS)
+    # The other artefacts do not need it.
+    assert [a.path for a in R.render("promtail", DEFAULTS)] == ["promtail/config.yml"]
+
+
 def test_dashboard_provisioning_points_at_the_mounted_dashboards() -> None:
     (provider,) = _yaml("integrations/grafana/provisioning/dashboards/alkana.yaml")["providers"]
     compose = _yaml("integrations/docker-compose.yml")
