@@ -422,3 +422,17 @@ def test_the_grammar_check_catches_a_broken_query() -> None:
     results = _parse_with_lezer([("ok", P.get("error_ratio").render()), ("broken", broken)])
     assert [r["ok"] for r in results] == [True, False]
     assert results[1]["errors"][0]["from"] >= len(broken) - 5
+
+
+def test_the_presets_stale_and_look_back_durations_are_the_health_checks_numbers() -> None:
+    from alkana_logging import freshness
+    from alkana_logging.ops.cli import parse_duration
+
+    assert parse_duration(P.DEFAULT_STALE_AFTER, option="x") == freshness.DEFAULT_STALE_AFTER_S
+    assert parse_duration(P.DEFAULT_ETL_LOOKBACK, option="x") == freshness.DEFAULT_LOOKBACK_S
+    for seconds, text in ((90, "90s"), (0.25, "250ms"), (25 * 3600, "25h"), (14 * 86400, "14d")):
+        assert P.duration_text(seconds) == text
+        assert parse_duration(text, option="x") == seconds
+    for bad in (0, -1, 0.0004):
+        with pytest.raises(ValueError, match="whole number of milliseconds"):
+            P.duration_text(bad)

@@ -35,15 +35,6 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 
-_UNITS: Final = {
-    "ms": 0.001,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-    "w": 7 * 86400.0,
-    "y": 365 * 86400.0,
-}
 _DURATION_PART: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w|y)")
 
 
@@ -63,7 +54,7 @@ def parse_duration(text: str, *, option: str) -> float:
         raise UsageError(
             f"{option}: got {text!r}; expected a duration such as 30s, 5m, 1h30m or 7d"
         )
-    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    seconds = sum(float(n) * P.DURATION_UNITS_S[u] for n, u in parts)
     if seconds <= 0:
         raise UsageError(f"{option}: got {text!r}; expected a duration > 0")
     return seconds

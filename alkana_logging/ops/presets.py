@@ -35,6 +35,7 @@ from typing import Any, Final, Literal
 
 from alkana_logging import fields as F
 from alkana_logging.exceptions import AlkanaLoggingError
+from alkana_logging.freshness import DEFAULT_LOOKBACK_S, DEFAULT_STALE_AFTER_S
 from alkana_logging.settings import DEFAULT_JOB
 
 Kind = Literal["instant", "range", "logs"]
@@ -51,9 +52,35 @@ LATENCY_QUANTILES: Final = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p9
 SERVER_ERROR_MIN: Final = 500
 #: Default threshold of a slow request, in milliseconds.
 DEFAULT_SLOW_MS: Final = 2000
-#: Default look-back of the ETL freshness queries, and the default age of a stale table.
-DEFAULT_ETL_LOOKBACK: Final = "7d"
-DEFAULT_STALE_AFTER: Final = "25h"
+#: The units of a LogQL (Prometheus) duration, largest first, in seconds; the CLI's durations
+#: and the Alertmanager options use the same units.
+DURATION_UNITS_S: Final[Mapping[str, float]] = {
+    "y": 365 * 86400.0,
+    "w": 7 * 86400.0,
+    "d": 86400.0,
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 0.001,
+}
+
+
+def duration_text(seconds: float) -> str:
+    """A whole number of milliseconds as a LogQL duration in its largest exact unit up to days
+    (``25h``, ``7d``, ``90s``; weeks and years are not used, ``7d`` reads better than ``1w``)."""
+    ms = round(seconds * 1000)
+    if ms <= 0 or not math.isclose(ms, seconds * 1000):
+        raise ValueError(f"{seconds!r} s is not a positive whole number of milliseconds")
+    for unit, size in DURATION_UNITS_S.items():
+        if unit not in ("y", "w") and ms % round(size * 1000) == 0:
+            return f"{ms // round(size * 1000)}{unit}"
+    raise AssertionError("unreachable: every whole millisecond count has a unit")
+
+
+#: Default look-back of the ETL freshness queries, and the default age of a stale table: the
+#: health check's numbers (:mod:`alkana_logging.freshness`), written as LogQL durations.
+DEFAULT_ETL_LOOKBACK: Final = duration_text(DEFAULT_LOOKBACK_S)
+DEFAULT_STALE_AFTER: Final = duration_text(DEFAULT_STALE_AFTER_S)
 #: The ``metric`` event of the database pool's active connections, and the alert's threshold.
 DB_CONNECTIONS_METRIC: Final = "db_connections_active"
 DEFAULT_DB_CONNECTIONS_MAX: Final = 80

@@ -360,55 +360,10 @@ def build_report(
     files = log_files(paths)
     # Runs are judged plausible against the real clock too: `--now` in the past keeps later runs.
     acc = _Accumulator(slow_ms=slow_ms, now=max(now, time.time()))
-    unreadable: list[str] = []
-    for path in files:
-        try:
-            for raw in read_lines(path):
-                acc.add(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            # A file being compressed by logrotate right now, or unreadable: say so, go on.
-            unreadable.append(f"{path}: {err}")
-
-    routes = []
-    durations: list[float] = []
-    for route, stats in acc.routes.items():
-        durations.extend(stats.durations)
-        q = _quantiles(stats.durations)
-        routes.append(
-            RouteReport(
-                route=route,
-                requests=stats.requests,
-                errors=stats.errors,
-                error_ratio=stats.errors / stats.requests,
-                slow=stats.slow,
-                p50_ms=q["p50"],
-                p95_ms=q["p95"],
-                p99_ms=q["p99"],
-            )
-        )
-    routes.sort(key=lambda r: (-r.requests, r.route))
+    unreadable = _read_into(acc, files)
+    routes, durations = _route_reports(acc)
     requests = sum(r.requests for r in routes)
     errors = sum(r.errors for r in routes)
-
-    tables = _tables(acc.etl.tables, now, stale_after_s)
-
-    metrics = []
-    for name, gauge in sorted(acc.metrics.items()):
-        threshold = metric_thresholds.get(name)
-        current, writers = gauge.current()
-        metrics.append(
-            MetricReport(
-                metric=name,
-                samples=gauge.samples,
-                latest=current,
-                latest_at=_epoch(gauge.latest_timestamp),
-                max=gauge.maximum,
-                threshold=threshold,
-                above_threshold=threshold is not None and current > threshold,
-                writers=writers,
-            )
-        )
-
     order = {level: i for i, level in enumerate(F.LEVELS)}
     levels = dict(sorted(acc.levels.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     exceptions = sorted(acc.exceptions.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
@@ -428,9 +383,65 @@ def build_report(
         top_exceptions=tuple(exceptions),
         levels=levels,
         stale_after_s=stale_after_s,
-        etl=tables,
-        metrics=tuple(metrics),
+        etl=_tables(acc.etl.tables, now, stale_after_s),
+        metrics=_metric_reports(acc, metric_thresholds),
     )
+
+
+def _read_into(acc: _Accumulator, files: Iterable[Path]) -> list[str]:
+    """Every line of ``files`` into ``acc``; the files that could not be read (in full)."""
+    unreadable: list[str] = []
+    for path in files:
+        try:
+            for raw in read_lines(path):
+                acc.add(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            # A file being compressed by logrotate right now, or unreadable: say so, go on.
+            unreadable.append(f"{path}: {err}")
+    return unreadable
+
+
+def _route_reports(acc: _Accumulator) -> tuple[list[RouteReport], list[float]]:
+    """One report per route, busiest first, and every request's duration."""
+    routes = []
+    durations: list[float] = []
+    for route, stats in acc.routes.items():
+        durations.extend(stats.durations)
+        q = _quantiles(stats.durations)
+        routes.append(
+            RouteReport(
+                route=route,
+                requests=stats.requests,
+                errors=stats.errors,
+                error_ratio=stats.errors / stats.requests,
+                slow=stats.slow,
+                p50_ms=q["p50"],
+                p95_ms=q["p95"],
+                p99_ms=q["p99"],
+            )
+        )
+    routes.sort(key=lambda r: (-r.requests, r.route))
+    return routes, durations
+
+
+def _metric_reports(acc: _Accumulator, thresholds: Mapping[str, float]) -> tuple[MetricReport, ...]:
+    metrics = []
+    for name, gauge in sorted(acc.metrics.items()):
+        threshold = thresholds.get(name)
+        current, writers = gauge.current()
+        metrics.append(
+            MetricReport(
+                metric=name,
+                samples=gauge.samples,
+                latest=current,
+                latest_at=_epoch(gauge.latest_timestamp),
+                max=gauge.maximum,
+                threshold=threshold,
+                above_threshold=threshold is not None and current > threshold,
+                writers=writers,
+            )
+        )
+    return tuple(metrics)
 
 
 # -- text -----------------------------------------------------------------------------------------

@@ -72,15 +72,7 @@ _AM_DURATION = re.compile(
     r"0|(?:(?P<y>[0-9]+)y)?(?:(?P<w>[0-9]+)w)?(?:(?P<d>[0-9]+)d)?(?:(?P<h>[0-9]+)h)?"
     r"(?:(?P<m>[0-9]+)m)?(?:(?P<s>[0-9]+)s)?(?:(?P<ms>[0-9]+)ms)?"
 )
-_DURATION_MS: Final = {
-    "y": 365 * 86400_000,
-    "w": 7 * 86400_000,
-    "d": 86400_000,
-    "h": 3600_000,
-    "m": 60_000,
-    "s": 1000,
-    "ms": 1,
-}
+_DURATION_MS: Final = {unit: round(s * 1000) for unit, s in P.DURATION_UNITS_S.items()}
 
 
 def _valid_host(host: str) -> bool:
