@@ -1,10 +1,12 @@
-"""A Griffe extension for the docs build: Sphinx roles in docstrings become cross-references.
+"""A Griffe extension for the docs build: the docstrings' reStructuredText bits, as Markdown.
 
 The package's docstrings name other objects the Sphinx way (``:func:`setup```,
-``:class:`~alkana_logging.Settings```). mkdocstrings reads Markdown, where such a role would be
-shown as it is written; this turns each one into an optional autorefs link: a link when the
-object is on a page of the API reference, its name in code font when it is not (a private
-module's object), never a warning.
+``:class:`~alkana_logging.Settings```) and introduce examples with ``::``. mkdocstrings reads
+Markdown, where both would be shown as they are written. Each role becomes an optional autorefs
+link: a link when the object is on a page of the API reference, its name in code font when it
+is not (a private module's object), never a warning. A ``::`` that opens an indented example
+becomes ``:`` (on a line of its own, nothing), as reStructuredText shows it; the indented block
+is a code block in Markdown already.
 """
 
 from __future__ import annotations
@@ -16,13 +18,19 @@ from typing import Any
 import griffe
 
 _ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|attr|data|exc|obj|const):`(~?)([\w.]+)`")
+_LITERAL = re.compile(r"(?m)^([^\n]*?)::[ \t]*$")
+
+
+def _literal(match: re.Match[str]) -> str:
+    text = match.group(1)
+    return f"{text}:" if text.strip() else ""
 
 
 class SphinxRoles(griffe.Extension):
-    """Rewrites ``:role:`target``` in every docstring to an optional autorefs reference."""
+    """Rewrites ``:role:`target``` and ``::`` in every docstring for Markdown."""
 
     def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
-        if obj.docstring is None or ":`" not in obj.docstring.value:
+        if obj.docstring is None or ":" not in obj.docstring.value:
             return
 
         def link(match: re.Match[str]) -> str:
@@ -37,4 +45,4 @@ class SphinxRoles(griffe.Extension):
                 f"<code>{html.escape(shown)}</code></autoref>"
             )
 
-        obj.docstring.value = _ROLE.sub(link, obj.docstring.value)
+        obj.docstring.value = _LITERAL.sub(_literal, _ROLE.sub(link, obj.docstring.value))
