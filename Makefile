@@ -4,7 +4,8 @@
 # Python of PYTHONS, one after the other: 3.11 in .venv, the others in .venv-X.Y. All of them
 # run even when one fails; the summary at the end says which failed. `make test PYTHONS=3.11`
 # runs one of them only.
-.PHONY: setup setup-test setup-oldest demo test lint lint-only pytest pytest-oldest bench clean
+.PHONY: setup setup-test setup-oldest demo test lint lint-only docs docs-only pytest pytest-oldest \
+	bench clean
 
 PYTHONS ?= 3.11 3.12 3.13
 
@@ -33,6 +34,16 @@ lint-only:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	@$(MAKE) --no-print-directory docs-only
+
+# The documentation site (mkdocs.yml, docs/) into site/. --strict: a broken link, a missing page
+# or an API reference that does not resolve fails the build (and so `make test`). Nothing is
+# fetched: no plugin that downloads, the theme's web fonts off. NO_MKDOCS_2_WARNING quiets the
+# theme's banner about MkDocs 2, which is not a warning of the build.
+docs: setup docs-only
+
+docs-only:
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
 
 test: setup-test setup-oldest
 	@$(MAKE) --no-print-directory lint-only
@@ -78,4 +89,5 @@ bench: setup
 	.venv/bin/python benchmarks/bench_freshness.py
 
 clean:
-	rm -rf .venv .venv-3.* .venv-oldest tests/logql/node_modules .pytest_cache .mypy_cache .ruff_cache logs
+	rm -rf .venv .venv-3.* .venv-oldest tests/logql/node_modules .pytest_cache .mypy_cache .ruff_cache logs \
+	  site

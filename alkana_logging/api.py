@@ -12,8 +12,8 @@ def setup(**overrides: Any) -> Settings:
     """Configure every logging front-end of the process to write the contract's JSON lines.
 
     Keyword arguments override the environment, which overrides the defaults (see
-    :class:`~alkana_logging.Settings` and the README's table). Calling it again reconfigures:
-    the previous outputs are closed and nothing is installed twice.
+    :class:`~alkana_logging.Settings` and ``docs/configuration.md``). Calling it again
+    reconfigures: the previous outputs are closed and nothing is installed twice.
 
     Args:
         **overrides: settings by name (``level``, ``log_file``, ``stdout``, ``format``,

@@ -1,11 +1,13 @@
 """Helpers for users' own tests: capture the events their code emits.
 
+```python
 from alkana_logging.testing import capture_logs
 
 def test_refresh():
     with capture_logs() as events:
         refresh()
     assert events[-1]["event"] == "timing"
+```
 """
 
 from __future__ import annotations

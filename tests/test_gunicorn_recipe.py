@@ -1,4 +1,4 @@
-"""The README's gunicorn recipe, run as written: a FastAPI app module that calls ``setup()`` and
+"""The docs' gunicorn recipe, run as written: a FastAPI app module that calls ``setup()`` and
 ``instrument(app)``, served by a real gunicorn with ``UvicornWorker``, ``--preload`` and two
 workers on 127.0.0.1. Every response carries its id (the unhandled 500 included), every request
 has one event from the worker that served it, and gunicorn's and uvicorn's own lines (the
@@ -31,7 +31,7 @@ from tests.test_gunicorn import MAX_SECONDS, server_env, wait_for_pid_file
 REQUESTS = 40
 WORKERS = 2
 
-# The recipe of the README, plus a route that fails.
+# The recipe of docs/operations.md, plus a route that fails.
 APP = """
     import os
 
