@@ -33,7 +33,7 @@ DEFAULT_STALE_AFTER_S: Final = 25 * 3600.0
 #: ``app.log-20261126-1764170000`` (logrotate's dateext), each optionally ``.gz``. Not
 #: ``app.log.lock``.
 LOG_FILE_NAME: Final = re.compile(r"\.log(?:[.-][0-9][0-9-]*)?(?:\.gz)?$")
-_GZIP_MAGIC: Final = b"\x1f\x8b"
+GZIP_MAGIC: Final = b"\x1f\x8b"
 #: An ETL run's time (``finished_at``, or the line's ``timestamp``) more than this far ahead of
 #: ``now`` is implausible (milliseconds instead of seconds, a clock far ahead): it is skipped
 #: and counted, so that it can neither crash a reader nor hide the failures after it.
@@ -72,7 +72,7 @@ def log_files(paths: Iterable[str | Path]) -> list[Path]:
 def read_lines(path: Path) -> Iterator[bytes]:
     """The lines of a log file, decompressed when it is gzip (by content, not by name)."""
     with path.open("rb") as probe:
-        compressed = probe.read(2) == _GZIP_MAGIC
+        compressed = probe.read(2) == GZIP_MAGIC
     opener = gzip.open if compressed else open
     with opener(path, "rb") as stream:
         yield from stream
@@ -203,6 +203,24 @@ class EtlRuns:
             stats.last_success_at is None or finished > stats.last_success_at
         ):
             stats.last_success_at = finished
+
+    def merge(self, later: EtlRuns) -> None:
+        """Add the runs ``later`` counted, as if its lines had been read after these (a tie of
+        the latest run time goes to ``later``, as in one read)."""
+        for name, other in later.tables.items():
+            stats = self.tables.setdefault(name, _Table())
+            stats.runs += other.runs
+            stats.failures += other.failures
+            stats.started += other.started
+            stats.implausible += other.implausible
+            if other.last_run_at is not None and (
+                stats.last_run_at is None or other.last_run_at >= stats.last_run_at
+            ):
+                stats.last_run_at, stats.last_status = other.last_run_at, other.last_status
+            if other.last_success_at is not None and (
+                stats.last_success_at is None or other.last_success_at > stats.last_success_at
+            ):
+                stats.last_success_at = other.last_success_at
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,7 +382,7 @@ def _recent_blocks(path: Path, since: bytes, dropped: list[int] | None = None) -
     if dropped is None:
         dropped = [0]
     with path.open("rb") as stream:
-        if stream.read(2) == _GZIP_MAGIC:
+        if stream.read(2) == GZIP_MAGIC:
             stream.seek(0)
             with gzip.open(stream, "rb") as unpacked:
                 yield from _forward_blocks(unpacked.read, dropped)

@@ -579,3 +579,108 @@ def test_db_connections_are_judged_per_writer_not_by_the_newest_line(tmp_path: P
     (calm / "app.log").write_text("".join(line for line in lines if '"pid": 101' not in line))
     (db,) = Rep.build_report([calm], now=now).metrics
     assert (db.latest, db.writers, db.above_threshold) == (12.0, 2, False)
+
+
+# -- reading in parallel ---------------------------------------------------------------------------
+
+
+def _with_awkward_lines(directory: Path) -> None:
+    """A file whose lines cross any range boundary: long lines, blank and CRLF lines, a line
+    with no newline at the end, lines of other routes and a metric; and a truncated gzip file."""
+    (directory / "odd.log").write_bytes(
+        b"".join(
+            [
+                _line(
+                    NOW - 50,
+                    event=F.EVENT_HTTP_REQUEST,
+                    route="/long",
+                    status_code=200,
+                    duration_ms=3.25,
+                    message="x" * 5000,
+                ),
+                b"\n",
+                b"\r\n",
+                _line(
+                    NOW - 40,
+                    event=F.EVENT_HTTP_REQUEST,
+                    route="/long",
+                    status_code=503,
+                    duration_ms=7,
+                ).rstrip(b"\n")
+                + b"\r\n",
+                _line(
+                    NOW - 30,
+                    event=F.EVENT_METRIC,
+                    metric="db_connections_active",
+                    value=91,
+                    host="h",
+                    pid=1,
+                ),
+                _line(
+                    NOW - 30,
+                    event=F.EVENT_HTTP_REQUEST,
+                    route=["not", "text"],
+                    status_code=True,
+                    duration_ms="12.5",
+                ),
+                b"not json at all\n",
+                _line(
+                    NOW - 20,
+                    event=F.EVENT_HTTP_REQUEST,
+                    route="/long",
+                    status_code=200,
+                    duration_ms=1.5,
+                ).rstrip(b"\n"),
+            ]
+        )
+    )
+    packed = gzip.compress(_line(NOW - 10, level="error", exception_type="Cut") * 50)
+    (directory / "odd.log.1.gz").write_bytes(packed[: len(packed) // 2])
+
+
+@pytest.mark.parametrize("range_bytes", [1, 7, 64, 333, 4096])
+def test_reading_in_ranges_by_worker_processes_gives_the_same_report(
+    workload: Path, range_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _with_awkward_lines(workload)
+    one = Rep.build_report([workload], now=NOW, workers=1).to_dict()
+    assert one["requests"] > 100
+    assert one["non_json_lines"] > 0
+    assert one["etl"]
+    assert len(one["unreadable"]) == 1
+    monkeypatch.setattr(Rep, "_RANGE_BYTES", range_bytes)
+    tasks, _ = Rep._tasks(Fresh.log_files([workload]), range_bytes)
+    assert sum(not t.stream for t in tasks) > 3, "the plain files are read in several ranges"
+    for workers in (1, 2, 3):
+        assert Rep.build_report([workload], now=NOW, workers=workers).to_dict() == one
+
+
+def test_the_report_reads_in_one_process_below_64_mib_unless_told(tmp_path: Path) -> None:
+    assert Rep._workers(None, tasks=40, plain_bytes=Rep._PARALLEL_MIN_BYTES - 1) == 1
+    assert Rep._workers(None, tasks=40, plain_bytes=Rep._PARALLEL_MIN_BYTES) == len(
+        os.sched_getaffinity(0)
+    )
+    assert Rep._workers(8, tasks=3, plain_bytes=0) == 3
+    with pytest.raises(ValueError, match="workers: got 0"):
+        Rep.build_report([tmp_path], workers=0)
+
+
+def test_quantiles_selected_from_sorted_chunks_equal_loki_quantile_of_all() -> None:
+    import random
+    from array import array
+
+    rnd = random.Random(5)
+    for _ in range(300):
+        values = [
+            float(rnd.choice([rnd.randint(0, 9), round(rnd.uniform(0, 1e4), 3)]))
+            for _ in range(rnd.randint(1, 200))
+        ]
+        cuts = sorted(rnd.sample(range(len(values) + 1), min(len(values) + 1, rnd.randint(1, 6))))
+        runs = [
+            array("d", sorted(values[a:b]))
+            for a, b in zip([0, *cuts], [*cuts, len(values)], strict=True)
+        ]
+        got = Rep._run_quantiles(runs)
+        for name, q in P.LATENCY_QUANTILES.items():
+            assert got[name.removeprefix("latency_")] == Rep.loki_quantile(q, values)
+    assert Rep._run_quantiles([array("d")]) == {"p50": None, "p95": None, "p99": None}
