@@ -31,7 +31,7 @@ import weakref
 import zlib
 from _thread import get_ident
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import orjson
 
@@ -43,16 +43,16 @@ from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
 from alkana_logging.pipeline import stdlib_parts
 from alkana_logging.redaction import REDACTED, mask_url, scrub_text, url_secret
-from alkana_logging.settings import Settings, load_settings
+from alkana_logging.settings import LOKI_OPTIONS, Oversize, Settings, load_settings, loki_options
 
 _monotonic = time.monotonic
+# The line renderer's truncation (one marker, one rule; _line.truncate once it is exported).
+_truncate = Renderer._truncate
 
 if TYPE_CHECKING:
     import requests
 
 __all__ = ["PUSH_PATH", "LokiHandler", "LokiSink"]
-
-Oversize = Literal["truncate", "drop"]
 
 #: Loki's push endpoint, appended to a base URL.
 PUSH_PATH: Final = "/loki/api/v1/push"
@@ -70,14 +70,8 @@ REASON_ERROR: Final = "loki_internal_error"
 REASON_REQUEST: Final = "loki_request_error"
 REASON_REJECTED_PREFIX: Final = "loki_rejected_"
 
-#: Loki's default ``max_line_size`` (256KB, which Loki reads as 256,000 bytes).
-DEFAULT_MAX_LINE_BYTES: Final = 256_000
-DEFAULT_BATCH_BYTES: Final = 1024 * 1024
-DEFAULT_BATCH_WAIT: Final = 1.0
 #: How often a sender waiting to retry looks whether the main thread has ended.
 _MAIN_THREAD_POLL: Final = 0.5
-DEFAULT_BUFFER_LINES: Final = 100_000
-DEFAULT_BUFFER_BYTES: Final = 32 * 1024 * 1024
 
 #: Loki answers this (a 2xx!) while ``block_ingestion_until`` is in force: nothing was stored.
 _BLOCKED_STATUS: Final = 260
@@ -85,24 +79,6 @@ _MAX_RETRY_AFTER: Final = 300.0
 _ERROR_TEXT_CHARS: Final = 500
 #: At most this much of Loki's answer is read (its error text is cut to _ERROR_TEXT_CHARS).
 _MAX_ANSWER_BYTES: Final = 64 * 1024
-_OVERSIZE_OPTIONS: Final = ("truncate", "drop")
-_TRUNCATED = "…[truncated {} chars]"
-
-# Optional Settings fields, read by from_settings() when present and not None, and the keyword
-# argument each one feeds.
-_SETTINGS_KWARGS: Final = {
-    "loki_batch_bytes": "batch_bytes",
-    "loki_batch_wait": "batch_wait",
-    "loki_buffer_lines": "buffer_lines",
-    "loki_buffer_bytes": "buffer_bytes",
-    "loki_max_line_bytes": "max_line_bytes",
-    "loki_oversize": "oversize",
-    "loki_connect_timeout": "connect_timeout",
-    "loki_read_timeout": "read_timeout",
-    "loki_max_retry_time": "max_retry_time",
-    "loki_flush_timeout": "flush_timeout",
-}
-
 
 #: One buffered line: its time (ns), the line, and the record's ``request_id`` and ``trace_id``
 #: (None when absent or not sent): a flat tuple, the cheapest thing to build on the caller's
@@ -124,16 +100,6 @@ def push_url(url: str) -> str:
     return base if base.endswith(PUSH_PATH) else base + PUSH_PATH
 
 
-def _positive(name: str, value: Any, *, integer: bool = False) -> None:
-    if integer:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name}: got {value!r}; expected an integer > 0")
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: got {value!r}; expected a number > 0")
-    if value <= 0:
-        raise ValueError(f"{name}: got {value!r}; expected a value > 0")
-
-
 def _check_credentials(*, tenant: Any, username: Any, password: Any, token: Any) -> None:
     for name, text in (
         ("tenant", tenant),
@@ -152,43 +118,20 @@ def _check_credentials(*, tenant: Any, username: Any, password: Any, token: Any)
         raise ValueError("password: got a password without a username; expected both")
 
 
-def _check_options(
-    *,
-    url: Any,
-    tenant: Any,
-    username: Any,
-    password: Any,
-    token: Any,
-    structured_metadata: Any,
-    verify_tls: Any,
-    counts: Mapping[str, Any],
-    seconds: Mapping[str, Any],
-    oversize: Any,
-    compress_level: Any,
-) -> None:
-    """Validate LokiSink's options; the errors name the option, the value and what is expected."""
-    if not isinstance(url, str):
-        raise TypeError(f"url: got {mask_url(url)!r}; expected an http:// or https:// URL")
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"url: got {mask_url(url)!r}; expected an http:// or https:// URL")
-    _check_credentials(tenant=tenant, username=username, password=password, token=token)
-    if not isinstance(structured_metadata, bool):
-        raise TypeError(f"structured_metadata: got {structured_metadata!r}; expected a bool")
-    if not isinstance(verify_tls, (bool, str)):
-        raise TypeError(f"verify_tls: got {verify_tls!r}; expected a bool or a CA bundle path")
-    for name, number in counts.items():
-        _positive(name, number, integer=True)
-    for name, value in seconds.items():
-        _positive(name, value)
-    if seconds["max_backoff"] < seconds["min_backoff"]:
-        raise ValueError(
-            f"max_backoff: got {seconds['max_backoff']!r}; expected a value >= min_backoff "
-            f"({seconds['min_backoff']!r})"
-        )
-    if oversize not in _OVERSIZE_OPTIONS:
-        raise ValueError(f"oversize: got {oversize!r}; expected 'truncate' or 'drop'")
-    if isinstance(compress_level, bool) or compress_level not in range(10):
-        raise ValueError(f"compress_level: got {compress_level!r}; expected 0 to 9")
+def _http_module() -> Any:
+    """:mod:`alkana_logging._http`, which needs ``requests``.
+
+    Raises:
+        ConfigurationError: ``requests`` is not installed.
+    """
+    try:
+        from alkana_logging import _http
+    except ImportError as err:
+        raise ConfigurationError(
+            "LOKI_URL is set but the 'requests' package is not installed; "
+            "install alkana-logging[loki]"
+        ) from err
+    return _http
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -255,48 +198,47 @@ class LokiSink:
         username: str | None = None,
         password: str | None = None,
         token: str | None = None,
-        structured_metadata: bool = True,
-        verify_tls: bool | str = True,
-        batch_bytes: int = DEFAULT_BATCH_BYTES,
-        batch_wait: float = DEFAULT_BATCH_WAIT,
-        buffer_lines: int = DEFAULT_BUFFER_LINES,
-        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-        oversize: Oversize = "truncate",
-        connect_timeout: float = 5.0,
-        read_timeout: float = 10.0,
-        min_backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        max_retry_time: float = 300.0,
-        flush_timeout: float = 5.0,
-        compress_level: int = 1,
+        structured_metadata: bool | None = None,
+        verify_tls: bool | str | None = None,
+        batch_bytes: int | None = None,
+        batch_wait: float | None = None,
+        buffer_lines: int | None = None,
+        buffer_bytes: int | None = None,
+        max_line_bytes: int | None = None,
+        oversize: Oversize | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        min_backoff: float | None = None,
+        max_backoff: float | None = None,
+        max_retry_time: float | None = None,
+        flush_timeout: float | None = None,
+        compress_level: int | None = None,
     ) -> None:
-        _check_options(
-            url=url,
-            tenant=tenant,
-            username=username,
-            password=password,
-            token=token,
-            structured_metadata=structured_metadata,
-            verify_tls=verify_tls,
-            counts={
+        # Checked and defaulted where the settings are: LOKI_OPTIONS is their one table.
+        options = loki_options(
+            {
+                "structured_metadata": structured_metadata,
+                "verify_tls": verify_tls,
                 "batch_bytes": batch_bytes,
+                "batch_wait": batch_wait,
                 "buffer_lines": buffer_lines,
                 "buffer_bytes": buffer_bytes,
                 "max_line_bytes": max_line_bytes,
-            },
-            seconds={
-                "batch_wait": batch_wait,
+                "oversize": oversize,
                 "connect_timeout": connect_timeout,
                 "read_timeout": read_timeout,
                 "min_backoff": min_backoff,
                 "max_backoff": max_backoff,
                 "max_retry_time": max_retry_time,
                 "flush_timeout": flush_timeout,
-            },
-            oversize=oversize,
-            compress_level=compress_level,
+                "compress_level": compress_level,
+            }
         )
+        if not isinstance(url, str):
+            raise TypeError(f"url: got {mask_url(url)!r}; expected an http:// or https:// URL")
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"url: got {mask_url(url)!r}; expected an http:// or https:// URL")
+        _check_credentials(tenant=tenant, username=username, password=password, token=token)
         self._labels = self._check_labels(labels)
         tenant, username, password, token = (
             tenant or None,
@@ -304,15 +246,7 @@ class LokiSink:
             password or None,
             token or None,
         )
-        try:
-            import requests  # noqa: F401 - fail here, at setup, not in the sender thread
-        except ImportError as err:
-            raise ConfigurationError(
-                "LOKI_URL is set but the 'requests' package is not installed; "
-                "install alkana-logging[loki]"
-            ) from err
-
-        from alkana_logging import _http
+        _http = _http_module()  # needs requests: fail here, at setup, not in the sender thread
 
         # User-info in the URL is basic auth (as requests reads it) and never kept in the URL,
         # which is printed in errors and health; explicit credentials win.
@@ -328,21 +262,21 @@ class LokiSink:
         if url_auth is not None and not username and not token:
             self._auth = url_auth
         self._token = token
-        self._metadata = structured_metadata
-        self._verify = verify_tls
-        self._batch_bytes = batch_bytes
-        self._batch_wait = float(batch_wait)
-        self._line_limit = buffer_lines  # 0 once closed: one comparison refuses both cases
-        self._max_bytes = buffer_bytes
-        self._max_line = max_line_bytes
-        self._oversize = oversize
-        self._connect_timeout = float(connect_timeout)
-        self._read_timeout = float(read_timeout)
-        self._min_backoff = float(min_backoff)
-        self._max_backoff = float(max_backoff)
-        self._max_retry_time = float(max_retry_time)
-        self._flush_timeout = float(flush_timeout)
-        self._compress_level = compress_level
+        self._metadata: bool = options["structured_metadata"]
+        self._verify: bool | str = options["verify_tls"]
+        self._batch_bytes: int = options["batch_bytes"]
+        self._batch_wait = float(options["batch_wait"])
+        self._line_limit: int = options["buffer_lines"]  # 0 once closed: one test refuses both
+        self._max_bytes: int = options["buffer_bytes"]
+        self._max_line: int = options["max_line_bytes"]
+        self._oversize: Oversize = options["oversize"]
+        self._connect_timeout = float(options["connect_timeout"])
+        self._read_timeout = float(options["read_timeout"])
+        self._min_backoff = float(options["min_backoff"])
+        self._max_backoff = float(options["max_backoff"])
+        self._max_retry_time = float(options["max_retry_time"])
+        self._flush_timeout = float(options["flush_timeout"])
+        self._compress_level: int = options["compress_level"]
         self._random = random.Random()  # noqa: S311 - jitter, not cryptography
 
         # Statistics: plain attributes, read without a lock by health.snapshot().
@@ -405,9 +339,11 @@ class LokiSink:
         }
         if host_label:
             labels[F.LABEL_HOST] = settings.host
-        kwargs: dict[str, Any] = {}
-        for field, kwarg in _SETTINGS_KWARGS.items():
-            kwargs[kwarg] = getattr(settings, field)
+        kwargs: dict[str, Any] = {
+            name: getattr(settings, f"loki_{name}")
+            for name, option in LOKI_OPTIONS.items()
+            if option.setting
+        }
         kwargs.update(overrides)
         try:
             return cls(
@@ -418,8 +354,6 @@ class LokiSink:
                 username=settings.loki_username,
                 password=settings.loki_password,
                 token=settings.loki_token,
-                structured_metadata=settings.loki_structured_metadata,
-                verify_tls=settings.loki_verify_tls,
                 **kwargs,
             )
         except (TypeError, ValueError) as err:
@@ -558,10 +492,8 @@ class LokiSink:
                 value = record.get(key)
                 if isinstance(value, (str, int, float)) and len(str(value)) <= 256:
                     small[key] = value
-            message = str(small.get(F.MESSAGE, ""))
-            keep = limit // 4
-            if len(message) > keep:
-                small[F.MESSAGE] = message[:keep] + _TRUNCATED.format(len(message) - keep)
+            # The renderer's cut: a message it shortened already says its original length.
+            small[F.MESSAGE] = _truncate(str(small.get(F.MESSAGE, "")), limit // 4)
             small[F.LOG_ERROR] = (
                 f"line of {len(line)} bytes exceeded the Loki line limit of {limit} bytes; "
                 "fields dropped, message truncated"

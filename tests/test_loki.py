@@ -459,6 +459,23 @@ def test_a_line_over_the_loki_limit_is_truncated_to_valid_json(
     assert "y" * 5_000 in (tmp_path / "app.log").read_text()
 
 
+def test_a_message_cut_by_the_renderer_and_again_for_loki_keeps_one_mark_and_its_length(
+    receiver: LokiReceiver, make_sink: Any, tmp_path: Path
+) -> None:
+    sink = make_sink(max_line_bytes=2_000)
+    settings = load_settings(
+        {"log_file": str(tmp_path / "app.log"), "stdout": False, "max_line_bytes": 300_000}
+    )
+    _state.configure(settings_obj=settings, extra_sinks=[sink])
+    logging.getLogger("big").info("x" * 400_000)
+    assert sink.wait_sent(20)
+    (entry,) = receiver.entries()
+    message = json.loads(entry.line)[F.MESSAGE]
+    assert message == "x" * 500 + "…[truncated 399500 chars]"
+    in_file = json.loads((tmp_path / "app.log").read_text())[F.MESSAGE]
+    assert in_file == "x" * 150_000 + "…[truncated 250000 chars]"
+
+
 def test_a_line_over_the_loki_limit_can_be_dropped_instead(
     receiver: LokiReceiver, make_sink: Any, tmp_path: Path
 ) -> None:
@@ -684,6 +701,44 @@ def test_bad_options_are_refused_with_a_clear_message(
     labels = options.pop("labels", LABELS)
     with pytest.raises(error, match=match):
         LokiSink(url, labels=labels, **options)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("batch_wait", 0),
+        ("read_timeout", -1.0),
+        ("buffer_lines", 0),
+        ("oversize", "split"),
+    ],
+)
+def test_the_sink_and_setup_refuse_a_bad_value_in_the_same_words(option: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=f"^{option}: ") as direct:
+        LokiSink("http://127.0.0.1:9", labels=LABELS, **{option: value})
+    with pytest.raises(ConfigurationError, match=rf"^setup\(loki_{option}=\.\.\.\): ") as setup:
+        load_settings({f"loki_{option}": value, "stdout": True}, environ={})
+    assert str(direct.value).partition(": ")[2] == str(setup.value).partition(": ")[2]
+
+
+@pytest.mark.parametrize("option", ["connect_timeout", "read_timeout", "max_retry_time"])
+def test_an_endless_timeout_is_refused(option: str) -> None:
+    # A timer or a socket timeout of inf raises in the sender thread, long after setup.
+    with pytest.raises(ValueError, match=f"{option}: got inf; expected a number of seconds > 0"):
+        LokiSink("http://127.0.0.1:9", labels=LABELS, **{option: float("inf")})
+
+
+def test_the_sinks_defaults_are_the_settings_defaults() -> None:
+    direct = LokiSink("http://127.0.0.1:9", labels=LABELS, batch_wait=None, oversize=None)
+    settings = load_settings({"loki_url": "http://127.0.0.1:9", "stdout": True}, environ={})
+    from_settings = LokiSink.from_settings(settings)
+    try:
+        for name in ("_batch_bytes", "_batch_wait", "_max_line", "_oversize", "_read_timeout"):
+            assert getattr(direct, name) == getattr(from_settings, name), name
+        assert direct._max_line == 256_000  # Loki's own max_line_size default, 256KB
+        assert settings.max_line_bytes == 65_536  # the renderer's, a distinct limit
+    finally:
+        direct.close(timeout=0.1)
+        from_settings.close(timeout=0.1)
 
 
 def test_setup_refuses_a_bad_loki_url(tmp_path: Path) -> None:
