@@ -41,9 +41,10 @@ from alkana_logging._render import Renderer
 from alkana_logging.console import escape
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
-from alkana_logging.pipeline import stdlib_parts
+from alkana_logging.pipeline import Pipeline, stdlib_parts
 from alkana_logging.redaction import REDACTED, mask_url, scrub_text, url_secret
 from alkana_logging.settings import LOKI_OPTIONS, Oversize, Settings, load_settings, loki_options
+from alkana_logging.stdlib import PipelineHandler
 
 _monotonic = time.monotonic
 # The line renderer's truncation (one marker, one rule; _line.truncate once it is exported).
@@ -990,14 +991,17 @@ def _after_fork_ref(ref: weakref.ref[LokiSink]) -> None:
         sink.after_fork()
 
 
-class LokiHandler(logging.Handler):
+class LokiHandler(PipelineHandler):
     """A ``logging.Handler`` that pushes records to Loki, for adding by hand to a logger.
 
-    Records are rendered to the contract's JSON lines exactly as ``setup()`` renders them.
-    Settings come from the environment (``LOKI_URL``, ``LOKI_TENANT``, ``APP_NAME``, ...),
-    overridden by the keyword arguments; works from ``dictConfig`` with
-    ``"()": "alkana_logging.loki.LokiHandler"``. Not needed after ``setup(loki_url=...)``,
-    which ships every line already.
+    A :class:`~alkana_logging.stdlib.PipelineHandler` over a pipeline of its own with one
+    :class:`LokiSink`: records become the contract's JSON lines exactly as ``setup()`` renders
+    them (redaction, ``trace_id``/``span_id`` of the recording OpenTelemetry span, a line that
+    could not be rendered replaced by one that says so). Settings come from the environment
+    (``LOKI_URL``, ``LOKI_TENANT``, ``APP_NAME``, ...), overridden by the keyword arguments;
+    works from ``dictConfig`` with ``"()": "alkana_logging.LokiHandler"``. Not needed after
+    ``setup(loki_url=...)``, which ships every line already. Its counters are ``health`` (the
+    pipeline's), not ``pipeline_health()``'s.
 
     Args:
         url: Loki's URL (``LOKI_URL`` when omitted).
@@ -1031,7 +1035,6 @@ class LokiHandler(logging.Handler):
         redact_keys: Any = None,
         **sink_options: Any,
     ) -> None:
-        super().__init__(level)
         settings = load_settings(
             {
                 "loki_url": url,
@@ -1050,35 +1053,35 @@ class LokiHandler(logging.Handler):
             raise ConfigurationError(
                 "LokiHandler: got no url and LOKI_URL is not set; expected Loki's URL"
             )
-        self.health = PipelineHealth()
-        self.renderer = Renderer.from_settings(settings)
-        self.sink = LokiSink.from_settings(settings, self.health, **sink_options)
+        health = PipelineHealth()
+        self.sink = LokiSink.from_settings(settings, health, **sink_options)
+        super().__init__(Pipeline(Renderer.from_settings(settings), [self.sink], health=health))
+        self.setLevel(level)
+        self.health = health
         ref = weakref.ref(self)
+        # setup()'s pipeline is looked after by its own fork hook; this one is not setup()'s.
         os.register_at_fork(after_in_child=lambda: _handler_after_fork(ref))
 
     def handle(self, record: logging.LogRecord) -> Any:
-        # The renderer and the sink are thread-safe: no handler lock around emit().
-        rv = self.filter(record)
+        # The renderer and the sink are thread-safe: no handler lock. Unlike setup()'s handler,
+        # a ForwardedRecord is shipped: it is a line of setup()'s pipeline, not of this one.
+        rv = self.filter(record) if self.filters else True
         if rv:
-            if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may replace it
+            if rv is not True and isinstance(rv, logging.LogRecord):  # 3.12+: a filter's record
                 record = rv
-            self.emit(record)
+            pipeline = self.pipeline
+            pipeline.emit(*stdlib_parts(record, pipeline.redactor))
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            parts = stdlib_parts(record, self.renderer.redactor)
-            rendered, line = self.renderer.render(*parts)
-            self.sink.write(line, rendered, parts[0])
-        except Exception:  # noqa: BLE001
-            self.handleError(record)
+        self.pipeline.emit_stdlib(record)
 
     def flush(self) -> None:
-        self.sink.flush()
+        self.pipeline.flush()
 
     def close(self) -> None:
         try:
-            self.sink.close()
+            self.pipeline.close()
         finally:
             super().close()
 
@@ -1086,6 +1089,4 @@ class LokiHandler(logging.Handler):
 def _handler_after_fork(ref: weakref.ref[LokiHandler]) -> None:
     handler = ref()
     if handler is not None:
-        handler.renderer.after_fork()
-        handler.health.after_fork()
-        handler.sink.after_fork()
+        handler.pipeline.after_fork()

@@ -12,6 +12,7 @@ import datetime
 import itertools
 import json
 import logging
+import logging.config
 import os
 import socket
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 import requests
+from opentelemetry.sdk.trace import TracerProvider
 
 import alkana_logging
 from alkana_logging import _state
@@ -40,6 +42,7 @@ from alkana_logging.loki import (
     push_url,
 )
 from alkana_logging.settings import load_settings
+from alkana_logging.stdlib import PipelineHandler
 from tests._loki_receiver import LokiReceiver, running
 
 LABELS = {F.LABEL_JOB: "tests", F.LABEL_APP: "svc", F.LABEL_ENV: "test"}
@@ -667,6 +670,123 @@ def test_loki_handler_added_by_hand(receiver: LokiReceiver) -> None:
     assert record["rows"] == 7
     assert record["password"] == "[REDACTED]"
     assert handler.health.snapshot()["loki_lines_shipped"] == 1
+
+
+def test_loki_handler_is_a_pipeline_handler_over_one_loki_sink(receiver: LokiReceiver) -> None:
+    handler = LokiHandler(receiver.url, level="WARNING")
+    try:
+        assert isinstance(handler, PipelineHandler)
+        assert handler.pipeline.sinks == (handler.sink,)
+        assert handler.pipeline.health is handler.health is handler.sink.health
+        assert handler.level == logging.WARNING
+    finally:
+        handler.close()
+
+
+def test_loki_handler_lines_carry_the_recording_spans_ids(receiver: LokiReceiver) -> None:
+    provider = TracerProvider()
+    handler = LokiHandler(receiver.url, batch_wait=0.05)
+    logger = logging.getLogger("traced")
+    logger.addHandler(handler)
+    try:
+        with provider.get_tracer("tests").start_as_current_span("work") as span:
+            logger.warning("inside a span")
+        handler.flush()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        provider.shutdown()
+    context = span.get_span_context()
+    (entry,) = receiver.entries()
+    record = json.loads(entry.line)
+    assert (record[F.TRACE_ID], record[F.SPAN_ID]) == (
+        format(context.trace_id, "032x"),
+        format(context.span_id, "016x"),
+    )
+    assert entry.metadata == {F.TRACE_ID: record[F.TRACE_ID]}
+
+
+def test_loki_handler_ships_the_lines_setup_offers_to_the_stdlib(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    # setup() writes a structlog line itself and offers it to the root logger's other
+    # handlers as a ForwardedRecord: setup()'s own handler lets it pass, a LokiHandler ships it.
+    alkana_logging.setup(log_file=str(tmp_path / "app.log"), stdout=False)
+    handler = LokiHandler(receiver.url, batch_wait=0.05)
+    logging.getLogger().addHandler(handler)
+    try:
+        alkana_logging.get_logger("fwd").info("from structlog", rows=3)
+        handler.flush()
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    (record,) = parsed(receiver)
+    assert (record[F.MESSAGE], record[F.LOGGER], record["rows"]) == ("from structlog", "fwd", 3)
+    in_file = [json.loads(line) for line in (tmp_path / "app.log").read_text().splitlines()]
+    assert [r[F.MESSAGE] for r in in_file] == ["from structlog"]
+
+
+def test_loki_handler_from_dictconfig(receiver: LokiReceiver) -> None:
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {
+                "loki": {
+                    "()": "alkana_logging.LokiHandler",
+                    "url": receiver.url,
+                    "app_name": "configured",
+                    "job": "dictconfig",
+                    "batch_wait": 0.05,
+                    "level": "INFO",
+                }
+            },
+            "loggers": {"dc": {"handlers": ["loki"], "level": "DEBUG", "propagate": False}},
+        }
+    )
+    logger = logging.getLogger("dc")
+    (handler,) = logger.handlers
+    try:
+        logger.debug("below the handler's level")
+        logger.info("configured line")
+        handler.flush()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    (entry,) = receiver.entries()
+    assert (entry.labels["app"], entry.labels["job"]) == ("configured", "dictconfig")
+    assert json.loads(entry.line)[F.MESSAGE] == "configured line"
+
+
+def test_a_forked_child_of_a_loki_handler_ships_its_own_lines(receiver: LokiReceiver) -> None:
+    handler = LokiHandler(receiver.url, batch_wait=0.05)
+    logger = logging.getLogger("forked")
+    logger.addHandler(handler)
+    try:
+        receiver.hold()
+        logger.warning("parent buffered")
+        handler.sink.flush(timeout=0)
+        assert receiver.wait_until(lambda r: r.holding == 1)
+        receiver.pass_new()  # the child's request passes; the parent's stays held
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                logger.warning("child line")
+                handler.close()
+                code = 0 if handler.health.dropped == {} else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert [(r[F.MESSAGE], r[F.PID]) for r in parsed(receiver)] == [("child line", pid)]
+        receiver.release()
+        handler.flush()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    pids = {r[F.MESSAGE]: r[F.PID] for r in parsed(receiver)}
+    assert pids == {"child line": pid, "parent buffered": os.getpid()}
 
 
 def test_loki_handler_needs_a_url() -> None:
