@@ -42,7 +42,7 @@ from alkana_logging.console import escape
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
 from alkana_logging.pipeline import Pipeline, stdlib_parts
-from alkana_logging.redaction import REDACTED, mask_url, scrub_text, url_secret
+from alkana_logging.redaction import mask_url
 from alkana_logging.settings import LOKI_OPTIONS, Oversize, Settings, load_settings, loki_options
 from alkana_logging.stdlib import PipelineHandler
 
@@ -53,10 +53,18 @@ _truncate = Renderer._truncate
 if TYPE_CHECKING:
     import requests
 
+    from alkana_logging._http import LokiEndpoint
+
 __all__ = ["PUSH_PATH", "LokiHandler", "LokiSink"]
 
-#: Loki's push endpoint, appended to a base URL.
+#: Loki's push endpoint, appended to a base URL (here, not in _http, which needs requests).
 PUSH_PATH: Final = "/loki/api/v1/push"
+#: What a push says of its body, besides the endpoint's tenant and credentials.
+_PUSH_HEADERS: Final = {
+    "Content-Type": "application/json",
+    "Content-Encoding": "gzip",
+    "User-Agent": "alkana-logging",
+}
 #: The logger name of the events this module emits.
 LOGGER_NAME: Final = "alkana_logging.loki"
 
@@ -95,28 +103,15 @@ class _Outcome(NamedTuple):
     retry_after: float | None
 
 
+def base_url(url: str) -> str:
+    """Loki's base URL: without a trailing ``/`` or the push path, if one was given."""
+    url = url.strip().rstrip("/")
+    return url.removesuffix(PUSH_PATH).rstrip("/")
+
+
 def push_url(url: str) -> str:
     """The push endpoint for ``url``, which may be Loki's base URL or the endpoint itself."""
-    base = url.rstrip("/")
-    return base if base.endswith(PUSH_PATH) else base + PUSH_PATH
-
-
-def _check_credentials(*, tenant: Any, username: Any, password: Any, token: Any) -> None:
-    for name, text in (
-        ("tenant", tenant),
-        ("username", username),
-        ("password", password),
-        ("token", token),
-    ):
-        if text is not None and not isinstance(text, str):
-            raise TypeError(f"{name}: got {text!r}; expected a string or None")
-    if token and username:
-        raise ValueError(
-            "username and token: got both; expected basic auth (username, password) "
-            "or a bearer token, not both"
-        )
-    if password and not username:
-        raise ValueError("password: got a password without a username; expected both")
+    return base_url(url) + PUSH_PATH
 
 
 def _http_module() -> Any:
@@ -235,36 +230,21 @@ class LokiSink:
                 "compress_level": compress_level,
             }
         )
-        if not isinstance(url, str):
-            raise TypeError(f"url: got {mask_url(url)!r}; expected an http:// or https:// URL")
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"url: got {mask_url(url)!r}; expected an http:// or https:// URL")
-        _check_credentials(tenant=tenant, username=username, password=password, token=token)
         self._labels = self._check_labels(labels)
-        tenant, username, password, token = (
-            tenant or None,
-            username or None,
-            password or None,
-            token or None,
-        )
         _http = _http_module()  # needs requests: fail here, at setup, not in the sender thread
-
-        # User-info in the URL is basic auth (as requests reads it) and never kept in the URL,
-        # which is printed in errors and health; explicit credentials win.
-        self.url, url_auth = _http.split_credentials(push_url(url))
+        self.endpoint: LokiEndpoint = _http.LokiEndpoint.of(
+            url,
+            tenant=tenant,
+            username=username,
+            password=password,
+            token=token,
+            verify_tls=options["verify_tls"],
+        )
+        self.url = self.endpoint.push_url
         #: The URL as printed (stderr, health, errors).
-        self.shown_url = mask_url(self.url)
-        # What is left of user-info requests could not read (a password with an unencoded
-        # "/"): taken out of the error texts that quote the URL.
-        self._url_secret = url_secret(self.url)
+        self.shown_url = self.endpoint.shown(PUSH_PATH)
         self.health = health if health is not None else PipelineHealth()
-        self._tenant = tenant
-        self._auth = (username, password or "") if username else None
-        if url_auth is not None and not username and not token:
-            self._auth = url_auth
-        self._token = token
         self._metadata: bool = options["structured_metadata"]
-        self._verify: bool | str = options["verify_tls"]
         self._batch_bytes: int = options["batch_bytes"]
         self._batch_wait = float(options["batch_wait"])
         self._line_limit: int = options["buffer_lines"]  # 0 once closed: one test refuses both
@@ -848,20 +828,7 @@ class LokiSink:
         return _Outcome(False, retryable, status, f"HTTP {status}: {text}", retry_after)
 
     def _new_session(self) -> requests.Session:
-        from alkana_logging import _http
-
-        session = _http.bounded_session()
-        session.headers["Content-Type"] = "application/json"
-        session.headers["Content-Encoding"] = "gzip"
-        session.headers["User-Agent"] = "alkana-logging"
-        if self._tenant:
-            session.headers["X-Scope-OrgID"] = self._tenant
-        if self._token:
-            session.headers["Authorization"] = f"Bearer {self._token}"
-        elif self._auth:
-            session.auth = self._auth
-        session.verify = self._verify
-        return session
+        return self.endpoint.session(headers=_PUSH_HEADERS)
 
     def _close_session(self) -> None:
         session, self._session = self._session, None
@@ -950,10 +917,9 @@ class LokiSink:
             self._close_deadline = time.monotonic() + self._flush_timeout
 
     def _note_error(self, outcome: _Outcome) -> None:
-        error = outcome.error
-        if self._url_secret is not None:
-            error = error.replace(self._url_secret, REDACTED)
-        message = f"pushing to Loki at {self.shown_url} failed: {scrub_text(error)}"
+        message = (
+            f"pushing to Loki at {self.shown_url} failed: {self.endpoint.scrub(outcome.error)}"
+        )
         self.last_error = message
         self.last_error_at = time.time()
         if outcome.retryable or outcome.status is None:
