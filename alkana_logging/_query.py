@@ -207,10 +207,7 @@ class LokiClient:
             raise LokiQueryError("no Loki URL: set LOKI_URL or pass --loki-url")
         return cls(
             url,
-            tenant=settings.loki_tenant,
-            username=settings.loki_username,
-            password=settings.loki_password,
-            token=settings.loki_token,
+            **settings.loki_identity,
             verify_tls=settings.loki_verify_tls,
             timeout=timeout,
         )

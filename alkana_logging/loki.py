@@ -331,10 +331,7 @@ class LokiSink:
                 settings.loki_url,
                 labels=labels,
                 health=health,
-                tenant=settings.loki_tenant,
-                username=settings.loki_username,
-                password=settings.loki_password,
-                token=settings.loki_token,
+                **settings.loki_identity,
                 **kwargs,
             )
         except (TypeError, ValueError) as err:

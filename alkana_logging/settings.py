@@ -8,7 +8,7 @@ import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypedDict
 
 from alkana_logging.exceptions import ConfigurationError
 
@@ -81,6 +81,16 @@ DEFAULT_MAX_LINE_BYTES = 64 * 1024
 #: sink's limit (``LOKI_MAX_LINE_BYTES``), for a line that the renderer let through (a raised
 #: ``LOG_MAX_LINE_BYTES``) but Loki would refuse.
 DEFAULT_LOKI_MAX_LINE_BYTES = 256_000
+
+
+class LokiIdentity(TypedDict):
+    """Who asks Loki: ``X-Scope-OrgID``, basic auth or a bearer token (None: not given)."""
+
+    tenant: str | None
+    username: str | None
+    password: str | None
+    token: str | None
+
 
 OptionKind = Literal["count", "seconds", "choice", "bool", "tls"]
 
@@ -173,6 +183,16 @@ class Settings:
     @property
     def level_number(self) -> int:
         return _LEVEL_NUMBERS[self.level]
+
+    @property
+    def loki_identity(self) -> LokiIdentity:
+        """The tenant and credentials, as the keyword arguments of both Loki clients."""
+        return LokiIdentity(
+            tenant=self.loki_tenant,
+            username=self.loki_username,
+            password=self.loki_password,
+            token=self.loki_token,
+        )
 
     def __repr__(self) -> str:
         # Credentials are never printed: the password and token are left out, a URL's
