@@ -123,15 +123,9 @@ class _Connection(urllib3.connection.HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _TLSConnection(urllib3.connection.HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _attach(sock)
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach(self.sock)
-        super().request(*args, **kwargs)
+class _TLSConnection(_Connection, urllib3.connection.HTTPSConnection):
+    """:class:`_Connection`'s two hooks over urllib3's TLS connection (a subclass of the plain
+    one: the hooks run before its TLS wrapping)."""
 
 
 class _Pool(urllib3.connectionpool.HTTPConnectionPool):
@@ -209,6 +203,10 @@ def request(
         DeadlineExceeded: the deadline passed (a ``requests.Timeout``).
         requests.RequestException: the request failed otherwise.
     """
+    # The session's TLS choice, given per request: requests prefers REQUESTS_CA_BUNDLE or
+    # CURL_CA_BUNDLE over a session's verify (psf/requests#3829), so LOKI_VERIFY_TLS=false or a
+    # CA bundle path would be ignored wherever those are set.
+    kwargs.setdefault("verify", session.verify)
     started = time.monotonic()
     with _deadline(deadline) as guard:
         try:
