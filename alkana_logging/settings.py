@@ -262,15 +262,20 @@ def _truth(where: str, value: Any) -> bool:
     )
 
 
-def _count(where: str, value: Any, low: int, high: int | None = None) -> int:
-    bounds = f">= {low}" if high is None else f"from {low} to {high}"
-    expected = f"{where}: got {value!r}; expected an integer {bounds}"
+def _number(expected: str, value: Any, kind: type[int] | type[float]) -> Any:
+    """``value`` read as ``kind``, from text too; never from a bool (``expected``: the error)."""
     if isinstance(value, bool):
         raise ConfigurationError(expected)
     try:
-        number = int(value.strip()) if isinstance(value, str) else int(value)
+        return kind(value.strip()) if isinstance(value, str) else kind(value)
     except (TypeError, ValueError):
         raise ConfigurationError(expected) from None
+
+
+def _count(where: str, value: Any, low: int, high: int | None = None) -> int:
+    bounds = f">= {low}" if high is None else f"from {low} to {high}"
+    expected = f"{where}: got {value!r}; expected an integer {bounds}"
+    number: int = _number(expected, value, int)
     if number < low or (high is not None and number > high):
         raise ConfigurationError(expected)
     return number
@@ -278,12 +283,7 @@ def _count(where: str, value: Any, low: int, high: int | None = None) -> int:
 
 def _seconds(where: str, value: Any) -> float:
     expected = f"{where}: got {value!r}; expected a number of seconds > 0"
-    if isinstance(value, bool):
-        raise ConfigurationError(expected)
-    try:
-        number = float(value.strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(expected) from None
+    number: float = _number(expected, value, float)
     if not number > 0 or number == float("inf"):
         raise ConfigurationError(expected)
     return number
