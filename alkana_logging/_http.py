@@ -1,4 +1,10 @@
-"""Bounded HTTP for the Loki clients: a total deadline per request and a capped response body.
+"""Loki's HTTP, for the push client (:mod:`alkana_logging.loki`) and the query client alike.
+
+:class:`LokiEndpoint` is one Loki: its base URL and the push URL from it, the credentials taken
+out of the URL (which is printed) or given apart, the tenant header, the session that sends
+them, and what error texts must not show.
+
+Every request is bounded: a total deadline per request and a capped response body.
 
 ``requests`` (urllib3 under it) has per-operation timeouts only: a server that trickles one byte
 every few seconds keeps a request alive for ever, and ``response.text`` reads a body of any size.
@@ -27,8 +33,14 @@ import urllib3.connectionpool
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
+# Loki's URLs are the push module's (which must import without requests): this one needs it.
+from alkana_logging.loki import PUSH_PATH, base_url
+from alkana_logging.redaction import REDACTED, mask_url, scrub_text, url_secret
+
 #: Read this much at a time from a streamed body.
 _CHUNK: Final = 64 * 1024
+#: The header that names the tenant of a multi-tenant Loki.
+TENANT_HEADER: Final = "X-Scope-OrgID"
 
 
 class DeadlineExceeded(requests.Timeout):
@@ -111,15 +123,9 @@ class _Connection(urllib3.connection.HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _TLSConnection(urllib3.connection.HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _attach(sock)
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach(self.sock)
-        super().request(*args, **kwargs)
+class _TLSConnection(_Connection, urllib3.connection.HTTPSConnection):
+    """:class:`_Connection`'s two hooks over urllib3's TLS connection (a subclass of the plain
+    one: the hooks run before its TLS wrapping)."""
 
 
 class _Pool(urllib3.connectionpool.HTTPConnectionPool):
@@ -197,6 +203,10 @@ def request(
         DeadlineExceeded: the deadline passed (a ``requests.Timeout``).
         requests.RequestException: the request failed otherwise.
     """
+    # The session's TLS choice, given per request: requests prefers REQUESTS_CA_BUNDLE or
+    # CURL_CA_BUNDLE over a session's verify (psf/requests#3829), so LOKI_VERIFY_TLS=false or a
+    # CA bundle path would be ignored wherever those are set.
+    kwargs.setdefault("verify", session.verify)
     started = time.monotonic()
     with _deadline(deadline) as guard:
         try:
@@ -259,3 +269,111 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     userinfo, _, hostport = parts.netloc.rpartition("@")
     user, _, password = userinfo.partition(":")
     return urlunsplit(parts._replace(netloc=hostport)), (unquote(user), unquote(password))
+
+
+def check_credentials(*, tenant: Any, username: Any, password: Any, token: Any) -> None:
+    """The tenant and credentials of a Loki client, as given (None or empty: not given).
+
+    Raises:
+        TypeError: one is not a string.
+        ValueError: both basic auth and a token, or a password without a username.
+    """
+    for name, text in (
+        ("tenant", tenant),
+        ("username", username),
+        ("password", password),
+        ("token", token),
+    ):
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"{name}: got {text!r}; expected a string or None")
+    if token and username:
+        raise ValueError(
+            "username and token: got both; expected basic auth (username, password) "
+            "or a bearer token, not both"
+        )
+    if password and not username:
+        raise ValueError("password: got a password without a username; expected both")
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class LokiEndpoint:
+    """One Loki and who asks it: the base URL (no user-info in it), tenant and credentials.
+
+    Build it with :meth:`of`. The URL is printed (errors, health) only as :attr:`shown`.
+
+    Attributes:
+        base: Loki's base URL, user-info taken out.
+        tenant: sent as ``X-Scope-OrgID``.
+        auth: basic auth, ``(user, password)``: given apart, or the URL's user-info.
+        token: a bearer token (instead of basic auth).
+        verify: verify Loki's certificate (True), don't (False), or a CA bundle path.
+    """
+
+    base: str
+    tenant: str | None = None
+    auth: tuple[str, str] | None = None
+    token: str | None = None
+    verify: bool | str = True
+
+    @classmethod
+    def of(
+        cls,
+        url: Any,
+        *,
+        tenant: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        verify_tls: bool | str = True,
+    ) -> LokiEndpoint:
+        """The endpoint of ``url`` (Loki's base URL or its push URL) with these credentials;
+        explicit credentials win over the URL's user-info (requests would send that as basic
+        auth by itself).
+
+        Raises:
+            TypeError: ``url`` is not a string, or a credential is not.
+            ValueError: ``url`` is not http(s), or the credentials contradict each other.
+        """
+        if not isinstance(url, str):
+            raise TypeError(f"url: got {mask_url(url)!r}; expected an http:// or https:// URL")
+        if not url.strip().startswith(("http://", "https://")):
+            raise ValueError(f"url: got {mask_url(url)!r}; expected an http:// or https:// URL")
+        check_credentials(tenant=tenant, username=username, password=password, token=token)
+        base, url_auth = split_credentials(base_url(url))
+        auth = (username, password or "") if username else None
+        if url_auth is not None and not username and not token:
+            auth = url_auth
+        return cls(base, tenant or None, auth, token or None, verify_tls)
+
+    def shown(self, path: str = "") -> str:
+        """The URL of ``path`` as printed: secret query values masked, should it carry any."""
+        return str(mask_url(self.base + path))
+
+    @property
+    def push_url(self) -> str:
+        return self.base + PUSH_PATH
+
+    def scrub(self, text: str) -> str:
+        """An error text that may quote the URL, without its secrets: URL credentials masked,
+        and what is left of user-info no URL parser could read (a password with an unencoded
+        ``/``)."""
+        secret = url_secret(self.base)
+        if secret is not None:
+            text = text.replace(secret, REDACTED)
+        return scrub_text(text)
+
+    def session(
+        self, session: requests.Session | None = None, headers: Mapping[str, str] | None = None
+    ) -> requests.Session:
+        """``session`` (a new :func:`bounded_session` when None) sending the tenant, the
+        credentials, ``headers`` and the TLS choice with every request."""
+        session = bounded_session() if session is None else session
+        session.headers.update(headers or {})
+        if self.tenant:
+            session.headers[TENANT_HEADER] = self.tenant
+        if self.token:
+            session.headers["Authorization"] = f"Bearer {self.token}"
+        elif self.auth:
+            session.auth = self.auth
+        session.verify = self.verify
+        return session

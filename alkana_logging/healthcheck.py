@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from alkana_logging.ops.query import LokiClient
+    from alkana_logging._query import LokiClient
     from alkana_logging.settings import Settings
 
 Status = Literal["healthy", "degraded", "unhealthy"]
@@ -348,8 +348,10 @@ class LokiFreshness:
     """ETL freshness from Loki, through the ``etl_last_success``, ``etl_stale`` and
     ``etl_failing`` presets (the same queries as the ETLStale and ETLFailed alerts).
 
-    The presets and the query client belong to the ops toolkit (:mod:`alkana_logging.ops`),
-    imported when this source is built: a health check reading the log directory never loads it.
+    The query client is the runtime's (:mod:`alkana_logging._query`); the presets, the one
+    definition of every query, are the ops toolkit's (:mod:`alkana_logging.ops.presets`, pure
+    text over the contract), imported when this source is built: a health check reading the log
+    directory never loads them.
 
     Args:
         client: the query client (:class:`alkana_logging.ops.query.LokiClient`).
@@ -376,7 +378,7 @@ class LokiFreshness:
     @classmethod
     def from_settings(cls, settings: Settings, *, timeout: float = 4.0) -> LokiFreshness:
         """For the Loki of ``settings`` (``LOKI_URL``, credentials, ``LOKI_JOB``)."""
-        from alkana_logging.ops.query import LokiClient
+        from alkana_logging._query import LokiClient
 
         client = LokiClient.from_settings(settings, timeout=timeout)
         return cls(client, labels={F.LABEL_JOB: settings.loki_job})

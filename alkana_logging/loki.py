@@ -31,7 +31,7 @@ import weakref
 import zlib
 from _thread import get_ident
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import orjson
 
@@ -41,21 +41,30 @@ from alkana_logging._render import Renderer
 from alkana_logging.console import escape
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
-from alkana_logging.pipeline import stdlib_parts
-from alkana_logging.redaction import REDACTED, mask_url, scrub_text, url_secret
-from alkana_logging.settings import Settings, load_settings
+from alkana_logging.pipeline import Pipeline, stdlib_parts
+from alkana_logging.redaction import mask_url
+from alkana_logging.settings import LOKI_OPTIONS, Oversize, Settings, load_settings, loki_options
+from alkana_logging.stdlib import PipelineHandler
 
 _monotonic = time.monotonic
+# The line renderer's truncation (one marker, one rule; _line.truncate once it is exported).
+_truncate = Renderer._truncate
 
 if TYPE_CHECKING:
     import requests
 
+    from alkana_logging._http import LokiEndpoint
+
 __all__ = ["PUSH_PATH", "LokiHandler", "LokiSink"]
 
-Oversize = Literal["truncate", "drop"]
-
-#: Loki's push endpoint, appended to a base URL.
+#: Loki's push endpoint, appended to a base URL (here, not in _http, which needs requests).
 PUSH_PATH: Final = "/loki/api/v1/push"
+#: What a push says of its body, besides the endpoint's tenant and credentials.
+_PUSH_HEADERS: Final = {
+    "Content-Type": "application/json",
+    "Content-Encoding": "gzip",
+    "User-Agent": "alkana-logging",
+}
 #: The logger name of the events this module emits.
 LOGGER_NAME: Final = "alkana_logging.loki"
 
@@ -70,14 +79,8 @@ REASON_ERROR: Final = "loki_internal_error"
 REASON_REQUEST: Final = "loki_request_error"
 REASON_REJECTED_PREFIX: Final = "loki_rejected_"
 
-#: Loki's default ``max_line_size`` (256KB, which Loki reads as 256,000 bytes).
-DEFAULT_MAX_LINE_BYTES: Final = 256_000
-DEFAULT_BATCH_BYTES: Final = 1024 * 1024
-DEFAULT_BATCH_WAIT: Final = 1.0
 #: How often a sender waiting to retry looks whether the main thread has ended.
 _MAIN_THREAD_POLL: Final = 0.5
-DEFAULT_BUFFER_LINES: Final = 100_000
-DEFAULT_BUFFER_BYTES: Final = 32 * 1024 * 1024
 
 #: Loki answers this (a 2xx!) while ``block_ingestion_until`` is in force: nothing was stored.
 _BLOCKED_STATUS: Final = 260
@@ -85,24 +88,6 @@ _MAX_RETRY_AFTER: Final = 300.0
 _ERROR_TEXT_CHARS: Final = 500
 #: At most this much of Loki's answer is read (its error text is cut to _ERROR_TEXT_CHARS).
 _MAX_ANSWER_BYTES: Final = 64 * 1024
-_OVERSIZE_OPTIONS: Final = ("truncate", "drop")
-_TRUNCATED = "…[truncated {} chars]"
-
-# Optional Settings fields, read by from_settings() when present and not None, and the keyword
-# argument each one feeds.
-_SETTINGS_KWARGS: Final = {
-    "loki_batch_bytes": "batch_bytes",
-    "loki_batch_wait": "batch_wait",
-    "loki_buffer_lines": "buffer_lines",
-    "loki_buffer_bytes": "buffer_bytes",
-    "loki_max_line_bytes": "max_line_bytes",
-    "loki_oversize": "oversize",
-    "loki_connect_timeout": "connect_timeout",
-    "loki_read_timeout": "read_timeout",
-    "loki_max_retry_time": "max_retry_time",
-    "loki_flush_timeout": "flush_timeout",
-}
-
 
 #: One buffered line: its time (ns), the line, and the record's ``request_id`` and ``trace_id``
 #: (None when absent or not sent): a flat tuple, the cheapest thing to build on the caller's
@@ -118,77 +103,31 @@ class _Outcome(NamedTuple):
     retry_after: float | None
 
 
+def base_url(url: str) -> str:
+    """Loki's base URL: without a trailing ``/`` or the push path, if one was given."""
+    url = url.strip().rstrip("/")
+    return url.removesuffix(PUSH_PATH).rstrip("/")
+
+
 def push_url(url: str) -> str:
     """The push endpoint for ``url``, which may be Loki's base URL or the endpoint itself."""
-    base = url.rstrip("/")
-    return base if base.endswith(PUSH_PATH) else base + PUSH_PATH
+    return base_url(url) + PUSH_PATH
 
 
-def _positive(name: str, value: Any, *, integer: bool = False) -> None:
-    if integer:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name}: got {value!r}; expected an integer > 0")
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: got {value!r}; expected a number > 0")
-    if value <= 0:
-        raise ValueError(f"{name}: got {value!r}; expected a value > 0")
+def _http_module() -> Any:
+    """:mod:`alkana_logging._http`, which needs ``requests``.
 
-
-def _check_credentials(*, tenant: Any, username: Any, password: Any, token: Any) -> None:
-    for name, text in (
-        ("tenant", tenant),
-        ("username", username),
-        ("password", password),
-        ("token", token),
-    ):
-        if text is not None and not isinstance(text, str):
-            raise TypeError(f"{name}: got {text!r}; expected a string or None")
-    if token and username:
-        raise ValueError(
-            "username and token: got both; expected basic auth (username, password) "
-            "or a bearer token, not both"
-        )
-    if password and not username:
-        raise ValueError("password: got a password without a username; expected both")
-
-
-def _check_options(
-    *,
-    url: Any,
-    tenant: Any,
-    username: Any,
-    password: Any,
-    token: Any,
-    structured_metadata: Any,
-    verify_tls: Any,
-    counts: Mapping[str, Any],
-    seconds: Mapping[str, Any],
-    oversize: Any,
-    compress_level: Any,
-) -> None:
-    """Validate LokiSink's options; the errors name the option, the value and what is expected."""
-    if not isinstance(url, str):
-        raise TypeError(f"url: got {mask_url(url)!r}; expected an http:// or https:// URL")
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"url: got {mask_url(url)!r}; expected an http:// or https:// URL")
-    _check_credentials(tenant=tenant, username=username, password=password, token=token)
-    if not isinstance(structured_metadata, bool):
-        raise TypeError(f"structured_metadata: got {structured_metadata!r}; expected a bool")
-    if not isinstance(verify_tls, (bool, str)):
-        raise TypeError(f"verify_tls: got {verify_tls!r}; expected a bool or a CA bundle path")
-    for name, number in counts.items():
-        _positive(name, number, integer=True)
-    for name, value in seconds.items():
-        _positive(name, value)
-    if seconds["max_backoff"] < seconds["min_backoff"]:
-        raise ValueError(
-            f"max_backoff: got {seconds['max_backoff']!r}; expected a value >= min_backoff "
-            f"({seconds['min_backoff']!r})"
-        )
-    if oversize not in _OVERSIZE_OPTIONS:
-        raise ValueError(f"oversize: got {oversize!r}; expected 'truncate' or 'drop'")
-    if isinstance(compress_level, bool) or compress_level not in range(10):
-        raise ValueError(f"compress_level: got {compress_level!r}; expected 0 to 9")
+    Raises:
+        ConfigurationError: ``requests`` is not installed.
+    """
+    try:
+        from alkana_logging import _http
+    except ImportError as err:
+        raise ConfigurationError(
+            "LOKI_URL is set but the 'requests' package is not installed; "
+            "install alkana-logging[loki]"
+        ) from err
+    return _http
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -255,94 +194,70 @@ class LokiSink:
         username: str | None = None,
         password: str | None = None,
         token: str | None = None,
-        structured_metadata: bool = True,
-        verify_tls: bool | str = True,
-        batch_bytes: int = DEFAULT_BATCH_BYTES,
-        batch_wait: float = DEFAULT_BATCH_WAIT,
-        buffer_lines: int = DEFAULT_BUFFER_LINES,
-        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-        oversize: Oversize = "truncate",
-        connect_timeout: float = 5.0,
-        read_timeout: float = 10.0,
-        min_backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        max_retry_time: float = 300.0,
-        flush_timeout: float = 5.0,
-        compress_level: int = 1,
+        structured_metadata: bool | None = None,
+        verify_tls: bool | str | None = None,
+        batch_bytes: int | None = None,
+        batch_wait: float | None = None,
+        buffer_lines: int | None = None,
+        buffer_bytes: int | None = None,
+        max_line_bytes: int | None = None,
+        oversize: Oversize | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        min_backoff: float | None = None,
+        max_backoff: float | None = None,
+        max_retry_time: float | None = None,
+        flush_timeout: float | None = None,
+        compress_level: int | None = None,
     ) -> None:
-        _check_options(
-            url=url,
-            tenant=tenant,
-            username=username,
-            password=password,
-            token=token,
-            structured_metadata=structured_metadata,
-            verify_tls=verify_tls,
-            counts={
+        # Checked and defaulted where the settings are: LOKI_OPTIONS is their one table.
+        options = loki_options(
+            {
+                "structured_metadata": structured_metadata,
+                "verify_tls": verify_tls,
                 "batch_bytes": batch_bytes,
+                "batch_wait": batch_wait,
                 "buffer_lines": buffer_lines,
                 "buffer_bytes": buffer_bytes,
                 "max_line_bytes": max_line_bytes,
-            },
-            seconds={
-                "batch_wait": batch_wait,
+                "oversize": oversize,
                 "connect_timeout": connect_timeout,
                 "read_timeout": read_timeout,
                 "min_backoff": min_backoff,
                 "max_backoff": max_backoff,
                 "max_retry_time": max_retry_time,
                 "flush_timeout": flush_timeout,
-            },
-            oversize=oversize,
-            compress_level=compress_level,
+                "compress_level": compress_level,
+            }
         )
         self._labels = self._check_labels(labels)
-        tenant, username, password, token = (
-            tenant or None,
-            username or None,
-            password or None,
-            token or None,
+        _http = _http_module()  # needs requests: fail here, at setup, not in the sender thread
+        self.endpoint: LokiEndpoint = _http.LokiEndpoint.of(
+            url,
+            tenant=tenant,
+            username=username,
+            password=password,
+            token=token,
+            verify_tls=options["verify_tls"],
         )
-        try:
-            import requests  # noqa: F401 - fail here, at setup, not in the sender thread
-        except ImportError as err:
-            raise ConfigurationError(
-                "LOKI_URL is set but the 'requests' package is not installed; "
-                "install alkana-logging[loki]"
-            ) from err
-
-        from alkana_logging import _http
-
-        # User-info in the URL is basic auth (as requests reads it) and never kept in the URL,
-        # which is printed in errors and health; explicit credentials win.
-        self.url, url_auth = _http.split_credentials(push_url(url))
+        self.url = self.endpoint.push_url
         #: The URL as printed (stderr, health, errors).
-        self.shown_url = mask_url(self.url)
-        # What is left of user-info requests could not read (a password with an unencoded
-        # "/"): taken out of the error texts that quote the URL.
-        self._url_secret = url_secret(self.url)
+        self.shown_url = self.endpoint.shown(PUSH_PATH)
         self.health = health if health is not None else PipelineHealth()
-        self._tenant = tenant
-        self._auth = (username, password or "") if username else None
-        if url_auth is not None and not username and not token:
-            self._auth = url_auth
-        self._token = token
-        self._metadata = structured_metadata
-        self._verify = verify_tls
-        self._batch_bytes = batch_bytes
-        self._batch_wait = float(batch_wait)
-        self._line_limit = buffer_lines  # 0 once closed: one comparison refuses both cases
-        self._max_bytes = buffer_bytes
-        self._max_line = max_line_bytes
-        self._oversize = oversize
-        self._connect_timeout = float(connect_timeout)
-        self._read_timeout = float(read_timeout)
-        self._min_backoff = float(min_backoff)
-        self._max_backoff = float(max_backoff)
-        self._max_retry_time = float(max_retry_time)
-        self._flush_timeout = float(flush_timeout)
-        self._compress_level = compress_level
+        self._metadata: bool = options["structured_metadata"]
+        self._batch_bytes: int = options["batch_bytes"]
+        self._batch_wait = float(options["batch_wait"])
+        self._line_limit: int = options["buffer_lines"]  # 0 once closed: one test refuses both
+        self._max_bytes: int = options["buffer_bytes"]
+        self._max_line: int = options["max_line_bytes"]
+        self._oversize: Oversize = options["oversize"]
+        self._connect_timeout = float(options["connect_timeout"])
+        self._read_timeout = float(options["read_timeout"])
+        self._min_backoff = float(options["min_backoff"])
+        self._max_backoff = float(options["max_backoff"])
+        self._max_retry_time = float(options["max_retry_time"])
+        self._flush_timeout = float(options["flush_timeout"])
+        self._compress_level: int = options["compress_level"]
         self._random = random.Random()  # noqa: S311 - jitter, not cryptography
 
         # Statistics: plain attributes, read without a lock by health.snapshot().
@@ -405,21 +320,18 @@ class LokiSink:
         }
         if host_label:
             labels[F.LABEL_HOST] = settings.host
-        kwargs: dict[str, Any] = {}
-        for field, kwarg in _SETTINGS_KWARGS.items():
-            kwargs[kwarg] = getattr(settings, field)
+        kwargs: dict[str, Any] = {
+            name: getattr(settings, f"loki_{name}")
+            for name, option in LOKI_OPTIONS.items()
+            if option.setting
+        }
         kwargs.update(overrides)
         try:
             return cls(
                 settings.loki_url,
                 labels=labels,
                 health=health,
-                tenant=settings.loki_tenant,
-                username=settings.loki_username,
-                password=settings.loki_password,
-                token=settings.loki_token,
-                structured_metadata=settings.loki_structured_metadata,
-                verify_tls=settings.loki_verify_tls,
+                **settings.loki_identity,
                 **kwargs,
             )
         except (TypeError, ValueError) as err:
@@ -558,10 +470,8 @@ class LokiSink:
                 value = record.get(key)
                 if isinstance(value, (str, int, float)) and len(str(value)) <= 256:
                     small[key] = value
-            message = str(small.get(F.MESSAGE, ""))
-            keep = limit // 4
-            if len(message) > keep:
-                small[F.MESSAGE] = message[:keep] + _TRUNCATED.format(len(message) - keep)
+            # The renderer's cut: a message it shortened already says its original length.
+            small[F.MESSAGE] = _truncate(str(small.get(F.MESSAGE, "")), limit // 4)
             small[F.LOG_ERROR] = (
                 f"line of {len(line)} bytes exceeded the Loki line limit of {limit} bytes; "
                 "fields dropped, message truncated"
@@ -915,20 +825,7 @@ class LokiSink:
         return _Outcome(False, retryable, status, f"HTTP {status}: {text}", retry_after)
 
     def _new_session(self) -> requests.Session:
-        from alkana_logging import _http
-
-        session = _http.bounded_session()
-        session.headers["Content-Type"] = "application/json"
-        session.headers["Content-Encoding"] = "gzip"
-        session.headers["User-Agent"] = "alkana-logging"
-        if self._tenant:
-            session.headers["X-Scope-OrgID"] = self._tenant
-        if self._token:
-            session.headers["Authorization"] = f"Bearer {self._token}"
-        elif self._auth:
-            session.auth = self._auth
-        session.verify = self._verify
-        return session
+        return self.endpoint.session(headers=_PUSH_HEADERS)
 
     def _close_session(self) -> None:
         session, self._session = self._session, None
@@ -1017,10 +914,9 @@ class LokiSink:
             self._close_deadline = time.monotonic() + self._flush_timeout
 
     def _note_error(self, outcome: _Outcome) -> None:
-        error = outcome.error
-        if self._url_secret is not None:
-            error = error.replace(self._url_secret, REDACTED)
-        message = f"pushing to Loki at {self.shown_url} failed: {scrub_text(error)}"
+        message = (
+            f"pushing to Loki at {self.shown_url} failed: {self.endpoint.scrub(outcome.error)}"
+        )
         self.last_error = message
         self.last_error_at = time.time()
         if outcome.retryable or outcome.status is None:
@@ -1058,14 +954,17 @@ def _after_fork_ref(ref: weakref.ref[LokiSink]) -> None:
         sink.after_fork()
 
 
-class LokiHandler(logging.Handler):
+class LokiHandler(PipelineHandler):
     """A ``logging.Handler`` that pushes records to Loki, for adding by hand to a logger.
 
-    Records are rendered to the contract's JSON lines exactly as ``setup()`` renders them.
-    Settings come from the environment (``LOKI_URL``, ``LOKI_TENANT``, ``APP_NAME``, ...),
-    overridden by the keyword arguments; works from ``dictConfig`` with
-    ``"()": "alkana_logging.loki.LokiHandler"``. Not needed after ``setup(loki_url=...)``,
-    which ships every line already.
+    A :class:`~alkana_logging.stdlib.PipelineHandler` over a pipeline of its own with one
+    :class:`LokiSink`: records become the contract's JSON lines exactly as ``setup()`` renders
+    them (redaction, ``trace_id``/``span_id`` of the recording OpenTelemetry span, a line that
+    could not be rendered replaced by one that says so). Settings come from the environment
+    (``LOKI_URL``, ``LOKI_TENANT``, ``APP_NAME``, ...), overridden by the keyword arguments;
+    works from ``dictConfig`` with ``"()": "alkana_logging.LokiHandler"``. Not needed after
+    ``setup(loki_url=...)``, which ships every line already. Its counters are ``health`` (the
+    pipeline's), not ``pipeline_health()``'s.
 
     Args:
         url: Loki's URL (``LOKI_URL`` when omitted).
@@ -1099,7 +998,6 @@ class LokiHandler(logging.Handler):
         redact_keys: Any = None,
         **sink_options: Any,
     ) -> None:
-        super().__init__(level)
         settings = load_settings(
             {
                 "loki_url": url,
@@ -1118,35 +1016,35 @@ class LokiHandler(logging.Handler):
             raise ConfigurationError(
                 "LokiHandler: got no url and LOKI_URL is not set; expected Loki's URL"
             )
-        self.health = PipelineHealth()
-        self.renderer = Renderer.from_settings(settings)
-        self.sink = LokiSink.from_settings(settings, self.health, **sink_options)
+        health = PipelineHealth()
+        self.sink = LokiSink.from_settings(settings, health, **sink_options)
+        super().__init__(Pipeline(Renderer.from_settings(settings), [self.sink], health=health))
+        self.setLevel(level)
+        self.health = health
         ref = weakref.ref(self)
+        # setup()'s pipeline is looked after by its own fork hook; this one is not setup()'s.
         os.register_at_fork(after_in_child=lambda: _handler_after_fork(ref))
 
     def handle(self, record: logging.LogRecord) -> Any:
-        # The renderer and the sink are thread-safe: no handler lock around emit().
-        rv = self.filter(record)
+        # The renderer and the sink are thread-safe: no handler lock. Unlike setup()'s handler,
+        # a ForwardedRecord is shipped: it is a line of setup()'s pipeline, not of this one.
+        rv = self.filter(record) if self.filters else True
         if rv:
-            if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may replace it
+            if rv is not True and isinstance(rv, logging.LogRecord):  # 3.12+: a filter's record
                 record = rv
-            self.emit(record)
+            pipeline = self.pipeline
+            pipeline.emit(*stdlib_parts(record, pipeline.redactor))
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            parts = stdlib_parts(record, self.renderer.redactor)
-            rendered, line = self.renderer.render(*parts)
-            self.sink.write(line, rendered, parts[0])
-        except Exception:  # noqa: BLE001
-            self.handleError(record)
+        self.pipeline.emit_stdlib(record)
 
     def flush(self) -> None:
-        self.sink.flush()
+        self.pipeline.flush()
 
     def close(self) -> None:
         try:
-            self.sink.close()
+            self.pipeline.close()
         finally:
             super().close()
 
@@ -1154,6 +1052,4 @@ class LokiHandler(logging.Handler):
 def _handler_after_fork(ref: weakref.ref[LokiHandler]) -> None:
     handler = ref()
     if handler is not None:
-        handler.renderer.after_fork()
-        handler.health.after_fork()
-        handler.sink.after_fork()
+        handler.pipeline.after_fork()

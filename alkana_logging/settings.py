@@ -8,7 +8,7 @@ import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypedDict
 
 from alkana_logging.exceptions import ConfigurationError
 
@@ -74,8 +74,67 @@ DEFAULT_REDACT_KEYS = frozenset(
 DEFAULT_JOB = "alkana"
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUP_COUNT = 5
-#: Lines longer than this are shortened (Loki refuses lines over 256 KB by default).
+#: The renderer's limit (``LOG_MAX_LINE_BYTES``): every line longer than this is shortened, in
+#: the file, on stdout and to Loki alike.
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
+#: Loki's own ``max_line_size`` default ("256KB", which Loki reads as 256,000 bytes): the Loki
+#: sink's limit (``LOKI_MAX_LINE_BYTES``), for a line that the renderer let through (a raised
+#: ``LOG_MAX_LINE_BYTES``) but Loki would refuse.
+DEFAULT_LOKI_MAX_LINE_BYTES = 256_000
+
+
+class LokiIdentity(TypedDict):
+    """Who asks Loki: ``X-Scope-OrgID``, basic auth or a bearer token (None: not given)."""
+
+    tenant: str | None
+    username: str | None
+    password: str | None
+    token: str | None
+
+
+OptionKind = Literal["count", "seconds", "choice", "bool", "tls"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LokiOption:
+    """What one option of the Loki sink accepts, and its default.
+
+    Attributes:
+        kind: ``count`` (an integer from ``low`` to ``high``), ``seconds`` (a finite number
+            > 0), ``choice`` (one of ``choices``), ``bool``, or ``tls`` (a bool; for the sink
+            also a CA bundle path).
+        default: the value when none is given.
+        setting: also a setting (``loki_<name>``, environment ``LOKI_<NAME>``); False: an
+            argument of :class:`~alkana_logging.loki.LokiSink` only.
+    """
+
+    kind: OptionKind
+    default: Any
+    low: int = 1
+    high: int | None = None
+    choices: tuple[str, ...] = ()
+    setting: bool = True
+
+
+#: The Loki sink's options, once: LokiSink's arguments and their defaults, the ``loki_*``
+#: settings and how they are read, and what ``LokiSink.from_settings`` hands over.
+LOKI_OPTIONS: Mapping[str, LokiOption] = {
+    "structured_metadata": LokiOption("bool", True),
+    "verify_tls": LokiOption("tls", True),
+    "batch_bytes": LokiOption("count", 1024 * 1024),
+    "batch_wait": LokiOption("seconds", 1.0),
+    "buffer_lines": LokiOption("count", 100_000),
+    "buffer_bytes": LokiOption("count", 32 * 1024 * 1024),
+    "max_line_bytes": LokiOption("count", DEFAULT_LOKI_MAX_LINE_BYTES),
+    "oversize": LokiOption("choice", "truncate", choices=OVERSIZES),
+    "connect_timeout": LokiOption("seconds", 5.0),
+    "read_timeout": LokiOption("seconds", 10.0),
+    "min_backoff": LokiOption("seconds", 0.5, setting=False),
+    "max_backoff": LokiOption("seconds", 30.0, setting=False),
+    "max_retry_time": LokiOption("seconds", 300.0),
+    "flush_timeout": LokiOption("seconds", 5.0),
+    "compress_level": LokiOption("count", 1, low=0, high=9, setting=False),
+}
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -105,24 +164,35 @@ class Settings:
     loki_password: str | None = dataclasses.field(default=None, repr=False)
     loki_token: str | None = dataclasses.field(default=None, repr=False)
     loki_job: str = DEFAULT_JOB
-    loki_structured_metadata: bool = True
-    loki_verify_tls: bool = True
+    # The sink's options that are settings too take their defaults from LOKI_OPTIONS.
+    loki_structured_metadata: bool = LOKI_OPTIONS["structured_metadata"].default
+    loki_verify_tls: bool = LOKI_OPTIONS["verify_tls"].default
     loki_host_label: bool = True
-    loki_batch_bytes: int = 1024 * 1024
-    loki_batch_wait: float = 1.0
-    loki_buffer_lines: int = 100_000
-    loki_buffer_bytes: int = 32 * 1024 * 1024
-    loki_max_line_bytes: int = 256_000
-    loki_oversize: Oversize = "truncate"
-    loki_connect_timeout: float = 5.0
-    loki_read_timeout: float = 10.0
-    loki_max_retry_time: float = 300.0
-    loki_flush_timeout: float = 5.0
+    loki_batch_bytes: int = LOKI_OPTIONS["batch_bytes"].default
+    loki_batch_wait: float = LOKI_OPTIONS["batch_wait"].default
+    loki_buffer_lines: int = LOKI_OPTIONS["buffer_lines"].default
+    loki_buffer_bytes: int = LOKI_OPTIONS["buffer_bytes"].default
+    loki_max_line_bytes: int = LOKI_OPTIONS["max_line_bytes"].default
+    loki_oversize: Oversize = LOKI_OPTIONS["oversize"].default
+    loki_connect_timeout: float = LOKI_OPTIONS["connect_timeout"].default
+    loki_read_timeout: float = LOKI_OPTIONS["read_timeout"].default
+    loki_max_retry_time: float = LOKI_OPTIONS["max_retry_time"].default
+    loki_flush_timeout: float = LOKI_OPTIONS["flush_timeout"].default
     loki_flush_on_sigterm: bool = True
 
     @property
     def level_number(self) -> int:
         return _LEVEL_NUMBERS[self.level]
+
+    @property
+    def loki_identity(self) -> LokiIdentity:
+        """The tenant and credentials, as the keyword arguments of both Loki clients."""
+        return LokiIdentity(
+            tenant=self.loki_tenant,
+            username=self.loki_username,
+            password=self.loki_password,
+            token=self.loki_token,
+        )
 
     def __repr__(self) -> str:
         # Credentials are never printed: the password and token are left out, a URL's
@@ -182,53 +252,126 @@ def _where(name: str, from_env: bool) -> str:
     return f"{ENV_VARS[name]} (environment)" if from_env else f"setup({name}=...)"
 
 
-def _as_bool(name: str, value: Any, from_env: bool) -> bool:
+def _truth(where: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise ConfigurationError(
-        f"{_where(name, from_env)}: got {value!r}; expected true or false (1/0, yes/no, on/off)"
+        f"{where}: got {value!r}; expected true or false (1/0, yes/no, on/off)"
     )
 
 
-def _as_int(name: str, value: Any, from_env: bool, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise ConfigurationError(f"{_where(name, from_env)}: got {value!r}; expected an integer")
-    try:
-        number = int(value.strip()) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(
-            f"{_where(name, from_env)}: got {value!r}; expected an integer >= {minimum}"
-        ) from None
-    if number < minimum:
-        raise ConfigurationError(
-            f"{_where(name, from_env)}: got {value!r}; expected an integer >= {minimum}"
-        )
-    return number
-
-
-def _as_seconds(name: str, value: Any, from_env: bool) -> float:
-    expected = f"{_where(name, from_env)}: got {value!r}; expected a number of seconds > 0"
+def _number(expected: str, value: Any, kind: type[int] | type[float]) -> Any:
+    """``value`` read as ``kind``, from text too; never from a bool (``expected``: the error)."""
     if isinstance(value, bool):
         raise ConfigurationError(expected)
     try:
-        number = float(value.strip()) if isinstance(value, str) else float(value)
+        return kind(value.strip()) if isinstance(value, str) else kind(value)
     except (TypeError, ValueError):
         raise ConfigurationError(expected) from None
+
+
+def _count(where: str, value: Any, low: int, high: int | None = None) -> int:
+    bounds = f">= {low}" if high is None else f"from {low} to {high}"
+    expected = f"{where}: got {value!r}; expected an integer {bounds}"
+    number: int = _number(expected, value, int)
+    if number < low or (high is not None and number > high):
+        raise ConfigurationError(expected)
+    return number
+
+
+def _seconds(where: str, value: Any) -> float:
+    expected = f"{where}: got {value!r}; expected a number of seconds > 0"
+    number: float = _number(expected, value, float)
     if not number > 0 or number == float("inf"):
         raise ConfigurationError(expected)
     return number
 
 
-def _as_choice(name: str, value: Any, from_env: bool, choices: Iterable[str]) -> str:
+def _one_of(where: str, value: Any, choices: Iterable[str]) -> str:
     choices = tuple(choices)
     text = value.strip().lower() if isinstance(value, str) else value
     if text not in choices:
-        raise ConfigurationError(
-            f"{_where(name, from_env)}: got {value!r}; expected one of {', '.join(choices)}"
-        )
+        raise ConfigurationError(f"{where}: got {value!r}; expected one of {', '.join(choices)}")
     return str(text)
+
+
+def _as_bool(name: str, value: Any, from_env: bool) -> bool:
+    return _truth(_where(name, from_env), value)
+
+
+def _as_int(name: str, value: Any, from_env: bool, minimum: int) -> int:
+    return _count(_where(name, from_env), value, minimum)
+
+
+def _as_choice(name: str, value: Any, from_env: bool, choices: Iterable[str]) -> str:
+    return _one_of(_where(name, from_env), value, choices)
+
+
+#: What a Loki option given to LokiSink (not read from text) must be an instance of, and what
+#: the error says it expected.
+_OPTION_TYPES: Mapping[OptionKind, tuple[tuple[type, ...], str]] = {
+    "count": ((int,), "an integer"),
+    "seconds": ((int, float), "a number of seconds > 0"),
+    "choice": ((str,), "a string"),
+    "bool": ((bool,), "True or False"),
+    "tls": ((bool, str), "a bool or a CA bundle path"),
+}
+
+
+def check_loki_option(
+    name: str, value: Any, where: str | None = None, *, text: bool = False
+) -> Any:
+    """``value`` as the Loki option ``name`` (see :data:`LOKI_OPTIONS`) accepts it.
+
+    Args:
+        name: the option (``batch_wait``; its setting is ``loki_batch_wait``).
+        value: the value given.
+        where: how errors name the option (``name`` when omitted).
+        text: the value may be text to read (``"5"``, ``"true"``), as from the environment or
+            ``setup()``; else it must have the option's type already.
+
+    Raises:
+        TypeError: not ``text``, and not of the option's type.
+        ConfigurationError: a value the option does not accept (a ``ValueError``).
+    """
+    option = LOKI_OPTIONS[name]
+    where = where or name
+    kind = option.kind
+    if not text:
+        types, expected = _OPTION_TYPES[kind]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise TypeError(f"{where}: got {value!r}; expected {expected}")
+        if kind == "tls":
+            return value  # a bool, or a CA bundle path
+    if kind == "count":
+        return _count(where, value, option.low, option.high)
+    if kind == "seconds":
+        return _seconds(where, value)
+    if kind == "choice":
+        return _one_of(where, value, option.choices)
+    return _truth(where, value)
+
+
+def loki_options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option of :data:`LOKI_OPTIONS`: the ``given`` ones (None: not given) checked as
+    :func:`check_loki_option` does, the others their defaults.
+
+    Raises:
+        TypeError: a value of the wrong type.
+        ConfigurationError: a value that is not accepted (a ``ValueError``).
+    """
+    options = {
+        name: option.default if given.get(name) is None else check_loki_option(name, given[name])
+        for name, option in LOKI_OPTIONS.items()
+    }
+    if options["max_backoff"] < options["min_backoff"]:
+        raise ConfigurationError(
+            f"max_backoff: got {options['max_backoff']!r}; expected a value >= min_backoff "
+            f"({options['min_backoff']!r})"
+        )
+    return options
 
 
 def _as_level(name: str, value: Any, from_env: bool) -> str:
@@ -320,6 +463,12 @@ def _int_from(minimum: int) -> Parser:
     return lambda name, value, from_env: _as_int(name, value, from_env, minimum)
 
 
+def _loki_option(option: str) -> Parser:
+    return lambda name, value, from_env: check_loki_option(
+        option, value, _where(name, from_env), text=True
+    )
+
+
 def _text(name: str, value: Any, from_env: bool) -> str:
     return _as_text(name, value, from_env)
 
@@ -331,37 +480,15 @@ _PARSERS: Mapping[str, Parser] = {
     "format": _choice(FORMATS),
     "rotation": _choice(ROTATIONS),
     "on_file_error": _choice(ON_FILE_ERRORS),
-    "loki_oversize": _choice(OVERSIZES),
     "max_bytes": _int_from(0),
     "backup_count": _int_from(0),
     "max_line_bytes": _int_from(1024),
     "redact_keys": _as_keys,
     **dict.fromkeys(("app_name", "app_env", "host", "loki_job"), _text),
     **dict.fromkeys(
-        (
-            "stdout",
-            "capture_warnings",
-            "loki_structured_metadata",
-            "loki_verify_tls",
-            "loki_host_label",
-            "loki_flush_on_sigterm",
-        ),
-        _as_bool,
+        ("stdout", "capture_warnings", "loki_host_label", "loki_flush_on_sigterm"), _as_bool
     ),
-    **dict.fromkeys(
-        (
-            "loki_batch_wait",
-            "loki_connect_timeout",
-            "loki_read_timeout",
-            "loki_max_retry_time",
-            "loki_flush_timeout",
-        ),
-        _as_seconds,
-    ),
-    **dict.fromkeys(
-        ("loki_batch_bytes", "loki_buffer_lines", "loki_buffer_bytes", "loki_max_line_bytes"),
-        _int_from(1),
-    ),
+    **{f"loki_{name}": _loki_option(name) for name, o in LOKI_OPTIONS.items() if o.setting},
 }
 
 

@@ -17,11 +17,16 @@ its own, so that its JSON parsing does not compete with the logging process for 
    every one; lines per CPU second and per wall second, and the peak RSS growth meanwhile.
    Then the sender alone: lines already buffered, flushed.
 3. Memory bound: Loki unreachable, three times the buffer bound logged: tracemalloc's peak.
+4. ``LokiHandler`` added by hand to a stdlib logger: the caller thread's CPU per
+   ``logger.info(msg, extra=...)``, against the same call to a logger with a ``NullHandler``
+   (the stdlib's own cost) in interleaved rounds. ``--handler-only`` runs this part alone;
+   ``PYTHONPATH=/path/to/copy`` measures another copy of the package.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import subprocess
 import sys
@@ -38,7 +43,7 @@ import requests
 from alkana_logging import fields as F
 from alkana_logging._render import Renderer
 from alkana_logging.health import PipelineHealth
-from alkana_logging.loki import LokiSink
+from alkana_logging.loki import LokiHandler, LokiSink
 from alkana_logging.pipeline import Pipeline
 from alkana_logging.redaction import Redactor
 
@@ -171,6 +176,65 @@ def caller_cost(url: str, rounds: int, per_round: int) -> dict[str, float]:
     }
 
 
+# -- 4. LokiHandler by hand ------------------------------------------------------------------------
+
+
+def handler_cost(url: str, rounds: int, per_round: int) -> dict[str, float]:
+    handler = LokiHandler(
+        url,
+        app_name="bench",
+        buffer_lines=10_000_000,
+        buffer_bytes=1 << 32,
+        flush_timeout=120.0,
+    )
+    loggers = {}
+    for name, attached in (("null", logging.NullHandler()), ("loki", handler)):
+        logger = logging.getLogger(f"bench.handler.{name}")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        logger.handlers[:] = [attached]
+        loggers[name] = logger
+    extra = {k: v for k, v in FIELDS.items() if k != F.EVENT}
+
+    def loop(logger: logging.Logger) -> Callable[[int], None]:
+        info = logger.info
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                info(MESSAGE, extra=extra)
+
+        return run
+
+    cases = {name: loop(logger) for name, logger in loggers.items()}
+    for run in cases.values():
+        run(per_round // 4)
+    handler.flush()
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
+    order = list(cases)
+    for index in range(rounds):
+        for name in order if index % 2 == 0 else order[::-1]:
+            start = time.thread_time_ns()
+            cases[name](per_round)
+            cpu[name].append((time.thread_time_ns() - start) / per_round / 1000)
+            handler.flush()
+    handler.close()
+    assert handler.health.dropped == {}, handler.health.dropped
+    return {name: statistics.median(values) for name, values in cpu.items()}
+
+
+def print_handler_cost(cost: Mapping[str, float]) -> None:
+    print(
+        C.table(
+            ["LokiHandler by hand: µs per call", "caller thread CPU"],
+            [
+                ["logger with a NullHandler (anchor)", C.fmt_us(cost["null"])],
+                ["logger with a LokiHandler", C.fmt_us(cost["loki"])],
+                ["ratio LokiHandler / anchor", C.fmt_ratio(cost["loki"] / cost["null"])],
+            ],
+        )
+    )
+
+
 # -- 2. end to end --------------------------------------------------------------------------------
 
 
@@ -267,6 +331,7 @@ def memory_bound(buffer_lines: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and lines")
+    parser.add_argument("--handler-only", action="store_true", help="part 4 only")
     args = parser.parse_args()
     rounds, per_round, lines, bound = (
         (5, 5_000, 50_000, 20_000) if args.quick else (21, 20_000, 300_000, 100_000)
@@ -274,6 +339,10 @@ def main() -> None:
     print(C.machine())
     process, url = start_receiver()
     try:
+        handler = handler_cost(url, rounds, per_round)
+        if args.handler_only:
+            print_handler_cost(handler)
+            return
         cost = caller_cost(url, rounds, per_round)
         flow = end_to_end(url, lines)
     finally:
@@ -353,6 +422,8 @@ def main() -> None:
             ],
         )
     )
+    print()
+    print_handler_cost(handler)
     print()
     # CPU time is the figure that holds on a shared machine; wall time is printed beside it.
     checks = [

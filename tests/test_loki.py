@@ -12,6 +12,7 @@ import datetime
 import itertools
 import json
 import logging
+import logging.config
 import os
 import socket
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 import requests
+from opentelemetry.sdk.trace import TracerProvider
 
 import alkana_logging
 from alkana_logging import _state
@@ -40,6 +42,7 @@ from alkana_logging.loki import (
     push_url,
 )
 from alkana_logging.settings import load_settings
+from alkana_logging.stdlib import PipelineHandler
 from tests._loki_receiver import LokiReceiver, running
 
 LABELS = {F.LABEL_JOB: "tests", F.LABEL_APP: "svc", F.LABEL_ENV: "test"}
@@ -459,6 +462,23 @@ def test_a_line_over_the_loki_limit_is_truncated_to_valid_json(
     assert "y" * 5_000 in (tmp_path / "app.log").read_text()
 
 
+def test_a_message_cut_by_the_renderer_and_again_for_loki_keeps_one_mark_and_its_length(
+    receiver: LokiReceiver, make_sink: Any, tmp_path: Path
+) -> None:
+    sink = make_sink(max_line_bytes=2_000)
+    settings = load_settings(
+        {"log_file": str(tmp_path / "app.log"), "stdout": False, "max_line_bytes": 300_000}
+    )
+    _state.configure(settings_obj=settings, extra_sinks=[sink])
+    logging.getLogger("big").info("x" * 400_000)
+    assert sink.wait_sent(20)
+    (entry,) = receiver.entries()
+    message = json.loads(entry.line)[F.MESSAGE]
+    assert message == "x" * 500 + "…[truncated 399500 chars]"
+    in_file = json.loads((tmp_path / "app.log").read_text())[F.MESSAGE]
+    assert in_file == "x" * 150_000 + "…[truncated 250000 chars]"
+
+
 def test_a_line_over_the_loki_limit_can_be_dropped_instead(
     receiver: LokiReceiver, make_sink: Any, tmp_path: Path
 ) -> None:
@@ -652,6 +672,123 @@ def test_loki_handler_added_by_hand(receiver: LokiReceiver) -> None:
     assert handler.health.snapshot()["loki_lines_shipped"] == 1
 
 
+def test_loki_handler_is_a_pipeline_handler_over_one_loki_sink(receiver: LokiReceiver) -> None:
+    handler = LokiHandler(receiver.url, level="WARNING")
+    try:
+        assert isinstance(handler, PipelineHandler)
+        assert handler.pipeline.sinks == (handler.sink,)
+        assert handler.pipeline.health is handler.health is handler.sink.health
+        assert handler.level == logging.WARNING
+    finally:
+        handler.close()
+
+
+def test_loki_handler_lines_carry_the_recording_spans_ids(receiver: LokiReceiver) -> None:
+    provider = TracerProvider()
+    handler = LokiHandler(receiver.url, batch_wait=0.05)
+    logger = logging.getLogger("traced")
+    logger.addHandler(handler)
+    try:
+        with provider.get_tracer("tests").start_as_current_span("work") as span:
+            logger.warning("inside a span")
+        handler.flush()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        provider.shutdown()
+    context = span.get_span_context()
+    (entry,) = receiver.entries()
+    record = json.loads(entry.line)
+    assert (record[F.TRACE_ID], record[F.SPAN_ID]) == (
+        format(context.trace_id, "032x"),
+        format(context.span_id, "016x"),
+    )
+    assert entry.metadata == {F.TRACE_ID: record[F.TRACE_ID]}
+
+
+def test_loki_handler_ships_the_lines_setup_offers_to_the_stdlib(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    # setup() writes a structlog line itself and offers it to the root logger's other
+    # handlers as a ForwardedRecord: setup()'s own handler lets it pass, a LokiHandler ships it.
+    alkana_logging.setup(log_file=str(tmp_path / "app.log"), stdout=False)
+    handler = LokiHandler(receiver.url, batch_wait=0.05)
+    logging.getLogger().addHandler(handler)
+    try:
+        alkana_logging.get_logger("fwd").info("from structlog", rows=3)
+        handler.flush()
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    (record,) = parsed(receiver)
+    assert (record[F.MESSAGE], record[F.LOGGER], record["rows"]) == ("from structlog", "fwd", 3)
+    in_file = [json.loads(line) for line in (tmp_path / "app.log").read_text().splitlines()]
+    assert [r[F.MESSAGE] for r in in_file] == ["from structlog"]
+
+
+def test_loki_handler_from_dictconfig(receiver: LokiReceiver) -> None:
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {
+                "loki": {
+                    "()": "alkana_logging.LokiHandler",
+                    "url": receiver.url,
+                    "app_name": "configured",
+                    "job": "dictconfig",
+                    "batch_wait": 0.05,
+                    "level": "INFO",
+                }
+            },
+            "loggers": {"dc": {"handlers": ["loki"], "level": "DEBUG", "propagate": False}},
+        }
+    )
+    logger = logging.getLogger("dc")
+    (handler,) = logger.handlers
+    try:
+        logger.debug("below the handler's level")
+        logger.info("configured line")
+        handler.flush()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    (entry,) = receiver.entries()
+    assert (entry.labels["app"], entry.labels["job"]) == ("configured", "dictconfig")
+    assert json.loads(entry.line)[F.MESSAGE] == "configured line"
+
+
+def test_a_forked_child_of_a_loki_handler_ships_its_own_lines(receiver: LokiReceiver) -> None:
+    handler = LokiHandler(receiver.url, batch_wait=0.05)
+    logger = logging.getLogger("forked")
+    logger.addHandler(handler)
+    try:
+        receiver.hold()
+        logger.warning("parent buffered")
+        handler.sink.flush(timeout=0)
+        assert receiver.wait_until(lambda r: r.holding == 1)
+        receiver.pass_new()  # the child's request passes; the parent's stays held
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                logger.warning("child line")
+                handler.close()
+                code = 0 if handler.health.dropped == {} else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert [(r[F.MESSAGE], r[F.PID]) for r in parsed(receiver)] == [("child line", pid)]
+        receiver.release()
+        handler.flush()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    pids = {r[F.MESSAGE]: r[F.PID] for r in parsed(receiver)}
+    assert pids == {"child line": pid, "parent buffered": os.getpid()}
+
+
 def test_loki_handler_needs_a_url() -> None:
     with pytest.raises(ConfigurationError, match="LOKI_URL"):
         LokiHandler()
@@ -684,6 +821,44 @@ def test_bad_options_are_refused_with_a_clear_message(
     labels = options.pop("labels", LABELS)
     with pytest.raises(error, match=match):
         LokiSink(url, labels=labels, **options)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("batch_wait", 0),
+        ("read_timeout", -1.0),
+        ("buffer_lines", 0),
+        ("oversize", "split"),
+    ],
+)
+def test_the_sink_and_setup_refuse_a_bad_value_in_the_same_words(option: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=f"^{option}: ") as direct:
+        LokiSink("http://127.0.0.1:9", labels=LABELS, **{option: value})
+    with pytest.raises(ConfigurationError, match=rf"^setup\(loki_{option}=\.\.\.\): ") as setup:
+        load_settings({f"loki_{option}": value, "stdout": True}, environ={})
+    assert str(direct.value).partition(": ")[2] == str(setup.value).partition(": ")[2]
+
+
+@pytest.mark.parametrize("option", ["connect_timeout", "read_timeout", "max_retry_time"])
+def test_an_endless_timeout_is_refused(option: str) -> None:
+    # A timer or a socket timeout of inf raises in the sender thread, long after setup.
+    with pytest.raises(ValueError, match=f"{option}: got inf; expected a number of seconds > 0"):
+        LokiSink("http://127.0.0.1:9", labels=LABELS, **{option: float("inf")})
+
+
+def test_the_sinks_defaults_are_the_settings_defaults() -> None:
+    direct = LokiSink("http://127.0.0.1:9", labels=LABELS, batch_wait=None, oversize=None)
+    settings = load_settings({"loki_url": "http://127.0.0.1:9", "stdout": True}, environ={})
+    from_settings = LokiSink.from_settings(settings)
+    try:
+        for name in ("_batch_bytes", "_batch_wait", "_max_line", "_oversize", "_read_timeout"):
+            assert getattr(direct, name) == getattr(from_settings, name), name
+        assert direct._max_line == 256_000  # Loki's own max_line_size default, 256KB
+        assert settings.max_line_bytes == 65_536  # the renderer's, a distinct limit
+    finally:
+        direct.close(timeout=0.1)
+        from_settings.close(timeout=0.1)
 
 
 def test_setup_refuses_a_bad_loki_url(tmp_path: Path) -> None:

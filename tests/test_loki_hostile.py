@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
+import ssl
+import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,13 @@ from typing import Any
 import pytest
 
 import alkana_logging
-from alkana_logging.ops.query import LokiClient, LokiQueryError, LokiUnreachableError
+from alkana_logging.loki import LokiSink
+from alkana_logging.ops.query import (
+    LokiClient,
+    LokiQueryError,
+    LokiRejectedError,
+    LokiUnreachableError,
+)
 from tests import _hostile_http as H
 
 MiB = 1024 * 1024
@@ -210,6 +220,90 @@ def test_the_query_client_is_bounded_too(
         client.close()
     assert took < 1.5 + 1.0, took
     assert rss.growth < RSS_BOUND, f"RSS grew by {rss.growth / MiB:.0f} MiB"
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (Debian's openssl), and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subject = ["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", *subject, *files],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+def tls(behaviour: H.Behaviour, certificate: tuple[Path, Path]) -> H.Behaviour:
+    """``behaviour`` behind a TLS handshake with ``certificate``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+
+    def behind_tls(conn: socket.socket, server: H.HostileServer) -> None:
+        with context.wrap_socket(conn, server_side=True) as wrapped:
+            server.connections.append(wrapped)  # closed by server.stop(), as the others
+            behaviour(wrapped, server)
+
+    return behind_tls
+
+
+@pytest.fixture
+def system_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """REQUESTS_CA_BUNDLE set, as on many CI and corporate machines: requests prefers it to a
+    session's own ``verify``."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ssl.get_default_verify_paths().openssl_cafile)
+
+
+@pytest.mark.usefixtures("system_ca_bundle")
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # asked for
+def test_a_ca_bundle_path_is_used_whatever_the_environment_says(
+    certificate: tuple[Path, Path],
+) -> None:
+    with H.serving(tls(H.accept_all, certificate)) as server:
+        https = server.url.replace("http://", "https://")
+        client = LokiClient(https, timeout=5, verify_tls=str(certificate[0]))
+        with pytest.raises(LokiRejectedError, match=r"HTTP 204"):  # the push server's answer
+            client.ready()
+        client.close()
+        sink = LokiSink(https, labels={"job": "j"}, verify_tls=False, flush_timeout=5.0)
+        try:
+            sink.write(b'{"message":"over tls"}\n', {}, time.time_ns())
+            assert sink.wait_sent(10)
+        finally:
+            sink.close(timeout=1.0)
+    assert (sink.lines_shipped, sink.health.dropped, sink.last_error) == (1, {}, None)
+
+
+def test_the_deadline_holds_over_tls_too(certificate: tuple[Path, Path]) -> None:
+    # The TLS connection class carries the same socket hooks as the plain one: without them
+    # the deadline finds no socket to shut down and the trickle keeps the request alive.
+    outcome: list[BaseException] = []
+    with H.serving(tls(H.trickle, certificate)) as server:
+        client = LokiClient(
+            server.url.replace("http://", "https://"), timeout=1.5, verify_tls=str(certificate[0])
+        )
+
+        def query() -> None:
+            try:
+                client.ready()
+            except BaseException as err:
+                outcome.append(err)
+
+        worker = threading.Thread(target=query, daemon=True)
+        started = time.monotonic()
+        worker.start()
+        worker.join(10)  # a hook missing: the request would run for ever
+        took = time.monotonic() - started
+        client.close()
+    assert not worker.is_alive(), "the request outlived its deadline by far"
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], LokiUnreachableError)
+    assert re.search(r"no answer within 1\.5 s", str(outcome[0]))
+    assert took < 1.5 + 1.0, took
+    assert server.requests, "the TLS handshake and the request reached the server"
 
 
 def test_the_query_client_follows_no_redirect_to_another_host() -> None:

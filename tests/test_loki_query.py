@@ -5,14 +5,19 @@ import json
 import math
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from alkana_logging import fields as F
+from alkana_logging.loki import LokiSink
 from alkana_logging.ops import configs as R
 from alkana_logging.ops import presets as P
 from alkana_logging.ops.configs import rules as ruler
@@ -27,6 +32,8 @@ from alkana_logging.ops.query import (
 )
 from alkana_logging.settings import Settings
 from tests import _loki_api as api
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -216,6 +223,74 @@ def test_from_settings_takes_url_tenant_and_credentials(loki: api.LokiApi) -> No
         c.query("x")
     headers = loki.last("/loki/api/v1/query").headers
     assert (headers["X-Scope-OrgID"], headers["Authorization"]) == ("t", "Bearer k")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"password": "p"}, ValueError, "password without a username"),
+        ({"tenant": 7}, TypeError, "tenant: got 7; expected a string or None"),
+        ({"username": "u", "token": "t"}, ValueError, "got both"),
+        ({"url": 3100}, TypeError, "url: got 3100"),
+    ],
+)
+def test_the_push_and_query_clients_refuse_the_same_identity_errors(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    # One endpoint (_http.LokiEndpoint) reads the URL and credentials for both clients: a
+    # password without a user is no longer sent nowhere by the query client.
+    url = kwargs.pop("url", "http://127.0.0.1:9")
+    with pytest.raises(error, match=match):
+        LokiClient(url, **kwargs)
+    with pytest.raises(error, match=match):
+        LokiSink(url, labels={"job": "j"}, **kwargs)
+
+
+def test_the_push_and_query_clients_send_the_same_identity(loki: api.LokiApi) -> None:
+    loki.answers["/loki/api/v1/query"] = api.vector()
+    identity = {"tenant": "team-a", "username": "u", "password": "p:w"}
+    with LokiClient(loki.url, **identity) as c:
+        c.query("x")
+    queried = loki.last("/loki/api/v1/query").headers
+    sink = LokiSink(loki.url, labels={"job": "j"}, **identity)
+    try:
+        pushed = sink._new_session().headers
+    finally:
+        sink.close(timeout=0.1)
+    for header in ("X-Scope-OrgID", "Accept-Encoding"):
+        assert pushed[header] == queried[header], header
+    assert sink.endpoint.auth == ("u", "p:w")
+    assert queried["Authorization"] == "Basic " + base64.b64encode(b"u:p:w").decode()
+    assert (sink.url, c.url) == (loki.url + "/loki/api/v1/push", loki.url)
+
+
+def test_the_health_checks_loki_freshness_needs_no_ops_module_but_the_presets(
+    loki: api.LokiApi,
+) -> None:
+    loki.answers["/loki/api/v1/query"] = api.vector()
+    script = f"""
+import asyncio, sys
+from alkana_logging.healthcheck import HealthCheck, LokiFreshness
+from alkana_logging.settings import load_settings
+source = LokiFreshness.from_settings(load_settings({{"loki_url": {loki.url!r}}}, environ={{}}))
+status, body = asyncio.run(HealthCheck(etl=source).detailed())
+print(body["components"]["etl"]["status"])
+print(sorted(m for m in sys.modules if m.startswith("alkana_logging.ops")))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    status, modules = result.stdout.splitlines()
+    assert status != "unhealthy"
+    assert modules == "['alkana_logging.ops', 'alkana_logging.ops.presets']"
+    assert any(seen.path == "/loki/api/v1/query" for seen in loki.seen)
 
 
 def test_from_settings_without_a_url_says_how_to_give_one() -> None:

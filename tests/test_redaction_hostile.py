@@ -847,7 +847,7 @@ def test_an_enum_member_whose_value_holds_itself_costs_little(tmp_path: Path) ->
 
 def test_a_big_error_answer_is_not_parsed() -> None:
     from alkana_logging._http import Answer
-    from alkana_logging.ops.query import _error_message
+    from alkana_logging._query import _error_message
 
     big = Answer(500, "", {}, b'{"message": "boom", "pad": [' + b"[]," * 40_000 + b"[]]}", False)
     small = Answer(500, "", {}, b'{"message": "boom"}', False)
