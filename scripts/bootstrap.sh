@@ -141,6 +141,13 @@ fi
 
 ensure_uv
 
+# The Loki clients' TLS tests make a certificate with openssl.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "== installing openssl (Debian package)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >/dev/null
+fi
+
 # .venv: Python 3.11 (the oldest supported), for the demo, ruff, mypy and the tests; PYTHON
 # overrides it, and without a 3.11 python3 is taken if it is 3.11 or newer.
 if [ -n "${PYTHON:-}" ]; then
