@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from alkana_logging import _state
-from alkana_logging._render import level_name
+from alkana_logging._line import level_name
 from alkana_logging.pipeline import FORWARDING, inside_a_feeder
 
 _root = logging.root

@@ -17,7 +17,7 @@ import structlog
 
 from alkana_logging import _lifecycle, _structlog
 from alkana_logging import fields as F
-from alkana_logging._render import RECORD_ATTRS, Renderer, resolve_exc_info
+from alkana_logging._line import RECORD_ATTRS, Renderer, resolve_exc_info
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
 from alkana_logging.pipeline import STRUCTLOG_LEVELS, Pipeline, feeds_loguru, level_number
@@ -91,13 +91,13 @@ def build_sinks(settings: Settings, health: PipelineHealth) -> list[Sink]:
             if not settings.stdout:
                 sinks.append(StreamSink(sys.stdout, health=health))
     if settings.stdout:
-        render = None
+        console = None
         if settings.format == "console":
-            from alkana_logging.console import ConsoleRenderer
+            from alkana_logging.console import ConsoleFormat
 
             plain = Renderer.from_settings(settings).plain  # values as the line has them
-            render = ConsoleRenderer(colors=_isatty(sys.stdout), plain=plain)
-        sinks.append(StreamSink(sys.stdout, render=render, health=health))
+            console = ConsoleFormat(colors=_isatty(sys.stdout), plain=plain)
+        sinks.append(StreamSink(sys.stdout, format=console, health=health))
     if settings.loki_url:
         from alkana_logging.loki import LokiSink
 

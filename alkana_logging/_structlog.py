@@ -11,7 +11,7 @@ import structlog
 from structlog._base import BoundLoggerBase
 
 from alkana_logging import fields as F
-from alkana_logging._render import _safe_repr
+from alkana_logging._line import _safe_repr
 
 
 class BoundLogger(BoundLoggerBase):

@@ -34,13 +34,14 @@ def escape(text: str) -> str:
     return _UNSAFE.sub(_escape_char, text)
 
 
-class ConsoleRenderer:
-    """Renders a record with structlog's ``ConsoleRenderer`` (colours on a terminal).
+class ConsoleFormat:
+    """A record as a human line, by structlog's ``ConsoleRenderer`` (colours on a terminal):
+    the ``format`` of a :class:`~alkana_logging.sinks.StreamSink` for ``LOG_FORMAT=console``.
 
     Args:
         colors: ANSI colours.
         plain: turns a value that is not text or a number into what the JSON line writes for
-            it (the renderer's :meth:`~alkana_logging._render.Renderer.plain`: a pydantic model
+            it (the line renderer's :meth:`~alkana_logging._line.Renderer.plain`: a pydantic model
             as its fields, secrets redacted); without it (a record read back from a file, JSON
             already), values are shown as they are.
     """

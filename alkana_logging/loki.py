@@ -37,7 +37,7 @@ import orjson
 
 from alkana_logging import _lifecycle
 from alkana_logging import fields as F
-from alkana_logging._render import Renderer
+from alkana_logging._line import Renderer
 from alkana_logging.console import escape
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth

@@ -16,7 +16,7 @@ from itertools import islice
 from typing import Any
 
 from alkana_logging import fields as F
-from alkana_logging._render import (
+from alkana_logging._line import (
     _LEVEL_BY_NUMBER,
     RECORD_ATTRS,
     Renderer,

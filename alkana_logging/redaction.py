@@ -396,7 +396,7 @@ class Redactor:
 
         Text, numbers, ``None``, dates, times and UUIDs are given as they are (text scrubbed);
         every other value, an enum member included (its value may be a URL), as ``plain``
-        converts it: the renderer's :meth:`~alkana_logging._render.Renderer.plain`, the value as
+        converts it: the renderer's :meth:`~alkana_logging._line.Renderer.plain`, the value as
         the line writes it. A
         pydantic model, a dataclass, bytes or an object whose ``repr`` holds a URL can then
         hide nothing the file does not show. Without ``plain`` (a redactor alone), containers
@@ -458,7 +458,7 @@ class Redactor:
         """The text of a message that may not be text: a container, mapping, dataclass or
         pydantic model given as the message itself (``logging.info({"password": ...})``) is
         written as the text of its value as the line writes it (``plain``: the renderer's
-        :meth:`~alkana_logging._render.Renderer.plain`; without it, the walked copy), secrets
+        :meth:`~alkana_logging._line.Renderer.plain`; without it, the walked copy), secrets
         replaced at any depth; anything else as ``str()`` (its ``repr()`` when that raises).
         Never raises: a value that cannot be converted is shown by its type.
         """

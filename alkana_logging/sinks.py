@@ -1,7 +1,7 @@
 """Where rendered lines go: a rotating file safe for several processes, a stream, a list.
 
 A sink receives each line three ways at once: the JSON bytes (what files and Loki store), the
-record they were made from (for the console renderer and tests) and the time in nanoseconds (for
+record they were made from (for the console format and tests) and the time in nanoseconds (for
 Loki's timestamps). A sink never raises into the caller: failures are counted in
 :class:`~alkana_logging.health.PipelineHealth` and reported once on stderr.
 """
@@ -19,7 +19,7 @@ import select
 import stat
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TextIO, runtime_checkable
 
@@ -540,7 +540,7 @@ def _in_use(path: str) -> bool:
 
 
 class StreamSink:
-    """Writes lines to a text stream (stdout), as JSON or, with ``render``, as human text.
+    """Writes lines to a text stream (stdout), as JSON or, with ``format``, as human text.
 
     A stream with a file descriptor (stdout, a pipe, a file) gets each line with an
     ``os.write`` loop on that descriptor, after the stream's own buffer is flushed (so lines
@@ -559,11 +559,11 @@ class StreamSink:
         self,
         stream: TextIO,
         *,
-        render: Any = None,
+        format: Callable[[Mapping[str, Any]], str] | None = None,
         health: PipelineHealth | None = None,
     ) -> None:
         self._stream = stream
-        self._render = render
+        self._format = format
         self._health = health if health is not None else PipelineHealth()
         self._lock = new_lock()
         self._failing = False
@@ -582,7 +582,7 @@ class StreamSink:
             if stat.S_ISREG(os.fstat(self._fd).st_mode):
                 self._atomic = sys.maxsize
         #: The JSON bytes go out as they are (no decode and encode again).
-        self._raw = render is None and utf8 and self._fd >= 0
+        self._raw = format is None and utf8 and self._fd >= 0
         self._flush_first = True  # False in a child forked while the stream was busy
         #: The line the os.write loop is writing, and how many of its bytes are out.
         self._out: bytes | memoryview | None = None
@@ -597,8 +597,8 @@ class StreamSink:
             data: bytes | str = line
         else:
             try:
-                text = self._render(record) if self._render is not None else line.decode("utf-8")
-            except Exception:  # noqa: BLE001 - the console renderer must not lose the line
+                text = self._format(record) if self._format is not None else line.decode("utf-8")
+            except Exception:  # noqa: BLE001 - the console format must not lose the line
                 text = line.decode("utf-8")
             data = text if self._fd < 0 else text.encode(self._encoding, "replace")
         lock = self._lock

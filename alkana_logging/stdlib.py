@@ -9,7 +9,7 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from alkana_logging import fields as F
-from alkana_logging._render import RECORD_ATTRS, Renderer
+from alkana_logging._line import RECORD_ATTRS, Renderer
 from alkana_logging.context import _CONTEXT
 from alkana_logging.pipeline import (
     _STDLIB_CALL_HANDLERS,

@@ -1,4 +1,4 @@
-"""Turns one log call, from any front-end, into the contract's flat JSON line.
+"""The line renderer: turns one log call, from any front-end, into the contract's flat JSON line.
 
 Everything here runs on the hot path, so it is written for speed: static fields are computed once
 per process, the timestamp's date-and-seconds prefix is cached per second, a line is serialised
