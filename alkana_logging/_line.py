@@ -40,7 +40,8 @@ Record = dict[str, Any]
 # orjson writes dataclasses itself, field by field and unredacted: hand them to `default`.
 _DUMP_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATACLASS
 _OPTIONS: Final = orjson.OPT_APPEND_NEWLINE | _DUMP_OPTIONS
-_LEVEL_BY_NUMBER: Final = {10: F.DEBUG, 20: F.INFO, 30: F.WARNING, 40: F.ERROR, 50: F.CRITICAL}
+_LEVEL_BY_NUMBER: Final = F.LEVEL_BY_NUMBER
+_NUMBERS_DOWN: Final = sorted(_LEVEL_BY_NUMBER, reverse=True)
 _RESERVED: Final = frozenset(F.SCHEMA_KEYS)
 
 #: Attributes that every ``LogRecord`` has; anything else on a record came from ``extra=``.
@@ -85,10 +86,10 @@ def level_name(levelno: int) -> str:
     name = _LEVEL_BY_NUMBER.get(levelno)
     if name is not None:
         return name
-    for number in (50, 40, 30, 20):
+    for number in _NUMBERS_DOWN:
         if levelno >= number:
             return _LEVEL_BY_NUMBER[number]
-    return F.DEBUG
+    return F.LEVELS[0]
 
 
 def _safe_text(obj: Any) -> str:

@@ -20,7 +20,7 @@ from alkana_logging import fields as F
 from alkana_logging._line import RECORD_ATTRS, Renderer, resolve_exc_info
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
-from alkana_logging.pipeline import STRUCTLOG_LEVELS, Pipeline, feeds_loguru, level_number
+from alkana_logging.pipeline import Pipeline, feeds_loguru
 from alkana_logging.settings import Settings, load_settings
 from alkana_logging.sinks import FileSink, Sink, StreamSink
 from alkana_logging.stdlib import PipelineHandler
@@ -221,7 +221,7 @@ def _structlog_processor(logger: Any, method_name: str, event_dict: dict[str, An
     message = event_dict.pop("event", "")
     exc_info = event_dict.pop("exc_info", None)
     exc = resolve_exc_info(exc_info) if exc_info else None
-    level = STRUCTLOG_LEVELS.get(method_name, F.INFO)
+    level = F.METHOD_LEVELS.get(method_name, F.INFO)
     name = getattr(logger, "name", "root")
     pipeline = _pipeline
     if pipeline is not None:
@@ -387,7 +387,7 @@ def emit(
     with :class:`~alkana_logging.JsonFormatter` get the same lines.
     """
     pipeline = _pipeline
-    number = level_number(level)
+    number = F.LEVEL_NUMBERS[level]
     if pipeline is not None:
         if number >= pipeline.level:
             pipeline.emit_offered(time.time_ns(), level, logger, message, fields, exc)

@@ -27,21 +27,14 @@ class BoundLogger(BoundLoggerBase):
     def info(self, event: Any = None, *args: Any, **kw: Any) -> Any: ...
     def warning(self, event: Any = None, *args: Any, **kw: Any) -> Any: ...
     def error(self, event: Any = None, *args: Any, **kw: Any) -> Any: ...
+    def err(self, event: Any = None, *args: Any, **kw: Any) -> Any: ...
     def critical(self, event: Any = None, *args: Any, **kw: Any) -> Any: ...
     def exception(self, event: Any = None, *args: Any, **kw: Any) -> Any: ...
 
 
-#: structlog's level methods and the level each one writes.
-_LEVEL_METHODS = {
-    "debug": "debug",
-    "info": "info",
-    "msg": "info",
-    "warning": "warning",
-    "warn": "warning",
-    "error": "error",
-    "critical": "critical",
-    "fatal": "critical",
-}
+#: The level methods and the level each one writes, but ``exception``: structlog's own (it adds
+#: the exception and calls ``error``) is kept.
+_LEVEL_METHODS = {name: level for name, level in F.METHOD_LEVELS.items() if name != "exception"}
 #: Where the event is among the positional arguments (after ``level`` for ``log``).
 _EVENT_INDEX = {"log": 1, "alog": 1}
 _INTROSPECTION = frozenset({"is_enabled_for", "get_effective_level"})
@@ -63,6 +56,9 @@ def set_level(level: int) -> None:
             setattr(BoundLogger, name, _level_method(_LEVEL_METHODS[name]))
         else:
             setattr(BoundLogger, name, _interpolating(method, _EVENT_INDEX.get(name, 0)))
+    for name, method_level in _LEVEL_METHODS.items():
+        if name not in vars(template):  # an alias structlog has not (``err``): its level's
+            setattr(BoundLogger, name, getattr(BoundLogger, method_level))
 
 
 #: ``(logger name, level, message, fields)``: where the level methods hand a call when the

@@ -28,7 +28,7 @@ from alkana_logging import _state
 from alkana_logging import fields as F
 from alkana_logging.context import _CONTEXT
 from alkana_logging.health import PipelineHealth
-from alkana_logging.pipeline import has_foreign_handlers, level_number
+from alkana_logging.pipeline import has_foreign_handlers
 
 __all__ = [
     "RequestContextMiddleware",
@@ -60,7 +60,7 @@ _ZERO_SPAN: Final = b"0" * 16
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TRACEPARENT_HEADER: Final = b"traceparent"
 _FORWARDED_FOR_HEADER: Final = b"x-forwarded-for"
-_LEVEL_NUMBERS: Final = {level: level_number(level) for level in F.LEVELS}
+_LEVEL_NUMBERS: Final = F.LEVEL_NUMBERS
 _perf_counter: Final = time.perf_counter
 _time_ns: Final = time.time_ns
 # The event's fields in their order; a copy of it is filled in per request (cheaper than a

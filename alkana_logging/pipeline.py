@@ -28,7 +28,7 @@ from alkana_logging.health import PipelineHealth
 from alkana_logging.redaction import Redactor
 from alkana_logging.sinks import Sink
 
-_LEVEL_NUMBERS = {F.DEBUG: 10, F.INFO: 20, F.WARNING: 30, F.ERROR: 40, F.CRITICAL: 50}
+_LEVEL_NUMBERS = F.LEVEL_NUMBERS
 
 #: How many attributes ``LogRecord.__init__`` sets (``extra=`` values come after them).
 _RECORD_SIZE = len(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
@@ -412,24 +412,6 @@ class Pipeline:
         self.health.after_fork()
         for sink in self.sinks:
             sink.after_fork()
-
-
-STRUCTLOG_LEVELS: Mapping[str, str] = {
-    "debug": F.DEBUG,
-    "info": F.INFO,
-    "msg": F.INFO,
-    "warning": F.WARNING,
-    "warn": F.WARNING,
-    "error": F.ERROR,
-    "err": F.ERROR,
-    "exception": F.ERROR,
-    "critical": F.CRITICAL,
-    "fatal": F.CRITICAL,
-}
-
-
-def level_number(level: str) -> int:
-    return _LEVEL_NUMBERS[level]
 
 
 StdlibParts = tuple[

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
+from alkana_logging import fields as F
 from alkana_logging.exceptions import ConfigurationError
 
 Rotation = Literal["size", "external", "none"]
@@ -17,7 +18,8 @@ Format = Literal["json", "console"]
 OnFileError = Literal["raise", "stdout"]
 Oversize = Literal["truncate", "drop"]
 
-LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: The levels as ``LOG_LEVEL`` names them (the contract's, in upper case).
+LEVEL_NAMES = tuple(level.upper() for level in F.LEVELS)
 ROTATIONS: tuple[Rotation, ...] = ("size", "external", "none")
 FORMATS: tuple[Format, ...] = ("json", "console")
 ON_FILE_ERRORS: tuple[OnFileError, ...] = ("raise", "stdout")
@@ -137,7 +139,7 @@ class Settings:
         return f"{type(self).__name__}({shown})"
 
 
-_LEVEL_NUMBERS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+_LEVEL_NUMBERS = {level.upper(): number for level, number in F.LEVEL_NUMBERS.items()}
 
 # setting name -> environment variable
 ENV_VARS: Mapping[str, str] = {
