@@ -11,7 +11,7 @@ import structlog
 from structlog._base import BoundLoggerBase
 
 from alkana_logging import fields as F
-from alkana_logging._line import _safe_repr
+from alkana_logging.redaction import safe_repr
 
 
 class BoundLogger(BoundLoggerBase):
@@ -123,10 +123,10 @@ def interpolate(event: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
             return event % args[0]
         return event % args
     except Exception as err:  # noqa: BLE001 - mismatched arguments must not lose the line
-        kw[F.LOG_ERROR] = f"message arguments did not match the format: {_safe_repr(err)}"
+        kw[F.LOG_ERROR] = f"message arguments did not match the format: {safe_repr(err)}"
         if pipeline is not None:
             return pipeline.redactor.args_text(event, args)
-        return f"{_safe_repr(event)} % {_safe_repr(args)}"
+        return f"{safe_repr(event)} % {safe_repr(args)}"
 
 
 class LoggerFactory:

@@ -9,7 +9,7 @@ from typing import Any, Final
 import structlog
 
 from alkana_logging import fields as F
-from alkana_logging.redaction import _SCALARS, _unrenderable
+from alkana_logging.redaction import _SCALARS, unrenderable
 
 #: Keys that a person at a terminal does not need on every line.
 _QUIET = frozenset({F.APP, F.ENV, F.HOST, F.PID, F.EXCEPTION_TYPE, F.EXCEPTION_MESSAGE})
@@ -69,7 +69,7 @@ class ConsoleFormat:
                 try:
                     shown = plain(value)
                 except Exception:  # noqa: BLE001 - the type only: its repr may be what fails
-                    shown = _unrenderable(value)
+                    shown = unrenderable(value)
                 if type(shown) is str:  # bytes, a path, an enum's text: as text values are
                     shown = escape(shown)
             event[escape(key) if type(key) is str else key] = shown

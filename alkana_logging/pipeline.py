@@ -25,7 +25,7 @@ from alkana_logging._line import (
 )
 from alkana_logging.context import _CONTEXT
 from alkana_logging.health import PipelineHealth
-from alkana_logging.redaction import Redactor
+from alkana_logging.redaction import Redactor, safe_repr
 from alkana_logging.sinks import Sink
 
 _LEVEL_NUMBERS = F.LEVEL_NUMBERS
@@ -260,7 +260,7 @@ class Pipeline:
         try:
             record, line = self.renderer.render(ns, level, logger, message, fields, exc, extra)
         except Exception as err:  # noqa: BLE001 - the pipeline must not break the caller
-            error = f"rendering failed: {_repr(err)}"
+            error = f"rendering failed: {safe_repr(err)}"
             self.health.internal_error(error)
             record, line = self.renderer.fallback(ns, level, logger, error)
         for sink in self.sinks:
@@ -448,7 +448,7 @@ def stdlib_parts(record: logging.LogRecord, redactor: Redactor | None = None) ->
         message = (  # the arguments redacted as in a formatted message
             redactor.args_text(record.msg, record.args)
             if redactor is not None
-            else f"{_repr(record.msg)} % {_repr(record.args)}"
+            else f"{safe_repr(record.msg)} % {safe_repr(record.args)}"
         )
         fields = {F.LOG_ERROR: f"message arguments did not match the format: {err!r}"}
     attrs = record.__dict__
@@ -472,10 +472,3 @@ def stdlib_parts(record: logging.LogRecord, redactor: Redactor | None = None) ->
         exc,
         extra,
     )
-
-
-def _repr(obj: Any) -> str:
-    try:
-        return repr(obj)
-    except Exception:  # noqa: BLE001
-        return f"<unrepresentable {type(obj).__qualname__} object>"

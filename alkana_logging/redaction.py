@@ -369,18 +369,18 @@ class Redactor:
     def _redacted_repr(self, value: Any) -> str:
         if isinstance(value, tuple):
             try:
-                return _repr_of(self.args(value))
+                return safe_repr(self.args(value))
             except Exception:  # noqa: BLE001 - a walk failed: judge the arguments one by one
                 try:
-                    return _repr_of(tuple(_Shown(self._redacted_repr(v)) for v in value))
+                    return safe_repr(tuple(_Shown(self._redacted_repr(v)) for v in value))
                 except Exception:  # noqa: BLE001 - a tuple whose iteration raises
-                    return _unrenderable(value)
+                    return unrenderable(value)
         if isinstance(value, CONTAINERS):
             try:
-                return _repr_of(self.args(value) if isinstance(value, dict) else self.value(value))
+                return safe_repr(self.args(value) if isinstance(value, dict) else self.value(value))
             except Exception:  # noqa: BLE001
-                return _unrenderable(value)
-        return _repr_of(value)
+                return unrenderable(value)
+        return safe_repr(value)
 
     def forwarded(
         self,
@@ -418,7 +418,7 @@ class Redactor:
             items = list(values.items())
         except Exception as err:  # noqa: BLE001 - a mapping whose items() raises
             items = []
-            errors.append(f"fields could not be read: {_repr_of(err)}")
+            errors.append(f"fields could not be read: {safe_repr(err)}")
         is_secret = self.is_secret
         convert = plain if plain is not None else self._forwarded_value
         for key, value in items:
@@ -437,8 +437,8 @@ class Redactor:
                 try:
                     attrs[name] = convert(value)
                 except Exception as err:  # noqa: BLE001 - the value costs only itself
-                    attrs[name] = _unrenderable(value)
-                    errors.append(f"value of {name!r} could not be rendered: {_repr_of(err)}")
+                    attrs[name] = unrenderable(value)
+                    errors.append(f"value of {name!r} could not be rendered: {safe_repr(err)}")
         if errors:
             earlier = attrs.get(LOG_ERROR)
             attrs[LOG_ERROR] = "; ".join([earlier, *errors] if earlier else errors)
@@ -472,9 +472,9 @@ class Redactor:
             try:
                 return str(message)
             except Exception:  # noqa: BLE001 - a bad __str__: the repr, as % formatting shows
-                return _repr_of(message)
+                return safe_repr(message)
         except Exception:  # noqa: BLE001 - a walk or conversion that fails shows the type only
-            return _unrenderable(message)
+            return unrenderable(message)
 
     def loguru_message(self, record: Mapping[str, Any]) -> Any:  # noqa: PLR0911
         """The message of a loguru record with its ``{}`` arguments redacted.
@@ -680,14 +680,16 @@ class _Shown(str):
         return str(self)
 
 
-def _repr_of(value: Any) -> str:
+def safe_repr(value: Any) -> str:
+    """``repr(value)``, or a placeholder naming its type when that raises: never raises."""
     try:
         return repr(value)
     except Exception:  # noqa: BLE001
         return f"<unrepresentable {type(value).__qualname__} object>"
 
 
-def _unrenderable(value: Any) -> str:
+def unrenderable(value: Any) -> str:
+    """What is written for a value that could not be rendered."""
     # The type only: the repr of a value that failed may be what failed, or hold a secret.
     return f"<unrenderable {type(value).__qualname__} value>"
 
