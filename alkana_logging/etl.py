@@ -19,19 +19,17 @@ freshness queries and alerts read ``etl_run_finished`` lines only, so a table ne
 from __future__ import annotations
 
 import contextvars
-import functools
-import inspect
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Final, ParamSpec, TypeVar, cast
+from typing import Any, ClassVar, Final, ParamSpec, TypeVar
 
 from alkana_logging import _state
 from alkana_logging import fields as F
 from alkana_logging.context import _CONTEXT
-from alkana_logging.metrics import AsyncWith, error_summary
+from alkana_logging.metrics import AsyncWith, error_summary, wrap_calls
 
 __all__ = ["EtlRun", "EtlStep", "current_run", "etl_run"]
 
@@ -66,12 +64,34 @@ def current_run() -> EtlRun | None:
     return _CURRENT_RUN.get()
 
 
-def _check_rows(owner: str, n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"{owner}.rows(): expected an int, got {n!r}")
-    if n < 0:
-        raise ValueError(f"{owner}.rows(): expected a count of 0 or more, got {n}")
-    return n
+class _RowCounter(AsyncWith):
+    """Counts the rows a run or a step handled (``rows(n)``), from any thread."""
+
+    __slots__ = ("_lock", "_rows")
+    _OWNER: ClassVar[str] = "run"
+
+    def __init__(self) -> None:
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    @property
+    def row_count(self) -> int:
+        """The rows counted so far."""
+        return self._rows
+
+    def rows(self, n: int) -> None:
+        """Add ``n`` to the rows counted (``rows`` in the finished event).
+
+        Raises:
+            TypeError: ``n`` is not an int.
+            ValueError: ``n`` is negative.
+        """
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"{self._OWNER}.rows(): expected an int, got {n!r}")
+        if n < 0:
+            raise ValueError(f"{self._OWNER}.rows(): expected a count of 0 or more, got {n}")
+        with self._lock:
+            self._rows += n
 
 
 class _Bound:
@@ -100,34 +120,24 @@ class _Bound:
             _CONTEXT.set({k: v for k, v in current.items() if k not in self._keys})
 
 
-class EtlStep(AsyncWith):
+class EtlStep(_RowCounter):
     """One step of a run; writes ``etl_step_finished`` when its block ends.
 
     A step counts its own rows (``step.rows(n)``); they are not added to the run's count, since
     the steps of a run usually handle the same rows one after the other.
     """
 
-    __slots__ = ("_bound", "_lock", "_rows", "_start", "name", "run")
+    __slots__ = ("_bound", "_start", "name", "run")
+    _OWNER: ClassVar[str] = "step"
 
     def __init__(self, run: EtlRun, name: str) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"step(): name must be a non-empty string, got {name!r}")
+        super().__init__()
         self.run = run
         self.name = name
-        self._rows = 0
-        self._lock = threading.Lock()
         self._start = 0.0
         self._bound = _Bound()
-
-    @property
-    def row_count(self) -> int:
-        return self._rows
-
-    def rows(self, n: int) -> None:
-        """Add ``n`` to the rows this step handled."""
-        _check_rows("step", n)
-        with self._lock:
-            self._rows += n
 
     def __enter__(self) -> EtlStep:
         self._start = time.perf_counter()
@@ -167,7 +177,7 @@ class EtlStep(AsyncWith):
             self._bound.reset()
 
 
-class EtlRun(AsyncWith):
+class EtlRun(_RowCounter):
     """One run of an ETL job for one table. Make it with :func:`etl_run`.
 
     Attributes:
@@ -179,8 +189,6 @@ class EtlRun(AsyncWith):
 
     __slots__ = (
         "_bound",
-        "_lock",
-        "_rows",
         "_run_token",
         "_start",
         "_state",
@@ -204,29 +212,12 @@ class EtlRun(AsyncWith):
         self.table = table
         self.job = job
         self.fields = fields
+        super().__init__()
         self.run_id = uuid.uuid4().hex
-        self._rows = 0
-        self._lock = threading.Lock()
         self._start = 0.0
         self._state = "new"
         self._bound = _Bound()
         self._run_token: contextvars.Token[EtlRun | None] | None = None
-
-    @property
-    def row_count(self) -> int:
-        """The rows counted so far."""
-        return self._rows
-
-    def rows(self, n: int) -> None:
-        """Add ``n`` to the rows of this run (``rows`` in the finished event).
-
-        Raises:
-            TypeError: ``n`` is not an int.
-            ValueError: ``n`` is negative.
-        """
-        _check_rows("run", n)
-        with self._lock:
-            self._rows += n
 
     def step(self, name: str) -> EtlStep:
         """A context manager (sync and async) for one step: ``with run.step("extract") as step``."""
@@ -301,22 +292,7 @@ class EtlRun(AsyncWith):
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Run every call of ``func`` as a new run; inside, :func:`current_run` returns it."""
         table, job, fields = self.table, self.job, self.fields
-        if inspect.iscoroutinefunction(func):
-            async_func = cast(Callable[P, Awaitable[Any]], func)
-
-            @functools.wraps(func)
-            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with EtlRun(table, job, fields):
-                    return await async_func(*args, **kwargs)
-
-            return cast(Callable[P, R], run_async)
-
-        @functools.wraps(func)
-        def run_sync(*args: P.args, **kwargs: P.kwargs) -> R:
-            with EtlRun(table, job, fields):
-                return func(*args, **kwargs)
-
-        return run_sync
+        return wrap_calls(func, lambda: EtlRun(table, job, fields))
 
 
 def etl_run(table: str, job: str | None = None, **fields: Any) -> EtlRun:

@@ -11,6 +11,7 @@ import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Final, ParamSpec, Self, TypeVar, cast
 
@@ -65,6 +66,28 @@ class AsyncWith:
         self.__exit__(exc_type, exc, tb)
 
 
+def wrap_calls(
+    func: Callable[P, R], block: Callable[[], AbstractContextManager[Any]]
+) -> Callable[P, R]:
+    """``func`` (sync or async) with every call inside a new ``with block():``."""
+    if inspect.iscoroutinefunction(func):
+        async_func = cast(Callable[P, Awaitable[Any]], func)
+
+        @functools.wraps(func)
+        async def call_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+            with block():
+                return await async_func(*args, **kwargs)
+
+        return cast(Callable[P, R], call_async)
+
+    @functools.wraps(func)
+    def call_sync(*args: P.args, **kwargs: P.kwargs) -> R:
+        with block():
+            return func(*args, **kwargs)
+
+    return call_sync
+
+
 class Timed(AsyncWith):
     """Times a block or a function and writes one ``timing`` event when it ends.
 
@@ -111,22 +134,7 @@ class Timed(AsyncWith):
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         operation, fields = self.operation, self.fields
-        if inspect.iscoroutinefunction(func):
-            async_func = cast(Callable[P, Awaitable[Any]], func)
-
-            @functools.wraps(func)
-            async def timed_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with Timed(operation, fields):
-                    return await async_func(*args, **kwargs)
-
-            return cast(Callable[P, R], timed_async)
-
-        @functools.wraps(func)
-        def timed_sync(*args: P.args, **kwargs: P.kwargs) -> R:
-            with Timed(operation, fields):
-                return func(*args, **kwargs)
-
-        return timed_sync
+        return wrap_calls(func, lambda: Timed(operation, fields))
 
     def _emit(self, seconds: float, exc: BaseException | None) -> None:
         level = F.INFO if exc is None else F.ERROR
