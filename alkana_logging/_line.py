@@ -24,7 +24,7 @@ from typing import Any, Final
 import orjson
 
 from alkana_logging import fields as F
-from alkana_logging.context import _CONTEXT
+from alkana_logging.context import current as current_context
 from alkana_logging.redaction import (
     _SCALARS,
     CIRCULAR,
@@ -268,7 +268,7 @@ class Renderer:
         record[F.LEVEL] = level
         record[F.LOGGER] = logger
         record[F.MESSAGE] = message
-        context = _CONTEXT.get()
+        context = current_context()
         if context:
             self._merge(record, context.items())
         if extra is not None:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Final, ParamSpec, TypeVar
 
 from alkana_logging import _state
 from alkana_logging import fields as F
-from alkana_logging.context import _CONTEXT
+from alkana_logging.context import bind_context, reset_context, unbind_context
 from alkana_logging.metrics import AsyncWith, error_summary, wrap_calls
 
 __all__ = ["EtlRun", "EtlStep", "current_run", "etl_run"]
@@ -105,19 +105,18 @@ class _Bound:
 
     def bind(self, values: Mapping[str, Any]) -> None:
         self._keys = tuple(values)
-        self._token = _CONTEXT.set({**_CONTEXT.get(), **values})
+        self._token = bind_context(**values)
 
     def reset(self) -> None:
         token, self._token = self._token, None
         if token is None:
             return
         try:
-            _CONTEXT.reset(token)
+            reset_context(token)
         except ValueError:
             # Exited in another context than it was entered (a generator moved between tasks):
             # the token is no use there, so remove the run's keys instead.
-            current = _CONTEXT.get()
-            _CONTEXT.set({k: v for k, v in current.items() if k not in self._keys})
+            unbind_context(*self._keys)
 
 
 class EtlStep(_RowCounter):

@@ -23,7 +23,7 @@ from alkana_logging._line import (
     level_name,
     resolve_exc_info,
 )
-from alkana_logging.context import _CONTEXT
+from alkana_logging.context import current as current_context
 from alkana_logging.health import PipelineHealth
 from alkana_logging.redaction import Redactor, safe_repr
 from alkana_logging.sinks import Sink
@@ -360,7 +360,7 @@ class Pipeline:
             if not stdlib_logger.isEnabledFor(levelno):
                 return
             path, line, function = where or _caller()
-            context = _CONTEXT.get()
+            context = current_context()
             values = {**context, **fields} if context and fields else fields or context
             # Redacted and URL-scrubbed as the file line is; a bad value costs only itself.
             text, attrs = self.redactor.forwarded(

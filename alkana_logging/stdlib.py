@@ -10,7 +10,7 @@ from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from alkana_logging import fields as F
 from alkana_logging._line import RECORD_ATTRS, Renderer
-from alkana_logging.context import _CONTEXT
+from alkana_logging.context import current as current_context
 from alkana_logging.pipeline import (
     _STDLIB_CALL_HANDLERS,
     ForwardedRecord,
@@ -67,7 +67,7 @@ def _with_context(record: logging.LogRecord, pipeline: Pipeline) -> None:
     pipeline's (pytest's ``caplog``, sentry-sdk, OpenTelemetry's ``LoggingHandler``), redacted
     as in the line, as :meth:`Pipeline.forward` gives them; the record's own attributes and
     ``extra=`` values win, a name the stdlib uses for itself is prefixed ``extra_``."""
-    context = _CONTEXT.get()
+    context = current_context()
     if not context:
         return
     try:
