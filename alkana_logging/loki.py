@@ -41,9 +41,9 @@ from alkana_logging._line import Renderer
 from alkana_logging.console import escape
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
-from alkana_logging.pipeline import stdlib_parts
 from alkana_logging.redaction import REDACTED, mask_url, scrub_text, url_secret
 from alkana_logging.settings import Settings, load_settings
+from alkana_logging.stdlib import stdlib_parts
 
 _monotonic = time.monotonic
 

@@ -24,7 +24,7 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from alkana_logging import _state
+from alkana_logging import _state, stdlib
 from alkana_logging import fields as F
 from alkana_logging.context import bind_context, reset_context
 from alkana_logging.context import current as current_context
@@ -615,7 +615,7 @@ class RequestContextMiddleware:
             # uvicorn (a --log-config) or gunicorn's UvicornWorker may have configured logging
             # after setup() and __init__ (in each worker, after a --preload master's setup()).
             if _state.is_configured():
-                _state.adopt_framework_loggers()
+                stdlib.adopt_framework_loggers()
             if self._silence:
                 self._silence_pending = False
                 _silence_uvicorn_access()

@@ -23,7 +23,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TextIO, runtime_checkable
 
+from alkana_logging._line import Renderer
+from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
+from alkana_logging.settings import Settings
 
 FILE_MODE = 0o640
 #: The log directory, when created here: never world-writable, whatever the umask.
@@ -831,3 +834,57 @@ class ListSink:
 
     def after_fork(self) -> None:
         self._lock = new_lock()
+
+
+def from_settings(settings: Settings, health: PipelineHealth) -> list[Sink]:
+    """The outputs the settings ask for: the log file, stdout (JSON or the console format),
+    Loki.
+
+    Raises:
+        ConfigurationError: the log file cannot be opened (unless ``on_file_error="stdout"``).
+    """
+    sinks: list[Sink] = []
+    if settings.log_file is not None:
+        try:
+            sinks.append(
+                FileSink(
+                    settings.log_file,
+                    rotation=settings.rotation,
+                    max_bytes=settings.max_bytes,
+                    backup_count=settings.backup_count,
+                    health=health,
+                )
+            )
+        except OSError as err:
+            if settings.on_file_error != "stdout":
+                raise ConfigurationError(
+                    f"LOG_FILE={os.fspath(settings.log_file)!r} cannot be opened for writing "
+                    f"({err.strerror or err}); expected a writable path, or set "
+                    "LOG_ON_FILE_ERROR=stdout to fall back to stdout"
+                ) from err
+            health.report(
+                f"LOG_FILE={os.fspath(settings.log_file)!r} cannot be opened "
+                f"({err.strerror or err}); logging to stdout only"
+            )
+            if not settings.stdout:
+                sinks.append(StreamSink(sys.stdout, health=health))
+    if settings.stdout:
+        console = None
+        if settings.format == "console":
+            from alkana_logging.console import ConsoleFormat  # structlog's dev renderer
+
+            plain = Renderer.from_settings(settings).plain  # values as the line has them
+            console = ConsoleFormat(colors=_isatty(sys.stdout), plain=plain)
+        sinks.append(StreamSink(sys.stdout, format=console, health=health))
+    if settings.loki_url:
+        from alkana_logging.loki import LokiSink
+
+        sinks.append(LokiSink.from_settings(settings, health))
+    return sinks
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except Exception:  # noqa: BLE001
+        return False
