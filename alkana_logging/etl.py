@@ -23,13 +23,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any, ClassVar, Final, ParamSpec, TypeVar
 
 from alkana_logging import _state
 from alkana_logging import fields as F
 from alkana_logging.context import bind_context, reset_context, unbind_context
-from alkana_logging.metrics import AsyncWith, error_summary, wrap_calls
+from alkana_logging.metrics import AsyncWith, ExcType, Tb, error_summary, wrap_calls
 
 __all__ = ["EtlRun", "EtlStep", "current_run", "etl_run"]
 
@@ -94,6 +93,17 @@ class _RowCounter(AsyncWith):
             self._rows += n
 
 
+def _emit_finished(
+    message: str, fields: dict[str, Any], exc: BaseException | None, *, with_traceback: bool = False
+) -> None:
+    """A finished event; after an exception at error level, with ``error`` (``Type: message``)
+    and, ``with_traceback``, the exception's fields."""
+    if exc is not None:
+        fields[F.ERROR_FIELD] = error_summary(exc)
+    level = F.INFO if exc is None else F.ERROR
+    _state.emit(level, LOGGER_NAME, message, fields, exc=exc if with_traceback else None)
+
+
 class _Bound:
     """Binds context values for a block; the token is reset on exit, in the context that set it."""
 
@@ -143,12 +153,7 @@ class EtlStep(_RowCounter):
         self._bound.bind({F.STEP: self.name})
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         seconds = time.perf_counter() - self._start
         try:
             run = self.run
@@ -163,15 +168,8 @@ class EtlStep(_RowCounter):
             }
             if run.job is not None:
                 fields[F.ETL_JOB] = run.job
-            if exc is not None:
-                # The stack trace goes with the run's finished event, once.
-                fields[F.ERROR_FIELD] = error_summary(exc)
-            _state.emit(
-                F.INFO if exc is None else F.ERROR,
-                LOGGER_NAME,
-                f"etl step {self.name} of {run.table} {fields[F.STATUS]}",
-                fields,
-            )
+            # The stack trace goes with the run's finished event, once.
+            _emit_finished(f"etl step {self.name} of {run.table} {fields[F.STATUS]}", fields, exc)
         finally:
             self._bound.reset()
 
@@ -249,12 +247,7 @@ class EtlRun(_RowCounter):
         self._start = time.perf_counter()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         seconds = time.perf_counter() - self._start
         self._state = "finished"
         try:
@@ -268,15 +261,8 @@ class EtlRun(_RowCounter):
                 F.FINISHED_AT: time.time(),
                 **self.fields,
             }
-            if exc is not None:
-                fields[F.ERROR_FIELD] = error_summary(exc)
-            _state.emit(
-                F.INFO if exc is None else F.ERROR,
-                LOGGER_NAME,
-                f"etl run of {self.table} {status}: {self._rows} rows",
-                fields,
-                exc=exc,
-            )
+            message = f"etl run of {self.table} {status}: {self._rows} rows"
+            _emit_finished(message, fields, exc, with_traceback=True)
         finally:
             run_token, self._run_token = self._run_token, None
             if run_token is not None:

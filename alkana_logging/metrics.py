@@ -28,6 +28,9 @@ _METRIC_KEYS: Final = frozenset((F.EVENT, F.METRIC, F.VALUE))
 
 P = ParamSpec("P")
 R = TypeVar("R")
+#: The arguments of ``__exit__``: the exception's type and traceback.
+ExcType = type[BaseException] | None
+Tb = TracebackType | None
 
 
 def error_summary(exc: BaseException) -> str:
@@ -46,23 +49,13 @@ class AsyncWith:
     def __enter__(self) -> Self:
         raise NotImplementedError
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         raise NotImplementedError
 
     async def __aenter__(self) -> Self:
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         self.__exit__(exc_type, exc, tb)
 
 
@@ -119,12 +112,7 @@ class Timed(AsyncWith):
         self._starts.append(time.perf_counter())
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         end = time.perf_counter()
         # Nested use of one instance: the innermost block ends first.
         start = self._starts.pop() if self._starts else end
