@@ -7,13 +7,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from alkana_logging._line import level_name
-from alkana_logging.pipeline import FORWARDING
-
-if TYPE_CHECKING:
-    from alkana_logging.pipeline import Pipeline
+from alkana_logging.pipeline import FORWARDING, Pipeline
 
 _root = logging.root
 #: The pipeline ``setup()`` installed (None: none, or closed by SIGTERM) and loguru's id of the

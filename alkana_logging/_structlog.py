@@ -11,18 +11,15 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from alkana_logging import _structlog_compat as compat
 from alkana_logging import fields as F
 from alkana_logging._line import resolve_exc_info
-from alkana_logging.pipeline import _STDLIB_CALL_HANDLERS, to_stdlib
+from alkana_logging.pipeline import _STDLIB_CALL_HANDLERS, Pipeline, to_stdlib
 from alkana_logging.redaction import safe_repr
-
-if TYPE_CHECKING:
-    from alkana_logging.pipeline import Pipeline
 
 _root = logging.root
 _Logger = logging.Logger

@@ -1,7 +1,7 @@
 """Redaction: values of secret-looking keys are written as ``"[REDACTED]"``, URL credentials too.
 
 One policy for every front-end. A key is secret when its normalised form (see
-:func:`~alkana_logging.settings.normalise_key`: camelCase split, ``-``/``.``/whitespace as ``_``,
+:func:`normalise_key`: camelCase split, ``-``/``.``/whitespace as ``_``,
 lower case) is one of the configured keys, ends with ``_`` plus one of :data:`SECRET_SUFFIXES`
 (``db_password``, ``github_token``) or starts with one of :data:`SECRET_PREFIXES` plus ``_``
 (``password_hash``). Keys of any type are judged: text, bytes (``dict(scope["headers"])``) and
@@ -34,7 +34,71 @@ from typing import Any, Final
 from urllib.parse import unquote_plus
 
 from alkana_logging.fields import COLLISION_PREFIX, LOG_ERROR
-from alkana_logging.settings import DEFAULT_REDACT_KEYS, normalise_key
+
+#: Keys whose values are always written as ``"[REDACTED]"``, compared in their normalised form
+#: (see :func:`normalise_key`: ``accessToken``, ``Access-Token``, ``access.token`` and
+#: ``" access_token "`` are all ``access_token``).
+DEFAULT_REDACT_KEYS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "api_key",
+        "apikey",
+        "x_api_key",
+        "authorization",
+        "proxy_authorization",
+        "cookie",
+        "set_cookie",
+        "private_key",
+        "client_secret",
+        "secret_key",
+        "bearer",
+        "session_id",
+        "sessionid",
+        "phpsessid",
+        "jsessionid",
+        "connect_sid",  # Express
+        "signing_key",
+        "encryption_key",
+        "master_key",
+        "access_key",
+        "ssh_key",
+        "passcode",
+        "otp",
+        "client_assertion",
+        "saml_response",
+        "code_verifier",
+        "connection_string",
+        "credentials",
+        "jwt",
+        "auth",
+        "passphrase",
+        "password_hash",
+    }
+)
+
+
+_CAMEL_RUN = re.compile(r"([A-Z]+)([A-Z][a-z])")  # "APIKey" -> "API_Key"
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")  # "accessToken" -> "access_Token"
+_SEPARATORS = re.compile(r"[\s\-.:/_]+")
+
+
+def normalise_key(key: str) -> str:
+    """The form in which keys are compared for redaction: camelCase split into words, words
+    joined by ``_`` whatever separated them (``-``, ``.``, whitespace), lower case, no ``_`` at
+    either end: ``dbPassword``, ``DB-Password``, ``db.password`` and ``" db_password "`` are all
+    ``db_password``."""
+    if key.isidentifier() and key.islower():  # the usual key: nothing to split or join
+        return key.strip("_")
+    text = _CAMEL.sub(r"\1_\2", _CAMEL_RUN.sub(r"\1_\2", key))
+    return _SEPARATORS.sub("_", text).strip("_").lower()
+
 
 normalise = normalise_key
 

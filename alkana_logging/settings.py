@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, Literal, TypeAlias
 
 from alkana_logging import fields as F
 from alkana_logging.exceptions import ConfigurationError
+from alkana_logging.redaction import DEFAULT_REDACT_KEYS, mask_url, normalise_key
 
 Rotation = Literal["size", "external", "none"]
 Format = Literal["json", "console"]
@@ -25,53 +25,6 @@ FORMATS: tuple[Format, ...] = ("json", "console")
 ON_FILE_ERRORS: tuple[OnFileError, ...] = ("raise", "stdout")
 OVERSIZES: tuple[Oversize, ...] = ("truncate", "drop")
 
-#: Keys whose values are always written as ``"[REDACTED]"``, compared in their normalised form
-#: (see :func:`normalise_key`: ``accessToken``, ``Access-Token``, ``access.token`` and
-#: ``" access_token "`` are all ``access_token``).
-DEFAULT_REDACT_KEYS = frozenset(
-    {
-        "password",
-        "passwd",
-        "pwd",
-        "secret",
-        "token",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "api_key",
-        "apikey",
-        "x_api_key",
-        "authorization",
-        "proxy_authorization",
-        "cookie",
-        "set_cookie",
-        "private_key",
-        "client_secret",
-        "secret_key",
-        "bearer",
-        "session_id",
-        "sessionid",
-        "phpsessid",
-        "jsessionid",
-        "connect_sid",  # Express
-        "signing_key",
-        "encryption_key",
-        "master_key",
-        "access_key",
-        "ssh_key",
-        "passcode",
-        "otp",
-        "client_assertion",
-        "saml_response",
-        "code_verifier",
-        "connection_string",
-        "credentials",
-        "jwt",
-        "auth",
-        "passphrase",
-        "password_hash",
-    }
-)
 
 DEFAULT_JOB = "alkana"
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -129,8 +82,6 @@ class Settings:
     def __repr__(self) -> str:
         # Credentials are never printed: the password and token are left out, a URL's
         # user-info (and any secret query value) is masked.
-        from alkana_logging.redaction import mask_url
-
         shown = ", ".join(
             f"{f.name}={mask_url(getattr(self, f.name))!r}"
             for f in dataclasses.fields(self)
@@ -276,22 +227,6 @@ def _as_keys(name: str, value: Any, from_env: bool) -> frozenset[str]:
         if item.strip():
             keys.add(normalise_key(item.strip()))
     return DEFAULT_REDACT_KEYS | frozenset(keys)
-
-
-_CAMEL_RUN = re.compile(r"([A-Z]+)([A-Z][a-z])")  # "APIKey" -> "API_Key"
-_CAMEL = re.compile(r"([a-z0-9])([A-Z])")  # "accessToken" -> "access_Token"
-_SEPARATORS = re.compile(r"[\s\-.:/_]+")
-
-
-def normalise_key(key: str) -> str:
-    """The form in which keys are compared for redaction: camelCase split into words, words
-    joined by ``_`` whatever separated them (``-``, ``.``, whitespace), lower case, no ``_`` at
-    either end: ``dbPassword``, ``DB-Password``, ``db.password`` and ``" db_password "`` are all
-    ``db_password``."""
-    if key.isidentifier() and key.islower():  # the usual key: nothing to split or join
-        return key.strip("_")
-    text = _CAMEL.sub(r"\1_\2", _CAMEL_RUN.sub(r"\1_\2", key))
-    return _SEPARATORS.sub("_", text).strip("_").lower()
 
 
 def _optional_text(name: str, value: Any, from_env: bool) -> str | None:
