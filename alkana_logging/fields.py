@@ -111,6 +111,11 @@ EVENT_LOG_SHIPPING_DROPPED: Final = "log_shipping_dropped"
 DROPPED: Final = "dropped"
 REASON: Final = "reason"
 
+#: ETL health: a table with no successful run for this many hours is stale, and how many days
+#: back the freshness read (the log files, the LogQL presets) looks for its runs.
+ETL_STALE_AFTER_HOURS: Final = 25
+ETL_LOOKBACK_DAYS: Final = 7
+
 STATUS_SUCCESS: Final = "success"
 STATUS_FAILED: Final = "failed"
 

@@ -1,7 +1,9 @@
-"""The pipeline: one renderer and its sinks, and the front-ends that feed it.
+"""The pipeline: one renderer and its sinks, and the forwarding of lines to the stdlib.
 
-Every front-end (stdlib ``logging``, structlog, loguru, the package's own event helpers) ends in
-:meth:`Pipeline.emit`, so every line has one schema, one redaction and one set of outputs.
+Every front-end (``stdlib``, ``_structlog``, ``_loguru``, the package's own event helpers) ends
+in :meth:`Pipeline.emit`, so every line has one schema, one redaction and one set of outputs. A
+line that did not come through the stdlib is also offered to the stdlib's other handlers and
+hooks (:meth:`Pipeline.forward`), or, with no pipeline, handed to the stdlib (:func:`to_stdlib`).
 """
 
 from __future__ import annotations

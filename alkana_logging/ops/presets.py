@@ -52,8 +52,8 @@ SERVER_ERROR_MIN: Final = 500
 #: Default threshold of a slow request, in milliseconds.
 DEFAULT_SLOW_MS: Final = 2000
 #: Default look-back of the ETL freshness queries, and the default age of a stale table.
-DEFAULT_ETL_LOOKBACK: Final = "7d"
-DEFAULT_STALE_AFTER: Final = "25h"
+DEFAULT_ETL_LOOKBACK: Final = f"{F.ETL_LOOKBACK_DAYS}d"
+DEFAULT_STALE_AFTER: Final = f"{F.ETL_STALE_AFTER_HOURS}h"
 #: The ``metric`` event of the database pool's active connections, and the alert's threshold.
 DB_CONNECTIONS_METRIC: Final = "db_connections_active"
 DEFAULT_DB_CONNECTIONS_MAX: Final = 80
