@@ -4,8 +4,8 @@
 # Python of PYTHONS, one after the other: 3.11 in .venv, the others in .venv-X.Y. All of them
 # run even when one fails; the summary at the end says which failed. `make test PYTHONS=3.11`
 # runs one of them only.
-.PHONY: setup setup-test setup-oldest demo test lint lint-only docs docs-only pytest pytest-oldest \
-	bench clean
+.PHONY: setup setup-test setup-oldest setup-structlog demo test lint lint-only docs docs-only \
+	pytest pytest-oldest pytest-structlog bench clean
 
 PYTHONS ?= 3.11 3.12 3.13
 
@@ -16,6 +16,15 @@ PYTHONS ?= 3.11 3.12 3.13
 OLDEST_PINS = fastapi==0.110.1 starlette==0.37.2
 OLDEST_TESTS = tests/test_middleware.py tests/test_fastapi_dropin.py tests/test_otel.py \
 	tests/test_routes.py
+
+# The structlog front-end's tests (alkana_logging/_structlog_compat.py lists the structlog
+# internals it relies on) under the oldest structlog pyproject.toml admits and the newest on
+# PyPI: `make test` runs them in .venv with each structlog alone (it has no dependencies) under
+# .venv-structlog/, ahead of .venv's own on PYTHONPATH (tests/test_structlog_compat.py checks
+# the pin against pyproject.toml).
+STRUCTLOG_OLDEST = 25.1.0
+STRUCTLOG_TESTS = tests/test_structlog_compat.py tests/test_levels.py tests/test_frontends.py \
+	tests/test_setup_dropin.py tests/test_testing.py tests/test_console.py
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -45,11 +54,12 @@ docs: setup docs-only
 docs-only:
 	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
 
-test: setup-test setup-oldest
+test: setup-test setup-oldest setup-structlog
 	@$(MAKE) --no-print-directory lint-only
 	@status=0; \
 	$(MAKE) --no-print-directory pytest || status=1; \
 	$(MAKE) --no-print-directory pytest-oldest || status=1; \
+	$(MAKE) --no-print-directory pytest-structlog || status=1; \
 	exit $$status
 
 # .venv-oldest: Python 3.11 with the package and its dev tools from uv.lock, then OLDEST_PINS.
@@ -63,6 +73,22 @@ pytest-oldest:
 	@echo "== pytest on $$(.venv-oldest/bin/python -c 'import fastapi, starlette; \
 	  print("FastAPI", fastapi.__version__, "and Starlette", starlette.__version__)') (.venv-oldest)"
 	.venv-oldest/bin/python -m pytest -q $(OLDEST_TESTS)
+
+# .venv-structlog/oldest: STRUCTLOG_OLDEST; .venv-structlog/newest: the latest, looked up again.
+setup-structlog: setup
+	@[ -d .venv-structlog/oldest/structlog-$(STRUCTLOG_OLDEST).dist-info ] || \
+	  .venv/bin/python -m pip install -q --no-deps --upgrade --target .venv-structlog/oldest \
+	  structlog==$(STRUCTLOG_OLDEST) 2>&1 | grep -v "^WARNING: Location" || true
+	@.venv/bin/python -m pip install -q --no-deps --upgrade --target .venv-structlog/newest \
+	  structlog 2>&1 | grep -v "^WARNING: Location" || true
+
+pytest-structlog:
+	@status=0; for which in oldest newest; do \
+	  echo "== pytest on structlog $$(PYTHONPATH=.venv-structlog/$$which .venv/bin/python -c \
+	    'import structlog; print(structlog.__version__)') ($$which: .venv-structlog/$$which)"; \
+	  PYTHONPATH=.venv-structlog/$$which .venv/bin/python -m pytest -q -p no:cacheprovider \
+	    $(STRUCTLOG_TESTS) || status=1; \
+	done; exit $$status
 
 # The suite under each Python of PYTHONS (set up by setup-test): .venv if it is that version,
 # else .venv-X.Y.
@@ -89,5 +115,5 @@ bench: setup
 	.venv/bin/python benchmarks/bench_freshness.py
 
 clean:
-	rm -rf .venv .venv-3.* .venv-oldest tests/logql/node_modules .pytest_cache .mypy_cache .ruff_cache logs \
-	  site
+	rm -rf .venv .venv-3.* .venv-oldest .venv-structlog tests/logql/node_modules .pytest_cache \
+	  .mypy_cache .ruff_cache logs site

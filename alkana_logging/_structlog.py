@@ -1,20 +1,32 @@
-"""The structlog front-end: a bound logger class whose level can change after it was cached."""
+"""The structlog front-end, whole: the bound logger whose level can change after it was cached,
+its level methods (with the direct path to the pipeline), the last processor, the logger factory,
+and what ``setup()`` installs into structlog and ``shutdown()`` undoes.
+
+The structlog internals it relies on are in :mod:`alkana_logging._structlog_compat` alone.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import structlog
-from structlog._base import BoundLoggerBase
 
+from alkana_logging import _structlog_compat as compat
 from alkana_logging import fields as F
-from alkana_logging._render import _safe_repr
+from alkana_logging._line import resolve_exc_info
+from alkana_logging.pipeline import _STDLIB_CALL_HANDLERS, Pipeline, to_stdlib
+from alkana_logging.redaction import safe_repr
+
+_root = logging.root
+_Logger = logging.Logger
+_time_ns = time.time_ns
 
 
-class BoundLogger(BoundLoggerBase):
+class BoundLogger(compat.BoundLoggerBase):
     """structlog's filtering bound logger, with its level methods swapped by ``setup()``.
 
     structlog's ``make_filtering_bound_logger`` makes a class per level whose filtered methods
@@ -27,24 +39,24 @@ class BoundLogger(BoundLoggerBase):
     def info(self, event: Any = None, *args: Any, **kw: Any) -> Any: ...
     def warning(self, event: Any = None, *args: Any, **kw: Any) -> Any: ...
     def error(self, event: Any = None, *args: Any, **kw: Any) -> Any: ...
+    def err(self, event: Any = None, *args: Any, **kw: Any) -> Any: ...
     def critical(self, event: Any = None, *args: Any, **kw: Any) -> Any: ...
     def exception(self, event: Any = None, *args: Any, **kw: Any) -> Any: ...
 
 
-#: structlog's level methods and the level each one writes.
-_LEVEL_METHODS = {
-    "debug": "debug",
-    "info": "info",
-    "msg": "info",
-    "warning": "warning",
-    "warn": "warning",
-    "error": "error",
-    "critical": "critical",
-    "fatal": "critical",
-}
-#: Where the event is among the positional arguments (after ``level`` for ``log``).
-_EVENT_INDEX = {"log": 1, "alog": 1}
-_INTROSPECTION = frozenset({"is_enabled_for", "get_effective_level"})
+#: The level methods and the level each one writes, but ``exception``: structlog's own (it adds
+#: the exception and calls ``error``) is kept.
+_LEVEL_METHODS = {name: level for name, level in F.METHOD_LEVELS.items() if name != "exception"}
+
+#: The pipeline that ``setup()`` installed (None: none, or closed by SIGTERM), and the same when
+#: the direct path is on (``setup()`` without ``processors=``). The direct path hands a call of a
+#: logger whose chain is :data:`_processors` straight to the pipeline: that skips structlog's
+#: event-dict round trip (a copy of the context, the processor loop, the call of the wrapped
+#: logger), a quarter of a line's cost.
+_pipeline: Pipeline | None = None
+_direct: Pipeline | None = None
+#: What ``setup(processors=...)`` gave, for ``capture_logs()``.
+_user_processors: tuple[Any, ...] = ()
 
 
 def set_level(level: int) -> None:
@@ -53,48 +65,39 @@ def set_level(level: int) -> None:
     Filtered methods stay structlog's bare no-ops. Enabled ones format positional arguments
     themselves: structlog's ``event % args`` raises into the caller when they do not match.
     """
-    template = structlog.make_filtering_bound_logger(level)
-    for name, method in vars(template).items():
-        if name.startswith("__"):
-            continue
-        if name in _INTROSPECTION or getattr(method, "__name__", "") in ("_nop", "_anop"):
+    names = set()
+    for name, method in compat.filtering_methods(level):
+        names.add(name)
+        if name in compat.INTROSPECTION or compat.is_filtered(method):
             setattr(BoundLogger, name, method)
         elif name in _LEVEL_METHODS:
             setattr(BoundLogger, name, _level_method(_LEVEL_METHODS[name]))
         else:
-            setattr(BoundLogger, name, _interpolating(method, _EVENT_INDEX.get(name, 0)))
-
-
-#: ``(logger name, level, message, fields)``: where the level methods hand a call when the
-#: logger's processors are ``_direct_chain`` (alkana's processor alone: ``setup()`` without
-#: ``processors=``). That skips structlog's event-dict round trip (a copy of the context, the
-#: processor loop, the call of the wrapped logger): a quarter of a line's cost. ``None``: the
-#: chain runs.
-Direct = Callable[[str, str, Any, dict[str, Any]], None]
-_direct: Direct | None = None
-_direct_chain: object = None
-
-
-def set_direct(direct: Direct | None, chain: object = None) -> None:
-    """Hand calls of loggers whose processor list is ``chain`` straight to ``direct``."""
-    global _direct, _direct_chain  # read once a call by the level methods
-    _direct, _direct_chain = direct, chain
+            setattr(BoundLogger, name, _interpolating(method, compat.EVENT_INDEX.get(name, 0)))
+    for name, method_level in _LEVEL_METHODS.items():
+        if name not in names:  # an alias structlog has not (``err``): its level's method
+            setattr(BoundLogger, name, getattr(BoundLogger, method_level))
 
 
 def _level_method(level_name: str) -> Callable[..., Any]:
     def method(self: Any, event: Any = None, *args: Any, **kw: Any) -> Any:
         if args:
             event = interpolate(event, args, kw)
-        direct = _direct
-        if direct is not None and self._processors is _direct_chain:
+        pipeline = _direct
+        # The BoundLoggerBase attributes (_structlog_compat.BOUND_ATTRIBUTES), read inline.
+        if pipeline is not None and self._processors is _processors:
             context = self._context
-            # kw is this call's own dict: the pipeline may pop from it.
-            direct(
-                getattr(self._logger, "name", "root"),
-                level_name,
-                event,
-                {**context, **kw} if context else kw,
-            )
+            # kw is this call's own dict: popping from it is fine.
+            fields = {**context, **kw} if context else kw
+            ns = _time_ns()
+            exc_info = fields.pop("exc_info", None)
+            exc = resolve_exc_info(exc_info) if exc_info else None
+            message = "" if event is None else event
+            name = getattr(self._logger, "name", "root")
+            pipeline.emit(ns, level_name, name, message, fields, exc)
+            # pipeline.has_foreign_handlers(), inline.
+            if len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS:
+                pipeline.forward(ns, level_name, name, message, fields, exc)
             return None
         return self._proxy_to_logger(level_name, event, **kw)
 
@@ -117,9 +120,7 @@ def interpolate(event: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
     """``event % args`` as structlog does it; on a mismatch, both are kept and ``log_error``
     (in ``kw``) says why, as for the stdlib. Secrets in the arguments are replaced first, as
     for the stdlib's (the message is text: nothing can be redacted after that)."""
-    from alkana_logging import _state  # imported late: _state imports this module
-
-    pipeline = _state.current()
+    pipeline = _pipeline
     try:
         if pipeline is not None:  # inside the try: a walk that raises must not reach the caller
             args = pipeline.redactor.args(args)
@@ -127,10 +128,10 @@ def interpolate(event: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
             return event % args[0]
         return event % args
     except Exception as err:  # noqa: BLE001 - mismatched arguments must not lose the line
-        kw[F.LOG_ERROR] = f"message arguments did not match the format: {_safe_repr(err)}"
+        kw[F.LOG_ERROR] = f"message arguments did not match the format: {safe_repr(err)}"
         if pipeline is not None:
             return pipeline.redactor.args_text(event, args)
-        return f"{_safe_repr(event)} % {_safe_repr(args)}"
+        return f"{safe_repr(event)} % {safe_repr(args)}"
 
 
 class LoggerFactory:
@@ -153,6 +154,76 @@ class Named:
 
     debug = info = msg = warning = warn = error = err = critical = fatal = exception = _drop
     log = _drop
+
+
+def _processor(logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:
+    """The last structlog processor: the event goes to the pipeline (structlog's own copy of the
+    event dict, so popping from it is fine); the wrapped logger gets an empty string."""
+    message = event_dict.pop("event", "")
+    exc_info = event_dict.pop("exc_info", None)
+    exc = resolve_exc_info(exc_info) if exc_info else None
+    level = F.METHOD_LEVELS.get(method_name, F.INFO)
+    name = getattr(logger, "name", "root")
+    pipeline = _pipeline
+    if pipeline is not None:
+        pipeline.emit_offered(_time_ns(), level, name, message, event_dict, exc)
+    else:  # a logger kept after shutdown(): hand the event to the stdlib instead
+        to_stdlib(level, name, message, event_dict, exc)
+    return ""
+
+
+#: The processor chain of every logger of the package: the application's processors
+#: (``setup(processors=...)``) and :func:`_processor`; updated in place by ``setup()``, so
+#: loggers made earlier follow it.
+_processors: list[Any] = [_processor]
+
+
+def get_logger(name: str, initial_values: dict[str, Any]) -> BoundLogger:
+    """A concrete bound logger (no lazy proxy to resolve on every call) that stays valid across
+    ``setup()`` calls: its class takes the level in force and its processor list is updated in
+    place."""
+    return BoundLogger(Named(name), _processors, initial_values)
+
+
+def install(pipeline: Pipeline, level: int, processors: Iterable[Any] = ()) -> None:
+    """Configure structlog to write through ``pipeline`` at ``level``, after ``processors``."""
+    global _pipeline, _direct, _user_processors  # noqa: PLW0603
+    _user_processors = tuple(processors)
+    set_level(level)
+    _processors[:] = [*_user_processors, _processor]
+    _pipeline = pipeline
+    _direct = None if _user_processors else pipeline
+    structlog.configure(
+        processors=_processors,
+        wrapper_class=BoundLogger,
+        logger_factory=LoggerFactory(),
+        context_class=dict,
+        cache_logger_on_first_use=True,
+    )
+
+
+def detach() -> None:
+    """Loggers write to no pipeline any more (the processor hands events to the stdlib);
+    structlog's configuration is left as it is (SIGTERM's close: see ``_state``)."""
+    global _pipeline, _direct  # noqa: PLW0603
+    _pipeline = _direct = None
+
+
+def uninstall() -> None:
+    """Undo :func:`install`: structlog's defaults again.
+
+    Raises:
+        Exception: structlog's reset failed (the caller reports it).
+    """
+    global _user_processors  # noqa: PLW0603
+    detach()
+    _user_processors = ()
+    structlog.reset_defaults()
+
+
+def user_processors() -> tuple[Any, ...]:
+    """The structlog processors of the configuration in force (``setup(processors=...)``)."""
+    return _user_processors
 
 
 # Until setup() says otherwise, the stdlib's default threshold.

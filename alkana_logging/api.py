@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alkana_logging import _state
+from alkana_logging import _state, _structlog
 from alkana_logging.settings import Settings
 
 
@@ -49,7 +49,7 @@ def get_logger(name: str | None = None, **initial_values: Any) -> Any:
         name: the logger's name, usually ``__name__``.
         **initial_values: fields bound to every line of this logger.
     """
-    return _state.structlog_logger(name or "root", initial_values)
+    return _structlog.get_logger(name or "root", initial_values)
 
 
 def pipeline_health() -> dict[str, Any]:

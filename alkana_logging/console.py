@@ -9,7 +9,7 @@ from typing import Any, Final
 import structlog
 
 from alkana_logging import fields as F
-from alkana_logging.redaction import _SCALARS, _unrenderable
+from alkana_logging.redaction import _SCALARS, unrenderable
 
 #: Keys that a person at a terminal does not need on every line.
 _QUIET = frozenset({F.APP, F.ENV, F.HOST, F.PID, F.EXCEPTION_TYPE, F.EXCEPTION_MESSAGE})
@@ -34,13 +34,14 @@ def escape(text: str) -> str:
     return _UNSAFE.sub(_escape_char, text)
 
 
-class ConsoleRenderer:
-    """Renders a record with structlog's ``ConsoleRenderer`` (colours on a terminal).
+class ConsoleFormat:
+    """A record as a human line, by structlog's ``ConsoleRenderer`` (colours on a terminal):
+    the ``format`` of a :class:`~alkana_logging.sinks.StreamSink` for ``LOG_FORMAT=console``.
 
     Args:
         colors: ANSI colours.
         plain: turns a value that is not text or a number into what the JSON line writes for
-            it (the renderer's :meth:`~alkana_logging._render.Renderer.plain`: a pydantic model
+            it (the line renderer's :meth:`~alkana_logging._line.Renderer.plain`: a pydantic model
             as its fields, secrets redacted); without it (a record read back from a file, JSON
             already), values are shown as they are.
     """
@@ -68,7 +69,7 @@ class ConsoleRenderer:
                 try:
                     shown = plain(value)
                 except Exception:  # noqa: BLE001 - the type only: its repr may be what fails
-                    shown = _unrenderable(value)
+                    shown = unrenderable(value)
                 if type(shown) is str:  # bytes, a path, an enum's text: as text values are
                     shown = escape(shown)
             event[escape(key) if type(key) is str else key] = shown

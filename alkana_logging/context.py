@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final
 
 _EMPTY: Mapping[str, Any] = {}
 _CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
@@ -29,7 +29,9 @@ def bind_context(**values: Any) -> contextvars.Token[Mapping[str, Any]]:
     Returns:
         A token; ``reset_context(token)`` restores the context as it was before this call.
     """
-    return _CONTEXT.set({**_CONTEXT.get(), **values})
+    current = _CONTEXT.get()
+    # ``values`` is this call's own dict: with nothing bound yet it is bound as it is.
+    return _CONTEXT.set({**current, **values} if current else values)
 
 
 def unbind_context(*keys: str) -> None:
@@ -52,13 +54,16 @@ def clear_context() -> None:
 @contextlib.contextmanager
 def bound_context(**values: Any) -> Iterator[None]:
     """Bind ``values`` inside the ``with`` block; the previous context is restored on exit."""
-    token = _CONTEXT.set({**_CONTEXT.get(), **values})
+    current = _CONTEXT.get()
+    token = _CONTEXT.set({**current, **values} if current else values)
     try:
         yield
     finally:
         _CONTEXT.reset(token)
 
 
-def current() -> Mapping[str, Any]:
-    """The bound mapping itself, for the pipeline (read-only; not a copy)."""
-    return _CONTEXT.get()
+#: ``current()``: the bound mapping itself, for the package's own readers (the line renderer,
+#: the stdlib front-end, the middleware): read-only, not a copy. It is the variable's own
+#: ``get``, so the hot path pays no Python call for it; everything that binds goes through
+#: :func:`bind_context` and :func:`reset_context`.
+current: Final[Callable[[], Mapping[str, Any]]] = _CONTEXT.get

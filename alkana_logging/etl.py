@@ -19,19 +19,16 @@ freshness queries and alerts read ``etl_run_finished`` lines only, so a table ne
 from __future__ import annotations
 
 import contextvars
-import functools
-import inspect
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import Any, Final, ParamSpec, TypeVar, cast
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Final, ParamSpec, TypeVar
 
 from alkana_logging import _state
 from alkana_logging import fields as F
-from alkana_logging.context import _CONTEXT
-from alkana_logging.metrics import AsyncWith, error_summary
+from alkana_logging.context import bind_context, reset_context, unbind_context
+from alkana_logging.metrics import AsyncWith, ExcType, Tb, error_summary, wrap_calls
 
 __all__ = ["EtlRun", "EtlStep", "current_run", "etl_run"]
 
@@ -66,12 +63,45 @@ def current_run() -> EtlRun | None:
     return _CURRENT_RUN.get()
 
 
-def _check_rows(owner: str, n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"{owner}.rows(): expected an int, got {n!r}")
-    if n < 0:
-        raise ValueError(f"{owner}.rows(): expected a count of 0 or more, got {n}")
-    return n
+class _RowCounter(AsyncWith):
+    """Counts the rows a run or a step handled (``rows(n)``), from any thread."""
+
+    __slots__ = ("_lock", "_rows")
+    _OWNER: ClassVar[str] = "run"
+
+    def __init__(self) -> None:
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    @property
+    def row_count(self) -> int:
+        """The rows counted so far."""
+        return self._rows
+
+    def rows(self, n: int) -> None:
+        """Add ``n`` to the rows counted (``rows`` in the finished event).
+
+        Raises:
+            TypeError: ``n`` is not an int.
+            ValueError: ``n`` is negative.
+        """
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"{self._OWNER}.rows(): expected an int, got {n!r}")
+        if n < 0:
+            raise ValueError(f"{self._OWNER}.rows(): expected a count of 0 or more, got {n}")
+        with self._lock:
+            self._rows += n
+
+
+def _emit_finished(
+    message: str, fields: dict[str, Any], exc: BaseException | None, *, with_traceback: bool = False
+) -> None:
+    """A finished event; after an exception at error level, with ``error`` (``Type: message``)
+    and, ``with_traceback``, the exception's fields."""
+    if exc is not None:
+        fields[F.ERROR_FIELD] = error_summary(exc)
+    level = F.INFO if exc is None else F.ERROR
+    _state.emit(level, LOGGER_NAME, message, fields, exc=exc if with_traceback else None)
 
 
 class _Bound:
@@ -85,61 +115,45 @@ class _Bound:
 
     def bind(self, values: Mapping[str, Any]) -> None:
         self._keys = tuple(values)
-        self._token = _CONTEXT.set({**_CONTEXT.get(), **values})
+        self._token = bind_context(**values)
 
     def reset(self) -> None:
         token, self._token = self._token, None
         if token is None:
             return
         try:
-            _CONTEXT.reset(token)
+            reset_context(token)
         except ValueError:
             # Exited in another context than it was entered (a generator moved between tasks):
             # the token is no use there, so remove the run's keys instead.
-            current = _CONTEXT.get()
-            _CONTEXT.set({k: v for k, v in current.items() if k not in self._keys})
+            unbind_context(*self._keys)
 
 
-class EtlStep(AsyncWith):
+class EtlStep(_RowCounter):
     """One step of a run; writes ``etl_step_finished`` when its block ends.
 
     A step counts its own rows (``step.rows(n)``); they are not added to the run's count, since
     the steps of a run usually handle the same rows one after the other.
     """
 
-    __slots__ = ("_bound", "_lock", "_rows", "_start", "name", "run")
+    __slots__ = ("_bound", "_start", "name", "run")
+    _OWNER: ClassVar[str] = "step"
 
     def __init__(self, run: EtlRun, name: str) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"step(): name must be a non-empty string, got {name!r}")
+        super().__init__()
         self.run = run
         self.name = name
-        self._rows = 0
-        self._lock = threading.Lock()
         self._start = 0.0
         self._bound = _Bound()
-
-    @property
-    def row_count(self) -> int:
-        return self._rows
-
-    def rows(self, n: int) -> None:
-        """Add ``n`` to the rows this step handled."""
-        _check_rows("step", n)
-        with self._lock:
-            self._rows += n
 
     def __enter__(self) -> EtlStep:
         self._start = time.perf_counter()
         self._bound.bind({F.STEP: self.name})
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         seconds = time.perf_counter() - self._start
         try:
             run = self.run
@@ -154,20 +168,13 @@ class EtlStep(AsyncWith):
             }
             if run.job is not None:
                 fields[F.ETL_JOB] = run.job
-            if exc is not None:
-                # The stack trace goes with the run's finished event, once.
-                fields[F.ERROR_FIELD] = error_summary(exc)
-            _state.emit(
-                F.INFO if exc is None else F.ERROR,
-                LOGGER_NAME,
-                f"etl step {self.name} of {run.table} {fields[F.STATUS]}",
-                fields,
-            )
+            # The stack trace goes with the run's finished event, once.
+            _emit_finished(f"etl step {self.name} of {run.table} {fields[F.STATUS]}", fields, exc)
         finally:
             self._bound.reset()
 
 
-class EtlRun(AsyncWith):
+class EtlRun(_RowCounter):
     """One run of an ETL job for one table. Make it with :func:`etl_run`.
 
     Attributes:
@@ -179,8 +186,6 @@ class EtlRun(AsyncWith):
 
     __slots__ = (
         "_bound",
-        "_lock",
-        "_rows",
         "_run_token",
         "_start",
         "_state",
@@ -204,29 +209,12 @@ class EtlRun(AsyncWith):
         self.table = table
         self.job = job
         self.fields = fields
+        super().__init__()
         self.run_id = uuid.uuid4().hex
-        self._rows = 0
-        self._lock = threading.Lock()
         self._start = 0.0
         self._state = "new"
         self._bound = _Bound()
         self._run_token: contextvars.Token[EtlRun | None] | None = None
-
-    @property
-    def row_count(self) -> int:
-        """The rows counted so far."""
-        return self._rows
-
-    def rows(self, n: int) -> None:
-        """Add ``n`` to the rows of this run (``rows`` in the finished event).
-
-        Raises:
-            TypeError: ``n`` is not an int.
-            ValueError: ``n`` is negative.
-        """
-        _check_rows("run", n)
-        with self._lock:
-            self._rows += n
 
     def step(self, name: str) -> EtlStep:
         """A context manager (sync and async) for one step: ``with run.step("extract") as step``."""
@@ -259,12 +247,7 @@ class EtlRun(AsyncWith):
         self._start = time.perf_counter()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         seconds = time.perf_counter() - self._start
         self._state = "finished"
         try:
@@ -278,15 +261,8 @@ class EtlRun(AsyncWith):
                 F.FINISHED_AT: time.time(),
                 **self.fields,
             }
-            if exc is not None:
-                fields[F.ERROR_FIELD] = error_summary(exc)
-            _state.emit(
-                F.INFO if exc is None else F.ERROR,
-                LOGGER_NAME,
-                f"etl run of {self.table} {status}: {self._rows} rows",
-                fields,
-                exc=exc,
-            )
+            message = f"etl run of {self.table} {status}: {self._rows} rows"
+            _emit_finished(message, fields, exc, with_traceback=True)
         finally:
             run_token, self._run_token = self._run_token, None
             if run_token is not None:
@@ -301,22 +277,7 @@ class EtlRun(AsyncWith):
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Run every call of ``func`` as a new run; inside, :func:`current_run` returns it."""
         table, job, fields = self.table, self.job, self.fields
-        if inspect.iscoroutinefunction(func):
-            async_func = cast(Callable[P, Awaitable[Any]], func)
-
-            @functools.wraps(func)
-            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with EtlRun(table, job, fields):
-                    return await async_func(*args, **kwargs)
-
-            return cast(Callable[P, R], run_async)
-
-        @functools.wraps(func)
-        def run_sync(*args: P.args, **kwargs: P.kwargs) -> R:
-            with EtlRun(table, job, fields):
-                return func(*args, **kwargs)
-
-        return run_sync
+        return wrap_calls(func, lambda: EtlRun(table, job, fields))
 
 
 def etl_run(table: str, job: str | None = None, **fields: Any) -> EtlRun:

@@ -7,6 +7,7 @@ from here; a change to the contract is a change to this module and to the table 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 # -- keys present on every line -------------------------------------------------------------
@@ -46,7 +47,34 @@ INFO: Final = "info"
 WARNING: Final = "warning"
 ERROR: Final = "error"
 CRITICAL: Final = "critical"
-LEVELS: Final = (DEBUG, INFO, WARNING, ERROR, CRITICAL)
+#: The one table of levels: each level of a line and its stdlib (and loguru) number, lowest
+#: first. Every other level table of the package is derived from this one.
+#: (Plain dicts, typed read-only: the hot paths look them up, and a dict lookup is the fastest.)
+LEVEL_NUMBERS: Final[Mapping[str, int]] = {
+    DEBUG: 10,
+    INFO: 20,
+    WARNING: 30,
+    ERROR: 40,
+    CRITICAL: 50,
+}
+LEVELS: Final = tuple(LEVEL_NUMBERS)
+#: A level number back to its level (a custom number rounds down: see ``_line.level_name``).
+LEVEL_BY_NUMBER: Final[Mapping[int, str]] = {number: name for name, number in LEVEL_NUMBERS.items()}
+#: The log methods of a logger (structlog's bound loggers, loguru's, the stdlib's) and the level
+#: each one writes: ``exception`` is ``error`` with the exception, ``err`` (Twisted's name),
+#: ``msg``, ``warn`` and ``fatal`` are aliases.
+METHOD_LEVELS: Final[Mapping[str, str]] = {
+    "debug": DEBUG,
+    "info": INFO,
+    "msg": INFO,
+    "warning": WARNING,
+    "warn": WARNING,
+    "error": ERROR,
+    "err": ERROR,
+    "exception": ERROR,
+    "critical": CRITICAL,
+    "fatal": CRITICAL,
+}
 
 # -- metrics-as-logs events -----------------------------------------------------------------
 EVENT: Final = "event"
@@ -82,6 +110,11 @@ VALUE: Final = "value"
 EVENT_LOG_SHIPPING_DROPPED: Final = "log_shipping_dropped"
 DROPPED: Final = "dropped"
 REASON: Final = "reason"
+
+#: ETL health: a table with no successful run for this many hours is stale, and how many days
+#: back the freshness read (the log files, the LogQL presets) looks for its runs.
+ETL_STALE_AFTER_HOURS: Final = 25
+ETL_LOOKBACK_DAYS: Final = 7
 
 STATUS_SUCCESS: Final = "success"
 STATUS_FAILED: Final = "failed"

@@ -26,8 +26,8 @@ import orjson
 from alkana_logging import fields as F
 from alkana_logging.exceptions import AlkanaLoggingError
 
-#: 25 hours: a table without a successful run for longer is stale.
-DEFAULT_STALE_AFTER_S: Final = 25 * 3600.0
+#: A table without a successful run for longer is stale (the contract's 25 hours).
+DEFAULT_STALE_AFTER_S: Final = F.ETL_STALE_AFTER_HOURS * 3600.0
 
 #: Current and rotated log files in a directory: ``app.log``, ``app.log.1`` (size rotation),
 #: ``app.log-20261126-1764170000`` (logrotate's dateext), each optionally ``.gz``. Not
@@ -265,8 +265,8 @@ def _tables(
 
 # -- the recent part of the files ------------------------------------------------------------------
 
-#: How far back the freshness read looks, as the ``etl_stale`` preset: 7 days.
-DEFAULT_LOOKBACK_S: Final = 7 * 86400.0
+#: How far back the freshness read looks, as the ``etl_stale`` preset (the contract's 7 days).
+DEFAULT_LOOKBACK_S: Final = F.ETL_LOOKBACK_DAYS * 86400.0
 #: Block size of the backward read of a plain log file.
 _BLOCK: Final = 1 << 20
 #: The freshness read drops a longer stretch without a newline as not being a line (the

@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
+from alkana_logging import _state
 from alkana_logging import fields as F
 from alkana_logging.api import pipeline_health
 from alkana_logging.freshness import (
@@ -46,7 +47,7 @@ from alkana_logging.freshness import (
     plausible_time,
     read_etl_freshness,
 )
-from alkana_logging.settings import DEFAULT_JOB
+from alkana_logging.settings import DEFAULT_JOB, Settings, load_settings
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -797,9 +798,6 @@ def _resolve_source(option: FreshnessSource | str | Path | None) -> FreshnessSou
         return LogDirFreshness(option)
     if not isinstance(option, str):
         return option
-    from alkana_logging import _state
-    from alkana_logging.settings import load_settings
-
     settings = _state.settings() or load_settings()
     if settings.loki_url:
         return LokiFreshness.from_settings(settings)

@@ -37,18 +37,16 @@ import orjson
 
 from alkana_logging import _lifecycle
 from alkana_logging import fields as F
-from alkana_logging._render import Renderer
+from alkana_logging._line import Renderer, truncate
 from alkana_logging.console import escape
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
-from alkana_logging.pipeline import Pipeline, stdlib_parts
+from alkana_logging.pipeline import Pipeline
 from alkana_logging.redaction import mask_url
 from alkana_logging.settings import LOKI_OPTIONS, Oversize, Settings, load_settings, loki_options
-from alkana_logging.stdlib import PipelineHandler
+from alkana_logging.stdlib import PipelineHandler, stdlib_parts
 
 _monotonic = time.monotonic
-# The line renderer's truncation (one marker, one rule; _line.truncate once it is exported).
-_truncate = Renderer._truncate
 
 if TYPE_CHECKING:
     import requests
@@ -471,7 +469,7 @@ class LokiSink:
                 if isinstance(value, (str, int, float)) and len(str(value)) <= 256:
                     small[key] = value
             # The renderer's cut: a message it shortened already says its original length.
-            small[F.MESSAGE] = _truncate(str(small.get(F.MESSAGE, "")), limit // 4)
+            small[F.MESSAGE] = truncate(str(small.get(F.MESSAGE, "")), limit // 4)
             small[F.LOG_ERROR] = (
                 f"line of {len(line)} bytes exceeded the Loki line limit of {limit} bytes; "
                 "fields dropped, message truncated"
@@ -1037,7 +1035,7 @@ class LokiHandler(PipelineHandler):
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.pipeline.emit_stdlib(record)
+        self.pipeline.emit(*stdlib_parts(record, self.pipeline.redactor))
 
     def flush(self) -> None:
         self.pipeline.flush()

@@ -11,6 +11,7 @@ import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Final, ParamSpec, Self, TypeVar, cast
 
@@ -27,6 +28,9 @@ _METRIC_KEYS: Final = frozenset((F.EVENT, F.METRIC, F.VALUE))
 
 P = ParamSpec("P")
 R = TypeVar("R")
+#: The arguments of ``__exit__``: the exception's type and traceback.
+ExcType = type[BaseException] | None
+Tb = TracebackType | None
 
 
 def error_summary(exc: BaseException) -> str:
@@ -45,24 +49,36 @@ class AsyncWith:
     def __enter__(self) -> Self:
         raise NotImplementedError
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         raise NotImplementedError
 
     async def __aenter__(self) -> Self:
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         self.__exit__(exc_type, exc, tb)
+
+
+def wrap_calls(
+    func: Callable[P, R], block: Callable[[], AbstractContextManager[Any]]
+) -> Callable[P, R]:
+    """``func`` (sync or async) with every call inside a new ``with block():``."""
+    if inspect.iscoroutinefunction(func):
+        async_func = cast(Callable[P, Awaitable[Any]], func)
+
+        @functools.wraps(func)
+        async def call_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+            with block():
+                return await async_func(*args, **kwargs)
+
+        return cast(Callable[P, R], call_async)
+
+    @functools.wraps(func)
+    def call_sync(*args: P.args, **kwargs: P.kwargs) -> R:
+        with block():
+            return func(*args, **kwargs)
+
+    return call_sync
 
 
 class Timed(AsyncWith):
@@ -96,12 +112,7 @@ class Timed(AsyncWith):
         self._starts.append(time.perf_counter())
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         end = time.perf_counter()
         # Nested use of one instance: the innermost block ends first.
         start = self._starts.pop() if self._starts else end
@@ -111,22 +122,7 @@ class Timed(AsyncWith):
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         operation, fields = self.operation, self.fields
-        if inspect.iscoroutinefunction(func):
-            async_func = cast(Callable[P, Awaitable[Any]], func)
-
-            @functools.wraps(func)
-            async def timed_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with Timed(operation, fields):
-                    return await async_func(*args, **kwargs)
-
-            return cast(Callable[P, R], timed_async)
-
-        @functools.wraps(func)
-        def timed_sync(*args: P.args, **kwargs: P.kwargs) -> R:
-            with Timed(operation, fields):
-                return func(*args, **kwargs)
-
-        return timed_sync
+        return wrap_calls(func, lambda: Timed(operation, fields))
 
     def _emit(self, seconds: float, exc: BaseException | None) -> None:
         level = F.INFO if exc is None else F.ERROR

@@ -24,11 +24,12 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from alkana_logging import _state
+from alkana_logging import _state, stdlib
 from alkana_logging import fields as F
-from alkana_logging.context import _CONTEXT
+from alkana_logging.context import bind_context, reset_context
+from alkana_logging.context import current as current_context
 from alkana_logging.health import PipelineHealth
-from alkana_logging.pipeline import has_foreign_handlers, level_number
+from alkana_logging.pipeline import has_foreign_handlers
 
 __all__ = [
     "RequestContextMiddleware",
@@ -60,7 +61,7 @@ _ZERO_SPAN: Final = b"0" * 16
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TRACEPARENT_HEADER: Final = b"traceparent"
 _FORWARDED_FOR_HEADER: Final = b"x-forwarded-for"
-_LEVEL_NUMBERS: Final = {level: level_number(level) for level in F.LEVELS}
+_LEVEL_NUMBERS: Final = F.LEVEL_NUMBERS
 _perf_counter: Final = time.perf_counter
 _time_ns: Final = time.time_ns
 # The event's fields in their order; a copy of it is filled in per request (cheaper than a
@@ -469,13 +470,12 @@ class RequestContextMiddleware:
                 request_id = new_request_id()
         else:
             request_id = self._request_id(raw_id)
-        outer = _CONTEXT.get()
-        bound = {**outer, F.REQUEST_ID: request_id} if outer else {F.REQUEST_ID: request_id}
+        ids = {F.REQUEST_ID: request_id}
         trace = None
         if traceparent is not None:
             trace = parse_traceparent(traceparent)
             if trace is not None:
-                bound[F.TRACE_ID], bound[F.SPAN_ID] = trace
+                ids[F.TRACE_ID], ids[F.SPAN_ID] = trace
         pipeline = _state.current()
         if pipeline is not None:
             # The server span of OpenTelemetry's middleware (outside this one) ends when the
@@ -484,8 +484,9 @@ class RequestContextMiddleware:
             span_ids = pipeline.span_ids()  # None at once without opentelemetry-api
             if span_ids is not None:
                 trace = span_ids
-                bound[F.TRACE_ID], bound[F.SPAN_ID] = span_ids
-        token = _CONTEXT.set(bound)
+                ids[F.TRACE_ID], ids[F.SPAN_ID] = span_ids
+        token = bind_context(**ids)
+        bound = current_context()
         scope[SCOPE_REQUEST_ID] = request_id
         # Set here rather than in an __init__: a Python __init__ called from C costs more.
         exchange = _new_exchange(_Exchange)
@@ -557,7 +558,7 @@ class RequestContextMiddleware:
                             )
                             # Written from the context when it still holds them (the endpoint
                             # may have cleared it, or bound more).
-                            context = _CONTEXT.get()
+                            context = current_context()
                             if context is not bound:
                                 if context.get(F.REQUEST_ID) is not request_id:
                                     fields[F.REQUEST_ID] = request_id
@@ -591,7 +592,7 @@ class RequestContextMiddleware:
                                 _LOGGED_ERROR.set(error)
             finally:
                 error = None  # no reference cycle through the traceback
-                _CONTEXT.reset(token)
+                reset_context(token)
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -601,20 +602,20 @@ class RequestContextMiddleware:
                 return
             request_id, trace, _ = self._incoming(scope["headers"])
             scope[SCOPE_REQUEST_ID] = request_id
-            bound = {**_CONTEXT.get(), F.REQUEST_ID: request_id}
+            ids = {F.REQUEST_ID: request_id}
             if trace is not None:
-                bound[F.TRACE_ID], bound[F.SPAN_ID] = trace
-            token = _CONTEXT.set(bound)
+                ids[F.TRACE_ID], ids[F.SPAN_ID] = trace
+            token = bind_context(**ids)
             try:
                 await self.app(scope, receive, self._websocket_send(scope, send, request_id))
             finally:
-                _CONTEXT.reset(token)
+                reset_context(token)
             return
         if scope_type == "lifespan":
             # uvicorn (a --log-config) or gunicorn's UvicornWorker may have configured logging
             # after setup() and __init__ (in each worker, after a --preload master's setup()).
             if _state.is_configured():
-                _state.adopt_framework_loggers()
+                stdlib.adopt_framework_loggers()
             if self._silence:
                 self._silence_pending = False
                 _silence_uvicorn_access()

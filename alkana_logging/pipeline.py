@@ -1,7 +1,9 @@
-"""The pipeline: one renderer and its sinks, and the front-ends that feed it.
+"""The pipeline: one renderer and its sinks, and the forwarding of lines to the stdlib.
 
-Every front-end (stdlib ``logging``, structlog, loguru, the package's own event helpers) ends in
-:meth:`Pipeline.emit`, so every line has one schema, one redaction and one set of outputs.
+Every front-end (``stdlib``, ``_structlog``, ``_loguru``, the package's own event helpers) ends
+in :meth:`Pipeline.emit`, so every line has one schema, one redaction and one set of outputs. A
+line that did not come through the stdlib is also offered to the stdlib's other handlers and
+hooks (:meth:`Pipeline.forward`), or, with no pipeline, handed to the stdlib (:func:`to_stdlib`).
 """
 
 from __future__ import annotations
@@ -10,29 +12,21 @@ import contextvars
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import islice
 from typing import Any
 
 from alkana_logging import fields as F
-from alkana_logging._render import (
-    _LEVEL_BY_NUMBER,
+from alkana_logging._line import (
     RECORD_ATTRS,
     Renderer,
-    level_name,
-    resolve_exc_info,
 )
-from alkana_logging.context import _CONTEXT
+from alkana_logging.context import current as current_context
 from alkana_logging.health import PipelineHealth
-from alkana_logging.redaction import Redactor
+from alkana_logging.redaction import safe_repr
 from alkana_logging.sinks import Sink
 
-_LEVEL_NUMBERS = {F.DEBUG: 10, F.INFO: 20, F.WARNING: 30, F.ERROR: 40, F.CRITICAL: 50}
+_LEVEL_NUMBERS = F.LEVEL_NUMBERS
 
-#: How many attributes ``LogRecord.__init__`` sets (``extra=`` values come after them).
-_RECORD_SIZE = len(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
-_LogRecord = logging.LogRecord
 _root = logging.root
 _Logger = logging.Logger
 _get_logger = logging.getLogger
@@ -125,66 +119,15 @@ class _Forwarding(threading.local):
 
 
 FORWARDING = _Forwarding()
-_feeds_loguru_by_type: dict[type, bool] = {}
 
 
-def feeds_loguru(handler: logging.Handler) -> bool:
-    """Whether a stdlib handler hands its records to loguru: loguru's ``InterceptHandler``
-    recipe, whatever its class is called: an ``emit`` that refers to a loguru logger (the
-    global one, or one made from it with ``bind()``) and passes each record on with
-    ``opt(...)`` and the record's message. A handler of yours that only logs its own failure
-    through loguru (``logger.exception(...)``) is none: it is kept, and nothing it does is
-    skipped."""
-    kind = type(handler)
-    known = _feeds_loguru_by_type.get(kind)
-    if known is not None:
-        return known
-    loguru = sys.modules.get("loguru")
-    found = False
-    if loguru is not None:
-        emit = getattr(kind, "emit", None)
-        code = getattr(emit, "__code__", None)
-        names = getattr(emit, "__globals__", {})
-        logger_type = type(getattr(loguru, "logger", None))
-        found = (
-            code is not None
-            and "opt" in code.co_names
-            and ("getMessage" in code.co_names or "msg" in code.co_names)
-            and any(
-                isinstance(names.get(name), logger_type) or names.get(name) is loguru
-                for name in code.co_names
-            )
-        )
-        _feeds_loguru_by_type[kind] = found
-    return found
-
-
-def _feeders(logger: logging.Logger) -> bool:
-    """Whether a handler that feeds loguru is on ``logger`` or a logger it propagates to."""
+def _reaches(logger: logging.Logger, handler_is: Callable[[logging.Handler], bool]) -> bool:
+    """Whether a handler that ``handler_is`` is on ``logger`` or a logger it propagates to."""
     current: logging.Logger | None = logger
     while current is not None:
-        if any(feeds_loguru(handler) for handler in current.handlers):
+        if any(handler_is(handler) for handler in current.handlers):
             return True
         current = current.parent if current.propagate else None
-    return False
-
-
-_HANDLE_CODE = logging.Handler.handle.__code__
-
-
-def inside_a_feeder() -> bool:
-    """Whether loguru is called by a stdlib handler that feeds it (an ``InterceptHandler`` on
-    the root logger, added after ``setup()``), with a stdlib record the pipeline's own handler
-    writes: asked by the pipeline's loguru sink only when the root logger has other handlers."""
-    if not any(feeds_loguru(handler) for handler in _root.handlers):
-        return False
-    frame: Any = sys._getframe(1)
-    for _ in range(32):
-        if frame is None:
-            return False
-        if frame.f_code is _HANDLE_CODE:
-            return True
-        frame = frame.f_back
     return False
 
 
@@ -196,6 +139,28 @@ def has_foreign_handlers() -> bool:
     Two attribute reads: the front-ends inline it, so lines cost nothing more without them.
     """
     return len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS
+
+
+def to_stdlib(
+    level: str,
+    logger: str,
+    message: Any,
+    fields: Mapping[Any, Any] | None = None,
+    exc: BaseException | None = None,
+) -> None:
+    """A line with no pipeline to write it (no ``setup()``, or a logger kept after
+    ``shutdown()``), handed to the stdlib logger ``logger``: its fields as ``extra=`` (a name the
+    stdlib uses for itself prefixed ``extra_``), so users who wire logging themselves with
+    :class:`~alkana_logging.JsonFormatter` get the same lines."""
+    stdlib_logger = _get_logger(logger)
+    number = _LEVEL_NUMBERS[level]
+    if stdlib_logger.isEnabledFor(number):
+        extra = {
+            (F.COLLISION_PREFIX + k if k in RECORD_ATTRS else k): v
+            for k, v in (fields or {}).items()
+        }
+        exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+        stdlib_logger.log(number, message, extra=extra, exc_info=exc_info)
 
 
 class Pipeline:
@@ -260,7 +225,7 @@ class Pipeline:
         try:
             record, line = self.renderer.render(ns, level, logger, message, fields, exc, extra)
         except Exception as err:  # noqa: BLE001 - the pipeline must not break the caller
-            error = f"rendering failed: {_repr(err)}"
+            error = f"rendering failed: {safe_repr(err)}"
             self.health.internal_error(error)
             record, line = self.renderer.fallback(ns, level, logger, error)
         for sink in self.sinks:
@@ -301,17 +266,6 @@ class Pipeline:
 
     # -- front-ends -----------------------------------------------------------------------------
 
-    def emit_call(self, name: str, level: str, event: Any, fields: dict[str, Any]) -> None:
-        """A call of an alkana structlog logger (``fields`` is the call's own dict)."""
-        ns = time.time_ns()
-        exc_info = fields.pop("exc_info", None)
-        exc = resolve_exc_info(exc_info) if exc_info else None
-        message = "" if event is None else event
-        self.emit(ns, level, name, message, fields, exc)
-        # has_foreign_handlers(), inline.
-        if len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS:
-            self.forward(ns, level, name, message, fields, exc)
-
     def emit_offered(
         self,
         ns: int,
@@ -322,12 +276,13 @@ class Pipeline:
         exc: BaseException | None = None,
         where: tuple[str, int, str | None] | None = None,
         hooks: Any = True,
+        skip: Callable[[logging.Handler], bool] | None = None,
     ) -> None:
         """``emit`` for a front-end other than the stdlib's: the line is also offered to the
         stdlib's other handlers when there are any (see :meth:`forward`)."""
         self.emit(ns, level, logger, message, fields, exc)
         if len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS:
-            self.forward(ns, level, logger, message, fields, exc, where, hooks)
+            self.forward(ns, level, logger, message, fields, exc, where, hooks, skip)
 
     def forward(
         self,
@@ -339,6 +294,7 @@ class Pipeline:
         exc: BaseException | None,
         where: tuple[str, int, str | None] | None = None,
         hooks: Any = True,
+        skip: Callable[[logging.Handler], bool] | None = None,
     ) -> None:
         """Offer a line that did not come through the stdlib to the stdlib's handlers and hooks.
 
@@ -351,8 +307,10 @@ class Pipeline:
         pipeline's own handler lets the record pass: nothing is written twice. ``hooks``: a
         callable that says whether the hooks on ``Logger.callHandlers`` get the record too
         (False when one of them listens to that front-end itself: sentry-sdk's loguru
-        integration); without them the handlers are called as ``callHandlers`` would. Never
-        raises.
+        integration); without them the handlers are called as ``callHandlers`` would. ``skip``:
+        the handlers that feed that front-end back (loguru's ``InterceptHandler``): with one of
+        them on the way, the hooks are not called either, and those handlers are left out.
+        Never raises.
         """
         try:
             stdlib_logger = _get_logger(logger)  # "root" is the root logger
@@ -360,7 +318,7 @@ class Pipeline:
             if not stdlib_logger.isEnabledFor(levelno):
                 return
             path, line, function = where or _caller()
-            context = _CONTEXT.get()
+            context = current_context()
             values = {**context, **fields} if context and fields else fields or context
             # Redacted and URL-scrubbed as the file line is; a bad value costs only itself.
             text, attrs = self.redactor.forwarded(
@@ -381,20 +339,18 @@ class Pipeline:
             record.__dict__.update(attrs)
             FORWARDING.active = True
             try:
-                if hooks is True or (hooks() and not _feeders(stdlib_logger)):
+                if hooks is True or (
+                    hooks() and (skip is None or not _reaches(stdlib_logger, skip))
+                ):
                     stdlib_logger.handle(record)
                 elif not stdlib_logger.disabled and stdlib_logger.filter(record):
                     # A loguru line: not to a handler that feeds loguru (it would come back
                     # into loguru from inside loguru's own sink, which loguru refuses).
-                    _call_handlers(stdlib_logger, record, skip=feeds_loguru)
+                    _call_handlers(stdlib_logger, record, skip=skip)
             finally:
                 FORWARDING.active = False
         except Exception as err:  # noqa: BLE001 - another handler must not break the caller
             self.health.internal_error(f"offering a line to the stdlib's handlers failed: {err!r}")
-
-    def emit_stdlib(self, record: logging.LogRecord) -> None:
-        """A stdlib ``LogRecord``: its ``extra=`` fields, message and exception."""
-        self.emit(*stdlib_parts(record, self.renderer.redactor))
 
     def flush(self) -> None:
         for sink in self.sinks:
@@ -412,88 +368,3 @@ class Pipeline:
         self.health.after_fork()
         for sink in self.sinks:
             sink.after_fork()
-
-
-STRUCTLOG_LEVELS: Mapping[str, str] = {
-    "debug": F.DEBUG,
-    "info": F.INFO,
-    "msg": F.INFO,
-    "warning": F.WARNING,
-    "warn": F.WARNING,
-    "error": F.ERROR,
-    "err": F.ERROR,
-    "exception": F.ERROR,
-    "critical": F.CRITICAL,
-    "fatal": F.CRITICAL,
-}
-
-
-def level_number(level: str) -> int:
-    return _LEVEL_NUMBERS[level]
-
-
-StdlibParts = tuple[
-    int,
-    str,
-    str,
-    str,
-    dict[str, Any] | None,
-    BaseException | None,
-    Iterable[tuple[Any, Any]] | None,
-]
-
-
-def stdlib_parts(record: logging.LogRecord, redactor: Redactor | None = None) -> StdlibParts:
-    """Split a ``LogRecord`` into the arguments of ``Pipeline.emit`` / ``Renderer.render``;
-    never raises on bad ``%`` args. The ``extra=`` values come as key-value pairs, read once.
-
-    With a ``redactor``, secrets in dicts and lists given as ``%`` arguments are replaced before
-    the message is formatted (the message is text: nothing can be redacted after that).
-    """
-    fields: dict[str, Any] | None = None
-    extra: Iterable[tuple[Any, Any]] | None = None
-    try:
-        msg, args = record.msg, record.args
-        # What LogRecord.getMessage() returns, without the call (unless a subclass overrides it).
-        if not args and type(record) is _LogRecord:
-            # Text, or an object the renderer writes with its secrets replaced (a dict given as
-            # the message itself).
-            message = msg
-        else:
-            redacted = redactor.args(args) if redactor is not None and args else args
-            message = record.getMessage() if redacted is args else str(msg) % redacted
-    except Exception as err:  # noqa: BLE001 - mismatched % arguments must not lose the line
-        message = (  # the arguments redacted as in a formatted message
-            redactor.args_text(record.msg, record.args)
-            if redactor is not None
-            else f"{_repr(record.msg)} % {_repr(record.args)}"
-        )
-        fields = {F.LOG_ERROR: f"message arguments did not match the format: {err!r}"}
-    attrs = record.__dict__
-    if len(attrs) > _RECORD_SIZE:
-        # extra= values come after LogRecord's own attributes, in the caller's order: the tail,
-        # read in C as the renderer merges it (which leaves out record attributes there, such
-        # as a formatter's ``message``). A subclass may set attributes before LogRecord's own:
-        # all of its attributes are handed over.
-        items = attrs.items()
-        extra = islice(items, _RECORD_SIZE, None) if type(record) is _LogRecord else items
-    if record.stack_info:
-        fields = {**(fields or {}), "stack_info": record.stack_info}
-    exc = resolve_exc_info(record.exc_info) if record.exc_info else None
-    levelno = record.levelno
-    return (
-        int(record.created * 1_000_000_000),
-        _LEVEL_BY_NUMBER.get(levelno) or level_name(levelno),
-        record.name,
-        message,
-        fields,
-        exc,
-        extra,
-    )
-
-
-def _repr(obj: Any) -> str:
-    try:
-        return repr(obj)
-    except Exception:  # noqa: BLE001
-        return f"<unrepresentable {type(obj).__qualname__} object>"

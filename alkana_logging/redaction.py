@@ -1,7 +1,7 @@
 """Redaction: values of secret-looking keys are written as ``"[REDACTED]"``, URL credentials too.
 
 One policy for every front-end. A key is secret when its normalised form (see
-:func:`~alkana_logging.settings.normalise_key`: camelCase split, ``-``/``.``/whitespace as ``_``,
+:func:`normalise_key`: camelCase split, ``-``/``.``/whitespace as ``_``,
 lower case) is one of the configured keys, ends with ``_`` plus one of :data:`SECRET_SUFFIXES`
 (``db_password``, ``github_token``) or starts with one of :data:`SECRET_PREFIXES` plus ``_``
 (``password_hash``). Keys of any type are judged: text, bytes (``dict(scope["headers"])``) and
@@ -34,7 +34,71 @@ from typing import Any, Final
 from urllib.parse import unquote_plus
 
 from alkana_logging.fields import COLLISION_PREFIX, LOG_ERROR
-from alkana_logging.settings import DEFAULT_REDACT_KEYS, normalise_key
+
+#: Keys whose values are always written as ``"[REDACTED]"``, compared in their normalised form
+#: (see :func:`normalise_key`: ``accessToken``, ``Access-Token``, ``access.token`` and
+#: ``" access_token "`` are all ``access_token``).
+DEFAULT_REDACT_KEYS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "api_key",
+        "apikey",
+        "x_api_key",
+        "authorization",
+        "proxy_authorization",
+        "cookie",
+        "set_cookie",
+        "private_key",
+        "client_secret",
+        "secret_key",
+        "bearer",
+        "session_id",
+        "sessionid",
+        "phpsessid",
+        "jsessionid",
+        "connect_sid",  # Express
+        "signing_key",
+        "encryption_key",
+        "master_key",
+        "access_key",
+        "ssh_key",
+        "passcode",
+        "otp",
+        "client_assertion",
+        "saml_response",
+        "code_verifier",
+        "connection_string",
+        "credentials",
+        "jwt",
+        "auth",
+        "passphrase",
+        "password_hash",
+    }
+)
+
+
+_CAMEL_RUN = re.compile(r"([A-Z]+)([A-Z][a-z])")  # "APIKey" -> "API_Key"
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")  # "accessToken" -> "access_Token"
+_SEPARATORS = re.compile(r"[\s\-.:/_]+")
+
+
+def normalise_key(key: str) -> str:
+    """The form in which keys are compared for redaction: camelCase split into words, words
+    joined by ``_`` whatever separated them (``-``, ``.``, whitespace), lower case, no ``_`` at
+    either end: ``dbPassword``, ``DB-Password``, ``db.password`` and ``" db_password "`` are all
+    ``db_password``."""
+    if key.isidentifier() and key.islower():  # the usual key: nothing to split or join
+        return key.strip("_")
+    text = _CAMEL.sub(r"\1_\2", _CAMEL_RUN.sub(r"\1_\2", key))
+    return _SEPARATORS.sub("_", text).strip("_").lower()
+
 
 normalise = normalise_key
 
@@ -369,18 +433,18 @@ class Redactor:
     def _redacted_repr(self, value: Any) -> str:
         if isinstance(value, tuple):
             try:
-                return _repr_of(self.args(value))
+                return safe_repr(self.args(value))
             except Exception:  # noqa: BLE001 - a walk failed: judge the arguments one by one
                 try:
-                    return _repr_of(tuple(_Shown(self._redacted_repr(v)) for v in value))
+                    return safe_repr(tuple(_Shown(self._redacted_repr(v)) for v in value))
                 except Exception:  # noqa: BLE001 - a tuple whose iteration raises
-                    return _unrenderable(value)
+                    return unrenderable(value)
         if isinstance(value, CONTAINERS):
             try:
-                return _repr_of(self.args(value) if isinstance(value, dict) else self.value(value))
+                return safe_repr(self.args(value) if isinstance(value, dict) else self.value(value))
             except Exception:  # noqa: BLE001
-                return _unrenderable(value)
-        return _repr_of(value)
+                return unrenderable(value)
+        return safe_repr(value)
 
     def forwarded(
         self,
@@ -396,7 +460,7 @@ class Redactor:
 
         Text, numbers, ``None``, dates, times and UUIDs are given as they are (text scrubbed);
         every other value, an enum member included (its value may be a URL), as ``plain``
-        converts it: the renderer's :meth:`~alkana_logging._render.Renderer.plain`, the value as
+        converts it: the renderer's :meth:`~alkana_logging._line.Renderer.plain`, the value as
         the line writes it. A
         pydantic model, a dataclass, bytes or an object whose ``repr`` holds a URL can then
         hide nothing the file does not show. Without ``plain`` (a redactor alone), containers
@@ -418,7 +482,7 @@ class Redactor:
             items = list(values.items())
         except Exception as err:  # noqa: BLE001 - a mapping whose items() raises
             items = []
-            errors.append(f"fields could not be read: {_repr_of(err)}")
+            errors.append(f"fields could not be read: {safe_repr(err)}")
         is_secret = self.is_secret
         convert = plain if plain is not None else self._forwarded_value
         for key, value in items:
@@ -437,8 +501,8 @@ class Redactor:
                 try:
                     attrs[name] = convert(value)
                 except Exception as err:  # noqa: BLE001 - the value costs only itself
-                    attrs[name] = _unrenderable(value)
-                    errors.append(f"value of {name!r} could not be rendered: {_repr_of(err)}")
+                    attrs[name] = unrenderable(value)
+                    errors.append(f"value of {name!r} could not be rendered: {safe_repr(err)}")
         if errors:
             earlier = attrs.get(LOG_ERROR)
             attrs[LOG_ERROR] = "; ".join([earlier, *errors] if earlier else errors)
@@ -458,7 +522,7 @@ class Redactor:
         """The text of a message that may not be text: a container, mapping, dataclass or
         pydantic model given as the message itself (``logging.info({"password": ...})``) is
         written as the text of its value as the line writes it (``plain``: the renderer's
-        :meth:`~alkana_logging._render.Renderer.plain`; without it, the walked copy), secrets
+        :meth:`~alkana_logging._line.Renderer.plain`; without it, the walked copy), secrets
         replaced at any depth; anything else as ``str()`` (its ``repr()`` when that raises).
         Never raises: a value that cannot be converted is shown by its type.
         """
@@ -472,9 +536,9 @@ class Redactor:
             try:
                 return str(message)
             except Exception:  # noqa: BLE001 - a bad __str__: the repr, as % formatting shows
-                return _repr_of(message)
+                return safe_repr(message)
         except Exception:  # noqa: BLE001 - a walk or conversion that fails shows the type only
-            return _unrenderable(message)
+            return unrenderable(message)
 
     def loguru_message(self, record: Mapping[str, Any]) -> Any:  # noqa: PLR0911
         """The message of a loguru record with its ``{}`` arguments redacted.
@@ -680,14 +744,16 @@ class _Shown(str):
         return str(self)
 
 
-def _repr_of(value: Any) -> str:
+def safe_repr(value: Any) -> str:
+    """``repr(value)``, or a placeholder naming its type when that raises: never raises."""
     try:
         return repr(value)
     except Exception:  # noqa: BLE001
         return f"<unrepresentable {type(value).__qualname__} object>"
 
 
-def _unrenderable(value: Any) -> str:
+def unrenderable(value: Any) -> str:
+    """What is written for a value that could not be rendered."""
     # The type only: the repr of a value that failed may be what failed, or hold a secret.
     return f"<unrenderable {type(value).__qualname__} value>"
 

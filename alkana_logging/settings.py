@@ -4,72 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, TypedDict
 
+from alkana_logging import fields as F
 from alkana_logging.exceptions import ConfigurationError
+from alkana_logging.redaction import DEFAULT_REDACT_KEYS, mask_url, normalise_key
 
 Rotation = Literal["size", "external", "none"]
 Format = Literal["json", "console"]
 OnFileError = Literal["raise", "stdout"]
 Oversize = Literal["truncate", "drop"]
 
-LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: The levels as ``LOG_LEVEL`` names them (the contract's, in upper case).
+LEVEL_NAMES = tuple(level.upper() for level in F.LEVELS)
 ROTATIONS: tuple[Rotation, ...] = ("size", "external", "none")
 FORMATS: tuple[Format, ...] = ("json", "console")
 ON_FILE_ERRORS: tuple[OnFileError, ...] = ("raise", "stdout")
 OVERSIZES: tuple[Oversize, ...] = ("truncate", "drop")
 
-#: Keys whose values are always written as ``"[REDACTED]"``, compared in their normalised form
-#: (see :func:`normalise_key`: ``accessToken``, ``Access-Token``, ``access.token`` and
-#: ``" access_token "`` are all ``access_token``).
-DEFAULT_REDACT_KEYS = frozenset(
-    {
-        "password",
-        "passwd",
-        "pwd",
-        "secret",
-        "token",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "api_key",
-        "apikey",
-        "x_api_key",
-        "authorization",
-        "proxy_authorization",
-        "cookie",
-        "set_cookie",
-        "private_key",
-        "client_secret",
-        "secret_key",
-        "bearer",
-        "session_id",
-        "sessionid",
-        "phpsessid",
-        "jsessionid",
-        "connect_sid",  # Express
-        "signing_key",
-        "encryption_key",
-        "master_key",
-        "access_key",
-        "ssh_key",
-        "passcode",
-        "otp",
-        "client_assertion",
-        "saml_response",
-        "code_verifier",
-        "connection_string",
-        "credentials",
-        "jwt",
-        "auth",
-        "passphrase",
-        "password_hash",
-    }
-)
 
 DEFAULT_JOB = "alkana"
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -197,8 +152,6 @@ class Settings:
     def __repr__(self) -> str:
         # Credentials are never printed: the password and token are left out, a URL's
         # user-info (and any secret query value) is masked.
-        from alkana_logging.redaction import mask_url
-
         shown = ", ".join(
             f"{f.name}={mask_url(getattr(self, f.name))!r}"
             for f in dataclasses.fields(self)
@@ -207,7 +160,7 @@ class Settings:
         return f"{type(self).__name__}({shown})"
 
 
-_LEVEL_NUMBERS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+_LEVEL_NUMBERS = {level.upper(): number for level, number in F.LEVEL_NUMBERS.items()}
 
 # setting name -> environment variable
 ENV_VARS: Mapping[str, str] = {
@@ -417,22 +370,6 @@ def _as_keys(name: str, value: Any, from_env: bool) -> frozenset[str]:
         if item.strip():
             keys.add(normalise_key(item.strip()))
     return DEFAULT_REDACT_KEYS | frozenset(keys)
-
-
-_CAMEL_RUN = re.compile(r"([A-Z]+)([A-Z][a-z])")  # "APIKey" -> "API_Key"
-_CAMEL = re.compile(r"([a-z0-9])([A-Z])")  # "accessToken" -> "access_Token"
-_SEPARATORS = re.compile(r"[\s\-.:/_]+")
-
-
-def normalise_key(key: str) -> str:
-    """The form in which keys are compared for redaction: camelCase split into words, words
-    joined by ``_`` whatever separated them (``-``, ``.``, whitespace), lower case, no ``_`` at
-    either end: ``dbPassword``, ``DB-Password``, ``db.password`` and ``" db_password "`` are all
-    ``db_password``."""
-    if key.isidentifier() and key.islower():  # the usual key: nothing to split or join
-        return key.strip("_")
-    text = _CAMEL.sub(r"\1_\2", _CAMEL_RUN.sub(r"\1_\2", key))
-    return _SEPARATORS.sub("_", text).strip("_").lower()
 
 
 def _optional_text(name: str, value: Any, from_env: bool) -> str | None:

@@ -1,7 +1,7 @@
 """Where rendered lines go: a rotating file safe for several processes, a stream, a list.
 
 A sink receives each line three ways at once: the JSON bytes (what files and Loki store), the
-record they were made from (for the console renderer and tests) and the time in nanoseconds (for
+record they were made from (for the console format and tests) and the time in nanoseconds (for
 Loki's timestamps). A sink never raises into the caller: failures are counted in
 :class:`~alkana_logging.health.PipelineHealth` and reported once on stderr.
 """
@@ -19,11 +19,14 @@ import select
 import stat
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TextIO, runtime_checkable
 
+from alkana_logging._line import Renderer
+from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
+from alkana_logging.settings import Settings
 
 FILE_MODE = 0o640
 #: The log directory, when created here: never world-writable, whatever the umask.
@@ -540,7 +543,7 @@ def _in_use(path: str) -> bool:
 
 
 class StreamSink:
-    """Writes lines to a text stream (stdout), as JSON or, with ``render``, as human text.
+    """Writes lines to a text stream (stdout), as JSON or, with ``format``, as human text.
 
     A stream with a file descriptor (stdout, a pipe, a file) gets each line with an
     ``os.write`` loop on that descriptor, after the stream's own buffer is flushed (so lines
@@ -559,11 +562,11 @@ class StreamSink:
         self,
         stream: TextIO,
         *,
-        render: Any = None,
+        format: Callable[[Mapping[str, Any]], str] | None = None,
         health: PipelineHealth | None = None,
     ) -> None:
         self._stream = stream
-        self._render = render
+        self._format = format
         self._health = health if health is not None else PipelineHealth()
         self._lock = new_lock()
         self._failing = False
@@ -582,7 +585,7 @@ class StreamSink:
             if stat.S_ISREG(os.fstat(self._fd).st_mode):
                 self._atomic = sys.maxsize
         #: The JSON bytes go out as they are (no decode and encode again).
-        self._raw = render is None and utf8 and self._fd >= 0
+        self._raw = format is None and utf8 and self._fd >= 0
         self._flush_first = True  # False in a child forked while the stream was busy
         #: The line the os.write loop is writing, and how many of its bytes are out.
         self._out: bytes | memoryview | None = None
@@ -597,8 +600,8 @@ class StreamSink:
             data: bytes | str = line
         else:
             try:
-                text = self._render(record) if self._render is not None else line.decode("utf-8")
-            except Exception:  # noqa: BLE001 - the console renderer must not lose the line
+                text = self._format(record) if self._format is not None else line.decode("utf-8")
+            except Exception:  # noqa: BLE001 - the console format must not lose the line
                 text = line.decode("utf-8")
             data = text if self._fd < 0 else text.encode(self._encoding, "replace")
         lock = self._lock
@@ -831,3 +834,57 @@ class ListSink:
 
     def after_fork(self) -> None:
         self._lock = new_lock()
+
+
+def from_settings(settings: Settings, health: PipelineHealth) -> list[Sink]:
+    """The outputs the settings ask for: the log file, stdout (JSON or the console format),
+    Loki.
+
+    Raises:
+        ConfigurationError: the log file cannot be opened (unless ``on_file_error="stdout"``).
+    """
+    sinks: list[Sink] = []
+    if settings.log_file is not None:
+        try:
+            sinks.append(
+                FileSink(
+                    settings.log_file,
+                    rotation=settings.rotation,
+                    max_bytes=settings.max_bytes,
+                    backup_count=settings.backup_count,
+                    health=health,
+                )
+            )
+        except OSError as err:
+            if settings.on_file_error != "stdout":
+                raise ConfigurationError(
+                    f"LOG_FILE={os.fspath(settings.log_file)!r} cannot be opened for writing "
+                    f"({err.strerror or err}); expected a writable path, or set "
+                    "LOG_ON_FILE_ERROR=stdout to fall back to stdout"
+                ) from err
+            health.report(
+                f"LOG_FILE={os.fspath(settings.log_file)!r} cannot be opened "
+                f"({err.strerror or err}); logging to stdout only"
+            )
+            if not settings.stdout:
+                sinks.append(StreamSink(sys.stdout, health=health))
+    if settings.stdout:
+        console = None
+        if settings.format == "console":
+            from alkana_logging.console import ConsoleFormat  # structlog's dev renderer
+
+            plain = Renderer.from_settings(settings).plain  # values as the line has them
+            console = ConsoleFormat(colors=_isatty(sys.stdout), plain=plain)
+        sinks.append(StreamSink(sys.stdout, format=console, health=health))
+    if settings.loki_url:
+        from alkana_logging.loki import LokiSink
+
+        sinks.append(LokiSink.from_settings(settings, health))
+    return sinks
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except Exception:  # noqa: BLE001
+        return False

@@ -1,28 +1,53 @@
-"""The stdlib front-end: a ``Handler`` for the root logger, a ``Formatter`` for ``dictConfig``."""
+"""The stdlib front-end, whole: a ``Handler`` for the root logger, a ``Formatter`` for
+``dictConfig``, the split of a ``LogRecord`` into a line's parts, and what ``setup()`` does to
+the stdlib's loggers (the root's handler, the frameworks' loggers handed to the root, warnings)
+and ``shutdown()`` undoes. Offering other front-ends' lines to the stdlib is the pipeline's
+(:meth:`~alkana_logging.pipeline.Pipeline.forward`)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from alkana_logging import fields as F
-from alkana_logging._render import RECORD_ATTRS, Renderer
-from alkana_logging.context import _CONTEXT
+from alkana_logging._line import RECORD_ATTRS, Renderer, level_name, resolve_exc_info
+from alkana_logging._loguru import feeds_loguru
+from alkana_logging.context import current as current_context
+from alkana_logging.health import PipelineHealth
 from alkana_logging.pipeline import (
     _STDLIB_CALL_HANDLERS,
     ForwardedRecord,
     Pipeline,
     _otel_span_reader,
     has_foreign_handlers,
-    stdlib_parts,
 )
-from alkana_logging.settings import load_settings
+from alkana_logging.redaction import Redactor, safe_repr
+from alkana_logging.settings import Settings, load_settings
 
 _root = logging.root
 _Logger = logging.Logger
+_LogRecord = logging.LogRecord
+_LEVEL_BY_NUMBER = F.LEVEL_BY_NUMBER
+#: How many attributes ``LogRecord.__init__`` sets (``extra=`` values come after them).
+_RECORD_SIZE = len(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+
+#: Loggers that frameworks give handlers of their own; setup() hands them to the root logger.
+FRAMEWORK_LOGGERS = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "gunicorn.error",
+    "gunicorn.access",
+)
+
+#: What logging.basicConfig() puts on the root logger: setup() replaces these.
+_PLAIN_HANDLERS = (logging.StreamHandler, logging.FileHandler)
+#: The handler install() put on the root logger.
+_handler: PipelineHandler | None = None
 
 
 class PipelineHandler(logging.Handler):
@@ -41,7 +66,6 @@ class PipelineHandler(logging.Handler):
         if record.__class__ is ForwardedRecord:
             return True
         if not self.filters:
-            # Pipeline.emit_stdlib() inlined: one call fewer on every stdlib line.
             pipeline = self.pipeline
             pipeline.emit(*stdlib_parts(record, pipeline.redactor))
             # has_foreign_handlers(), inline: the other handlers get the bound context too.
@@ -52,14 +76,14 @@ class PipelineHandler(logging.Handler):
         if rv:
             if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may replace it
                 record = rv
-            self.pipeline.emit_stdlib(record)
+            self.pipeline.emit(*stdlib_parts(record, self.pipeline.redactor))
             if has_foreign_handlers():
                 _with_context(record, self.pipeline)
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.__class__ is not ForwardedRecord:
-            self.pipeline.emit_stdlib(record)
+            self.pipeline.emit(*stdlib_parts(record, self.pipeline.redactor))
 
 
 def _with_context(record: logging.LogRecord, pipeline: Pipeline) -> None:
@@ -67,7 +91,7 @@ def _with_context(record: logging.LogRecord, pipeline: Pipeline) -> None:
     pipeline's (pytest's ``caplog``, sentry-sdk, OpenTelemetry's ``LoggingHandler``), redacted
     as in the line, as :meth:`Pipeline.forward` gives them; the record's own attributes and
     ``extra=`` values win, a name the stdlib uses for itself is prefixed ``extra_``."""
-    context = _CONTEXT.get()
+    context = current_context()
     if not context:
         return
     try:
@@ -135,3 +159,159 @@ class JsonFormatter(_BaseJsonFormatter):
                 F.LOG_ERROR: f"reading the OpenTelemetry span failed: {err!r}",
             }
         return {**(fields or {}), F.TRACE_ID: ids[0], F.SPAN_ID: ids[1]}
+
+
+def install(pipeline: Pipeline, settings: Settings) -> None:
+    """Put a :class:`PipelineHandler` of ``pipeline`` first on the root logger, in place of the
+    previous one and of ``basicConfig``'s plain handlers; hand the frameworks' loggers to the
+    root; route ``warnings`` as ``settings`` say."""
+    global _handler  # noqa: PLW0603
+    root = logging.getLogger()
+    new_handler = PipelineHandler(pipeline)
+    for handler in list(root.handlers):
+        # Replace our previous handler and the plain stream and file handlers of basicConfig
+        # (exactly those classes); keep every other one, subclasses included: pytest's capture
+        # handlers are StreamHandlers, and so are many integrations'.
+        if handler is _handler or type(handler) in _PLAIN_HANDLERS or feeds_loguru(handler):
+            root.removeHandler(handler)
+    # First: the handlers after it see the bound context on stdlib records (see PipelineHandler).
+    root.handlers.insert(0, new_handler)
+    root.setLevel(settings.level_number)
+    _handler = new_handler
+    adopt_framework_loggers()
+    logging.captureWarnings(settings.capture_warnings)
+
+
+def uninstall() -> None:
+    """Undo :func:`install` (the frameworks' loggers keep propagating to the root)."""
+    global _handler  # noqa: PLW0603
+    if _handler is not None:
+        logging.getLogger().removeHandler(_handler)
+        _handler = None
+    gunicorn_error = logging.getLogger("gunicorn.error")
+    if _TO_ROOT in gunicorn_error.handlers:
+        gunicorn_error.removeHandler(_TO_ROOT)
+        gunicorn_error.propagate = True
+    logging.captureWarnings(False)
+
+
+def adopt_framework_loggers() -> None:
+    """Hand uvicorn's and gunicorn's loggers to the root logger: their own handlers removed,
+    propagation on. The middleware calls it again when the server starts (the lifespan), since
+    gunicorn's UvicornWorker gives ``uvicorn.error`` gunicorn's handlers and no propagation in
+    each worker, after a ``--preload`` master ran ``setup()``; so does a ``--log-config``."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if feeds_loguru(handler):  # an InterceptHandler added after setup()
+            root.removeHandler(handler)
+    for name in FRAMEWORK_LOGGERS:
+        framework_logger = logging.getLogger(name)
+        # A new list: UvicornWorker makes uvicorn.error share gunicorn.error's list object.
+        framework_logger.handlers = []
+        framework_logger.propagate = True
+    # gunicorn's UvicornWorker gives uvicorn.error the handlers of gunicorn.error and no
+    # propagation, in each worker before the application (and the lifespan) runs: with a
+    # --preload master's setup() that is nothing, and uvicorn's first lines ("Started server
+    # process", "Waiting for application startup.") would be lost. gunicorn.error hands its
+    # records to the root logger's handlers itself, so whoever copies its handlers does too.
+    gunicorn_error = logging.getLogger("gunicorn.error")
+    gunicorn_error.propagate = False
+    gunicorn_error.addHandler(_TO_ROOT)
+
+
+class _ToRoot(logging.Handler):
+    """On ``gunicorn.error`` (which does not propagate): its records go to the root logger's
+    handlers, as propagation would take them; so do those of a logger given its handlers."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        root = logging.getLogger()
+        levelno = record.levelno
+        for handler in root.handlers:
+            if levelno >= handler.level:
+                handler.handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # handle() does it all
+        self.handle(record)
+
+
+_TO_ROOT = _ToRoot()
+
+
+def adopt_gunicorn_again() -> None:
+    """gunicorn's master reloads its configuration on SIGHUP and gives its loggers their own
+    handlers again (text on stderr): each line of the master and of the new workers would be
+    written twice, as text and as JSON. Its workers are forked right after: the loggers are
+    handed back to the root on both sides of that fork (before a worker copies gunicorn.error's
+    handlers to uvicorn.error)."""
+    try:
+        loggers = logging.Logger.manager.loggerDict
+        for name in ("gunicorn.error", "gunicorn.access"):
+            framework_logger = loggers.get(name)
+            if isinstance(framework_logger, logging.Logger) and any(
+                getattr(h, "_gunicorn", False) for h in framework_logger.handlers
+            ):
+                adopt_framework_loggers()
+                return
+    except Exception as err:  # noqa: BLE001 - never fail the caller's fork()
+        PipelineHealth.report(f"handing gunicorn's loggers back after fork() failed: {err!r}")
+
+
+StdlibParts = tuple[
+    int,
+    str,
+    str,
+    str,
+    dict[str, Any] | None,
+    BaseException | None,
+    Iterable[tuple[Any, Any]] | None,
+]
+
+
+def stdlib_parts(record: logging.LogRecord, redactor: Redactor | None = None) -> StdlibParts:
+    """Split a ``LogRecord`` into the arguments of ``Pipeline.emit`` / ``Renderer.render``;
+    never raises on bad ``%`` args. The ``extra=`` values come as key-value pairs, read once.
+
+    With a ``redactor``, secrets in dicts and lists given as ``%`` arguments are replaced before
+    the message is formatted (the message is text: nothing can be redacted after that).
+    """
+    fields: dict[str, Any] | None = None
+    extra: Iterable[tuple[Any, Any]] | None = None
+    try:
+        msg, args = record.msg, record.args
+        # What LogRecord.getMessage() returns, without the call (unless a subclass overrides it).
+        if not args and type(record) is _LogRecord:
+            # Text, or an object the renderer writes with its secrets replaced (a dict given as
+            # the message itself).
+            message = msg
+        else:
+            redacted = redactor.args(args) if redactor is not None and args else args
+            message = record.getMessage() if redacted is args else str(msg) % redacted
+    except Exception as err:  # noqa: BLE001 - mismatched % arguments must not lose the line
+        message = (  # the arguments redacted as in a formatted message
+            redactor.args_text(record.msg, record.args)
+            if redactor is not None
+            else f"{safe_repr(record.msg)} % {safe_repr(record.args)}"
+        )
+        fields = {F.LOG_ERROR: f"message arguments did not match the format: {err!r}"}
+    attrs = record.__dict__
+    if len(attrs) > _RECORD_SIZE:
+        # extra= values come after LogRecord's own attributes, in the caller's order: the tail,
+        # read in C as the renderer merges it (which leaves out record attributes there, such
+        # as a formatter's ``message``). A subclass may set attributes before LogRecord's own:
+        # all of its attributes are handed over.
+        items = attrs.items()
+        extra = islice(items, _RECORD_SIZE, None) if type(record) is _LogRecord else items
+    if record.stack_info:
+        fields = {**(fields or {}), "stack_info": record.stack_info}
+    exc = resolve_exc_info(record.exc_info) if record.exc_info else None
+    levelno = record.levelno
+    return (
+        int(record.created * 1_000_000_000),
+        _LEVEL_BY_NUMBER.get(levelno) or level_name(levelno),
+        record.name,
+        message,
+        fields,
+        exc,
+        extra,
+    )

@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from alkana_logging import _state
+from alkana_logging import _state, _structlog
 from alkana_logging.settings import load_settings
 from alkana_logging.sinks import ListSink
 
@@ -34,7 +34,7 @@ def capture_logs(level: str = "DEBUG", **overrides: Any) -> Iterator[list[dict[s
         **overrides: other settings (``app_name``, ``redact_keys``, ...).
     """
     previous = _state.settings()
-    processors = _state.user_processors()
+    processors = _structlog.user_processors()
     sink = ListSink()
     settings = load_settings({"level": level, "stdout": True, **overrides})
     # A capture writes nowhere but to the list.

@@ -41,7 +41,7 @@ import _common as C
 import requests
 
 from alkana_logging import fields as F
-from alkana_logging._render import Renderer
+from alkana_logging._line import Renderer
 from alkana_logging.health import PipelineHealth
 from alkana_logging.loki import LokiHandler, LokiSink
 from alkana_logging.pipeline import Pipeline

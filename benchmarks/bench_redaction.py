@@ -22,7 +22,7 @@ import _common as C
 import orjson
 
 from alkana_logging import fields as F
-from alkana_logging._render import Renderer
+from alkana_logging._line import Renderer
 from alkana_logging.redaction import Redactor, line_may_hold_url_secrets
 
 MESSAGE = "request handled"

@@ -37,7 +37,7 @@ ENV = "ci"
 HOST = "host-1"
 LOGGER = "hostile"
 TIMESTAMP_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-_LEVELS = {F.DEBUG: 10, F.INFO: 20, F.WARNING: 30, F.ERROR: 40, F.CRITICAL: 50}
+_LEVELS = F.LEVEL_NUMBERS
 # Clocks of the front-ends differ in precision (stdlib and loguru go through a float).
 _CLOCK_SLACK_NS = 1_000_000
 

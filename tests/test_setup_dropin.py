@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import alkana_logging
-from alkana_logging import _state
+from alkana_logging import _structlog, stdlib
 from alkana_logging import fields as F
 from alkana_logging.ops import configs as R
 from alkana_logging.ops.cli import main as cli_main
@@ -116,7 +116,7 @@ def test_capture_logs_keeps_the_applications_processors(tmp_path: Path) -> None:
     [after] = [json.loads(line) for line in path.read_text().splitlines()]
     assert after[F.MESSAGE] == "after"
     assert after["service"] == "billing"
-    assert _state.user_processors() == ()
+    assert _structlog.user_processors() == ()
 
 
 # -- what setup() removes from the root logger, and what it keeps ---------------------------------
@@ -150,7 +150,7 @@ def test_setup_removes_basicconfig_handlers_and_keeps_foreign_stream_handlers(
         alkana_logging.setup(log_file=str(tmp_path / "app.log"), stdout=False)
         assert foreign in root.handlers
         assert [h for h in root.handlers if isinstance(h, alkana_logging.PipelineHandler)] == [
-            _state._handler
+            stdlib._handler
         ]
     finally:
         root.removeHandler(foreign)

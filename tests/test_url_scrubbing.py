@@ -23,7 +23,7 @@ import pytest
 
 import alkana_logging
 from alkana_logging import fields as F
-from alkana_logging._render import Renderer
+from alkana_logging._line import Renderer
 from alkana_logging.redaction import REDACTED, Redactor, UrlScrubber, mask_url
 from alkana_logging.settings import load_settings
 from tests._frontends import FRONTENDS, log_call, read_lines, read_records, setup_file

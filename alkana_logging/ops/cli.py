@@ -283,9 +283,9 @@ def _use_color(choice: str, out: IO[str]) -> bool:
 
 def _line_renderer(colors: bool) -> Callable[[str], str]:
     """Turns one JSON line into the console form (non-JSON lines pass through unchanged)."""
-    from alkana_logging.console import ConsoleRenderer
+    from alkana_logging.console import ConsoleFormat
 
-    renderer = ConsoleRenderer(colors=colors)
+    renderer = ConsoleFormat(colors=colors)
 
     def render(line: str) -> str:
         text = line.rstrip("\r\n")

@@ -1,4 +1,4 @@
-"""Turns one log call, from any front-end, into the contract's flat JSON line.
+"""The line renderer: turns one log call, from any front-end, into the contract's flat JSON line.
 
 Everything here runs on the hot path, so it is written for speed: static fields are computed once
 per process, the timestamp's date-and-seconds prefix is cached per second, a line is serialised
@@ -24,14 +24,18 @@ from typing import Any, Final
 import orjson
 
 from alkana_logging import fields as F
-from alkana_logging.context import _CONTEXT
+from alkana_logging.context import current as current_context
 from alkana_logging.redaction import (
     _SCALARS,
+    CIRCULAR,
     CONTAINERS,
+    MAX_DEPTH,
     REDACTED,
     TOO_DEEP,
     WALKED,
     Redactor,
+    safe_repr,
+    unrenderable,
 )
 from alkana_logging.settings import Settings
 
@@ -40,7 +44,8 @@ Record = dict[str, Any]
 # orjson writes dataclasses itself, field by field and unredacted: hand them to `default`.
 _DUMP_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATACLASS
 _OPTIONS: Final = orjson.OPT_APPEND_NEWLINE | _DUMP_OPTIONS
-_LEVEL_BY_NUMBER: Final = {10: F.DEBUG, 20: F.INFO, 30: F.WARNING, 40: F.ERROR, 50: F.CRITICAL}
+_LEVEL_BY_NUMBER: Final = F.LEVEL_BY_NUMBER
+_NUMBERS_DOWN: Final = sorted(_LEVEL_BY_NUMBER, reverse=True)
 _RESERVED: Final = frozenset(F.SCHEMA_KEYS)
 
 #: Attributes that every ``LogRecord`` has; anything else on a record came from ``extra=``.
@@ -52,8 +57,9 @@ RECORD_ATTRS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), Non
     "taskName",
     "color_message",
 }
-_TRUNCATED = "…[truncated {} chars]"
-_TRUNCATED_END = re.compile(r"…\[truncated (\d+) chars\]\Z")
+#: The end of a text that was cut: how many characters were left out.
+TRUNCATED: Final = "…[truncated {} chars]"
+_TRUNCATED_END: Final = re.compile(r"…\[truncated (\d+) chars\]\Z")
 
 # Two caches, each replaced whole (thread-safe): the second's "YYYY-MM-DDTHH:MM:SS." and the
 # millisecond's prefix with its three digits. A line in a millisecond already seen costs one
@@ -85,24 +91,30 @@ def level_name(levelno: int) -> str:
     name = _LEVEL_BY_NUMBER.get(levelno)
     if name is not None:
         return name
-    for number in (50, 40, 30, 20):
+    for number in _NUMBERS_DOWN:
         if levelno >= number:
             return _LEVEL_BY_NUMBER[number]
-    return F.DEBUG
+    return F.LEVELS[0]
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters and ended by :data:`TRUNCATED` (the number of
+    characters left out); a text cut before is cut again counting from its original length."""
+    if len(text) <= limit:
+        return text
+    earlier = _TRUNCATED_END.search(text)
+    if earlier is None:
+        return text[:limit] + TRUNCATED.format(len(text) - limit)
+    # Cut again (the line was still too long): count from the original length.
+    kept = text[: min(limit, earlier.start())]
+    return kept + TRUNCATED.format(earlier.start() + int(earlier[1]) - len(kept))
 
 
 def _safe_text(obj: Any) -> str:
     try:
         return str(obj)
     except Exception:  # noqa: BLE001 - a logging call must never fail on a bad __str__
-        return _safe_repr(obj)
-
-
-def _safe_repr(obj: Any) -> str:
-    try:
-        return repr(obj)
-    except Exception:  # noqa: BLE001
-        return f"<unrepresentable {type(obj).__qualname__} object>"
+        return safe_repr(obj)
 
 
 def _int_text(value: int) -> str:
@@ -140,7 +152,7 @@ def exception_fields(exc: BaseException) -> dict[str, str]:
     try:
         stack = format_traceback(exc)
     except Exception as err:  # noqa: BLE001 - e.g. an exception whose __str__ raises inside
-        stack = f"<traceback unavailable: {_safe_repr(err)}>"
+        stack = f"<traceback unavailable: {safe_repr(err)}>"
     cls = type(exc)
     module = cls.__module__
     name = (
@@ -246,7 +258,7 @@ class Renderer:
         if len(message) > self.max_message_chars:
             # Scrubbed before it is cut: a cut inside user-info or a query value would leave the
             # start of the secret with nothing to recognise it by.
-            message = self._truncate(self._urls.text(message), self.max_message_chars)
+            message = truncate(self._urls.text(message), self.max_message_chars)
         # format_timestamp()'s cache hit, inline: a call less on nearly every line.
         ms, sub = divmod(ns, 1_000_000)
         cached_ms, prefix = _ms_cache
@@ -256,7 +268,7 @@ class Renderer:
         record[F.LEVEL] = level
         record[F.LOGGER] = logger
         record[F.MESSAGE] = message
-        context = _CONTEXT.get()
+        context = current_context()
         if context:
             self._merge(record, context.items())
         if extra is not None:
@@ -323,8 +335,8 @@ class Renderer:
         try:
             return self._walk(value)
         except Exception as err:  # noqa: BLE001 - e.g. a dict subclass whose items() raises
-            _add_error(record, f"value of {key!r} could not be rendered: {_safe_repr(err)}")
-            return _unrenderable(value)
+            _add_error(record, f"value of {key!r} could not be rendered: {safe_repr(err)}")
+            return unrenderable(value)
 
     @staticmethod
     def _free_name(record: Record, name: str) -> str:
@@ -347,7 +359,7 @@ class Renderer:
             clean = urls.value(orjson.loads(line))
             return clean, orjson.dumps(clean, option=_OPTIONS)
         except Exception as err:  # noqa: BLE001 - the line is kept without its URLs checked
-            _add_error(record, f"URLs could not be checked for credentials: {_safe_repr(err)}")
+            _add_error(record, f"URLs could not be checked for credentials: {safe_repr(err)}")
             return record, self._minimal(record, record[F.LOG_ERROR])
 
     def _action(self, key: Any) -> int:
@@ -368,17 +380,6 @@ class Renderer:
                 if key not in RECORD_ATTRS:
                     self._plain_extra.add(key)
         return action
-
-    @staticmethod
-    def _truncate(text: str, limit: int) -> str:
-        if len(text) <= limit:
-            return text
-        earlier = _TRUNCATED_END.search(text)
-        if earlier is None:
-            return text[:limit] + _TRUNCATED.format(len(text) - limit)
-        # Cut again (the line was still too long): count from the original length.
-        kept = text[: min(limit, earlier.start())]
-        return kept + _TRUNCATED.format(earlier.start() + int(earlier[1]) - len(kept))
 
     def plain(self, value: Any) -> Any:
         """``value`` as the line writes it, in JSON's Python types (dicts, lists, text, numbers):
@@ -430,7 +431,7 @@ class Renderer:
                     return redact_mapping(model_dump(obj))
                 except Exception:  # noqa: BLE001, S110 - fall back to the repr below
                     pass
-            return _safe_repr(obj)
+            return safe_repr(obj)
 
         return default
 
@@ -461,9 +462,9 @@ class Renderer:
                 try:
                     text = orjson.dumps(value, default=self._default, option=_DUMP_OPTIONS).decode()
                 except Exception:  # noqa: BLE001
-                    text = _safe_repr(value)
+                    text = safe_repr(value)
             if text is not None and len(text) > per_value:
-                value = self._truncate(text, per_value)  # noqa: PLW2901
+                value = truncate(text, per_value)  # noqa: PLW2901
             small[key] = value
         small[F.LOG_ERROR] = (
             f"line of {size} bytes exceeded the limit of {limit} bytes (LOG_MAX_LINE_BYTES); "
@@ -495,7 +496,7 @@ class Renderer:
     def _minimal(self, record: Record, error: str) -> bytes:
         minimal = {k: _safe_text(record.get(k, "")) for k in F.SCHEMA_KEYS}
         minimal[F.PID] = self.pid  # type: ignore[assignment]
-        minimal[F.MESSAGE] = self._truncate(minimal[F.MESSAGE], self.max_line_bytes // 8)
+        minimal[F.MESSAGE] = truncate(minimal[F.MESSAGE], self.max_line_bytes // 8)
         minimal[F.LOG_ERROR] = error
         return orjson.dumps(
             {
@@ -511,18 +512,12 @@ _KEEP, _REDACT, _RENAME, _TEXT, _PREFIXED = 0, 1, 2, 3, 4
 _ACTIONS_LIMIT: Final = 4096
 _INT64_MIN: Final = -(2**63)
 _UINT64_MAX: Final = 2**64 - 1
-_SANITISE_DEPTH: Final = 32
 
 
 def _add_error(record: Record, error: str) -> None:
     """Say in ``log_error`` what the pipeline had to change (after what it said already)."""
     earlier = record.get(F.LOG_ERROR)
     record[F.LOG_ERROR] = f"{earlier}; {error}" if earlier else error
-
-
-def _unrenderable(value: Any) -> str:
-    # The type only: the repr of a value that failed may be what failed, or hold a secret.
-    return f"<unrenderable {type(value).__qualname__} value>"
 
 
 class _Sanitiser:
@@ -565,10 +560,10 @@ class _Sanitiser:
             return self.text(value)
         if isinstance(value, int):
             return int(value) if _INT64_MIN <= value <= _UINT64_MAX else _int_text(value)
-        if depth > _SANITISE_DEPTH:
+        if depth > MAX_DEPTH:  # the redaction walk's limit: a value is cut alike either way
             return TOO_DEEP
         if id(value) in seen:
-            return "[circular reference]"
+            return CIRCULAR
         seen.add(id(value))
         try:
             if isinstance(value, dict):
@@ -584,10 +579,10 @@ class _Sanitiser:
             try:
                 converted = self._default(value)
             except Exception as err:  # noqa: BLE001 - e.g. a Mapping whose items() raises
-                self.failed.append((self._key, _safe_repr(err)))
-                return _unrenderable(value)
+                self.failed.append((self._key, safe_repr(err)))
+                return unrenderable(value)
             if converted is value:
-                return _safe_repr(value)
+                return safe_repr(value)
             return self.value(converted, depth + 1, seen)
         finally:
             seen.discard(id(value))
