@@ -81,7 +81,8 @@ def read_lines(path: Path) -> Iterator[bytes]:
 # -- times ----------------------------------------------------------------------------------------
 
 
-def _number(value: Any) -> float | None:
+def number_of(value: Any) -> float | None:
+    """A JSON value as a finite number (a number, or text of one), else ``None``."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -96,7 +97,8 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _epoch(value: Any) -> float | None:
+def epoch_of(value: Any) -> float | None:
+    """An RFC 3339 timestamp as epoch seconds, ``None`` when it is not one (or out of range)."""
     if isinstance(value, str):
         try:
             ts = datetime.fromisoformat(value).timestamp()
@@ -185,7 +187,7 @@ class EtlRuns:
         # stay the "latest" run and hide every failure after it.
         finished = None
         implausible = False
-        for candidate in (_number(record.get(F.FINISHED_AT)), _epoch(record.get(F.TIMESTAMP))):
+        for candidate in (number_of(record.get(F.FINISHED_AT)), epoch_of(record.get(F.TIMESTAMP))):
             if candidate is None:
                 continue
             if plausible_time(candidate, self.now):
@@ -223,6 +225,15 @@ class EtlRuns:
                 stats.last_success_at = other.last_success_at
 
 
+def implausible_note(tables: Iterable[TableReport]) -> str | None:
+    """What the health check and the report say of the runs skipped for an implausible time,
+    or ``None`` when there were none."""
+    skipped = sum(t.implausible_times for t in tables)
+    if not skipped:
+        return None
+    return f"{skipped} run(s) with an implausible time (milliseconds, a clock ahead) skipped"
+
+
 @dataclasses.dataclass(frozen=True)
 class TableReport:
     """The ETL numbers of one table; times are epoch seconds."""
@@ -240,9 +251,10 @@ class TableReport:
     implausible_times: int = 0
 
 
-def _tables(
+def table_reports(
     runs: Mapping[str, _Table], now: float, stale_after_s: float
 ) -> tuple[TableReport, ...]:
+    """One :class:`TableReport` per table of ``runs`` (:attr:`EtlRuns.tables`), by name."""
     tables = []
     for name, run in sorted(runs.items()):
         age = None if run.last_success_at is None else now - run.last_success_at
@@ -369,7 +381,8 @@ def read_etl_freshness(
             unreadable.append(f"{path}: truncated gzip file, read in part ({err})")
         except (OSError, zlib.error) as err:
             unreadable.append(f"{path}: {err}")
-    return EtlFreshness(_tables(acc.tables, now, stale_after_s), tuple(unreadable), dropped[0])
+    tables = table_reports(acc.tables, now, stale_after_s)
+    return EtlFreshness(tables, tuple(unreadable), dropped[0])
 
 
 def _recent_blocks(path: Path, since: bytes, dropped: list[int] | None = None) -> Iterator[bytes]:

@@ -43,6 +43,7 @@ from alkana_logging.api import pipeline_health
 from alkana_logging.freshness import (
     DEFAULT_LOOKBACK_S,
     DEFAULT_STALE_AFTER_S,
+    implausible_note,
     iso,
     plausible_time,
     read_etl_freshness,
@@ -634,12 +635,9 @@ class HealthCheck:
                 f"{len(found.unreadable)} log file(s) could not be read: the tables may be "
                 "out of date"
             )
-        implausible = sum(t.implausible_times for t in found.tables)
+        implausible = implausible_note(found.tables)
         if implausible:
-            problems.append(
-                f"{implausible} run(s) with an implausible time (milliseconds, a clock ahead) "
-                "skipped"
-            )
+            problems.append(implausible)
         out = {"status": status, **part, "tables": states}
         if problems:
             out["problems"] = problems

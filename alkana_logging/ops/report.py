@@ -43,12 +43,13 @@ from alkana_logging.freshness import (
     GZIP_MAGIC,
     EtlRuns,
     TableReport,
-    _epoch,
-    _number,
-    _tables,
+    epoch_of,
+    implausible_note,
     iso,
     log_files,
+    number_of,
     read_lines,
+    table_reports,
 )
 from alkana_logging.ops.presets import (
     DB_CONNECTIONS_METRIC,
@@ -175,11 +176,11 @@ class _Metric:
     def current(self) -> tuple[float, int]:
         """As the ``metric_gauge`` preset: the largest of the writers' latest values, among the
         writers seen within :data:`METRIC_WINDOW_S` of the newest sample; and how many."""
-        newest = _epoch(self.latest_timestamp)
+        newest = epoch_of(self.latest_timestamp)
         values = [
             value
             for stamp, value in self.writers.values()
-            if newest is None or (_epoch(stamp) or newest) >= newest - METRIC_WINDOW_S
+            if newest is None or (epoch_of(stamp) or newest) >= newest - METRIC_WINDOW_S
         ]
         return (max(values) if values else self.latest), len(values)
 
@@ -202,7 +203,7 @@ class _Accumulator:
 
     def add_lines(self, lines: Iterable[bytes]) -> None:  # noqa: PLR0912, PLR0915 - one hot loop
         """Count every line. Written for speed: this loop is the report's time. Numbers of the
-        common types are read inline; anything else goes the slow way (``_number``)."""
+        common types are read inline; anything else goes the slow way (``number_of``)."""
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
         levels, exceptions, routes = self.levels, self.exceptions, self.routes
         slow_ms, etl_events = self.slow_ms, (F.EVENT_ETL_RUN_STARTED, F.EVENT_ETL_RUN_FINISHED)
@@ -243,7 +244,7 @@ class _Accumulator:
                     stats.requests += 1
                     status = get(k_status)
                     if status.__class__ is not int:
-                        status = _number(status)
+                        status = number_of(status)
                     if status is not None and status >= server_error:
                         stats.errors += 1
                     duration = get(k_duration)
@@ -252,7 +253,7 @@ class _Accumulator:
                     elif duration.__class__ is int:
                         duration = float(duration)
                     else:
-                        duration = _number(duration)
+                        duration = number_of(duration)
                         if duration is None:
                             continue
                     stats.durations.append(duration)
@@ -269,7 +270,7 @@ class _Accumulator:
     def _metric(self, record: Mapping[str, Any]) -> None:
         # As metric_gauge: the latest value of each metric name; not a number: left out.
         name = record.get(F.METRIC)
-        value = _number(record.get(F.VALUE))
+        value = number_of(record.get(F.VALUE))
         if not isinstance(name, str) or not name or value is None:
             return
         timestamp = record.get(F.TIMESTAMP)
@@ -508,7 +509,7 @@ def build_report(
         top_exceptions=tuple(exceptions),
         levels=levels,
         stale_after_s=stale_after_s,
-        etl=_tables(acc.etl.tables, now, stale_after_s),
+        etl=table_reports(acc.etl.tables, now, stale_after_s),
         metrics=_metric_reports(acc, metric_thresholds),
     )
 
@@ -663,7 +664,7 @@ def _metric_reports(acc: _Accumulator, thresholds: Mapping[str, float]) -> tuple
                 metric=name,
                 samples=gauge.samples,
                 latest=current,
-                latest_at=_epoch(gauge.latest_timestamp),
+                latest_at=epoch_of(gauge.latest_timestamp),
                 max=gauge.maximum,
                 threshold=threshold,
                 above_threshold=threshold is not None and current > threshold,
@@ -779,11 +780,9 @@ def _format(r: Report) -> str:
             f"  warning: {len(r.unreadable)} file(s) could not be read (above): a table's "
             "latest run may be missing"
         )
-    implausible = sum(t.implausible_times for t in r.etl)
+    implausible = implausible_note(r.etl)
     if implausible:
-        out.append(
-            f"  {implausible} run(s) with an implausible time (milliseconds, a clock ahead) skipped"
-        )
+        out.append(f"  {implausible}")
     if r.etl:
         out.append(
             format_table(
