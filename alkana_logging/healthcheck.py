@@ -635,7 +635,7 @@ class HealthCheck:
                 f"{len(found.unreadable)} log file(s) could not be read: the tables may be "
                 "out of date"
             )
-        implausible = implausible_note(found.tables)
+        implausible = implausible_note(sum(t.implausible_times for t in found.tables))
         if implausible:
             problems.append(implausible)
         out = {"status": status, **part, "tables": states}

@@ -780,7 +780,7 @@ def _format(r: Report) -> str:
             f"  warning: {len(r.unreadable)} file(s) could not be read (above): a table's "
             "latest run may be missing"
         )
-    implausible = implausible_note(r.etl)
+    implausible = implausible_note(sum(t.implausible_times for t in r.etl))
     if implausible:
         out.append(f"  {implausible}")
     if r.etl:
