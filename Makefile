@@ -10,11 +10,11 @@ PYTHONS ?= 3.11 3.12 3.13
 
 # The oldest FastAPI and Starlette that pyproject.toml admits (fastapi>=0.110, starlette>=0.37;
 # FastAPI 0.110.0 wants Starlette <0.37, so 0.110.1 is the oldest pair), and the tests that
-# depend on them: `make test` also runs these in .venv-oldest (tests/test_routes.py checks the
-# pins against pyproject.toml).
+# depend on them: `make test` also runs these in .venv-oldest (tests/test_middleware_routes.py
+# checks the pins against pyproject.toml).
 OLDEST_PINS = fastapi==0.110.1 starlette==0.37.2
-OLDEST_TESTS = tests/test_middleware.py tests/test_fastapi_dropin.py tests/test_otel.py \
-	tests/test_routes.py
+OLDEST_TESTS = tests/test_middleware.py tests/test_middleware_instrument.py \
+	tests/test_middleware_routes.py tests/guarantees/test_otel.py
 
 setup:
 	@bash scripts/bootstrap.sh

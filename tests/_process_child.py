@@ -1,4 +1,5 @@
-"""The processes of tests/test_process_safety.py: ``python _process_child.py MODE CONFIG_JSON``.
+"""The processes of tests/guarantees/test_process_safety.py: ``python _process_child.py MODE
+CONFIG_JSON``.
 
 Each mode is one scenario run in a fresh interpreter (so that forks, signals and threads never
 touch the pytest process). A mode that logs to a file prints its result as one JSON line on

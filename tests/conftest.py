@@ -31,7 +31,7 @@ def _clean_logging() -> Iterator[None]:
 def _without_pytest_log_capture(item: pytest.Item) -> Iterator[None]:
     """pytest's log capture handlers fail a test on a stdlib record that cannot be formatted,
     and the hostile-input tests log those on purpose; setup() no longer removes them (a user's
-    caplog must keep working: tests/test_foreign_handlers.py runs one). Here they are detached
+    caplog must keep working: tests/test_pipeline.py runs one). Here they are detached
     around each phase of a test, unless the test asks for ``caplog``."""
     if "caplog" in getattr(item, "fixturenames", ()):
         yield

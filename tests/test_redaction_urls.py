@@ -215,7 +215,7 @@ def test_uvicorn_access_lines_lose_their_tokens(tmp_path: Path) -> None:
 
     token = secret()
     log_file = tmp_path / "app.log"
-    with serve("tests.test_url_scrubbing:plain_app", log_file) as server:
+    with serve("tests.test_redaction_urls:plain_app", log_file) as server:
         response = httpx.get(f"{server.base_url}/items?token={token}&page=2", timeout=10)
         assert response.status_code == 200
     assert token not in log_file.read_text()

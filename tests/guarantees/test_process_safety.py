@@ -33,9 +33,9 @@ from alkana_logging import fields as F
 from alkana_logging.sinks import FileSink
 from tests._logfiles import log_files, read_records
 from tests._loki_receiver import LokiReceiver, running
-from tests.test_faults import CHILD_TIMEOUT, Child, child_env
+from tests.guarantees.test_faults import CHILD_TIMEOUT, Child, child_env
 
-CHILD = Path(__file__).with_name("_process_child.py")
+CHILD = Path(__file__).resolve().parents[1] / "_process_child.py"
 #: A child that should end at once (it only has to stop its threads) gets this long.
 EXIT_TIMEOUT = 10.0
 #: How long to wait for a child's acknowledgement of a signal.

@@ -20,8 +20,8 @@ from alkana_logging.ops.configs import RenderOptions, render
 from alkana_logging.sinks import FileSink
 from tests._logfiles import log_files, read_lines, read_records
 
-WRITER = Path(__file__).with_name("_writer.py")
-ROOT = Path(__file__).resolve().parent.parent
+WRITER = Path(__file__).resolve().parents[1] / "_writer.py"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_writers(

@@ -33,7 +33,7 @@ from alkana_logging.ops import configs as R
 from alkana_logging.ops.configs import alertmanager as AM
 from alkana_logging.ops.configs import options as Opt
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "integrations" / "alertmanager" / "alertmanager.yml"
 RULES = ROOT / "integrations" / "loki" / "rules" / "alkana.yaml"
 

@@ -24,7 +24,7 @@ from alkana_logging.ops import report as Rep
 from alkana_logging.ops.configs import grafana
 from alkana_logging.ops.configs import rules as ruler
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = R.RenderOptions()
 ARTIFACTS = R.render("all")
 
