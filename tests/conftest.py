@@ -3,11 +3,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 
 import alkana_logging
 from alkana_logging import _state
+from tests._frontends import setup_file
 
 pytest_plugins = ["pytester"]  # users' own test modules, run as pytest runs them
 
@@ -25,6 +27,13 @@ def _clean_logging() -> Iterator[None]:
             root.removeHandler(handler)
     root.setLevel(level)
     assert not _state.is_configured()
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Path:
+    """``setup()`` writing to ``<tmp_path>/logs/app.log`` only, level DEBUG, with the static
+    fields of :mod:`tests._logfiles` (what its ``assert_schema`` expects by default)."""
+    return setup_file(tmp_path)
 
 
 @contextlib.contextmanager

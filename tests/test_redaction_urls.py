@@ -210,7 +210,6 @@ def plain_app() -> Any:
 
 
 def test_uvicorn_access_lines_lose_their_tokens(tmp_path: Path) -> None:
-    from tests._uvicorn_server import read_records as read_server_records
     from tests._uvicorn_server import serve
 
     token = secret()
@@ -219,7 +218,7 @@ def test_uvicorn_access_lines_lose_their_tokens(tmp_path: Path) -> None:
         response = httpx.get(f"{server.base_url}/items?token={token}&page=2", timeout=10)
         assert response.status_code == 200
     assert token not in log_file.read_text()
-    (access,) = [r for r in read_server_records(log_file) if r[F.LOGGER] == "uvicorn.access"]
+    (access,) = [r for r in read_records(log_file) if r[F.LOGGER] == "uvicorn.access"]
     assert f"/items?token={REDACTED}&page=2" in access[F.MESSAGE]
 
 
