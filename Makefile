@@ -3,10 +3,15 @@
 # `make test` lints once (ruff, mypy on .venv) and then runs the whole pytest suite under each
 # Python of PYTHONS, one after the other: 3.11 in .venv, the others in .venv-X.Y. All of them
 # run even when one fails; the summary at the end says which failed. `make test PYTHONS=3.11`
-# runs one of them only.
-.PHONY: setup setup-test setup-oldest demo test lint lint-only pytest pytest-oldest bench clean
+# runs one of them only. The run on COVERAGE_PYTHON is the coverage run (the suite is not run
+# twice there): `coverage run -m pytest`, child processes included ([tool.coverage] in
+# pyproject.toml), then `coverage combine` and `coverage report`, which fails below its
+# fail_under. `make test-fast` is the inner loop: .venv only, without the tests marked slow.
+.PHONY: setup setup-test setup-oldest demo test test-fast coverage lint lint-only pytest \
+	pytest-oldest bench clean
 
 PYTHONS ?= 3.11 3.12 3.13
+COVERAGE_PYTHON ?= 3.11
 
 # The oldest FastAPI and Starlette that pyproject.toml admits (fastapi>=0.110, starlette>=0.37;
 # FastAPI 0.110.0 wants Starlette <0.37, so 0.110.1 is the oldest pair), and the tests that
@@ -63,11 +68,28 @@ pytest:
 	  fi; \
 	  echo "== pytest on $$($$venv/bin/python -V) ($$venv)"; \
 	  start=$$(date +%s); \
-	  if $$venv/bin/python -m pytest -q; then result=passed; else result="FAILED"; failed="$$failed $$version"; fi; \
+	  if [ "$$version" = "$(COVERAGE_PYTHON)" ]; then \
+	    if $(MAKE) --no-print-directory coverage VENV=$$venv; then result="passed (coverage above the floor)"; \
+	    else result="FAILED (tests or coverage floor)"; failed="$$failed $$version"; fi; \
+	  elif $$venv/bin/python -m pytest -q; then result=passed; else result="FAILED"; failed="$$failed $$version"; fi; \
 	  summary="$$summary\n   Python $$version: $$result in $$(( $$(date +%s) - start )) s"; \
 	done; \
 	printf "== pytest on each Python:$$summary\n"; \
 	if [ -n "$$failed" ]; then echo "== pytest FAILED on Python$$failed" >&2; exit 1; fi
+
+# The whole suite under coverage in VENV (.venv by default), subprocesses included; fails when a
+# test fails or when the combined coverage is below fail_under (pyproject.toml).
+VENV ?= .venv
+coverage:
+	@rm -f .coverage .coverage.*
+	@status=0; $(VENV)/bin/python -m coverage run -m pytest -q || status=1; \
+	$(VENV)/bin/python -m coverage combine -q && \
+	$(VENV)/bin/python -m coverage report || status=1; \
+	exit $$status
+
+# The inner loop: the suite on .venv without the tests marked slow (CI runs them all).
+test-fast: setup
+	.venv/bin/python -m pytest -q -m "not slow"
 
 bench: setup
 	.venv/bin/python benchmarks/bench_logging.py
@@ -76,4 +98,5 @@ bench: setup
 	.venv/bin/python benchmarks/bench_freshness.py
 
 clean:
-	rm -rf .venv .venv-3.* .venv-oldest tests/logql/node_modules .pytest_cache .mypy_cache .ruff_cache logs
+	rm -rf .venv .venv-3.* .venv-oldest tests/logql/node_modules .pytest_cache .mypy_cache .ruff_cache logs \
+	  .coverage .coverage.* htmlcov
