@@ -87,8 +87,10 @@ coverage:
 	$(VENV)/bin/python -m coverage report || status=1; \
 	exit $$status
 
-# The inner loop: the suite on .venv without the tests marked slow (CI runs them all).
-test-fast: setup
+# The inner loop: the suite on .venv without the tests marked slow (CI runs them all). It sets
+# .venv up only when it is missing (`make setup` brings it up to date).
+test-fast:
+	@[ -x .venv/bin/python ] || $(MAKE) --no-print-directory setup
 	.venv/bin/python -m pytest -q -m "not slow"
 
 bench: setup

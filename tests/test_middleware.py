@@ -229,6 +229,7 @@ def test_newline_in_id_cannot_inject_a_line(log_file: Path, hostile: bytes) -> N
     assert b"injected" not in log_file.read_bytes()
 
 
+@pytest.mark.slow
 def test_concurrent_requests_never_see_each_others_context(starlette_server: Server) -> None:
     batch = uuid.uuid4().hex[:8]
     ids = {n: f"conc-{batch}-{n}" for n in range(100)}
@@ -527,6 +528,7 @@ def test_fastapi_with_uvicorn_default_logging_writes_no_access_line(
     assert '"GET /sync HTTP/1.1"' not in fastapi_server.output()
 
 
+@pytest.mark.slow
 def test_uvicorn_access_line_appears_when_silencing_is_off(tmp_path: Path) -> None:
     log_file = tmp_path / "app.log"
     with serve(
@@ -544,6 +546,7 @@ def test_uvicorn_access_line_appears_when_silencing_is_off(tmp_path: Path) -> No
 # -- the example backend --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_example_backend_routes_and_events(tmp_path: Path) -> None:
     log_file = tmp_path / "app.log"
     with serve("backend:app", log_file, factory=False, app_dir=EXAMPLES) as server:
@@ -999,6 +1002,7 @@ def test_debug_and_skip_paths_are_the_apps_own_under_a_root_path() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_unhandled_exception_is_one_line_not_two_with_uvicorns(tmp_path: Path) -> None:
     # uvicorn logs "Exception in ASGI application" with the same exception after the middleware
     # re-raised it (without the request's id): reports would count each exception twice.

@@ -204,6 +204,7 @@ def test_instrument_refuses_what_it_cannot_instrument() -> None:
 # -- OpenTelemetry's FastAPI instrumentation beside ours ------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["before", "after"])
 def test_event_and_lines_carry_the_server_spans_ids(tmp_path: Path, order: str) -> None:
     log_file = tmp_path / "app.log"

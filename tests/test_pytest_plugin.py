@@ -42,6 +42,7 @@ def test_pytest_fixture_is_shipped(alkana_logs: list[dict[str, Any]]) -> None:
     assert alkana_logs[-1][F.MESSAGE] == "seen"
 
 
+@pytest.mark.slow
 def test_a_users_suite_gets_the_fixture_from_the_entry_point(pytester: pytest.Pytester) -> None:
     # No conftest and no -p: the fixture comes from the installed package's pytest11 entry point.
     pytester.makepyfile(test_user_logging=USER_TESTS)

@@ -209,6 +209,7 @@ def plain_app() -> Any:
     return app
 
 
+@pytest.mark.slow
 def test_uvicorn_access_lines_lose_their_tokens(tmp_path: Path) -> None:
     from tests._uvicorn_server import serve
 

@@ -450,6 +450,7 @@ def test_logrotate_debug_run_accepts_the_config(tmp_path: Path) -> None:
     assert "truncating" not in output
 
 
+@pytest.mark.slow
 def test_logrotate_rotates_twice_a_day_without_collisions_and_the_report_reads_all(
     tmp_path: Path,
 ) -> None:
