@@ -31,9 +31,9 @@ import pytest
 import alkana_logging
 from alkana_logging import fields as F
 from alkana_logging.sinks import FileSink
+from tests._children import CHILD_TIMEOUT, Child, child_env
 from tests._logfiles import log_files, read_records
 from tests._loki_receiver import LokiReceiver, running
-from tests.guarantees.test_faults import CHILD_TIMEOUT, Child, child_env
 
 CHILD = Path(__file__).resolve().parents[1] / "_process_child.py"
 #: A child that should end at once (it only has to stop its threads) gets this long.
