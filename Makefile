@@ -3,19 +3,23 @@
 # `make test` lints once (ruff, mypy on .venv) and then runs the whole pytest suite under each
 # Python of PYTHONS, one after the other: 3.11 in .venv, the others in .venv-X.Y. All of them
 # run even when one fails; the summary at the end says which failed. `make test PYTHONS=3.11`
-# runs one of them only.
-.PHONY: setup setup-test setup-oldest setup-structlog demo test lint lint-only docs docs-only \
-	pytest pytest-oldest pytest-structlog bench clean
+# runs one of them only. The run on COVERAGE_PYTHON is the coverage run (the suite is not run
+# twice there): `coverage run -m pytest`, child processes included ([tool.coverage] in
+# pyproject.toml), then `coverage combine` and `coverage report`, which fails below its
+# fail_under. `make test-fast` is the inner loop: .venv only, without the tests marked slow.
+.PHONY: setup setup-test setup-oldest setup-structlog demo test test-fast coverage lint lint-only \
+	docs docs-only pytest pytest-oldest pytest-structlog bench clean
 
 PYTHONS ?= 3.11 3.12 3.13
+COVERAGE_PYTHON ?= 3.11
 
 # The oldest FastAPI and Starlette that pyproject.toml admits (fastapi>=0.110, starlette>=0.37;
 # FastAPI 0.110.0 wants Starlette <0.37, so 0.110.1 is the oldest pair), and the tests that
-# depend on them: `make test` also runs these in .venv-oldest (tests/test_routes.py checks the
-# pins against pyproject.toml).
+# depend on them: `make test` also runs these in .venv-oldest (tests/test_middleware_routes.py
+# checks the pins against pyproject.toml).
 OLDEST_PINS = fastapi==0.110.1 starlette==0.37.2
-OLDEST_TESTS = tests/test_middleware.py tests/test_fastapi_dropin.py tests/test_otel.py \
-	tests/test_routes.py
+OLDEST_TESTS = tests/test_middleware.py tests/test_middleware_instrument.py \
+	tests/test_middleware_routes.py tests/guarantees/test_otel.py
 
 # The structlog front-end's tests (alkana_logging/_structlog_compat.py lists the structlog
 # internals it relies on) under the oldest structlog pyproject.toml admits and the newest on
@@ -23,8 +27,8 @@ OLDEST_TESTS = tests/test_middleware.py tests/test_fastapi_dropin.py tests/test_
 # .venv-structlog/, ahead of .venv's own on PYTHONPATH (tests/test_structlog_compat.py checks
 # the pin against pyproject.toml).
 STRUCTLOG_OLDEST = 25.1.0
-STRUCTLOG_TESTS = tests/test_structlog_compat.py tests/test_levels.py tests/test_frontends.py \
-	tests/test_setup_dropin.py tests/test_testing.py tests/test_console.py
+STRUCTLOG_TESTS = tests/test_structlog_compat.py tests/test_levels.py tests/test_structlog.py \
+	tests/test_stdlib.py tests/test_state.py tests/test_testing.py tests/test_console.py
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -102,11 +106,30 @@ pytest:
 	  fi; \
 	  echo "== pytest on $$($$venv/bin/python -V) ($$venv)"; \
 	  start=$$(date +%s); \
-	  if $$venv/bin/python -m pytest -q; then result=passed; else result="FAILED"; failed="$$failed $$version"; fi; \
+	  if [ "$$version" = "$(COVERAGE_PYTHON)" ]; then \
+	    if $(MAKE) --no-print-directory coverage VENV=$$venv; then result="passed (coverage above the floor)"; \
+	    else result="FAILED (tests or coverage floor)"; failed="$$failed $$version"; fi; \
+	  elif $$venv/bin/python -m pytest -q; then result=passed; else result="FAILED"; failed="$$failed $$version"; fi; \
 	  summary="$$summary\n   Python $$version: $$result in $$(( $$(date +%s) - start )) s"; \
 	done; \
 	printf "== pytest on each Python:$$summary\n"; \
 	if [ -n "$$failed" ]; then echo "== pytest FAILED on Python$$failed" >&2; exit 1; fi
+
+# The whole suite under coverage in VENV (.venv by default), subprocesses included; fails when a
+# test fails or when the combined coverage is below fail_under (pyproject.toml).
+VENV ?= .venv
+coverage:
+	@rm -f .coverage .coverage.*
+	@status=0; $(VENV)/bin/python -m coverage run -m pytest -q || status=1; \
+	$(VENV)/bin/python -m coverage combine -q && \
+	$(VENV)/bin/python -m coverage report || status=1; \
+	exit $$status
+
+# The inner loop: the suite on .venv without the tests marked slow (CI runs them all). It sets
+# .venv up only when it is missing (`make setup` brings it up to date).
+test-fast:
+	@[ -x .venv/bin/python ] || $(MAKE) --no-print-directory setup
+	.venv/bin/python -m pytest -q -m "not slow"
 
 bench: setup
 	.venv/bin/python benchmarks/bench_logging.py
@@ -116,4 +139,4 @@ bench: setup
 
 clean:
 	rm -rf .venv .venv-3.* .venv-oldest .venv-structlog tests/logql/node_modules .pytest_cache \
-	  .mypy_cache .ruff_cache logs site
+	  .mypy_cache .ruff_cache logs site .coverage .coverage.* htmlcov

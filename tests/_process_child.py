@@ -1,4 +1,5 @@
-"""The processes of tests/test_process_safety.py: ``python _process_child.py MODE CONFIG_JSON``.
+"""The processes of tests/guarantees/test_process_safety.py: ``python _process_child.py MODE
+CONFIG_JSON``.
 
 Each mode is one scenario run in a fresh interpreter (so that forks, signals and threads never
 touch the pytest process). A mode that logs to a file prints its result as one JSON line on
@@ -285,9 +286,20 @@ def mode_sigint_storm(config: dict[str, Any]) -> None:
     Python raises KeyboardInterrupt at any call or backward jump, also outside a ``try``: this
     loop's own jump back is one. So SIGINT is blocked (``pthread_sigmask``, in every thread:
     the kernel gives a process's signal to any thread that does not block it) except inside
-    the ``try`` around the log calls."""
+    the ``try`` around the log calls. And it raises KeyboardInterrupt only while ``armed``,
+    once: a SIGINT handled just after the window closed, or inside the ``except`` (the
+    kernel's delivery and Python's handler call are apart), would otherwise escape the loop."""
     sigint = {signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, sigint)  # the threads started here inherit it
+    armed = False
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        nonlocal armed
+        if armed:
+            armed = False
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
     alkana_logging.setup(log_file=config["log_file"], stdout=False, max_bytes=0)
     std = logging.getLogger(LOGGER)
     log = alkana_logging.get_logger(LOGGER)
@@ -311,15 +323,14 @@ def mode_sigint_storm(config: dict[str, Any]) -> None:
     interrupts = 0
     while not over.is_set():
         try:
-            try:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, sigint)
-                std.info("main line")
-                log.info("main line")
-                signal.pthread_sigmask(signal.SIG_BLOCK, sigint)
-            except KeyboardInterrupt:
-                signal.pthread_sigmask(signal.SIG_BLOCK, sigint)
-                interrupts += 1
-        except KeyboardInterrupt:  # one that came before the block took effect
+            armed = True
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, sigint)
+            std.info("main line")
+            log.info("main line")
+            signal.pthread_sigmask(signal.SIG_BLOCK, sigint)
+            armed = False
+        except KeyboardInterrupt:  # the handler disarmed itself: no second one in here
+            signal.pthread_sigmask(signal.SIG_BLOCK, sigint)
             interrupts += 1
     stop.set()
     for thread in threads:

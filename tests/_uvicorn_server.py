@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from tests._logfiles import read_records
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "integrations" / "examples"
 #: A child server exits by itself after this many seconds, whatever happens to the tests.
@@ -38,16 +40,6 @@ _RUNNING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:(\d+))")
 # -- the test process side ----------------------------------------------------------------------
 
 
-def read_records(log_file: Path) -> list[dict[str, Any]]:
-    """Every line of the log file as a dict; every line must be one whole JSON object."""
-    if not log_file.exists():
-        return []
-    data = log_file.read_bytes()
-    # A line being written right now may be incomplete: only whole lines count.
-    whole = data[: data.rfind(b"\n") + 1]
-    return [json.loads(line) for line in whole.splitlines()]
-
-
 def wait_for(
     log_file: Path,
     predicate: Callable[[dict[str, Any]], bool],
@@ -57,7 +49,8 @@ def wait_for(
     """The records matching ``predicate``, once there are at least ``count`` of them."""
     deadline = time.monotonic() + timeout
     while True:
-        found = [r for r in read_records(log_file) if predicate(r)]
+        # The server is running: a line being written now is not a line yet.
+        found = [r for r in read_records(log_file, torn_last_line="skip") if predicate(r)]
         if len(found) >= count:
             return found
         if time.monotonic() > deadline:
@@ -131,7 +124,7 @@ def serve(
     try:
         deadline = time.monotonic() + 60
         while server is None:
-            for record in read_records(log_file):
+            for record in read_records(log_file, torn_last_line="skip"):
                 match = _RUNNING.search(str(record.get("message", "")))
                 if match:
                     server = Server(process, match.group(1), log_file, out)

@@ -3,11 +3,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 
 import alkana_logging
 from alkana_logging import _state
+from tests._frontends import setup_file
 
 pytest_plugins = ["pytester"]  # users' own test modules, run as pytest runs them
 
@@ -27,11 +29,18 @@ def _clean_logging() -> Iterator[None]:
     assert not _state.is_configured()
 
 
+@pytest.fixture
+def log_file(tmp_path: Path) -> Path:
+    """``setup()`` writing to ``<tmp_path>/logs/app.log`` only, level DEBUG, with the static
+    fields of :mod:`tests._logfiles` (what its ``assert_schema`` expects by default)."""
+    return setup_file(tmp_path)
+
+
 @contextlib.contextmanager
 def _without_pytest_log_capture(item: pytest.Item) -> Iterator[None]:
     """pytest's log capture handlers fail a test on a stdlib record that cannot be formatted,
     and the hostile-input tests log those on purpose; setup() no longer removes them (a user's
-    caplog must keep working: tests/test_foreign_handlers.py runs one). Here they are detached
+    caplog must keep working: tests/test_pipeline.py runs one). Here they are detached
     around each phase of a test, unless the test asks for ``caplog``."""
     if "caplog" in getattr(item, "fixturenames", ()):
         yield

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from loguru import logger as loguru_logger
 
 import alkana_logging
 from alkana_logging import context
+from alkana_logging import fields as F
+from tests._logfiles import shutdown_and_read
 
 
 def test_bind_get_and_clear() -> None:
@@ -64,3 +71,25 @@ def test_threads_start_with_their_own_context() -> None:
     assert seen == [{}]
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(alkana_logging.get_context).result() == {}
+
+
+@pytest.mark.parametrize("api", ["structlog", "stdlib", "loguru"])
+def test_bound_context_appears_on_every_front_end(log_file: Path, api: str) -> None:
+    with alkana_logging.bound_context(request_id="r-1", user="alice"):
+        if api == "structlog":
+            alkana_logging.get_logger("x").info("m")
+        elif api == "stdlib":
+            logging.getLogger("x").info("m")
+        else:
+            loguru_logger.info("m")
+    alkana_logging.get_logger("x").info("after")
+    records = shutdown_and_read(log_file)
+    assert (records[0][F.REQUEST_ID], records[0][F.USER]) == ("r-1", "alice")
+    assert F.REQUEST_ID not in records[1]
+
+
+def test_call_fields_override_bound_context(log_file: Path) -> None:
+    with alkana_logging.bound_context(user="alice"):
+        alkana_logging.get_logger("x").info("m", user="bob")
+    [record] = shutdown_and_read(log_file)
+    assert record[F.USER] == "bob"

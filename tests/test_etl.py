@@ -24,13 +24,6 @@ REPO = Path(__file__).resolve().parent.parent
 RUN_EVENTS = (F.EVENT_ETL_RUN_STARTED, F.EVENT_ETL_RUN_FINISHED)
 
 
-@pytest.fixture
-def log_file(tmp_path: Path) -> Path:
-    path = tmp_path / "app.log"
-    alkana_logging.setup(log_file=str(path), stdout=False)
-    return path
-
-
 def events(path: Path, *names: str) -> list[dict[str, Any]]:
     return [r for r in read_records(path) if r.get(F.EVENT) in names]
 
@@ -74,8 +67,10 @@ def test_run_without_job_has_no_etl_job(log_file: Path) -> None:
     with etl_run("raw_mara"):
         pass
 
-    for event in events(log_file, *RUN_EVENTS):
-        assert F.ETL_JOB not in event
+    started, finished = events(log_file, *RUN_EVENTS)
+    assert (started[F.TABLE], finished[F.TABLE]) == ("raw_mara", "raw_mara")
+    assert F.ETL_JOB not in started
+    assert F.ETL_JOB not in finished
 
 
 def test_failed_run_logs_the_error_and_reraises(log_file: Path) -> None:
@@ -201,7 +196,9 @@ def test_concurrent_async_runs_keep_their_own_context(log_file: Path) -> None:
 
     run_ids = asyncio.run(main())
 
-    for record in [r for r in read_records(log_file) if r[F.MESSAGE] == "working"]:
+    working = [r for r in read_records(log_file) if r[F.MESSAGE] == "working"]
+    assert sorted(r["marker"] for r in working) == sorted(f"table_{n}" for n in range(20))
+    for record in working:
         n = int(record["marker"].split("_")[1])
         assert (f"table_{n}", run_ids[n]) == (record[F.TABLE], record[F.ETL_RUN_ID])
 

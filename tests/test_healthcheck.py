@@ -68,6 +68,7 @@ def _get(url: str) -> tuple[int, dict[str, Any]]:
 # -- under a real uvicorn -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_health_is_cheap_and_detailed_reports_fresh_stale_and_failed_tables(
     tmp_path: Path,
 ) -> None:
@@ -112,6 +113,7 @@ def test_health_is_cheap_and_detailed_reports_fresh_stale_and_failed_tables(
     assert {r[F.ROUTE] for r in records} == {"/health", "/health/detailed", "/work"}
 
 
+@pytest.mark.slow
 def test_a_failing_check_and_one_that_times_out_make_it_unhealthy_503(tmp_path: Path) -> None:
     counter = tmp_path / "calls"
     env = {"TEST_HEALTH_MODE": "broken", "TEST_HEALTH_COUNTER": str(counter)}
@@ -141,6 +143,7 @@ def test_a_failing_check_and_one_that_times_out_make_it_unhealthy_503(tmp_path: 
         assert (code, live["status"]) == (200, "healthy")
 
 
+@pytest.mark.slow
 def test_a_log_file_that_cannot_be_written_makes_logging_degraded(tmp_path: Path) -> None:
     if not os.path.exists("/dev/full"):
         pytest.skip("/dev/full does not exist on this system")
@@ -170,6 +173,7 @@ def test_a_log_file_that_cannot_be_written_makes_logging_degraded(tmp_path: Path
         assert _get(f"{server.base_url}/health")[0] == 200
 
 
+@pytest.mark.slow
 def test_detailed_answers_are_cached_for_cache_seconds(tmp_path: Path) -> None:
     counter = tmp_path / "calls"
     env = {
@@ -387,6 +391,7 @@ def test_starlette_routes_answer_get_and_head(tmp_path: Path) -> None:
 # -- the example backend --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_example_backend_health_after_the_example_etl_and_the_compose_probe(
     tmp_path: Path,
 ) -> None:
@@ -661,6 +666,7 @@ def test_an_unreadable_log_file_degrades_etl_and_names_it(tmp_path: Path) -> Non
     assert "Permission denied" in json.loads(report.stdout)["unreadable"][0]
 
 
+@pytest.mark.slow
 def test_failing_probes_are_logged_at_debug_and_count_in_no_error_alert(tmp_path: Path) -> None:
     from alkana_logging.ops.report import build_report
 

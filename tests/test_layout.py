@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,53 @@ def test_the_command_runs_the_ops_cli() -> None:
     assert result.returncode == 0, result.stderr
     assert "promtail" in result.stdout
     assert alkana_logging.__name__ == "alkana_logging"
+
+
+# -- the tests mirror the package -----------------------------------------------------------------
+
+#: Modules without a test file of their own, and why.
+UNMIRRORED = {
+    "__init__": "the public names: tests/test_layout.py and every test that imports them",
+    "__main__": "`python -m alkana_logging`: test_the_command_runs_the_ops_cli",
+    "api": "setup(), shutdown(), get_logger(): tests/test_state.py (what they configure)",
+    "exceptions": "one exception class, raised and matched throughout",
+    "fields": "the contract's names: every test reads the lines by them",
+    "presets": "the old import path of alkana_logging.ops.presets: test_presets_is_the_ops_...",
+}
+#: Modules whose test file is named for what the module becomes in the agreed module map.
+RENAMED = {"_render": "line"}
+
+
+def _modules(package: Path) -> list[str]:
+    return sorted(p.stem for p in package.glob("*.py"))
+
+
+@pytest.mark.parametrize(
+    "module", [m for m in _modules(REPO / "alkana_logging") if m not in UNMIRRORED]
+)
+def test_each_runtime_module_has_its_test_file(module: str) -> None:
+    name = RENAMED.get(module, module.lstrip("_"))
+    assert (REPO / "tests" / f"test_{name}.py").is_file(), (
+        f"alkana_logging/{module}.py has no tests/test_{name}.py: add one, or say in "
+        "UNMIRRORED why it needs none"
+    )
+
+
+def test_the_unmirrored_modules_exist() -> None:
+    assert set(UNMIRRORED) <= set(_modules(REPO / "alkana_logging"))
+
+
+@pytest.mark.parametrize(
+    "module", [m for m in _modules(REPO / "alkana_logging" / "ops") if m != "__init__"]
+)
+def test_each_ops_module_has_its_test_file(module: str) -> None:
+    assert (REPO / "tests" / "ops" / f"test_{module}.py").is_file(), module
+
+
+@pytest.mark.parametrize(
+    "module",
+    [m for m in _modules(REPO / "alkana_logging" / "ops" / "configs") if not m.startswith("_")],
+)
+def test_each_config_artefact_is_tested_in_test_configs(module: str) -> None:
+    text = (REPO / "tests" / "ops" / "test_configs.py").read_text()
+    assert re.search(rf"\b{module}\b", text), f"tests/ops/test_configs.py never names {module}"

@@ -2,7 +2,7 @@
 
 That it flushes the Loki buffer of a real worker killed by SIGTERM, and that multiprocessing
 workers flush on their ``os._exit()`` path, is shown with real processes in
-``test_process_safety.py``.
+``tests/guarantees/test_process_safety.py``.
 """
 
 from __future__ import annotations

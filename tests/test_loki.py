@@ -275,6 +275,7 @@ def test_metadata_values_are_strings_and_empty_ones_are_left_out(
 # -- outages, overflow, rejections, retries -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_outage_then_recovery_delivers_every_buffered_line_exactly_once(
     receiver: LokiReceiver, make_sink: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -371,6 +372,7 @@ def test_a_400_is_not_retried_but_counted_and_reported_once(
     assert capsys.readouterr().err.count("timestamp too old") == 1
 
 
+@pytest.mark.slow
 def test_a_429_is_retried_no_sooner_than_retry_after(
     receiver: LokiReceiver, make_sink: Any
 ) -> None:

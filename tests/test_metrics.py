@@ -16,13 +16,6 @@ from alkana_logging.metrics import metric, timed
 from tests._logfiles import read_records
 
 
-@pytest.fixture
-def log_file(tmp_path: Path) -> Path:
-    path = tmp_path / "app.log"
-    alkana_logging.setup(log_file=str(path), stdout=False, level="DEBUG")
-    return path
-
-
 def events(path: Path, event: str) -> list[dict[str, Any]]:
     return [r for r in read_records(path) if r.get(F.EVENT) == event]
 

@@ -2,8 +2,8 @@
 monotonic schedule of checks, and backups kept while a writer still has them open.
 
 The same promises are attacked with real processes and real signals in
-``test_process_safety.py``; these tests pin each mechanism down in one process, where a failure
-says exactly which one broke.
+``tests/guarantees/test_process_safety.py``; these tests pin each mechanism down in one process,
+where a failure says exactly which one broke.
 """
 
 from __future__ import annotations

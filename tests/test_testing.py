@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from loguru import logger as loguru_logger
 
@@ -46,8 +45,3 @@ def test_capture_logs_without_setup_leaves_logging_unconfigured() -> None:
     with capture_logs():
         pass
     assert not alkana_logging.is_configured()
-
-
-def test_pytest_fixture_is_shipped(alkana_logs: list[dict[str, Any]]) -> None:
-    alkana_logging.get_logger("fixture").info("seen")
-    assert alkana_logs[-1][F.MESSAGE] == "seen"

@@ -24,7 +24,7 @@ from alkana_logging.ops import report as Rep
 from alkana_logging.ops.configs import grafana
 from alkana_logging.ops.configs import rules as ruler
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = R.RenderOptions()
 ARTIFACTS = R.render("all")
 
@@ -450,6 +450,7 @@ def test_logrotate_debug_run_accepts_the_config(tmp_path: Path) -> None:
     assert "truncating" not in output
 
 
+@pytest.mark.slow
 def test_logrotate_rotates_twice_a_day_without_collisions_and_the_report_reads_all(
     tmp_path: Path,
 ) -> None:

@@ -1,4 +1,5 @@
-"""A value that fails to render costs only that value; colliding keys keep every value.
+"""The line renderer (alkana_logging._render, to be _line): a value that fails to render costs only
+that value; colliding keys keep every value; exceptions become three fields.
 
 Read back from the file, through every front-end that carries fields.
 """
@@ -6,15 +7,19 @@ Read back from the file, through every front-end that carries fields.
 from __future__ import annotations
 
 import collections.abc
+import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger as loguru_logger
 
 import alkana_logging
 from alkana_logging import fields as F
 from tests._frontends import FIELD_FRONTENDS, log_and_read_one, read_records, setup_file
+from tests._logfiles import assert_schema, shutdown_and_read
 
 
 class ItemsRaise(dict[str, Any]):
@@ -93,3 +98,51 @@ def test_an_extra_key_alone_is_written_as_it_is(tmp_path: Path) -> None:
     record, _ = log_and_read_one(path, "structlog", "m", {"extra_note": "x"})
     assert record["extra_note"] == "x"
     assert "extra_note_2" not in record
+
+
+@pytest.mark.parametrize("api", ["structlog", "stdlib", "loguru"])
+def test_exceptions_become_three_fields_with_the_chain(log_file: Path, api: str) -> None:
+    def fail() -> None:
+        try:
+            {}["missing"]
+        except KeyError as err:
+            raise ValueError("bad value") from err
+
+    try:
+        fail()
+    except ValueError:
+        if api == "structlog":
+            alkana_logging.get_logger("x").exception("failed")
+        elif api == "stdlib":
+            logging.getLogger("x").exception("failed")
+        else:
+            loguru_logger.exception("failed")
+    [record] = shutdown_and_read(log_file)
+    assert record[F.LEVEL] == "error"
+    assert record[F.EXCEPTION_TYPE] == "ValueError"
+    assert record[F.EXCEPTION_MESSAGE] == "bad value"
+    stack = record[F.EXCEPTION_STACKTRACE]
+    assert isinstance(stack, str)
+    assert "KeyError: 'missing'" in stack
+    assert "direct cause of the following exception" in stack
+    assert stack.rstrip().endswith("ValueError: bad value")
+
+
+def test_exception_type_is_qualified_outside_builtins(log_file: Path) -> None:
+    try:
+        json.loads("{")
+    except json.JSONDecodeError:
+        logging.getLogger("x").exception("parse")
+    [record] = shutdown_and_read(log_file)
+    assert record[F.EXCEPTION_TYPE] == "json.decoder.JSONDecodeError"
+
+
+@pytest.mark.parametrize("key", ["level", "timestamp", "message", "app", "logger", "pid"])
+def test_colliding_keys_cannot_overwrite_the_schema(log_file: Path, key: str) -> None:
+    logging.getLogger("x").info(
+        "m", extra={"custom": 1} | ({} if key == "message" else {key: "forged"})
+    )
+    alkana_logging.get_logger("x").info("m", **{key: "forged"})
+    records = shutdown_and_read(log_file)
+    assert_schema(records[1], level="info", logger="x", message="m")
+    assert records[1][F.COLLISION_PREFIX + key] == "forged"

@@ -435,7 +435,7 @@ def test_render_out_writes_and_check_compares(
 
 
 def test_render_checks_the_committed_files(capsys: pytest.CaptureFixture[str]) -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     status, out, _ = run(capsys, "render", "all", "--out", str(root), "--check")
     assert (status, out.strip()) == (0, f"{len(R.render('all'))} file(s) up to date under {root}")
 

@@ -33,7 +33,7 @@ from alkana_logging.ops import configs as R
 from alkana_logging.ops.configs import alertmanager as AM
 from alkana_logging.ops.configs import options as Opt
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "integrations" / "alertmanager" / "alertmanager.yml"
 RULES = ROOT / "integrations" / "loki" / "rules" / "alkana.yaml"
 
@@ -317,6 +317,7 @@ def _alertmanager(
 # -- the shipped file -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_amtool_check_config_accepts_the_shipped_file() -> None:
     done = subprocess.run(
         [_binary("amtool"), "check-config", str(SHIPPED)],
@@ -410,6 +411,7 @@ def test_the_loki_ruler_sends_to_the_stacks_alertmanager() -> None:
 # -- the real Alertmanager ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_shipped_alert_reaches_its_receivers_with_secrets_from_the_files(
     tmp_path: Path, sinks: tuple[HttpSink, SmtpSink]
 ) -> None:
@@ -463,6 +465,7 @@ def test_every_shipped_alert_reaches_its_receivers_with_secrets_from_the_files(
     assert "err=" not in log, log
 
 
+@pytest.mark.slow
 def test_a_firing_critical_alert_mutes_the_warning_of_the_same_name_and_app(
     tmp_path: Path, sinks: tuple[HttpSink, SmtpSink]
 ) -> None:
@@ -497,6 +500,7 @@ def test_a_firing_critical_alert_mutes_the_warning_of_the_same_name_and_app(
     assert inhibited == ["alkana-dashboard"]
 
 
+@pytest.mark.slow
 def test_a_resolved_alert_is_sent_as_resolved_to_every_receiver(
     tmp_path: Path, sinks: tuple[HttpSink, SmtpSink]
 ) -> None:

@@ -115,6 +115,7 @@ PUSH_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("behaviour", "reason", "error"), PUSH_CASES)
 def test_a_hostile_loki_costs_bounded_memory_is_reported_and_shutdown_ends(
     tmp_path: Path, behaviour: H.Behaviour, reason: str, error: str
@@ -141,6 +142,7 @@ def test_a_hostile_loki_costs_bounded_memory_is_reported_and_shutdown_ends(
     assert took < FLUSH_TIMEOUT + 2.0, f"shutdown() took {took:.1f} s"
 
 
+@pytest.mark.slow
 def test_a_request_stuck_behind_a_trickle_gives_up_at_its_deadline(tmp_path: Path) -> None:
     with H.serving(H.trickle) as server:
         setup_loki(server.url, tmp_path, loki_max_retry_time=30.0)
@@ -177,6 +179,7 @@ def test_a_redirect_to_another_host_is_not_followed_and_credentials_stay(
     assert took < FLUSH_TIMEOUT + 2.0
 
 
+@pytest.mark.slow
 def test_the_caller_never_waits_while_the_server_trickles(tmp_path: Path) -> None:
     with H.serving(H.trickle) as server:
         setup_loki(server.url, tmp_path)
@@ -207,6 +210,7 @@ QUERY_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("behaviour", "error", "match"), QUERY_CASES)
 def test_the_query_client_is_bounded_too(
     behaviour: H.Behaviour, error: type[Exception], match: str

@@ -1,10 +1,13 @@
-"""setup() in real applications: push-only processes, the handlers it removes and keeps, the
-render URL forms, capture_logs() with the application's processors."""
+"""setup() and shutdown() (alkana_logging._state): reconfiguring, levels, the outputs it builds
+(file, stdout JSON or console), the handlers it removes and keeps, nothing at import, push-only
+processes, the render URL forms, capture_logs() with the application's processors."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import logging.config
 import sys
 import time
 from collections.abc import Iterator
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger as loguru_logger
 
 import alkana_logging
 from alkana_logging import _structlog, stdlib
@@ -19,6 +23,7 @@ from alkana_logging import fields as F
 from alkana_logging.ops import configs as R
 from alkana_logging.ops.cli import main as cli_main
 from alkana_logging.testing import capture_logs
+from tests._logfiles import read_records, shutdown_and_read
 from tests._loki_receiver import LokiReceiver, running
 
 
@@ -155,3 +160,102 @@ def test_setup_removes_basicconfig_handlers_and_keeps_foreign_stream_handlers(
     finally:
         root.removeHandler(foreign)
         plain_file.close()
+
+
+def test_uvicorn_loggers_lose_their_handlers_and_propagate(tmp_path: Path) -> None:
+    from uvicorn.config import LOGGING_CONFIG
+
+    logging.config.dictConfig(LOGGING_CONFIG)  # what uvicorn does before importing the app
+    path = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(path), stdout=False, app_name="svc", app_env="test")
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/x", "1.1", 200
+    )
+    records = shutdown_and_read(path)
+    assert [r[F.LOGGER] for r in records] == ["uvicorn.error", "uvicorn.access"]
+    assert records[0][F.MESSAGE] == "Started server process [42]"
+    assert records[1][F.MESSAGE] == '127.0.0.1:5000 - "GET /x HTTP/1.1" 200'
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        assert logging.getLogger(name).handlers == []
+
+
+def test_filtered_levels_write_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(path), stdout=False, level="WARNING")
+    alkana_logging.get_logger("x").info("hidden")
+    logging.getLogger("x").info("hidden")
+    loguru_logger.info("hidden")
+    alkana_logging.get_logger("x").warning("shown")
+    assert [r[F.MESSAGE] for r in shutdown_and_read(path)] == ["shown"]
+
+
+def test_setup_twice_reconfigures_without_duplicates(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    log = alkana_logging.get_logger("x")
+    alkana_logging.setup(log_file=str(first), stdout=False, level="INFO")
+    log.debug("hidden")
+    log.info("one")
+    alkana_logging.setup(log_file=str(second), stdout=False, level="DEBUG")
+    log.debug("two")  # the cached logger follows the new level
+    logging.getLogger("y").debug("three")
+    loguru_logger.debug("four")
+    assert [r[F.MESSAGE] for r in read_records(first)] == ["one"]
+    assert [r[F.MESSAGE] for r in shutdown_and_read(second)] == ["two", "three", "four"]
+    root_handlers = [
+        h for h in logging.getLogger().handlers if isinstance(h, alkana_logging.PipelineHandler)
+    ]
+    assert root_handlers == []  # shutdown() removed the one handler
+
+
+def test_setup_replaces_basic_config_stream_handlers(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    logging.basicConfig(stream=stream, force=True)
+    path = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(path), stdout=False)
+    logging.getLogger("x").warning("once")
+    assert stream.getvalue() == ""
+    assert len(shutdown_and_read(path)) == 1
+
+
+def test_stdout_gets_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    alkana_logging.setup(log_file="", app_name="svc")
+    alkana_logging.get_logger("x").info("to stdout", n=1)
+    out = capsys.readouterr().out
+    [record] = [json.loads(line) for line in out.splitlines()]
+    assert (record[F.MESSAGE], record["n"], record[F.APP]) == ("to stdout", 1, "svc")
+
+
+def test_console_format_is_human_text_and_the_file_stays_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(path), format="console")
+    try:
+        raise RuntimeError("kaput")
+    except RuntimeError:
+        alkana_logging.get_logger("x").exception("readable", table="t1")
+    out = capsys.readouterr().out
+    assert "readable" in out
+    assert "table=t1" in out
+    assert "RuntimeError: kaput" in out
+    assert not out.lstrip().startswith("{")
+    [record] = shutdown_and_read(path)
+    assert record["table"] == "t1"
+
+
+def test_nothing_happens_at_import() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, alkana_logging, structlog;"
+        "assert logging.getLogger().handlers == [];"
+        "assert not alkana_logging.is_configured();"
+        "assert not structlog.is_configured();"
+        "print('clean')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.stdout.strip() == "clean", result.stderr

@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from alkana_logging import fields as F
+from tests._children import MAX_SECONDS, server_env, wait_for_pid_file
 from tests._logfiles import read_records
-from tests.test_gunicorn import MAX_SECONDS, server_env, wait_for_pid_file
 
 REQUESTS = 40
 WORKERS = 2

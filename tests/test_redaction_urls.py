@@ -209,17 +209,17 @@ def plain_app() -> Any:
     return app
 
 
+@pytest.mark.slow
 def test_uvicorn_access_lines_lose_their_tokens(tmp_path: Path) -> None:
-    from tests._uvicorn_server import read_records as read_server_records
     from tests._uvicorn_server import serve
 
     token = secret()
     log_file = tmp_path / "app.log"
-    with serve("tests.test_url_scrubbing:plain_app", log_file) as server:
+    with serve("tests.test_redaction_urls:plain_app", log_file) as server:
         response = httpx.get(f"{server.base_url}/items?token={token}&page=2", timeout=10)
         assert response.status_code == 200
     assert token not in log_file.read_text()
-    (access,) = [r for r in read_server_records(log_file) if r[F.LOGGER] == "uvicorn.access"]
+    (access,) = [r for r in read_records(log_file) if r[F.LOGGER] == "uvicorn.access"]
     assert f"/items?token={REDACTED}&page=2" in access[F.MESSAGE]
 
 

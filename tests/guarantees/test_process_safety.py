@@ -31,11 +31,11 @@ import pytest
 import alkana_logging
 from alkana_logging import fields as F
 from alkana_logging.sinks import FileSink
+from tests._children import CHILD_TIMEOUT, Child, child_env
 from tests._logfiles import log_files, read_records
 from tests._loki_receiver import LokiReceiver, running
-from tests.test_faults import CHILD_TIMEOUT, Child, child_env
 
-CHILD = Path(__file__).with_name("_process_child.py")
+CHILD = Path(__file__).resolve().parents[1] / "_process_child.py"
 #: A child that should end at once (it only has to stop its threads) gets this long.
 EXIT_TIMEOUT = 10.0
 #: How long to wait for a child's acknowledgement of a signal.
@@ -151,6 +151,7 @@ def numbered(records: Iterable[dict[str, Any]], message: str = "line") -> list[t
 CHILDREN, CHILD_LINES = 4, 5000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "method",
     [
@@ -236,6 +237,7 @@ def test_a_sigterm_handler_that_logs_while_the_main_thread_logs_never_deadlocks(
     sigterm_run(tmp_path, 0, 200)
 
 
+@pytest.mark.slow
 def test_a_sigterm_handler_that_logs_and_ends_the_program_exits(tmp_path: Path) -> None:
     """The usual server: SIGTERM's handler logs "finishing" and sets a flag that ends the main
     loop. 20 fresh processes, one signal each: each must exit with its line in the file."""
@@ -247,6 +249,7 @@ def _read_all(stream: Any, into: list[bytes]) -> None:
     into.append(stream.read())
 
 
+@pytest.mark.slow
 def test_a_sigterm_handler_that_logs_then_calls_os_exit_keeps_its_line_on_stdout(
     tmp_path: Path,
 ) -> None:
@@ -364,6 +367,7 @@ def received(receiver: LokiReceiver) -> list[dict[str, Any]]:
 LOKI_CHILDREN, LOKI_LINES = 3, 2000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "method",
     [
@@ -407,6 +411,7 @@ def test_loki_push_from_worker_processes_delivers_every_line(
     assert done.stderr == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start_method", ["fork", "spawn", "forkserver"])
 def test_loki_worker_ended_by_sigterm_ships_its_buffer_and_still_dies_of_sigterm(
     tmp_path: Path, receiver: LokiReceiver, start_method: str
@@ -429,6 +434,7 @@ def test_loki_worker_ended_by_sigterm_ships_its_buffer_and_still_dies_of_sigterm
 # -- 5. fork from a thread while other threads write to stdout ------------------------------------
 
 
+@pytest.mark.slow
 def test_a_child_forked_from_a_thread_while_threads_write_stdout_can_log(tmp_path: Path) -> None:
     """Two threads log to stdout (a pipe read slowly, so that writes block: a supervisor or a
     container runtime behind) while a third thread forks 40 times. The child's first log line
@@ -487,6 +493,7 @@ def test_a_child_forked_from_a_thread_while_threads_write_stdout_can_log(tmp_pat
 # -- 6. external rotation with the wall clock stepped back ----------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("create", [True, False], ids=["create", "no_create"])
 def test_external_rotation_is_followed_when_the_wall_clock_steps_back(
     tmp_path: Path, create: bool
@@ -514,6 +521,7 @@ def test_external_rotation_is_followed_when_the_wall_clock_steps_back(
 # -- 7. a lagging writer while another process rotates past backup_count --------------------------
 
 
+@pytest.mark.slow
 def test_a_lagging_writer_loses_nothing_when_another_process_rotates_past_backup_count(
     tmp_path: Path,
 ) -> None:
@@ -564,6 +572,7 @@ def test_a_lagging_writer_loses_nothing_when_another_process_rotates_past_backup
 # -- 8. sys.exit() in a child forked from a thread, with LOKI_URL ---------------------------------
 
 
+@pytest.mark.slow
 def test_sys_exit_in_a_child_forked_from_a_thread_with_loki_ends_the_child(
     tmp_path: Path, receiver: LokiReceiver
 ) -> None:
@@ -583,6 +592,7 @@ def test_sys_exit_in_a_child_forked_from_a_thread_with_loki_ends_the_child(
     assert_each_once(in_file, [(child["pid"], child["k"]) for child in children], "child lines")
 
 
+@pytest.mark.slow
 def test_a_child_forked_from_a_thread_ends_within_the_flush_timeout_while_loki_is_down(
     tmp_path: Path,
 ) -> None:
@@ -632,6 +642,7 @@ POOL_TIMEOUT = 15.0
 LOKI_DOWN = "http://127.0.0.1:9"
 
 
+@pytest.mark.slow
 def test_pool_terminate_right_after_start_with_loki_never_hangs() -> None:
     """``setup()`` with LOKI_URL in the parent and in the workers' initializer, then out of
     ``with Pool(4)`` (``Pool.terminate()``), POOLS times. A worker that takes the SIGTERM just
@@ -666,6 +677,7 @@ def test_pool_terminate_right_after_start_with_loki_never_hangs() -> None:
     assert failed == [], failed[:3]
 
 
+@pytest.mark.slow
 def test_a_sigterm_the_main_threads_wait_did_not_see_still_ships_and_ends(
     tmp_path: Path, receiver: LokiReceiver
 ) -> None:
@@ -684,6 +696,7 @@ def test_a_sigterm_the_main_threads_wait_did_not_see_still_ships_and_ends(
     assert sorted(shipped) == list(range(200))
 
 
+@pytest.mark.slow
 def test_a_forked_childs_sigterm_is_the_childs_alone(tmp_path: Path) -> None:
     """The signal watcher's pipe is the process's own: a child forked after ``setup()`` (and
     not calling it again) that is sent SIGTERM ends by it, and the parent, whose pipe the child

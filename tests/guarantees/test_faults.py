@@ -11,7 +11,6 @@ file fail writes everywhere, so the same code paths are always covered.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import json
 import logging
@@ -34,6 +33,7 @@ import pytest
 import alkana_logging
 from alkana_logging import fields as F
 from alkana_logging.exceptions import ConfigurationError
+from tests._children import CHILD_TIMEOUT, child_env, run_child
 from tests._frontends import (
     APP,
     assert_schema,
@@ -43,45 +43,6 @@ from tests._frontends import (
     read_records,
     setup_file,
 )
-
-#: The directory that holds the package under test, for child processes.
-PACKAGE_ROOT = str(Path(alkana_logging.__file__).resolve().parents[1])
-CHILD_TIMEOUT = 120
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOG_", "LOKI_", "APP_"))}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
-
-
-@dataclasses.dataclass(frozen=True)
-class Child:
-    pid: int
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def run_child(code: str, *args: str, prefix: tuple[str, ...] = (), **env: str) -> Child:
-    """Run ``code`` in a fresh interpreter (its own session, killed whole on timeout)."""
-    command = [*prefix, sys.executable, "-c", textwrap.dedent(code), *args]
-    with subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(**env),
-        start_new_session=True,
-    ) as proc:
-        try:
-            out, err = proc.communicate(timeout=CHILD_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-            pytest.fail(f"child did not finish within {CHILD_TIMEOUT} s (deadlock?)\n{err[-3000:]}")
-    return Child(proc.pid, proc.returncode, out, err)
 
 
 def stderr_lines(capfd: pytest.CaptureFixture[str]) -> list[str]:

@@ -25,7 +25,7 @@ import pytest
 
 from alkana_logging.health import PipelineHealth
 from alkana_logging.sinks import StreamSink
-from tests.test_faults import CHILD_TIMEOUT, child_env, run_child
+from tests._children import CHILD_TIMEOUT, child_env, run_child
 
 #: Lines longer than a pipe takes in one write (PIPE_BUF, 4 KiB): the kernel splits them.
 BIG = 30_000

@@ -23,7 +23,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,19 +30,16 @@ from typing import Any
 
 import pytest
 
-import alkana_logging
 from alkana_logging import fields as F
+from tests._children import MAX_SECONDS, server_env, wait_for_pid_file
 from tests._logfiles import log_files, read_records
 
 #: The directory that holds the package under test, for the server's processes.
-PACKAGE_ROOT = str(Path(alkana_logging.__file__).resolve().parents[1])
 MAX_BYTES = 20_000
 BACKUP_COUNT = 1000  # far more than the rotations: no line may leave by the oldest backup
 REQUESTS = 2000
 CLIENTS = 4
 WORKERS = 2
-#: The server (under ``timeout``) ends by itself after this many seconds, whatever happens.
-MAX_SECONDS = 240
 
 APP = """
     import logging
@@ -115,14 +111,6 @@ def prefill(log_file: Path, run: int) -> int:
     with log_file.open("a") as f:
         f.write("".join(lines))
     return n
-
-
-def server_env(log_file: Path, run: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOG_", "LOKI_", "APP_"))}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
-    env["TEST_GUNICORN_LOG_FILE"] = str(log_file)
-    env["TEST_GUNICORN_RUN"] = str(run)
-    return env
 
 
 def get(port: int, seq: int) -> int:
@@ -199,19 +187,6 @@ def serve_and_load(tmp_path: Path, log_file: Path, run: int) -> dict[str, Any]:
         "workers": pids,
         "output": output.read_text(errors="replace"),
     }
-
-
-def wait_for_pid_file(pid_file: Path, process: subprocess.Popen[bytes], output: Path) -> int:
-    """The pid of gunicorn's master, once it has written its ``--pid`` file (atomically)."""
-    deadline = time.monotonic() + 60
-    while not pid_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(
-                f"gunicorn did not start (exit {process.poll()}):\n"
-                + output.read_text(errors="replace")
-            )
-        time.sleep(0.05)
-    return int(pid_file.read_text())
 
 
 def count_lines(log_file: Path, run: int, prefilled: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from alkana_logging.ops import presets as P
 from alkana_logging.ops.configs import grafana
 from alkana_logging.ops.configs import rules as ruler
 
-LOGQL_DIR = Path(__file__).parent / "logql"
+LOGQL_DIR = Path(__file__).resolve().parents[1] / "logql"
 
 #: Range aggregations that take no grouping (Loki: "grouping not allowed for ...").
 NO_GROUPING = ("count_over_time", "rate", "bytes_over_time", "bytes_rate", "sum_over_time")

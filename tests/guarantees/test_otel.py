@@ -32,7 +32,7 @@ from alkana_logging import fields as F
 from alkana_logging.middleware import instrument
 from alkana_logging.testing import capture_logs
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 

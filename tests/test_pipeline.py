@@ -94,6 +94,7 @@ def test_caplog_levels_are_respected(app, caplog):
 '''
 
 
+@pytest.mark.slow
 def test_caplog_in_a_users_own_test_module(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_app=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=120)
@@ -366,6 +367,7 @@ print(json.dumps([
 """
 
 
+@pytest.mark.slow
 def test_sentrys_own_loguru_integration_gets_no_second_event(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", SENTRY_DEFAULTS, str(tmp_path / "app.log")],

@@ -402,8 +402,8 @@ VALUE_CASES: dict[str, ValueCase] = {
     "int_enum": ValueCase(lambda: Priority.HIGH, expect=2),
     "slots_object": ValueCase(
         Slotted,
-        check=check_regex(r"<tests\.test_hostile_input\.Slotted object at 0x[0-9a-f]+>"),
-        text_pattern=r"<tests\.test_hostile_input\.Slotted object at 0x[0-9a-f]+>",
+        check=check_regex(rf"<{re.escape(__name__)}\.Slotted object at 0x[0-9a-f]+>"),
+        text_pattern=rf"<{re.escape(__name__)}\.Slotted object at 0x[0-9a-f]+>",
     ),
     "slots_object_with_repr": ValueCase(SlottedWithRepr, expect="SlottedWithRepr(a=1)"),
     "exception_value": ValueCase(lambda: ValueError("bad input"), expect="ValueError: bad input"),

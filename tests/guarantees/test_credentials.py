@@ -91,6 +91,7 @@ def log_through_an_outage(
     return health, capfd.readouterr().err
 
 
+@pytest.mark.slow
 def test_an_outage_shows_no_password_in_health_or_on_stderr(
     tmp_path: Path, password: str, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -20,8 +20,8 @@ from alkana_logging.ops.configs import RenderOptions, render
 from alkana_logging.sinks import FileSink
 from tests._logfiles import log_files, read_lines, read_records
 
-WRITER = Path(__file__).with_name("_writer.py")
-ROOT = Path(__file__).resolve().parent.parent
+WRITER = Path(__file__).resolve().parents[1] / "_writer.py"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_writers(
@@ -70,6 +70,7 @@ def assert_exactly_once(log_file: Path, workers: int, lines: int) -> list[dict[s
     return records
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("api", ["structlog", "stdlib"])
 def test_size_rotation_four_processes_lose_and_duplicate_nothing(tmp_path: Path, api: str) -> None:
     log_file = tmp_path / "app.log"
@@ -119,6 +120,7 @@ def test_single_process_rotates_at_the_size_limit_exactly(tmp_path: Path) -> Non
     assert not (tmp_path / "app.log.3").exists()
 
 
+@pytest.mark.slow
 def test_after_the_directory_is_made_again_rotation_takes_the_new_lock(tmp_path: Path) -> None:
     # Rotation is serialised by an flock on app.log.lock. When the directory is deleted and made
     # again, a sink still holding the old (deleted) lock file must not rotate beside a process
