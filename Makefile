@@ -81,12 +81,14 @@ pytest-oldest:
 # .venv-structlog/oldest: STRUCTLOG_OLDEST; .venv-structlog/newest: the latest, looked up again.
 setup-structlog: setup
 	@[ -d .venv-structlog/oldest/structlog-$(STRUCTLOG_OLDEST).dist-info ] || \
-	  .venv/bin/python -m pip install -q --no-deps --upgrade --target .venv-structlog/oldest \
-	  structlog==$(STRUCTLOG_OLDEST) 2>&1 | grep -v "^WARNING: Location" || true
-	@.venv/bin/python -m pip install -q --no-deps --upgrade --target .venv-structlog/newest \
-	  structlog 2>&1 | grep -v "^WARNING: Location" || true
+	  .tools/bin/uv pip install --quiet --no-deps --python .venv/bin/python \
+	  --target .venv-structlog/oldest structlog==$(STRUCTLOG_OLDEST)
+	@.tools/bin/uv pip install --quiet --no-deps --upgrade --python .venv/bin/python \
+	  --target .venv-structlog/newest structlog
 
 pytest-structlog:
+	@PYTHONPATH=.venv-structlog/oldest .venv/bin/python -c 'import structlog, sys; \
+	  sys.exit(structlog.__version__ != "$(STRUCTLOG_OLDEST)" and "not structlog $(STRUCTLOG_OLDEST)")'
 	@status=0; for which in oldest newest; do \
 	  echo "== pytest on structlog $$(PYTHONPATH=.venv-structlog/$$which .venv/bin/python -c \
 	    'import structlog; print(structlog.__version__)') ($$which: .venv-structlog/$$which)"; \
