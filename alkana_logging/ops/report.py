@@ -23,6 +23,7 @@ import math
 import multiprocessing
 import os
 import re
+import signal
 import threading
 import time
 import zlib
@@ -30,6 +31,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from itertools import repeat
 from pathlib import Path
@@ -583,9 +585,50 @@ def _workers(requested: int | None, tasks: int, plain_bytes: int) -> int:
         if requested < 1:
             raise ValueError(f"workers: got {requested!r}; expected an integer >= 1")
         return min(requested, tasks)
-    if plain_bytes < _PARALLEL_MIN_BYTES:
-        return 1
+    if plain_bytes < _PARALLEL_MIN_BYTES or multiprocessing.current_process().daemon:
+        return 1  # little to read, or a daemonic process (a Pool's worker) that may not fork
     return max(1, min(len(os.sched_getaffinity(0)), tasks))
+
+
+def _in_workers(
+    tasks: list[_Task], slow_ms: float, now: float | None, count: int
+) -> list[tuple[_Accumulator, str | None]] | None:
+    """Each task's counts, read by ``count`` worker processes; ``None`` when they could not be
+    started or one of them died (the caller reads in this process). Anything else (Ctrl-C)
+    stops the workers at once and is raised."""
+    # fork when this process has one thread (the fastest start); spawn otherwise.
+    method = "fork" if threading.active_count() == 1 and hasattr(os, "fork") else "spawn"
+    try:
+        pool = ProcessPoolExecutor(
+            max_workers=count,
+            mp_context=multiprocessing.get_context(method),
+            initializer=signal.signal,  # Ctrl-C is this process's to handle: workers ignore it
+            initargs=(signal.SIGINT, signal.SIG_IGN),
+        )
+        results = pool.map(_scan, tasks, repeat(slow_ms), repeat(now))
+    except (OSError, BrokenProcessPool):  # no process could be made (limits, a sandbox)
+        return None
+    try:
+        done = list(results)
+    except BrokenProcessPool:
+        _stop(pool)
+        return None
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown()
+    return done
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the workers now, without waiting for their tasks."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(5)
 
 
 def _read_all(
@@ -603,13 +646,8 @@ def _read_all(
         tasks = [_Task(path) for path in files]
     total = _Accumulator(slow_ms=slow_ms, now=now)
     unreadable: dict[Path, str] = {}
-    if count > 1:
-        # fork when this process has one thread (the fastest start); spawn otherwise.
-        method = "fork" if threading.active_count() == 1 and hasattr(os, "fork") else "spawn"
-        context = multiprocessing.get_context(method)
-        with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
-            results = list(pool.map(_scan, tasks, repeat(slow_ms), repeat(now)))
-    else:
+    results = _in_workers(tasks, slow_ms, now, count) if count > 1 else None
+    if results is None:  # one process, or the workers could not finish (one was killed)
         results = [_scan(task, slow_ms, now) for task in tasks]
     for task, (acc, error) in zip(tasks, results, strict=True):
         total.merge(acc)

@@ -512,3 +512,90 @@ def test_quantiles_selected_from_sorted_chunks_equal_loki_quantile_of_all() -> N
         for name, q in P.LATENCY_QUANTILES.items():
             assert got[name.removeprefix("latency_")] == Rep.loki_quantile(q, values)
     assert Rep._run_quantiles([array("d")]) == {"p50": None, "p95": None, "p99": None}
+
+
+_WORKLOAD_CHILD = """
+import json, os, sys, time
+from pathlib import Path
+from alkana_logging.ops import report as Rep
+lines = b"".join(
+    json.dumps({"timestamp": "2027-01-15T08:00:00.000000Z", "level": "info",
+                "event": "http_request", "route": f"/r{i % 5}", "status_code": 200 + i % 400,
+                "duration_ms": i / 7}).encode() + b"\\n"
+    for i in range(3000)
+)
+path = Path(sys.argv[1]) / "app.log"
+path.write_bytes(lines)
+Rep._RANGE_BYTES = 4096  # about 60 tasks
+expected = Rep.build_report([path], now=1.8e9, workers=1).to_dict()
+parent = os.getpid()
+original = Rep._scan
+"""
+
+
+def test_a_killed_worker_gives_the_same_report_read_in_this_process(tmp_path: Path) -> None:
+    from tests._children import run_child
+
+    child = run_child(
+        _WORKLOAD_CHILD
+        + """
+def dying(task, slow_ms, now):
+    if os.getpid() != parent and task.start == 4096 * 20:
+        os.kill(os.getpid(), 9)  # as the OOM killer would
+    return original(task, slow_ms, now)
+Rep._scan = dying
+got = Rep.build_report([path], now=1.8e9, workers=2).to_dict()
+print(json.dumps({"same": got == expected, "requests": got["requests"]}))
+""",
+        str(tmp_path),
+    )
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout) == {"same": True, "requests": 3000}
+
+
+def test_ctrl_c_stops_the_workers_at_once_without_their_tracebacks(tmp_path: Path) -> None:
+    from tests._children import run_child
+
+    child = run_child(
+        _WORKLOAD_CHILD
+        + """
+import signal
+def slow(task, slow_ms, now):
+    if os.getpid() != parent:
+        time.sleep(60)
+    return original(task, slow_ms, now)
+Rep._scan = slow
+# Ctrl-C in a second, to the whole group (a timer, not a thread: one thread forks the workers).
+signal.signal(signal.SIGALRM, lambda *_: os.killpg(os.getpgid(0), signal.SIGINT))
+signal.setitimer(signal.ITIMER_REAL, 1.0)
+started = time.monotonic()
+try:
+    Rep.build_report([path], now=1.8e9, workers=2)
+except KeyboardInterrupt:
+    print(json.dumps({"interrupted_after_s": time.monotonic() - started}))
+else:
+    print(json.dumps({"not_interrupted_after_s": time.monotonic() - started}))
+""",
+        str(tmp_path),
+    )
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout)["interrupted_after_s"] < 10
+    assert "Traceback" not in child.stderr, child.stderr
+
+
+def test_a_daemonic_process_reads_in_itself() -> None:
+    from tests._children import run_child
+
+    child = run_child(
+        """
+import multiprocessing
+from alkana_logging.ops import report as Rep
+def job(_):
+    return Rep._workers(None, tasks=40, plain_bytes=1 << 30)
+if __name__ == "__main__":
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        print(pool.apply(job, (0,)))
+"""
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "1"
