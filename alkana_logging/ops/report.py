@@ -19,6 +19,7 @@ appears in the files, and calls it stale when its last success (if any) is older
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import math
 import multiprocessing
 import os
@@ -29,7 +30,7 @@ import time
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
@@ -468,9 +469,12 @@ def build_report(
         top: how many exception types to list.
         metric_thresholds: metric names whose latest value is flagged when above the number
             (``db_connections_active`` above 80 by default, as DatabaseConnectionsHigh).
-        workers: how many processes read the files (ranges of 16 MiB of a plain file, a
-            ``.gz`` file whole). By default one per CPU when there are 64 MiB of plain files or
-            more, else one (this process). The numbers are the same whatever the count.
+        workers: at most how many processes read the files (ranges of 16 MiB of a plain
+            file, a ``.gz`` file whole). By default one per CPU when there are 64 MiB of plain
+            files or more, else one (this process). Workers are forked, with every file opened
+            first (a file rotated away meanwhile is read as it was), and only from a process
+            with one thread that is not itself a ``multiprocessing`` worker; otherwise, or when
+            a worker dies, this process reads. The numbers are the same whatever the count.
 
     Returns:
         The report.
@@ -524,60 +528,134 @@ _PARALLEL_MIN_BYTES: Final = 64 << 20
 
 class _Task(NamedTuple):
     """The lines of ``path`` that begin at a byte in ``[start, end)`` (``end`` ``None``: to the
-    end of the file); ``stream``: the whole file, read as :func:`read_lines` does (gzip)."""
+    end of the file); ``stream``: the whole file, read as :func:`read_lines` does (gzip).
+    ``fd``: the file, opened once by the process that made the tasks (-1: open ``path``): a
+    worker forked from it reads the file that was there then, even if it is rotated away."""
 
     path: Path
     start: int = 0
     end: int | None = None
     stream: bool = True
+    fd: int = -1
 
 
-def _tasks(files: Iterable[Path], range_bytes: int) -> tuple[list[_Task], int]:
-    """The files as tasks, and how many bytes of plain files the ranges cover."""
-    tasks: list[_Task] = []
+def _plain_bytes(files: Iterable[Path], range_bytes: int) -> int:
+    """How many bytes of the plain (not gzip) files would be read in ranges."""
     plain = 0
     for path in files:
         try:
             with path.open("rb") as probe:
-                compressed = probe.read(2) == GZIP_MAGIC
+                if probe.read(2) == GZIP_MAGIC:
+                    continue
                 size = os.fstat(probe.fileno()).st_size
+        except OSError:
+            continue
+        if size > range_bytes:
+            plain += size
+    return plain
+
+
+def _open_tasks(files: Iterable[Path], range_bytes: int, fds: list[int]) -> list[_Task]:
+    """The files as tasks on descriptors opened now (appended to ``fds`` for the caller to
+    close): each plain file in ranges of ``range_bytes``, each other file whole."""
+    tasks: list[_Task] = []
+    for path in files:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except OSError:
             tasks.append(_Task(path))  # reading it again gives the error, reported as usual
             continue
-        if compressed or size <= range_bytes:
-            tasks.append(_Task(path))
+        fds.append(fd)
+        size = os.fstat(fd).st_size
+        if os.pread(fd, 2, 0) == GZIP_MAGIC or size <= range_bytes:
+            tasks.append(_Task(path, fd=fd))
             continue
-        plain += size
         starts = range(0, size, range_bytes)
-        tasks += [_Task(path, start, start + range_bytes, stream=False) for start in starts[:-1]]
-        tasks.append(_Task(path, starts[-1], None, stream=False))  # the last: to the end
-    return tasks, plain
+        tasks += [_Task(path, s, s + range_bytes, stream=False, fd=fd) for s in starts[:-1]]
+        tasks.append(_Task(path, starts[-1], None, stream=False, fd=fd))  # the last: to the end
+    return tasks
+
+
+_STEP: Final = 1 << 16
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes at ``offset`` (fewer at the end of the file)."""
+    parts = []
+    while size > 0:
+        chunk = os.pread(fd, min(size, _RANGE_BYTES), offset)
+        if not chunk:
+            break
+        parts.append(chunk)
+        offset += len(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+def _through_newline(fd: int, offset: int) -> bytes:
+    """The bytes at ``offset`` up to and with the next newline (or to the end of the file)."""
+    parts = []
+    while chunk := os.pread(fd, _STEP, offset):
+        end = chunk.find(b"\n")
+        if end >= 0:
+            parts.append(chunk[: end + 1])
+            break
+        parts.append(chunk)
+        offset += len(chunk)
+    return b"".join(parts)
 
 
 def _range_lines(task: _Task) -> list[bytes]:
     """The lines of a range of a plain file (see :class:`_Task`), read as one block."""
-    with task.path.open("rb") as stream:
-        if task.start:
-            stream.seek(task.start - 1)
-            stream.readline()  # the line that began before the range is the range before's
-        if task.end is None:
-            return stream.read().split(b"\n")
-        block = stream.read(max(0, task.end - stream.tell()))
-        lines = block.split(b"\n")
-        if block and not block.endswith(b"\n"):
-            lines[-1] += stream.readline()  # the last line that begins in the range, whole
+    fd, begin = task.fd, task.start
+    if begin:  # the line that began before the range is the range before's
+        begin += len(_through_newline(fd, begin - 1)) - 1
+    if task.end is None:
+        block = _pread(fd, 1 << 62, begin)
+        return block.split(b"\n")
+    block = _pread(fd, max(0, task.end - begin), begin)
+    lines = block.split(b"\n")
+    if block and not block.endswith(b"\n"):  # the last line that begins in the range, whole
+        lines[-1] += _through_newline(fd, begin + len(block))
     return lines
+
+
+def _stream_lines(task: _Task) -> Iterator[bytes]:
+    """The lines of a whole file, as :func:`read_lines` reads them, from ``task.fd``."""
+    if task.fd < 0:
+        yield from read_lines(task.path)
+        return
+    with os.fdopen(os.dup(task.fd), "rb") as stream:
+        stream.seek(0)
+        if stream.read(2) == GZIP_MAGIC:
+            stream.seek(0)
+            with gzip.open(stream, "rb") as unpacked:
+                yield from unpacked
+        else:
+            stream.seek(0)
+            yield from stream
 
 
 def _scan(task: _Task, slow_ms: float, now: float | None) -> tuple[_Accumulator, str | None]:
     """One task's counts, and the error that stopped its read (``path: error``), if any."""
     acc = _Accumulator(slow_ms=slow_ms, now=now)
     try:
-        acc.add_lines(read_lines(task.path) if task.stream else _range_lines(task))
+        acc.add_lines(_stream_lines(task) if task.stream else _range_lines(task))
     except (OSError, EOFError, zlib.error) as err:
         # A file being compressed by logrotate right now, or unreadable: say so, go on.
         return acc, f"{task.path}: {err}"
     return acc, None
+
+
+def _can_fork() -> bool:
+    """Whether worker processes can be forked: one thread (forking a threaded process can
+    deadlock the child; spawn would re-run the caller's main module), not a daemonic process
+    (a ``multiprocessing`` worker may not have children), and a system that forks."""
+    return (
+        hasattr(os, "fork")
+        and threading.active_count() == 1
+        and not multiprocessing.current_process().daemon
+    )
 
 
 def _workers(requested: int | None, tasks: int, plain_bytes: int) -> int:
@@ -585,9 +663,10 @@ def _workers(requested: int | None, tasks: int, plain_bytes: int) -> int:
         if requested < 1:
             raise ValueError(f"workers: got {requested!r}; expected an integer >= 1")
         return min(requested, tasks)
-    if plain_bytes < _PARALLEL_MIN_BYTES or multiprocessing.current_process().daemon:
-        return 1  # little to read, or a daemonic process (a Pool's worker) that may not fork
-    return max(1, min(len(os.sched_getaffinity(0)), tasks))
+    if plain_bytes < _PARALLEL_MIN_BYTES:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, tasks))
 
 
 def _in_workers(
@@ -596,12 +675,10 @@ def _in_workers(
     """Each task's counts, read by ``count`` worker processes; ``None`` when they could not be
     started or one of them died (the caller reads in this process). Anything else (Ctrl-C)
     stops the workers at once and is raised."""
-    # fork when this process has one thread (the fastest start); spawn otherwise.
-    method = "fork" if threading.active_count() == 1 and hasattr(os, "fork") else "spawn"
     try:
         pool = ProcessPoolExecutor(
             max_workers=count,
-            mp_context=multiprocessing.get_context(method),
+            mp_context=multiprocessing.get_context("fork"),  # the workers share the open files
             initializer=signal.signal,  # Ctrl-C is this process's to handle: workers ignore it
             initargs=(signal.SIGINT, signal.SIG_IGN),
         )
@@ -640,15 +717,22 @@ def _read_all(
     """Every line of ``files`` counted, by worker processes when there is enough to read; the
     files that could not be read (in full). The tasks' counts are merged in file order."""
     files = list(files)
-    tasks, plain = _tasks(files, _RANGE_BYTES)
-    count = _workers(workers, len(tasks), plain)
-    if count == 1:  # one process: each file streamed whole, the cheapest read
-        tasks = [_Task(path) for path in files]
+    plain = _plain_bytes(files, _RANGE_BYTES)
+    count = _workers(workers, max(1, plain // _RANGE_BYTES + len(files)), plain)
+    fds: list[int] = []
+    try:
+        results = None
+        if count > 1 and _can_fork():
+            tasks = _open_tasks(files, _RANGE_BYTES, fds)
+            results = _in_workers(tasks, slow_ms, now, min(count, len(tasks)))
+        if results is None:  # one process (or the workers could not finish): files streamed
+            tasks = [_Task(path) for path in files]
+            results = [_scan(task, slow_ms, now) for task in tasks]
+    finally:
+        for fd in fds:
+            os.close(fd)
     total = _Accumulator(slow_ms=slow_ms, now=now)
     unreadable: dict[Path, str] = {}
-    results = _in_workers(tasks, slow_ms, now, count) if count > 1 else None
-    if results is None:  # one process, or the workers could not finish (one was killed)
-        results = [_scan(task, slow_ms, now) for task in tasks]
     for task, (acc, error) in zip(tasks, results, strict=True):
         total.merge(acc)
         if error is not None:
