@@ -7,6 +7,7 @@ and ``shutdown()`` undoes. Offering other front-ends' lines to the stdlib is the
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from itertools import islice
 from typing import Any
@@ -302,16 +303,40 @@ def stdlib_parts(record: logging.LogRecord, redactor: Redactor | None = None) ->
         # all of its attributes are handed over.
         items = attrs.items()
         extra = islice(items, _RECORD_SIZE, None) if type(record) is _LogRecord else items
-    if record.stack_info:
-        fields = {**(fields or {}), "stack_info": record.stack_info}
-    exc = resolve_exc_info(record.exc_info) if record.exc_info else None
-    levelno = record.levelno
+    try:
+        if record.stack_info:
+            fields = {**(fields or {}), "stack_info": record.stack_info}
+        exc = resolve_exc_info(record.exc_info) if record.exc_info else None
+        levelno = record.levelno
+        created = record.created
+        if created.__class__ is not float:  # text times a billion would be gigabytes
+            created = float(created)
+        return (
+            int(created * 1_000_000_000),
+            _LEVEL_BY_NUMBER.get(levelno) or level_name(levelno),
+            record.name,
+            message,
+            fields,
+            exc,
+            extra,
+        )
+    except Exception as err:  # noqa: BLE001 - a filter broke the record: the line says so
+        return _broken(record, message, extra, err)
+
+
+def _broken(
+    record: logging.LogRecord, message: Any, extra: Iterable[tuple[Any, Any]] | None, err: Exception
+) -> StdlibParts:
+    """The parts of a record whose time, level or exception cannot be read (a filter or a
+    subclass set them to something else): now, ``warning``, and a ``log_error`` saying so."""
+    name = record.__dict__.get("name")
+    problem = f"the log record could not be read: {safe_repr(err)}"
     return (
-        int(record.created * 1_000_000_000),
-        _LEVEL_BY_NUMBER.get(levelno) or level_name(levelno),
-        record.name,
+        time.time_ns(),
+        F.WARNING,
+        name if isinstance(name, str) else safe_repr(name),
         message,
-        fields,
-        exc,
+        {F.LOG_ERROR: problem},
+        None,
         extra,
     )

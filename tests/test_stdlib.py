@@ -137,3 +137,44 @@ def test_json_formatter_for_dict_config_gives_the_same_schema(
     )
     assert (records[0]["password"], records[0]["table"]) == ("[REDACTED]", "t")
     assert records[1][F.EXCEPTION_TYPE] == "ZeroDivisionError"
+
+
+class _Breaks(logging.Filter):
+    """A filter that sets a record's attribute to something the stdlib never puts there."""
+
+    def __init__(self, attr: str, value: Any) -> None:
+        super().__init__()
+        self.attr, self.value = attr, value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        setattr(record, self.attr, self.value)
+        return True
+
+
+@pytest.mark.parametrize("created", [None, "soon", object()])
+def test_a_record_whose_time_a_filter_broke_gives_a_line_that_says_so(
+    log_file: Path, created: Any
+) -> None:
+    logger = logging.getLogger("odd")
+    logger.addFilter(_Breaks("created", created))
+    try:
+        logger.warning("kept %s", "whole")  # never raises into the caller
+    finally:
+        logger.filters.clear()
+    [record] = shutdown_and_read(log_file)
+    assert record[F.MESSAGE] == "kept whole"
+    assert record[F.LOGGER] == "odd"
+    assert record[F.LOG_ERROR].startswith("the log record could not be read: ")
+    assert_schema(record, level=F.WARNING, logger="odd", message="kept whole")
+
+
+def test_a_loki_handler_never_raises_on_a_broken_record() -> None:
+    handler = alkana_logging.LokiHandler("http://127.0.0.1:9", batch_wait=60, flush_timeout=0.2)
+    try:
+        record = logging.LogRecord("odd", logging.INFO, __file__, 1, "m %s", ("x",), None)
+        record.created = None  # type: ignore[assignment]
+        assert handler.handle(record)
+        handler.emit(record)
+        assert handler.sink._accepted == 2
+    finally:
+        handler.close()
