@@ -26,7 +26,7 @@ from typing import Any, Protocol, TextIO, runtime_checkable
 from alkana_logging._line import Renderer
 from alkana_logging.exceptions import ConfigurationError
 from alkana_logging.health import PipelineHealth
-from alkana_logging.settings import Settings
+from alkana_logging.settings import DEFAULT_BACKUP_COUNT, DEFAULT_MAX_BYTES, Settings
 
 FILE_MODE = 0o640
 #: The log directory, when created here: never world-writable, whatever the umask.
@@ -113,8 +113,8 @@ class FileSink:
         path: Path,
         *,
         rotation: str = "size",
-        max_bytes: int = 10 * 1024 * 1024,
-        backup_count: int = 5,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        backup_count: int = DEFAULT_BACKUP_COUNT,
         health: PipelineHealth | None = None,
         check_interval: float = 1.0,
         max_pending: int = 10_000,

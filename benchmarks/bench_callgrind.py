@@ -114,6 +114,7 @@ def _instructions(python: str, tree: Path, case: str, n: int) -> int:
             text=True,
             timeout=1200,
             check=False,
+            cwd=tempfile.gettempdir(),  # not the checkout: the -c child puts its cwd first
         )
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode or not found:

@@ -633,6 +633,10 @@ def test_dashboard_is_built_by_grafanas_sdk_to_its_schema_version() -> None:
     # The SDK's defaults of each panel kind are written (a stat panel's colour and text modes).
     stat_panel = next(p for p in board["panels"] if p["type"] == "stat")
     assert {"colorMode", "textMode", "reduceOptions"} <= stat_panel["options"].keys()
+    # The SDK writes every option of a panel kind, false when not set: the logs panel's log
+    # details stay on, as Grafana has them by default.
+    logs_panel = next(p for p in board["panels"] if p["type"] == "logs")
+    assert logs_panel["options"]["enableLogDetails"] is True
 
 
 def test_rendering_the_dashboard_without_the_sdk_says_which_extra_to_install(

@@ -139,6 +139,8 @@ def _panels(o: RenderOptions) -> list[Any]:
     error_logs = _placed(logs.Panel(), "Error logs", (0, 28, 24, 10), p("error_logs").description)
     error_logs.with_target(_query("A", o.preset("error_logs")))
     error_logs.show_time(True).wrap_log_message(True).sort_order(common.LogsSortOrder.DESCENDING)
+    # The SDK writes every option it knows, false by default: log details are on in Grafana.
+    error_logs.enable_log_details(True)
     connections = _series(
         f"Database connections ({P.DB_CONNECTIONS_METRIC})",
         (12, 46, 12, 8),
