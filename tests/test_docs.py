@@ -87,3 +87,27 @@ def test_the_readme_links_resolve() -> None:
     local = [target for target in targets if "://" not in target]
     assert local  # the README links to the docs
     assert [target for target in local if not (ROOT / target).is_file()] == []
+
+
+def _documented_keys() -> list[str]:
+    """The keys the redaction page lists as redacted by default (before the first ';')."""
+    text = (DOCS / "redaction.md").read_text()
+    listing = text[text.index('`"[REDACTED]"`:') : text.index("; any key ending in")]
+    return re.findall(r"`([a-z_]+)`", listing)
+
+
+def test_every_documented_default_key_is_redacted_and_no_other() -> None:
+    import alkana_logging
+    from alkana_logging.testing import capture_logs
+
+    documented = _documented_keys()
+    assert len(documented) >= 40
+    assert set(documented) == set(DEFAULT_REDACT_KEYS)
+    alkana_logging.setup(stdout=False, log_file=None)
+    try:
+        with capture_logs() as events:
+            alkana_logging.get_logger("t").info("keys", **dict.fromkeys(documented, "s3cr3t"))
+    finally:
+        alkana_logging.shutdown()
+    [event] = events
+    assert {key: event[key] for key in documented} == dict.fromkeys(documented, "[REDACTED]")
