@@ -1083,3 +1083,16 @@ def test_disconnect_is_polled_from_receive_for_any_server(gone: bool) -> None:
     assert event[F.STATUS_CODE] == (499 if gone else 200)
     assert not [r for r in records if F.LOG_ERROR in r or "failed" in str(r[F.MESSAGE])]
     assert not waiting[0]._waiters  # type: ignore[attr-defined]  # no waiter left behind
+
+
+@pytest.mark.parametrize(("level", "written"), [("WARNING", []), ("INFO", [200])])
+def test_the_http_request_event_follows_the_log_level(
+    tmp_path: Path, level: str, written: list[int]
+) -> None:
+    from tests._frontends import setup_file
+
+    log_file = setup_file(tmp_path, level=level)
+    sent = call(RequestContextMiddleware(hello_app()))
+    assert sent[0]["status"] == 200
+    events = [r for r in shutdown_and_read(log_file) if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert [e[F.STATUS_CODE] for e in events] == written
