@@ -50,7 +50,8 @@ lint-only:
 	@$(MAKE) --no-print-directory docs-only
 
 # The documentation site (mkdocs.yml, docs/) into site/. --strict: a broken link, a missing page
-# or an API reference that does not resolve fails the build (and so `make test`). Nothing is
+# or an API page's ::: target that does not resolve fails the build (and so `make test`); a
+# docstring's :func: role that names nothing is shown as code, not failed. Nothing is
 # fetched: no plugin that downloads, the theme's web fonts off. NO_MKDOCS_2_WARNING quiets the
 # theme's banner about MkDocs 2, which is not a warning of the build.
 docs: setup docs-only
