@@ -18,6 +18,7 @@ import pytest
 import alkana_logging
 from alkana_logging import fields as F
 from alkana_logging.ops import presets as ops_presets
+from tests._children import run_child
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -72,15 +73,7 @@ status, body = asyncio.run(HealthCheck(etl={str(tmp_path)!r}).detailed())
 print(repr(body["components"]["etl"]["tables"]["raw_mb51"]["status"]))
 print(sorted(m for m in sys.modules if m.startswith("alkana_logging.ops")))
 """
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_child(script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["'healthy'", "[]"]
     events = [json.loads(line).get(F.EVENT) for line in log.read_text().splitlines()]

@@ -5,8 +5,6 @@ import json
 import math
 import os
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +30,7 @@ from alkana_logging.ops.query import (
 )
 from alkana_logging.settings import Settings
 from tests import _loki_api as api
+from tests._children import run_child
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -277,15 +276,7 @@ status, body = asyncio.run(HealthCheck(etl=source).detailed())
 print(body["components"]["etl"]["status"])
 print(sorted(m for m in sys.modules if m.startswith("alkana_logging.ops")))
 """
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_child(script)
     assert result.returncode == 0, result.stderr
     status, modules = result.stdout.splitlines()
     assert status != "unhealthy"

@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ import alkana_logging
 from alkana_logging import fields as F
 from alkana_logging.middleware import instrument
 from alkana_logging.testing import capture_logs
+from tests._children import run_child
 
 REPO = Path(__file__).resolve().parents[2]
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -156,15 +154,7 @@ with alkana_logging.bound_context(trace_id="{"a" * 32}", span_id="{"b" * 16}"):
 alkana_logging.shutdown()
 assert not [m for m in sys.modules if m.startswith("opentelemetry.")]
 """
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_child(script)
     assert result.returncode == 0, result.stderr
     [line] = [json.loads(x) for x in (tmp_path / "app.log").read_text().splitlines()]
     assert (line[F.TRACE_ID], line[F.SPAN_ID]) == ("a" * 32, "b" * 16)
