@@ -81,19 +81,21 @@ pytest-oldest:
 
 # .venv-structlog/oldest: STRUCTLOG_OLDEST; .venv-structlog/newest: the latest, looked up again.
 setup-structlog: setup
-	@[ -d .venv-structlog/oldest/structlog-$(STRUCTLOG_OLDEST).dist-info ] || \
-	  .tools/bin/uv pip install --quiet --no-deps --python .venv/bin/python \
+	@[ -f .venv-structlog/oldest/structlog/__init__.py ] && \
+	  [ -d .venv-structlog/oldest/structlog-$(STRUCTLOG_OLDEST).dist-info ] || \
+	  .tools/bin/uv pip install --quiet --no-deps --reinstall --python .venv/bin/python \
 	  --target .venv-structlog/oldest structlog==$(STRUCTLOG_OLDEST)
 	@.tools/bin/uv pip install --quiet --no-deps --upgrade --python .venv/bin/python \
 	  --target .venv-structlog/newest structlog
 
 pytest-structlog:
-	@PYTHONPATH=.venv-structlog/oldest .venv/bin/python -c 'import structlog, sys; \
-	  sys.exit(structlog.__version__ != "$(STRUCTLOG_OLDEST)" and "not structlog $(STRUCTLOG_OLDEST)")'
+	@PYTHONPATH=$(CURDIR)/.venv-structlog/oldest .venv/bin/python -c 'import structlog, sys; \
+	  sys.exit(structlog.__version__ != "$(STRUCTLOG_OLDEST)" and "not structlog $(STRUCTLOG_OLDEST)" \
+	  or not structlog.__file__.startswith("$(CURDIR)/.venv-structlog/oldest/") and "not its copy")'
 	@status=0; for which in oldest newest; do \
-	  echo "== pytest on structlog $$(PYTHONPATH=.venv-structlog/$$which .venv/bin/python -c \
+	  echo "== pytest on structlog $$(PYTHONPATH=$(CURDIR)/.venv-structlog/$$which .venv/bin/python -c \
 	    'import structlog; print(structlog.__version__)') ($$which: .venv-structlog/$$which)"; \
-	  PYTHONPATH=.venv-structlog/$$which .venv/bin/python -m pytest -q -p no:cacheprovider \
+	  PYTHONPATH=$(CURDIR)/.venv-structlog/$$which .venv/bin/python -m pytest -q -p no:cacheprovider \
 	    $(STRUCTLOG_TESTS) || status=1; \
 	done; exit $$status
 

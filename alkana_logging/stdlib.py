@@ -311,6 +311,8 @@ def stdlib_parts(record: logging.LogRecord, redactor: Redactor | None = None) ->
         created = record.created
         if created.__class__ is not float:  # text times a billion would be gigabytes
             created = float(created)
+        if not 0.0 <= created < 253402300800.0:  # a time the contract can write: 1970 to 9999
+            raise ValueError(f"created is {created!r}, not a time in seconds")  # noqa: TRY301
         return (
             int(created * 1_000_000_000),
             _LEVEL_BY_NUMBER.get(levelno) or level_name(levelno),

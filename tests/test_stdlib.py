@@ -151,7 +151,7 @@ class _Breaks(logging.Filter):
         return True
 
 
-@pytest.mark.parametrize("created", [None, "soon", object()])
+@pytest.mark.parametrize("created", [None, "soon", object(), 1.8e18, -1e30, float("nan")])
 def test_a_record_whose_time_a_filter_broke_gives_a_line_that_says_so(
     log_file: Path, created: Any
 ) -> None:

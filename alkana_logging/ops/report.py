@@ -470,11 +470,12 @@ def build_report(
         metric_thresholds: metric names whose latest value is flagged when above the number
             (``db_connections_active`` above 80 by default, as DatabaseConnectionsHigh).
         workers: at most how many processes read the files (ranges of 16 MiB of a plain
-            file, a ``.gz`` file whole). By default one per CPU when there are 64 MiB of plain
-            files or more, else one (this process). Workers are forked, with every file opened
-            first (a file rotated away meanwhile is read as it was), and only from a process
-            with one thread that is not itself a ``multiprocessing`` worker; otherwise, or when
-            a worker dies, this process reads. The numbers are the same whatever the count.
+            file, a ``.gz`` file whole). By default one: this process. Experimental: with
+            workers, Ctrl-C or a killed caller can leave a worker behind or hang the exit.
+            Workers are forked, with every file opened first (a file rotated away meanwhile
+            is read as it was), and only from a process with one thread that is not a
+            daemonic ``multiprocessing`` worker; otherwise, or when a worker dies, this
+            process reads. The numbers are the same whatever the count.
 
     Returns:
         The report.
@@ -522,8 +523,6 @@ def build_report(
 
 #: A plain log file is read in ranges of this many bytes (a range is one worker's task).
 _RANGE_BYTES = 16 << 20
-#: Below this many bytes of plain log files in all, one process reads them.
-_PARALLEL_MIN_BYTES: Final = 64 << 20
 
 
 class _Task(NamedTuple):
@@ -592,31 +591,34 @@ def _pread(fd: int, size: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def _through_newline(fd: int, offset: int) -> bytes:
-    """The bytes at ``offset`` up to and with the next newline (or to the end of the file)."""
-    parts = []
-    while chunk := os.pread(fd, _STEP, offset):
+def _through_newline(fd: int, offset: int, limit: int | None = None) -> int:
+    """How many bytes from ``offset`` up to and with the next newline (or to the end of the
+    file, or to ``offset + limit``), read a chunk at a time and not kept."""
+    length = 0
+    while (limit is None or length < limit) and (chunk := os.pread(fd, _STEP, offset + length)):
         end = chunk.find(b"\n")
         if end >= 0:
-            parts.append(chunk[: end + 1])
-            break
-        parts.append(chunk)
-        offset += len(chunk)
-    return b"".join(parts)
+            return length + end + 1
+        length += len(chunk)
+    return length
 
 
 def _range_lines(task: _Task) -> list[bytes]:
     """The lines of a range of a plain file (see :class:`_Task`), read as one block."""
     fd, begin = task.fd, task.start
     if begin:  # the line that began before the range is the range before's
-        begin += len(_through_newline(fd, begin - 1)) - 1
+        skipped = _through_newline(
+            fd, begin - 1, None if task.end is None else task.end - begin + 1
+        )
+        begin += skipped - 1
     if task.end is None:
         block = _pread(fd, 1 << 62, begin)
         return block.split(b"\n")
     block = _pread(fd, max(0, task.end - begin), begin)
     lines = block.split(b"\n")
     if block and not block.endswith(b"\n"):  # the last line that begins in the range, whole
-        lines[-1] += _through_newline(fd, begin + len(block))
+        tail = begin + len(block)
+        lines[-1] += _pread(fd, _through_newline(fd, tail), tail)
     return lines
 
 
@@ -663,10 +665,9 @@ def _workers(requested: int | None, tasks: int, plain_bytes: int) -> int:
         if requested < 1:
             raise ValueError(f"workers: got {requested!r}; expected an integer >= 1")
         return min(requested, tasks)
-    if plain_bytes < _PARALLEL_MIN_BYTES:
-        return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cpus or 1, tasks))
+    # Workers only when asked for: with them, Ctrl-C and a killed parent are not yet safe
+    # (a worker can be left behind, the interrupted executor can hang at exit).
+    return 1
 
 
 def _in_workers(
@@ -726,6 +727,9 @@ def _read_all(
             tasks = _open_tasks(files, _RANGE_BYTES, fds)
             results = _in_workers(tasks, slow_ms, now, min(count, len(tasks)))
         if results is None:  # one process (or the workers could not finish): files streamed
+            for fd in fds:
+                os.close(fd)
+            fds.clear()
             tasks = [_Task(path) for path in files]
             results = [_scan(task, slow_ms, now) for task in tasks]
     finally:
