@@ -58,6 +58,11 @@ class Request:
     status: int = 0
     streams: list[dict[str, Any]] | None = None
     error: str = ""
+    # The push was accepted but its 204 never reached the client (the connection was cut, as
+    # :meth:`LokiReceiver.down` does): the client rightly sends it again. Loki drops such a resend
+    # (same stream, timestamp and line); this receiver keeps both, so tests can tell it apart
+    # from a client that sends twice for no reason.
+    answer_lost: bool = False
 
 
 @dataclasses.dataclass
@@ -359,7 +364,12 @@ class LokiReceiver:
             self.line_count += count
             request.status = 204
             self._cond.notify_all()
-        handler._answer(204)
+        try:
+            handler._answer(204)
+        except OSError:
+            with self._cond:
+                request.answer_lost = True
+            handler.close_connection = True
 
     def _finish(self, request: Request, status: int, error: str) -> None:
         with self._cond:

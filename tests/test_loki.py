@@ -974,7 +974,18 @@ def test_a_thirty_second_outage_under_steady_load_loses_nothing_within_the_bound
         int(r[F.MESSAGE].split()[1]) for r in records if r[F.LOGGER] == "steady"
     )
     dropped = sink.health.dropped[REASON_BUFFER_FULL]
-    assert [n for n, count in arrived.items() if count > 1] == []  # none twice
+    # None twice, unless the receiver accepted a push and then lost its answer when it went down
+    # (the client must send that batch again; Loki itself drops the identical resend).
+    resent = collections.Counter(
+        int(record[F.MESSAGE].split()[1])
+        for request in receiver.requests
+        if request.answer_lost and request.streams
+        for stream in request.streams
+        for record in (json.loads(value[1]) for value in stream["values"])
+        if record[F.LOGGER] == "steady"
+    )
+    assert [n for n, count in arrived.items() if count > 1 + resent[n]] == []
+    assert sum(resent.values()) <= 20  # at most the batches in flight when it went down
     assert len(arrived) + dropped == total  # every line arrived or was counted
     assert set(range(down_at)) <= set(arrived)  # all from before the outage
     # Once Loki is back, the full buffer drains within a retry or two (backoff ≤ 0.2 s here):
