@@ -131,6 +131,55 @@ def _reaches(logger: logging.Logger, handler_is: Callable[[logging.Handler], boo
     return False
 
 
+#: logging's switches for the ``LogRecord`` attributes the schema never writes (the logging
+#: HOWTO's "Optimization" section): the caller's file, line and function (``_srcfile``, which
+#: walks the stack on every call), the thread, the process, the multiprocessing process name and
+#: (3.12+) the asyncio task.
+RECORD_SWITCHES = tuple(
+    name
+    for name in ("logThreads", "logProcesses", "logMultiprocessing", "logAsyncioTasks")
+    if hasattr(logging, name)
+)
+_SRCFILE = "_srcfile"
+#: The stdlib's values while the switches are off (None: they are as the stdlib has them).
+_saved_switches: dict[str, Any] | None = None
+#: Whether the switches go back on by themselves once another consumer listens ("auto").
+_switches_auto = False
+
+
+def record_details_off(*, auto: bool) -> None:
+    """Stop the stdlib working out what no line of the schema writes (``LOG_RECORD_DETAILS``).
+
+    With ``auto``, :func:`others_listen` turns them on again, for good, once records reach a
+    consumer besides the pipeline (a handler that may print ``%(lineno)d``, sentry-sdk,
+    OpenTelemetry's ``LoggingHandler``)."""
+    global _saved_switches, _switches_auto  # noqa: PLW0603
+    if _saved_switches is None:
+        names = (*RECORD_SWITCHES, _SRCFILE)
+        _saved_switches = {name: getattr(logging, name) for name in names}
+    for name in RECORD_SWITCHES:
+        setattr(logging, name, False)
+    logging._srcfile = None  # the logging HOWTO documents this knob
+    _switches_auto = auto
+
+
+def record_details_on() -> None:
+    """Give the stdlib back its switches, as they were before :func:`record_details_off` (a
+    switch someone else changed since is left as they set it)."""
+    global _saved_switches, _switches_auto
+    saved, _saved_switches, _switches_auto = _saved_switches, None, False
+    for name, value in (saved or {}).items():
+        if getattr(logging, name) in (False, None):
+            setattr(logging, name, value)
+
+
+def others_listen() -> None:
+    """Records reach a consumer besides the pipeline: in "auto", the details come back on (from
+    the next record: this one was made without them)."""
+    if _switches_auto:
+        record_details_on()
+
+
 def has_foreign_handlers() -> bool:
     """Whether a line that did not come through the stdlib must be offered to it: a handler on
     the root logger besides the pipeline's (pytest's ``caplog``, OpenTelemetry's
@@ -312,6 +361,8 @@ class Pipeline:
         them on the way, the hooks are not called either, and those handlers are left out.
         Never raises.
         """
+        if _switches_auto:
+            record_details_on()  # someone else listens: records get their details back
         try:
             stdlib_logger = _get_logger(logger)  # "root" is the root logger
             levelno = _LEVEL_NUMBERS[level]

@@ -17,6 +17,7 @@ Rotation = Literal["size", "external", "none"]
 Format = Literal["json", "console"]
 OnFileError = Literal["raise", "stdout"]
 Oversize = Literal["truncate", "drop"]
+RecordDetails = Literal["auto", "on", "off"]
 
 #: The levels as ``LOG_LEVEL`` names them (the contract's, in upper case).
 LEVEL_NAMES = tuple(level.upper() for level in F.LEVELS)
@@ -24,6 +25,7 @@ ROTATIONS: tuple[Rotation, ...] = ("size", "external", "none")
 FORMATS: tuple[Format, ...] = ("json", "console")
 ON_FILE_ERRORS: tuple[OnFileError, ...] = ("raise", "stdout")
 OVERSIZES: tuple[Oversize, ...] = ("truncate", "drop")
+RECORD_DETAILS: tuple[RecordDetails, ...] = ("auto", "on", "off")
 
 
 DEFAULT_JOB = "alkana"
@@ -113,6 +115,7 @@ class Settings:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     on_file_error: OnFileError = "raise"
     capture_warnings: bool = True
+    record_details: RecordDetails = "auto"
     loki_url: str | None = None
     loki_tenant: str | None = None
     loki_username: str | None = None
@@ -178,6 +181,7 @@ ENV_VARS: Mapping[str, str] = {
     "max_line_bytes": "LOG_MAX_LINE_BYTES",
     "on_file_error": "LOG_ON_FILE_ERROR",
     "capture_warnings": "LOG_CAPTURE_WARNINGS",
+    "record_details": "LOG_RECORD_DETAILS",
     "loki_url": "LOKI_URL",
     "loki_tenant": "LOKI_TENANT",
     "loki_username": "LOKI_USERNAME",
@@ -417,6 +421,7 @@ _PARSERS: Mapping[str, Parser] = {
     "format": _choice(FORMATS),
     "rotation": _choice(ROTATIONS),
     "on_file_error": _choice(ON_FILE_ERRORS),
+    "record_details": _choice(RECORD_DETAILS),
     "max_bytes": _int_from(0),
     "backup_count": _int_from(0),
     "max_line_bytes": _int_from(1024),

@@ -25,6 +25,9 @@ from alkana_logging.pipeline import (
     Pipeline,
     _otel_span_reader,
     has_foreign_handlers,
+    others_listen,
+    record_details_off,
+    record_details_on,
 )
 from alkana_logging.redaction import Redactor, safe_repr
 from alkana_logging.settings import Settings, load_settings
@@ -71,6 +74,7 @@ class PipelineHandler(logging.Handler):
             pipeline.emit(*stdlib_parts(record, pipeline.redactor))
             # has_foreign_handlers(), inline: the other handlers get the bound context too.
             if len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS:
+                others_listen()
                 _with_context(record, pipeline)
             return True
         rv = self.filter(record)
@@ -79,6 +83,7 @@ class PipelineHandler(logging.Handler):
                 record = rv
             self.pipeline.emit(*stdlib_parts(record, self.pipeline.redactor))
             if has_foreign_handlers():
+                others_listen()
                 _with_context(record, self.pipeline)
         return rv
 
@@ -181,6 +186,15 @@ def install(pipeline: Pipeline, settings: Settings) -> None:
     _handler = new_handler
     adopt_framework_loggers()
     logging.captureWarnings(settings.capture_warnings)
+    details = settings.record_details
+    # The consumers that see every record: another handler on the root (the frameworks'
+    # loggers were just handed to it) or a hook on Logger.callHandlers. A handler on another
+    # logger sees that logger's records only (sentry-sdk keeps one for its own debug output):
+    # it is not counted (LOG_RECORD_DETAILS=on for one that prints the caller).
+    if details == "off" or (details == "auto" and not has_foreign_handlers()):
+        record_details_off(auto=details == "auto")
+    else:
+        record_details_on()
 
 
 def uninstall() -> None:
@@ -189,6 +203,7 @@ def uninstall() -> None:
     if _handler is not None:
         logging.getLogger().removeHandler(_handler)
         _handler = None
+    record_details_on()
     gunicorn_error = logging.getLogger("gunicorn.error")
     if _TO_ROOT in gunicorn_error.handlers:
         gunicorn_error.removeHandler(_TO_ROOT)

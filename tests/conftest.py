@@ -45,15 +45,23 @@ def _without_pytest_log_capture(item: pytest.Item) -> Iterator[None]:
     if "caplog" in getattr(item, "fixturenames", ()):
         yield
         return
-    root = logging.getLogger()
-    detached = [h for h in root.handlers if type(h).__module__ == "_pytest.logging"]
-    for handler in detached:
-        root.removeHandler(handler)
+    # pytest puts them on the root and on every logger that does not propagate (such as
+    # gunicorn.error once setup() has handed it to the root).
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    detached = [
+        (logger, handler)
+        for logger in loggers
+        if isinstance(logger, logging.Logger)
+        for handler in list(logger.handlers)
+        if type(handler).__module__ == "_pytest.logging"
+    ]
+    for logger, handler in detached:
+        logger.removeHandler(handler)
     try:
         yield
     finally:
-        for handler in detached:
-            root.addHandler(handler)
+        for logger, handler in detached:
+            logger.addHandler(handler)
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)

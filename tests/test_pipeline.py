@@ -75,6 +75,12 @@ def test_caplog_sees_every_front_end(app, caplog):
     assert loguru.funcName == "test_caplog_sees_every_front_end"
     assert stdlib.user == "ann"
     assert stdlib.request_id == "req-1"  # the bound context, on a plain logging record too
+    # caplog is a consumer besides the pipeline: stdlib records keep their caller.
+    assert (stdlib.funcName, stdlib.filename) == (
+        "test_caplog_sees_every_front_end",
+        "test_user_app.py",
+    )
+    assert stdlib.lineno > 0
     assert failed.exc_info[0] is ZeroDivisionError
     assert "ZeroDivisionError" in caplog.text
     assert "order placed" in caplog.text

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import logging.config
+import os
 import socket
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,8 @@ import pytest
 
 import alkana_logging
 from alkana_logging import fields as F
+from alkana_logging import pipeline
+from tests._frontends import setup_file
 from tests._logfiles import assert_schema, read_records, shutdown_and_read
 
 HOSTNAME = socket.gethostname()  # JsonFormatter's default host
@@ -178,3 +183,159 @@ def test_a_loki_handler_never_raises_on_a_broken_record() -> None:
         assert handler.sink._accepted == 2
     finally:
         handler.close()
+
+
+# -- the LogRecord details the schema never writes (LOG_RECORD_DETAILS) -------------------------
+
+
+@pytest.fixture(autouse=True)
+def _stdlib_call_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stdlib's own ``Logger.callHandlers``: sentry-sdk's hook stays once a test has
+    initialised it (a consumer of every record, that keeps the details on)."""
+    if pipeline._STDLIB_CALL_HANDLERS is not None:
+        monkeypatch.setattr(logging.Logger, "callHandlers", pipeline._STDLIB_CALL_HANDLERS)
+
+
+class _Seen(logging.Handler):
+    """Another consumer of records (as pytest's caplog or OpenTelemetry's LoggingHandler)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _record_of(logger: logging.Logger, message: str) -> logging.LogRecord:
+    """The record a call of ``logger`` makes, seen by a filter (a filter is not a consumer)."""
+    made: list[logging.LogRecord] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        made.append(record)
+        return True
+
+    logger.addFilter(keep)
+    try:
+        logger.info(message)
+    finally:
+        logger.removeFilter(keep)
+    (record,) = made
+    return record
+
+
+def _has_details(record: logging.LogRecord) -> bool:
+    """Whether the record carries the caller, thread and process, as the stdlib makes them."""
+    return (
+        record.lineno > 0
+        and record.funcName != "(unknown function)"
+        and record.thread == threading.get_ident()
+        and record.process == os.getpid()
+        and record.processName is not None
+    )
+
+
+def test_records_skip_what_no_line_writes_while_the_pipeline_is_their_only_consumer(
+    log_file: Path,
+) -> None:
+    logger = logging.getLogger("alone")
+    record = _record_of(logger, "alone")
+    assert (record.pathname, record.lineno, record.funcName) == (
+        "(unknown file)",
+        0,
+        "(unknown function)",
+    )
+    assert (record.thread, record.threadName, record.process, record.processName) == (None,) * 4
+    [line] = shutdown_and_read(log_file)
+    assert_schema(line, level="info", logger="alone", message="alone")
+    assert line[F.PID] == os.getpid()  # the schema's pid is the pipeline's own, not the record's
+    # shutdown() gives the stdlib its switches back.
+    assert logging._srcfile is not None  # type: ignore[attr-defined]
+    assert logging.logThreads
+    assert logging.logProcesses
+    assert logging.logMultiprocessing
+    assert _has_details(_record_of(logger, "after shutdown"))
+
+
+def test_a_consumer_added_later_gets_the_details_from_the_next_record(log_file: Path) -> None:
+    seen = _Seen()
+    logging.getLogger().addHandler(seen)
+    logger = logging.getLogger("later")
+    logger.info("first")  # made before the pipeline saw anyone else: without them
+    logger.info("second")
+    alkana_logging.get_logger("later").info("structlog")  # offered to the stdlib
+    first, second, forwarded = seen.records
+    assert first.lineno == 0
+    assert _has_details(second), vars(second)
+    assert second.funcName == "test_a_consumer_added_later_gets_the_details_from_the_next_record"
+    assert _has_details(forwarded), vars(forwarded)
+    logging.getLogger().removeHandler(seen)
+    assert _has_details(_record_of(logger, "still on"))  # for good, until the next setup()
+    messages = [r[F.MESSAGE] for r in shutdown_and_read(log_file)]
+    assert messages == ["first", "second", "structlog", "still on"]
+
+
+def test_a_consumer_of_every_record_present_at_setup_keeps_the_details(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = logging.getLogger("app.audit")
+    own = logging.StreamHandler(io.StringIO())
+    logger.addHandler(own)  # sees this logger's records only (a library's debug handler)
+    try:
+        setup_file(tmp_path / "own")
+        assert not _has_details(_record_of(logger, "own"))
+    finally:
+        logger.removeHandler(own)
+        alkana_logging.shutdown()
+
+    seen = _Seen()
+    logging.getLogger().addHandler(seen)  # the application's own, on the root: every record
+    try:
+        setup_file(tmp_path / "root")
+        assert _has_details(_record_of(logger, "root"))
+    finally:
+        logging.getLogger().removeHandler(seen)
+        alkana_logging.shutdown()
+
+    # A hook on Logger.callHandlers, as sentry-sdk's LoggingIntegration puts there.
+    original = logging.Logger.callHandlers
+
+    def hook(self: logging.Logger, record: logging.LogRecord) -> None:
+        original(self, record)
+
+    monkeypatch.setattr(logging.Logger, "callHandlers", hook)
+    setup_file(tmp_path / "hook")
+    assert _has_details(_record_of(logger, "hook"))
+
+
+@pytest.mark.parametrize(("value", "details"), [("on", True), ("off", False)])
+def test_log_record_details_on_and_off_are_kept_whoever_listens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, details: bool
+) -> None:
+    monkeypatch.setenv("LOG_RECORD_DETAILS", value)
+    seen = _Seen()
+    logging.getLogger().addHandler(seen)
+    path = tmp_path / "app.log"
+    settings = alkana_logging.setup(log_file=str(path), stdout=False)
+    assert settings.record_details == value
+    logger = logging.getLogger("kept")
+    logger.info("one")
+    logger.info("two")
+    assert [_has_details(r) for r in seen.records] == [details, details]
+    logging.getLogger().removeHandler(seen)
+    assert [r[F.MESSAGE] for r in shutdown_and_read(path)] == ["one", "two"]
+
+
+def test_log_record_details_refuses_an_unknown_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_RECORD_DETAILS", "sometimes")
+    with pytest.raises(alkana_logging.ConfigurationError, match="LOG_RECORD_DETAILS"):
+        alkana_logging.setup(log_file=None, stdout=True)
+
+
+def test_a_switch_changed_by_someone_else_is_left_as_they_set_it(log_file: Path) -> None:
+    srcfile = logging._srcfile  # type: ignore[attr-defined]
+    assert srcfile is None
+    logging.logProcesses = True  # the application wants them after all
+    alkana_logging.shutdown()
+    assert logging.logProcesses is True
+    assert logging._srcfile is not None  # type: ignore[attr-defined]
