@@ -245,6 +245,28 @@ def _watchdog_after_fork() -> None:
 os.register_at_fork(after_in_child=_watchdog_after_fork)
 
 
+def read_environment_once(session: requests.Session, url: str) -> requests.Session:
+    """Have ``session`` take from the environment, now and once, what requests would read from
+    it for every request to ``url``: the proxy (``HTTPS_PROXY``, ``NO_PROXY``, ...) and a
+    ``.netrc`` login (only when no credentials were given, a token neither).
+
+    requests reads them per request: it walks ``os.environ`` twice and looks for two ``.netrc``
+    files, and each look is a system call that lets go of the GIL, which the sender then waits
+    for (up to the switch interval, 5 ms) while the application logs flat out. A push client
+    lives as long as its process, whose environment is set when it starts.
+    """
+    if not session.trust_env:
+        return session
+    for scheme, proxy in requests.utils.get_environ_proxies(url).items():
+        session.proxies.setdefault(scheme, proxy)
+    if session.auth is None and "Authorization" not in session.headers:
+        login = requests.utils.get_netrc_auth(url)
+        if login is not None:
+            session.auth = login
+    session.trust_env = False
+    return session
+
+
 @contextlib.contextmanager
 def _deadline(seconds: float) -> Iterator[_Guard]:
     guard = _Guard()

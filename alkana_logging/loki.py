@@ -813,7 +813,11 @@ class LokiSink:
         return _Outcome(False, retryable, status, f"HTTP {status}: {text}", retry_after)
 
     def _new_session(self) -> requests.Session:
-        return self.endpoint.session(headers=_PUSH_HEADERS)
+        from alkana_logging import _http
+
+        return _http.read_environment_once(
+            self.endpoint.session(headers=_PUSH_HEADERS), self.endpoint.push_url
+        )
 
     def _close_session(self) -> None:
         session, self._session = self._session, None
