@@ -167,6 +167,11 @@ def bounded_session() -> requests.Session:
     return session
 
 
+#: Seconds the deadline watchdog waits with nothing to watch before it ends: more than the
+#: push's default ``batch_wait`` (1 s), so that a steady flow of pushes keeps one thread.
+_WATCHDOG_IDLE: Final = 2.0
+
+
 class _Watchdog:
     """One thread per process that expires the guards whose deadline has passed.
 
@@ -179,8 +184,8 @@ class _Watchdog:
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._guards: dict[_Guard, float] = {}  # guard -> its deadline (monotonic)
-        # When the thread looks next: inf while it waits with nothing to watch, -inf while it
-        # is awake (it looks at every guard before it waits again).
+        # When the thread looks next: inf while it waits with nothing to watch (a new guard
+        # wakes it), -inf while it is awake (it looks at every guard before it waits again).
         self._wake_at = -math.inf
         self._thread: threading.Thread | None = None
 
@@ -227,8 +232,18 @@ class _Watchdog:
                     finally:
                         cond.acquire()
                     continue
-                self._wake_at = min(self._guards.values(), default=math.inf)
-                cond.wait(None if self._wake_at == math.inf else self._wake_at - now)
+                if not self._guards:
+                    # Idle: the thread ends after a while, so that it keeps no process alive
+                    # (a child forked from a thread ends when its last thread does).
+                    self._wake_at = math.inf
+                    cond.wait(_WATCHDOG_IDLE)
+                    self._wake_at = -math.inf
+                    if not self._guards:
+                        self._thread = None  # the next request starts another
+                        return
+                    continue
+                self._wake_at = min(self._guards.values())
+                cond.wait(self._wake_at - now)
                 self._wake_at = -math.inf
 
 

@@ -504,3 +504,19 @@ def test_a_netrc_login_is_used_only_when_no_credentials_were_given(
         push_one(sink, "who")
         sink.close()
     assert [r["authorization"] for r in server.requests] == [expected]
+
+
+def test_the_deadline_watchdog_ends_when_it_has_nothing_to_watch() -> None:
+    # A child forked from a thread ends when its last thread does: an idle watchdog must not be
+    # that thread (tests/guarantees/test_process_safety.py has the child itself).
+    def watchdogs() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "alkana-logging-http-deadline"]
+
+    with H.serving(H.accept_all) as server:
+        session = _http.bounded_session()
+        _http.request(session, "GET", server.url, deadline=2.0, timeout=(1.0, 1.0), max_body=10)
+        assert watchdogs()
+        assert H.wait_for(lambda: not watchdogs(), timeout=_http._WATCHDOG_IDLE + 5.0)
+        # The next request has a watchdog again, and its deadline still holds.
+        _http.request(session, "GET", server.url, deadline=2.0, timeout=(1.0, 1.0), max_body=10)
+        assert watchdogs()
