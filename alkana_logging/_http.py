@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+import os
 import socket
 import threading
 import time
@@ -34,6 +36,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 # Loki's URLs are the push module's (which must import without requests): this one needs it.
+from alkana_logging import _lifecycle
 from alkana_logging.loki import PUSH_PATH, base_url
 from alkana_logging.redaction import REDACTED, mask_url, scrub_text, url_secret
 
@@ -164,24 +167,134 @@ def bounded_session() -> requests.Session:
     return session
 
 
+#: Seconds the deadline watchdog waits with nothing to watch before it ends: more than the
+#: push's default ``batch_wait`` (1 s), so that a steady flow of pushes keeps one thread.
+_WATCHDOG_IDLE: Final = 2.0
+
+
+class _Watchdog:
+    """One thread per process that expires the guards whose deadline has passed.
+
+    A thread a request (``threading.Timer``) cost a thread start per push: CPU, and two waits
+    for the GIL, each up to the switch interval (5 ms) while the application's thread logs
+    flat out. This thread sleeps until the earliest deadline and is woken only when a new
+    deadline comes before it, which requests of one deadline that end in time never do.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._guards: dict[_Guard, float] = {}  # guard -> its deadline (monotonic)
+        # When the thread looks next: inf while it waits with nothing to watch (a new guard
+        # wakes it), -inf while it is awake (it looks at every guard before it waits again).
+        self._wake_at = -math.inf
+        self._thread: threading.Thread | None = None
+
+    def watch(self, guard: _Guard, seconds: float) -> bool:
+        """Expire ``guard`` in ``seconds`` unless :meth:`forget` comes first.
+
+        Returns:
+            False when no thread can be had (the interpreter is shutting down).
+        """
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            if self._thread is None:
+                thread = threading.Thread(
+                    target=self._run, name="alkana-logging-http-deadline", daemon=True
+                )
+                try:
+                    # The application's signals stay the application's (see _lifecycle).
+                    _lifecycle.start_thread(thread)
+                except RuntimeError:
+                    return False
+                self._thread = thread
+            self._guards[guard] = deadline
+            if deadline < self._wake_at:
+                self._cond.notify()
+        return True
+
+    def forget(self, guard: _Guard) -> None:
+        with self._cond:
+            self._guards.pop(guard, None)
+
+    def _run(self) -> None:
+        cond = self._cond
+        with cond:
+            while True:
+                now = time.monotonic()
+                expired = [guard for guard, at in self._guards.items() if at <= now]
+                if expired:
+                    for guard in expired:
+                        del self._guards[guard]
+                    cond.release()  # shutting sockets down takes no lock of ours
+                    try:
+                        for guard in expired:
+                            guard.expire()
+                    finally:
+                        cond.acquire()
+                    continue
+                if not self._guards:
+                    # Idle: the thread ends after a while, so that it keeps no process alive
+                    # (a child forked from a thread ends when its last thread does).
+                    self._wake_at = math.inf
+                    cond.wait(_WATCHDOG_IDLE)
+                    self._wake_at = -math.inf
+                    if not self._guards:
+                        self._thread = None  # the next request starts another
+                        return
+                    continue
+                self._wake_at = min(self._guards.values())
+                cond.wait(self._wake_at - now)
+                self._wake_at = -math.inf
+
+
+_watchdog = _Watchdog()
+
+
+def _watchdog_after_fork() -> None:
+    # The parent's watchdog thread is not in the child, and its lock may have been held by
+    # another of the parent's threads: the child starts its own.
+    global _watchdog  # noqa: PLW0603
+    _watchdog = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_watchdog_after_fork)
+
+
+def read_environment_once(session: requests.Session, url: str) -> requests.Session:
+    """Have ``session`` take from the environment, now and once, what requests would read from
+    it for every request to ``url``: the proxy (``HTTPS_PROXY``, ``NO_PROXY``, ...) and a
+    ``.netrc`` login (only when no credentials were given, a token neither).
+
+    requests reads them per request: it walks ``os.environ`` twice and looks for two ``.netrc``
+    files, and each look is a system call that lets go of the GIL, which the sender then waits
+    for (up to the switch interval, 5 ms) while the application logs flat out. A push client
+    lives as long as its process, whose environment is set when it starts.
+    """
+    if not session.trust_env:
+        return session
+    for scheme, proxy in requests.utils.get_environ_proxies(url).items():
+        session.proxies.setdefault(scheme, proxy)
+    if session.auth is None and "Authorization" not in session.headers:
+        login = requests.utils.get_netrc_auth(url)
+        if login is not None:
+            session.auth = login
+    session.trust_env = False
+    return session
+
+
 @contextlib.contextmanager
 def _deadline(seconds: float) -> Iterator[_Guard]:
     guard = _Guard()
-    timer = threading.Timer(seconds, guard.expire)
-    timer.daemon = True
-    timer.name = "alkana-logging-http-deadline"
+    watchdog = _watchdog
     previous = getattr(_local, "guard", None)
     _local.guard = guard
-    try:
-        timer.start()
-        started = True
-    except RuntimeError:  # no thread to be had (interpreter shutting down): per-call timeouts only
-        started = False
+    # No thread to be had (interpreter shutting down): per-call timeouts only.
+    watched = watchdog.watch(guard, seconds)
     try:
         yield guard
     finally:
-        if started:
-            timer.cancel()
+        if watched:
+            watchdog.forget(guard)
         _local.guard = previous
 
 

@@ -5,8 +5,16 @@ Run it from the repository root::
     .venv/bin/python benchmarks/bench_loki.py            # about a minute
     .venv/bin/python benchmarks/bench_loki.py --quick    # a few seconds
 
-The Loki is tests/_loki_receiver.py (Loki's push API, validating every body) in a process of
-its own, so that its JSON parsing does not compete with the logging process for the GIL.
+Targets (issue 16): the Loki sink adds <= 2 µs of CPU a call on the caller's thread, and >= 150,000
+lines per wall second reach the receiver end to end; each is printed PASS or MISS with the
+Python version. The wall figure needs an idle machine: the load average is printed at the top.
+
+The Loki is tests/_loki_receiver.py in a process of its own (so that its parsing does not compete
+with the logging process for the GIL), on the same 2 cores. It is no cheaper than the tests'
+receiver: it gunzips every body, parses all of it (orjson, as fast as Loki's Go decoder; Python's
+json only for what orjson refuses) and checks every value of every stream against Loki's push
+format; it counts the lines instead of keeping them. Its own CPU per line is printed, so that
+what the receiver costs is not mistaken for what the sender does.
 
 1. Caller cost: the same pipeline (renderer + a sink that discards) with and without the Loki
    sink, in interleaved rounds; the median per call of: the caller thread's CPU time (what the
@@ -15,7 +23,9 @@ its own, so that its JSON parsing does not compete with the logging process for 
    caller waited, including GIL time taken by the sender; meaningful on an idle machine only).
 2. End to end: N lines logged as fast as one thread can, until the receiver has acknowledged
    every one; lines per CPU second and per wall second, and the peak RSS growth meanwhile.
-   Then the sender alone: lines already buffered, flushed.
+   Then the sender alone: lines already buffered, flushed in batches of the default size.
+   Three rounds (one with ``--quick``), the median of each figure; the CPU per line of the
+   logging process and of the receiver.
 3. Memory bound: Loki unreachable, three times the buffer bound logged: tracemalloc's peak.
 4. ``LokiHandler`` added by hand to a stdlib logger: the caller thread's CPU per
    ``logger.info(msg, extra=...)``, against the same call to a logger with a ``NullHandler``
@@ -46,6 +56,7 @@ from alkana_logging.health import PipelineHealth
 from alkana_logging.loki import LokiHandler, LokiSink
 from alkana_logging.pipeline import Pipeline
 from alkana_logging.redaction import Redactor
+from alkana_logging.settings import LOKI_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGE = "request handled"
@@ -59,7 +70,7 @@ FIELDS = {
 }
 LABELS = {F.LABEL_JOB: "bench", F.LABEL_APP: "bench", F.LABEL_ENV: "bench"}
 TARGET_ADDED_US = 2.0
-TARGET_LINES_PER_S = 100_000
+TARGET_LINES_PER_S = 150_000
 
 
 class NullSink:
@@ -88,10 +99,6 @@ def start_receiver() -> tuple[subprocess.Popen[str], str]:
     assert process.stdout is not None
     port = int(process.stdout.readline())
     return process, f"http://127.0.0.1:{port}"
-
-
-def receiver_lines(url: str) -> int:
-    return int(requests.get(url + "/stats", timeout=10).json()["lines"])
 
 
 def renderer() -> Renderer:
@@ -261,42 +268,65 @@ class RssSampler:
         self.peak_kib = max(self.peak_kib, C.rss_kib())
 
 
-def end_to_end(url: str, lines: int) -> dict[str, float]:
-    before = receiver_lines(url)
+def receiver_stats(url: str) -> dict[str, int]:
+    return dict(requests.get(url + "/stats", timeout=10).json())
+
+
+def end_to_end_round(url: str, lines: int) -> dict[str, float]:
+    """One round: logged flat out until acknowledged, then the sender alone."""
     sink = big_sink(url)
     pipeline = Pipeline(renderer(), [sink])
     run = emit_loop(pipeline)
     run(1_000)
     sink.wait_sent()
+    before = receiver_stats(url)
     with RssSampler() as rss:
         start, cpu_start = time.perf_counter(), time.process_time()
         run(lines)
         logged = time.perf_counter()
         assert sink.wait_sent(), "the sender did not finish in time"
         done, cpu_done = time.perf_counter(), time.process_time()
-    received = receiver_lines(url) - before - 1_000
+    after = receiver_stats(url)
     sink.close()
 
-    # The sender alone: lines already buffered (batches wait for the flush), then flushed.
+    # The sender alone: lines already buffered, then flushed in batches of the default size
+    # (the sink is made with an endless batch so that nothing leaves before the flush).
     record, line = pipeline.renderer.render(time.time_ns(), F.INFO, "bench", MESSAGE, FIELDS)
     sender = big_sink(url, batch_wait=3600.0, batch_bytes=1 << 40)
     for _ in range(lines):
         sender.write(line, record, time.time_ns())
+    sender._batch_bytes = LOKI_OPTIONS["batch_bytes"].default  # see above
+    alone_before = receiver_stats(url)
     sender_start, sender_cpu_start = time.perf_counter(), time.process_time()
     sender.flush(timeout=120.0)
     sender_done, sender_cpu_done = time.perf_counter(), time.process_time()
+    alone_after = receiver_stats(url)
+    sender_batches = sender.batches_sent
     sender.close()
     return {
         "lines": lines,
-        "received": received,
+        "received": after["lines"] - before["lines"],
         "lines_per_s": lines / (done - start),
         "lines_per_cpu_s": lines / (cpu_done - cpu_start),
         "log_only_per_s": lines / (logged - start),
+        "receiver_cpu_us": (after["cpu_ns"] - before["cpu_ns"]) / lines / 1000,
         "rss_growth_mib": (rss.peak_kib - rss.start_kib) / 1024,
         "sender_per_s": lines / (sender_done - sender_start),
-        "sender_per_cpu_s": lines / (sender_cpu_done - sender_cpu_start),
+        "sender_cpu_us": (sender_cpu_done - sender_cpu_start) / lines * 1e6,
+        "sender_receiver_cpu_us": (alone_after["cpu_ns"] - alone_before["cpu_ns"]) / lines / 1000,
         "batches": sink.batches_sent,
+        "sender_batches": sender_batches,
     }
+
+
+def end_to_end(url: str, lines: int, rounds: int) -> dict[str, float]:
+    """The median of ``rounds`` rounds, each figure on its own; the lines received summed."""
+    results = [end_to_end_round(url, lines) for _ in range(rounds)]
+    summary = {key: statistics.median(r[key] for r in results) for key in results[0]}
+    summary["lines"] = sum(r["lines"] for r in results)
+    summary["received"] = sum(r["received"] for r in results)
+    summary["rounds"] = rounds
+    return summary
 
 
 # -- 3. memory bound ------------------------------------------------------------------------------
@@ -333,8 +363,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and lines")
     parser.add_argument("--handler-only", action="store_true", help="part 4 only")
     args = parser.parse_args()
-    rounds, per_round, lines, bound = (
-        (5, 5_000, 50_000, 20_000) if args.quick else (21, 20_000, 300_000, 100_000)
+    rounds, per_round, lines, flow_rounds, bound = (
+        (5, 5_000, 50_000, 1, 20_000) if args.quick else (21, 20_000, 300_000, 3, 100_000)
     )
     print(C.machine())
     process, url = start_receiver()
@@ -344,7 +374,7 @@ def main() -> None:
             print_handler_cost(handler)
             return
         cost = caller_cost(url, rounds, per_round)
-        flow = end_to_end(url, lines)
+        flow = end_to_end(url, lines, flow_rounds)
     finally:
         assert process.stdin is not None
         process.stdin.close()
@@ -389,9 +419,13 @@ def main() -> None:
     print()
     print(
         C.table(
-            ["end to end to the local receiver", "per CPU second", "per wall second"],
             [
-                ["lines", f"{flow['lines']:,.0f}", ""],
+                f"end to end to the local receiver (median of {flow['rounds']:.0f})",
+                "per CPU second",
+                "per wall second",
+            ],
+            [
+                ["lines logged, all rounds", f"{flow['lines']:,.0f}", ""],
                 ["acknowledged by the receiver", f"{flow['received']:,.0f}", ""],
                 [
                     "lines/s, logged until all acknowledged",
@@ -401,11 +435,33 @@ def main() -> None:
                 ["lines/s, logging alone (same run)", "", f"{flow['log_only_per_s']:,.0f}"],
                 [
                     "lines/s, the sender alone (buffered, then flushed)",
-                    f"{flow['sender_per_cpu_s']:,.0f}",
+                    "",
                     f"{flow['sender_per_s']:,.0f}",
                 ],
-                ["batches", f"{flow['batches']:,.0f}", ""],
+                [
+                    "batches a round (the sender alone)",
+                    f"{flow['batches']:,.0f}",
+                    f"({flow['sender_batches']:,.0f})",
+                ],
                 ["peak RSS growth (MiB)", f"{flow['rss_growth_mib']:.1f}", ""],
+            ],
+        )
+    )
+    print()
+    print(
+        C.table(
+            ["where a line's time goes: CPU µs per line", "logged flat out", "the sender alone"],
+            [
+                [
+                    "the logging process (caller + sender)",
+                    C.fmt_us(1e6 / flow["lines_per_cpu_s"]),
+                    C.fmt_us(flow["sender_cpu_us"]),
+                ],
+                [
+                    "the receiver process (gunzip, parse, check every value)",
+                    C.fmt_us(flow["receiver_cpu_us"]),
+                    C.fmt_us(flow["sender_receiver_cpu_us"]),
+                ],
             ],
         )
     )
@@ -425,25 +481,23 @@ def main() -> None:
     print()
     print_handler_cost(handler)
     print()
-    # CPU time is the figure that holds on a shared machine; wall time is printed beside it.
+    # The caller's cost is CPU time, which holds on a shared machine; the throughput target is
+    # per wall second, which needs an idle one (the load average is printed at the top).
     checks = [
         (
             f"added per call on the caller's thread <= {TARGET_ADDED_US} µs (thread CPU)",
             added_cpu <= TARGET_ADDED_US,
         ),
         (
-            f"end to end >= {TARGET_LINES_PER_S:,} lines per CPU second",
-            flow["lines_per_cpu_s"] >= TARGET_LINES_PER_S,
-        ),
-        (
-            f"end to end >= {TARGET_LINES_PER_S:,} lines per wall second (needs an idle machine)",
+            f"end to end >= {TARGET_LINES_PER_S:,} lines per wall second",
             flow["lines_per_s"] >= TARGET_LINES_PER_S,
         ),
         ("every line acknowledged", flow["received"] == flow["lines"]),
         ("memory bounded: exactly 2x the bound dropped", memory["dropped"] == 2 * bound),
     ]
+    version = sys.version.split()[0]
     for name, ok in checks:
-        print(f"{'PASS' if ok else 'MISS'}  {name}")
+        print(f"{'PASS' if ok else 'MISS'}  {name} (CPython {version})")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ redirects to another host, or resets the connection mid-body.
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
 import re
 import socket
 import ssl
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 
 import alkana_logging
+from alkana_logging import _http
 from alkana_logging.loki import LokiSink
 from alkana_logging.ops.query import (
     LokiClient,
@@ -351,3 +354,169 @@ def test_the_query_client_follows_a_redirect_on_the_same_host() -> None:
         "/loki/api/v1/query",
         "/moved/loki/api/v1/query",
     ]
+
+
+# -- what a push costs the process: threads, the environment -------------------------------------
+
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "NETRC",
+)
+
+
+@pytest.fixture
+def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def push_sink(url: str, **options: Any) -> LokiSink:
+    return LokiSink(url, labels={"job": "tests"}, batch_wait=0.05, flush_timeout=5.0, **options)
+
+
+def push_one(sink: LokiSink, text: str) -> None:
+    sink.write(b'{"message":"%s"}' % text.encode(), {}, time.time_ns())
+    assert sink.wait_sent(5.0)
+
+
+def test_pushes_start_no_thread_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counting_start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    with H.serving(H.accept_all) as server:
+        sink = push_sink(server.url)
+        push_one(sink, "first")  # the sender thread, and the deadline watchdog if not yet
+        monkeypatch.setattr(threading.Thread, "start", counting_start)
+        for index in range(20):
+            push_one(sink, f"line {index}")
+        sink.close()
+    assert len(server.requests) == 21
+    # A timer thread a request started one thread a push (and took two turns of the GIL).
+    assert started == []
+
+
+def test_the_deadline_watchdog_of_a_forked_child_is_its_own() -> None:
+    with H.serving(H.accept_all) as quick, H.serving(H.trickle) as slow:
+        session = _http.bounded_session()
+        _http.request(session, "GET", quick.url, deadline=2.0, timeout=(1.0, 1.0), max_body=10)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's watchdog thread is not here
+            code = 1
+            try:
+                os.close(read)
+                started = time.monotonic()
+                try:
+                    _http.request(
+                        _http.bounded_session(),
+                        "GET",
+                        slow.url,
+                        deadline=0.5,
+                        timeout=(5.0, 5.0),  # only the deadline can end it in time
+                        max_body=1 << 20,
+                    )
+                    outcome = "answered"
+                except _http.DeadlineExceeded:
+                    outcome = "deadline"
+                os.write(write, f"{outcome} {time.monotonic() - started:.2f}".encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        deadline = time.monotonic() + 20
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done[0] == 0:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the child's request outlived its deadline by far")
+        with os.fdopen(read) as pipe:
+            outcome, took = pipe.read().split()
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert outcome == "deadline"
+    assert float(took) < 0.5 + 1.0
+
+
+def test_a_push_goes_through_the_proxy_the_environment_names(
+    no_proxy_settings: pytest.MonkeyPatch,
+) -> None:
+    with H.serving(H.accept_all) as proxy:
+        no_proxy_settings.setenv("HTTP_PROXY", proxy.url)
+        sink = push_sink("http://loki.invalid:3100")
+        push_one(sink, "via the proxy")
+        sink.close()
+    assert [r["_request_line"] for r in proxy.requests] == [
+        "POST http://loki.invalid:3100/loki/api/v1/push HTTP/1.1"
+    ]
+
+
+def test_the_push_session_reads_the_environment_once(
+    no_proxy_settings: pytest.MonkeyPatch,
+) -> None:
+    with H.serving(H.accept_all) as server:
+        sink = push_sink(server.url)
+        push_one(sink, "before")
+        # Read per request (requests' way), this proxy would take the next push: nothing listens.
+        no_proxy_settings.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        push_one(sink, "after")
+        health = sink.health.snapshot()
+        sink.close()
+    assert len(server.requests) == 2
+    assert health["loki_lines_shipped"] == 2
+
+
+@pytest.mark.parametrize(
+    ("credentials", "expected"),
+    [
+        ({}, "Basic " + base64.b64encode(b"netrc-user:netrc-pw").decode()),
+        (
+            {"username": "alice", "password": "pw"},
+            "Basic " + base64.b64encode(b"alice:pw").decode(),
+        ),
+        ({"token": "t0ken"}, "Bearer t0ken"),
+    ],
+    ids=["netrc", "basic-auth-given", "token-given"],
+)
+def test_a_netrc_login_is_used_only_when_no_credentials_were_given(
+    no_proxy_settings: pytest.MonkeyPatch,
+    tmp_path: Path,
+    credentials: dict[str, str],
+    expected: str,
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-pw\n")
+    netrc.chmod(0o600)
+    no_proxy_settings.setenv("NETRC", str(netrc))
+    with H.serving(H.accept_all) as server:
+        sink = push_sink(server.url, **credentials)
+        push_one(sink, "who")
+        sink.close()
+    assert [r["authorization"] for r in server.requests] == [expected]
+
+
+def test_the_deadline_watchdog_ends_when_it_has_nothing_to_watch() -> None:
+    # A child forked from a thread ends when its last thread does: an idle watchdog must not be
+    # that thread (tests/guarantees/test_process_safety.py has the child itself).
+    def watchdogs() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "alkana-logging-http-deadline"]
+
+    with H.serving(H.accept_all) as server:
+        session = _http.bounded_session()
+        _http.request(session, "GET", server.url, deadline=2.0, timeout=(1.0, 1.0), max_body=10)
+        assert watchdogs()
+        assert H.wait_for(lambda: not watchdogs(), timeout=_http._WATCHDOG_IDLE + 5.0)
+        # The next request has a watchdog again, and its deadline still holds.
+        _http.request(session, "GET", server.url, deadline=2.0, timeout=(1.0, 1.0), max_body=10)
+        assert watchdogs()

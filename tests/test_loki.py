@@ -272,6 +272,39 @@ def test_metadata_values_are_strings_and_empty_ones_are_left_out(
     assert entry.metadata == {F.REQUEST_ID: str(request_id)}
 
 
+def test_one_batch_carries_every_kind_of_line_and_metadata_as_loki_reads_them(
+    receiver: LokiReceiver, make_sink: Any
+) -> None:
+    # (line as written, record, the line Loki gets, its metadata): one batch, every branch of
+    # the body's building at once.
+    cases: list[tuple[bytes | bytearray, dict[str, Any], str, dict[str, str] | None]] = [
+        (b'{"m":"plain"}\n', {}, '{"m":"plain"}', None),
+        (b'{"m":"r"}', {F.REQUEST_ID: "r-1"}, '{"m":"r"}', {F.REQUEST_ID: "r-1"}),
+        (b'{"m":"t"}', {F.TRACE_ID: "t-1"}, '{"m":"t"}', {F.TRACE_ID: "t-1"}),
+        (
+            b'{"m":"both"}',
+            {F.REQUEST_ID: 7, F.TRACE_ID: "t-2"},
+            '{"m":"both"}',
+            {F.REQUEST_ID: "7", F.TRACE_ID: "t-2"},
+        ),
+        (b'{"m":"empty"}', {F.REQUEST_ID: "", F.TRACE_ID: ""}, '{"m":"empty"}', None),
+        (b"not utf-8 \xff\xfe", {}, "not utf-8 \ufffd\ufffd", None),
+        (bytearray(b"a bytearray"), {F.REQUEST_ID: "r-3"}, "a bytearray", {F.REQUEST_ID: "r-3"}),
+        (b"two\nlines", {}, "two\nlines", None),
+        ('caf\u00e9 \u2028 "q" \\'.encode(), {}, 'caf\u00e9 \u2028 "q" \\', None),
+        (b"ctrl \x01\x1f", {F.TRACE_ID: "t-4"}, "ctrl \x01\x1f", {F.TRACE_ID: "t-4"}),
+    ]
+    sink = make_sink(batch_wait=3600.0)
+    base = time.time_ns()
+    for offset, (written, record, _, _) in enumerate(cases):
+        sink.write(written, record, base + offset)
+    assert sink.wait_sent(20)
+    assert len(receiver.requests) == 1
+    assert [(e.ns, e.line, e.metadata) for e in receiver.entries()] == [
+        (str(base + offset), text, metadata) for offset, (_, _, text, metadata) in enumerate(cases)
+    ]
+
+
 # -- outages, overflow, rejections, retries -------------------------------------------------------
 
 
