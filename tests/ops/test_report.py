@@ -205,6 +205,65 @@ def test_levels_exceptions_and_non_json_lines(workload: Path) -> None:
     assert report.unreadable == ()
 
 
+_HTTP = b'"level": "info", "event": "http_request", "route": "/r", "status_code": 200'
+
+
+@pytest.mark.parametrize(
+    ("raw", "lines", "non_json"),
+    [
+        # Not UTF-8 in a key the report skips: not JSON, as in a key it reads.
+        (b'{"level": "info", "message": "caf\xe9"}\n', 1, 1),
+        (b'{"level": "caf\xe9"}\n', 1, 1),
+        (b'{"level": "info", "message": "caf\xc3\xa9"}\n', 1, 0),
+        # Two objects on a line, one object over two lines: each line is read by itself.
+        (b'{"level": "info"}{"level": "info"}\n', 1, 1),
+        (b'{"level":\n "info"}\n', 2, 2),
+        (b'{"level": "info"} x\n', 1, 1),
+        (b'["level", "info"]\n"info"\nnull\n', 3, 3),
+        (b'{"x": NaN}\n{"x": "\\ud800"}\n', 2, 2),
+        (b"\n  \r\n\t\n", 0, 0),
+        # An escaped key is the key; of a key twice, the last.
+        (b'{"lev\\u0065l": "info"}\n{"level": 1, "level": "info"}\n', 2, 0),
+        # An integer beyond a float's range where a number is read: not a number.
+        (b"{" + _HTTP + b', "duration_ms": 1' + b"0" * 400 + b"}\n", 1, 0),
+        (b"{" + _HTTP + b', "status_code": 1' + b"0" * 400 + b', "duration_ms": 5}\n', 1, 0),
+    ],
+)
+def test_each_line_is_read_as_the_json_object_it_holds(
+    tmp_path: Path, raw: bytes, lines: int, non_json: int
+) -> None:
+    (tmp_path / "app.log").write_bytes(raw)
+    report = Rep.build_report([tmp_path], now=NOW)
+    assert (lines, non_json) == (report.lines, report.non_json_lines)
+    assert report.levels == ({"info": lines - non_json} if lines > non_json else {})
+
+
+def test_the_keys_decoded_from_every_line_are_the_contracts() -> None:
+    expected = (F.LEVEL, F.EXCEPTION_TYPE, F.EVENT, F.ROUTE, F.STATUS_CODE, F.DURATION_MS)
+    assert expected == Rep._Line.__struct_fields__
+
+
+def test_a_number_out_of_a_floats_range_is_left_out_of_the_numbers(tmp_path: Path) -> None:
+    huge = "1" + "0" * 400
+    (tmp_path / "app.log").write_bytes(
+        b"".join(
+            [
+                b"{" + _HTTP + b', "duration_ms": ' + huge.encode() + b"}\n",
+                b"{" + _HTTP + b', "status_code": ' + huge.encode() + b', "duration_ms": 7}\n',
+                b'{"event": "metric", "metric": "m", "value": ' + huge.encode() + b"}\n",
+                b'{"event": "etl_run_finished", "table": "t", "status": "success", '
+                b'"finished_at": ' + huge.encode() + b"}\n",
+            ]
+        )
+    )
+    report = Rep.build_report([tmp_path], now=NOW)
+    (route,) = report.routes
+    assert (route.requests, route.errors, route.p50_ms) == (2, 0, 7.0)
+    assert report.metrics == ()
+    ((table),) = report.etl
+    assert (table.runs, table.last_run_at) == (1, None)
+
+
 def test_etl_tables_runs_failures_last_status_and_staleness(workload: Path) -> None:
     report = Rep.build_report([workload], now=NOW)
     tables = {t.table: t for t in report.etl}
