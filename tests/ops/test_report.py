@@ -614,11 +614,50 @@ print(json.dumps({"lines": acc.lines, "expected": expected["lines"], "tasks": le
     assert out["lines"] == out["expected"] == 3000
 
 
-def test_the_report_reads_in_one_process_unless_told(tmp_path: Path) -> None:
-    assert Rep._workers(None, tasks=40, plain_bytes=1 << 40) == 1
-    assert Rep._workers(8, tasks=3, plain_bytes=0) == 3
+def test_the_report_reads_in_a_worker_a_core_when_there_is_enough_to_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Rep, "_cores", lambda: 4)
+    assert Rep._workers(None, tasks=40, input_bytes=Rep._WORKERS_FROM - 1) == 1
+    assert Rep._workers(None, tasks=40, input_bytes=Rep._WORKERS_FROM) == 4
+    assert Rep._workers(None, tasks=3, input_bytes=1 << 40) == 3
+    assert Rep._workers(8, tasks=3, input_bytes=0) == 3
+    monkeypatch.setattr(Rep, "_cores", lambda: 1)
+    assert Rep._workers(None, tasks=40, input_bytes=1 << 40) == 1
     with pytest.raises(ValueError, match="workers: got 0"):
         Rep.build_report([tmp_path], workers=0)
+
+
+_DEFAULT_CHILD = """
+import json, sys
+from alkana_logging.ops import report as Rep
+directory, now = sys.argv[1], float(sys.argv[2])
+one = Rep.build_report([directory], now=now, workers=1).to_dict()
+used = []
+original = Rep._in_workers
+def recording(tasks, slow_ms, now, count):
+    used.append(count)
+    return original(tasks, slow_ms, now, count)
+Rep._in_workers = recording
+Rep._cores = lambda: 2
+Rep._RANGE_BYTES = 512
+got = Rep.build_report([directory], now=now).to_dict()
+small = used[:]
+Rep._WORKERS_FROM = 0
+got_workers = Rep.build_report([directory], now=now).to_dict()
+print(json.dumps({"small": small, "used": used, "same": got == one == got_workers}))
+"""
+
+
+def test_by_default_enough_to_read_is_read_by_workers_with_the_same_numbers(
+    workload: Path,
+) -> None:
+    from tests._children import run_child
+
+    _with_awkward_lines(workload)
+    child = run_child(_DEFAULT_CHILD, str(workload), str(NOW))
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout) == {"small": [], "used": [2], "same": True}
 
 
 def test_quantiles_selected_from_sorted_chunks_equal_loki_quantile_of_all() -> None:
