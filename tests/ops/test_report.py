@@ -4,6 +4,7 @@ import gzip
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -766,3 +767,267 @@ if __name__ == "__main__":
     )
     assert child.returncode == 0, child.stderr
     assert child.stdout.strip() == "False"
+
+
+# -- the workers under attack: Ctrl-C, a killed caller, no fork, SIGCHLD ignored ----------------
+# Each attack runs the report with workers in a child process of its own session (so every
+# process it forks can be found by the session id afterwards, wherever it was reparented).
+
+_ATTACK_LINES = b"".join(
+    json.dumps(
+        {
+            F.TIMESTAMP: "2027-01-15T08:00:00.000000Z",
+            F.LEVEL: F.INFO,
+            F.EVENT: F.EVENT_HTTP_REQUEST,
+            F.ROUTE: f"/r{i % 5}",
+            F.STATUS_CODE: 200 + i % 400,
+            F.DURATION_MS: i / 7,
+        }
+    ).encode()
+    + b"\n"
+    for i in range(3000)
+)
+
+_ATTACK_CHILD = """
+import json, os, sys, time
+from pathlib import Path
+from alkana_logging.ops import report as Rep
+path, pause = Path(sys.argv[1]), float(sys.argv[2])
+Rep._RANGE_BYTES = 4096  # about 60 tasks, 30 a worker: 9 s at 0.3 s a task
+Rep._WORKERS_FROM = 0
+Rep._cores = lambda: 2
+parent = os.getpid()
+original = Rep._scan
+def slow(task, slow_ms, now):
+    if os.getpid() != parent:
+        time.sleep(pause)  # a slow disk: the attack comes while the workers read
+    return original(task, slow_ms, now)
+Rep._scan = slow
+Rep.build_report([path], now=1.8e9)
+print("finished")
+"""
+
+
+def _processes() -> list[tuple[int, str, int, int]]:
+    """Every process as (pid, state, parent pid, session id), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, ppid, _group, session = stat[stat.rindex(")") + 2 :].split()[:4]
+        found.append((int(entry.name), state, int(ppid), int(session)))
+    return found
+
+
+def _children_of(pid: int) -> list[int]:
+    return [p for p, state, ppid, _ in _processes() if ppid == pid and state != "Z"]
+
+
+def _left_in_session(session: int, within_s: float) -> list[int]:
+    """The live processes of ``session`` still there after up to ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while True:
+        left = [p for p, state, _, sid in _processes() if sid == session and state != "Z"]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.02)
+
+
+def _start_attacked(path: Path, pause: float) -> Any:
+    import subprocess
+    import sys
+
+    from tests._children import child_env
+
+    return subprocess.Popen(
+        [sys.executable, "-c", _ATTACK_CHILD, str(path), str(pause)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        start_new_session=True,
+    )
+
+
+def _wait_for_workers(proc: Any, count: int) -> list[int]:
+    deadline = time.monotonic() + 60
+    while len(workers := _children_of(proc.pid)) < count:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.002)
+    return workers
+
+
+@pytest.fixture(scope="module")
+def attack_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("attack") / "app.log"
+    path.write_bytes(_ATTACK_LINES)
+    return path
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+@pytest.mark.parametrize("attempt", range(20))
+def test_ctrl_c_mid_run_ends_the_report_and_every_worker(attack_log: Path, attempt: int) -> None:
+    import random
+    import signal
+    import subprocess
+
+    proc = _start_attacked(attack_log, pause=0.3)
+    try:
+        # Half the attempts: while the second worker is being forked; half: while both read.
+        _wait_for_workers(proc, 1 + attempt % 2)
+        time.sleep(random.Random(attempt).uniform(0, 0.3) * (attempt % 2))
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+        try:  # at once: not after the workers' 9 s
+            _, err = proc.communicate(timeout=3)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the report did not end within 3 s of Ctrl-C")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == -signal.SIGINT, err  # as Python ends on an uncaught Ctrl-C
+    assert err.count("Traceback") == 1, err  # this process's KeyboardInterrupt, no worker's
+    assert "KeyboardInterrupt" in err
+    assert _left_in_session(proc.pid, within_s=0) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("attempt", range(20))
+def test_a_killed_caller_leaves_no_worker_behind(attack_log: Path, attempt: int) -> None:
+    import random
+    import signal
+
+    proc = _start_attacked(attack_log, pause=0.3)
+    try:
+        _wait_for_workers(proc, 1 + attempt % 2)
+        time.sleep(random.Random(attempt).uniform(0, 0.3) * (attempt % 2))
+        os.kill(proc.pid, signal.SIGKILL)  # the OOM killer, kill -9: no handler runs
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert _left_in_session(proc.pid, within_s=3) == []  # not after their 9 s
+
+
+_NO_FORK_CHILD = """
+import json, os, resource, sys
+from pathlib import Path
+from alkana_logging.ops import report as Rep
+path, fails_at = Path(sys.argv[1]), int(sys.argv[2])
+Rep._RANGE_BYTES = 4096
+Rep._WORKERS_FROM = 0
+Rep._cores = lambda: 4  # four forks unless one fails
+expected = Rep.build_report([path], now=1.8e9, workers=1).to_dict()
+# The user's processes may number fork attempt - 1 more than now: that fork fails (EAGAIN).
+me = os.getuid()
+mine = sum(
+    1 for entry in Path("/proc").iterdir()
+    if entry.name.isdigit() and (entry / "status").exists()
+    and f"Uid:\\t{me}\\t" in (entry / "status").read_text()
+)
+resource.setrlimit(resource.RLIMIT_NPROC, (mine + fails_at - 1, mine + fails_at - 1))
+forks = []
+original = os.fork
+def counting():
+    forks.append(1)
+    return original()
+os.fork = counting
+fds = sorted(os.listdir("/proc/self/fd"))
+got = Rep.build_report([path], now=1.8e9).to_dict()
+try:
+    os.waitpid(-1, os.WNOHANG)
+    children = "some"
+except ChildProcessError:
+    children = "none"
+print(json.dumps({"same": got == expected, "forks": len(forks), "children": children,
+                  "fds_kept": sorted(os.listdir("/proc/self/fd")) == fds}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="counts processes in /proc")
+@pytest.mark.parametrize("fails_at", [1, 2, 3])
+@pytest.mark.parametrize("attempt", range(7))
+def test_a_fork_refused_by_rlimit_nproc_reads_in_this_process(
+    attack_log: Path, tmp_path: Path, fails_at: int, attempt: int
+) -> None:
+    import shutil
+    import tempfile
+
+    from tests._children import run_child
+
+    # RLIMIT_NPROC binds a user who is not root: root's child runs as nobody, on a copy of the
+    # log in a directory of its own (where its coverage data goes too, if measured).
+    prefix: tuple[str, ...] = ()
+    path, env = attack_log, {}
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) runs the child as nobody"
+        prefix = (setpriv, "--reuid=65534", "--regid=65534", "--clear-groups")
+        shared = Path(tempfile.mkdtemp(prefix="report-nproc-"))
+        shared.chmod(0o777)
+        path = shared / "app.log"
+        shutil.copyfile(attack_log, path)
+        path.chmod(0o644)
+        env = {"COVERAGE_FILE": str(shared / ".coverage")}
+    try:
+        child = run_child(_NO_FORK_CHILD, str(path), str(fails_at), prefix=prefix, **env)
+    finally:
+        if path != attack_log:
+            shutil.rmtree(path.parent, ignore_errors=True)
+    assert child.returncode == 0, child.stderr
+    # The fork that failed was tried (the workers before it were started, then stopped).
+    out = json.loads(child.stdout)
+    assert out == {"same": True, "forks": fails_at, "children": "none", "fds_kept": True}
+
+
+_SIGCHLD_CHILD = """
+import json, os, signal, sys, threading
+from pathlib import Path
+from alkana_logging.ops import report as Rep
+path, how = Path(sys.argv[1]), sys.argv[2]
+Rep._RANGE_BYTES = 4096
+Rep._WORKERS_FROM = 0
+Rep._cores = lambda: 2
+expected = Rep.build_report([path], now=1.8e9, workers=1).to_dict()
+forks = []
+original = os.fork
+def counting():
+    forks.append(1)
+    return original()
+os.fork = counting
+stop = threading.Event()
+if how == "ignored":
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+elif how == "handled":
+    signal.signal(signal.SIGCHLD, lambda *_: os.waitpid(-1, os.WNOHANG))
+elif how == "thread":
+    threading.Thread(target=stop.wait).start()
+fds = sorted(os.listdir("/proc/self/fd"))
+got = Rep.build_report([path], now=1.8e9).to_dict()
+stop.set()
+print(json.dumps({"same": got == expected, "forks": len(forks),
+                  "fds_kept": sorted(os.listdir("/proc/self/fd")) == fds}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="lists descriptors in /proc")
+@pytest.mark.parametrize(
+    ("how", "forks"), [("ignored", 0), ("handled", 0), ("thread", 0), ("default", 2)]
+)
+def test_workers_only_with_sigchld_at_its_default_and_one_thread(
+    attack_log: Path, how: str, forks: int
+) -> None:
+    from tests._children import run_child
+
+    # SIGCHLD ignored or handled: a worker could be reaped by someone else and its PID reused
+    # before this process kills it; another thread: a forked child can deadlock.
+    child = run_child(_SIGCHLD_CHILD, str(attack_log), how)
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout) == {"same": True, "forks": forks, "fds_kept": True}
