@@ -494,12 +494,14 @@ def build_report(
         metric_thresholds: metric names whose latest value is flagged when above the number
             (``db_connections_active`` above 80 by default, as DatabaseConnectionsHigh).
         workers: at most how many processes read the files (ranges of 16 MiB of a plain
-            file, a ``.gz`` file whole). By default one: this process. Experimental: with
-            workers, Ctrl-C or a killed caller can leave a worker behind or hang the exit.
-            Workers are forked, with every file opened first (a file rotated away meanwhile
-            is read as it was), and only from a process with one thread that is not a
-            daemonic ``multiprocessing`` worker; otherwise, or when a worker dies, this
-            process reads. The numbers are the same whatever the count.
+            file, a ``.gz`` file whole). By default one a core when there are 32 MiB or more
+            to read, else this process alone. Workers are forked, with every file opened
+            first (a file rotated away meanwhile is read as it was), and only from a process
+            with one thread, ``SIGCHLD`` at its default and not a daemonic
+            ``multiprocessing`` worker; otherwise, when a fork fails or a worker dies, this
+            process reads. A worker ignores Ctrl-C and dies with this process; Ctrl-C (any
+            exception) here kills and reaps the workers and is raised. The numbers are the
+            same whatever the count.
 
     Returns:
         The report.
