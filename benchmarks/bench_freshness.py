@@ -106,12 +106,12 @@ def make_year(directory: Path, size_bytes: int, now: float) -> int:
 
 def _full_prefiltered(directory: Path) -> object:
     """The ETL numbers from every line of every file, parsing only the ETL lines."""
-    acc = Rep._Accumulator(slow_ms=0.0)
+    runs = Fresh.EtlRuns()
     for path in Fresh.log_files([directory]):
         for raw in Fresh.read_lines(path):
             if b'"etl_run_' in raw:
-                acc.add(raw)
-    return acc.etl.tables
+                runs.add(raw)
+    return runs.tables
 
 
 def _raw_read(directory: Path) -> int:

@@ -18,27 +18,28 @@ appears in the files, and calls it stale when its last success (if any) is older
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import math
 import multiprocessing
 import os
+import pickle
 import re
 import signal
+import struct
+import sys
 import threading
 import time
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from itertools import repeat
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, NoReturn
 
-import orjson
+import msgspec
 
 from alkana_logging import fields as F
 from alkana_logging.freshness import (
@@ -188,6 +189,30 @@ class _Metric:
         return (max(values) if values else self.latest), len(values)
 
 
+class _Line(msgspec.Struct, gc=False):
+    """The keys of a line that the report reads on every line; the decoder skips every other
+    key without building it (most of a line: the message, the request id...). ``None``:
+    absent or null, as ``dict.get`` gives. An ETL run or a metric line is decoded again whole
+    (:data:`_OBJECT_DECODER`): they are a few in a hundred."""
+
+    level: Any = None
+    exception_type: Any = None
+    event: Any = None
+    route: Any = None
+    status_code: Any = None
+    duration_ms: Any = None
+
+
+_LINE_DECODER: Final = msgspec.json.Decoder(_Line)
+_OBJECT_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
+#: What makes a line not a JSON object: not JSON, not an object, a number out of range in a key
+#: the report reads (a float's), nested too deep, not UTF-8.
+_NOT_A_LINE: Final = (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError)
+#: Integers below this (in size) are exact enough as floats and never overflow one; a larger one
+#: goes through ``number_of``.
+_FLOAT_INT: Final = 1 << 64
+
+
 @dataclasses.dataclass
 class _Accumulator:
     slow_ms: float
@@ -205,55 +230,54 @@ class _Accumulator:
         self.etl = EtlRuns(now=self.now)
 
     def add_lines(self, lines: Iterable[bytes]) -> None:  # noqa: PLR0912, PLR0915 - one hot loop
-        """Count every line. Written for speed: this loop is the report's time. Numbers of the
-        common types are read inline; anything else goes the slow way (``number_of``)."""
-        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        """Count every line. Written for speed: this loop is the report's time. A line is
+        decoded into :class:`_Line`, which keeps only the keys the report reads (the others
+        are skipped, not built); numbers of the common types are read inline, anything else
+        goes the slow way (``number_of``)."""
+        decode, whole, bad = _LINE_DECODER.decode, _OBJECT_DECODER.decode, _NOT_A_LINE
         levels, exceptions, routes = self.levels, self.exceptions, self.routes
         slow_ms, etl_events = self.slow_ms, (F.EVENT_ETL_RUN_STARTED, F.EVENT_ETL_RUN_FINISHED)
-        k_level, k_exception, k_event = F.LEVEL, F.EXCEPTION_TYPE, F.EVENT
-        k_route, k_status, k_duration = F.ROUTE, F.STATUS_CODE, F.DURATION_MS
         http, metric, server_error = F.EVENT_HTTP_REQUEST, F.EVENT_METRIC, SERVER_ERROR_MIN
         count = non_json = 0
         try:
             for raw in lines:
                 try:
-                    record = loads(raw)
-                except decode_error:
+                    record = decode(raw)
+                    if not raw.isascii():
+                        # A key the report skips is not checked as text: JSON is UTF-8.
+                        raw.decode()
+                except bad:
                     if raw.strip():
                         count += 1
                         non_json += 1
                     continue
                 count += 1
-                if record.__class__ is not dict:
-                    non_json += 1
-                    continue
-                get = record.get
-                level = get(k_level)
+                level = record.level
                 if level.__class__ is str and level:
                     levels[level] = levels.get(level, 0) + 1
-                exception = get(k_exception)
+                exception = record.exception_type
                 if exception.__class__ is str and exception:
                     exceptions[exception] = exceptions.get(exception, 0) + 1
-                event = get(k_event)
+                event = record.event
                 if event is None:
                     continue
                 if event == http:
-                    route = get(k_route)
+                    route = record.route
                     if route.__class__ is not str:
                         route = ""
                     stats = routes.get(route)
                     if stats is None:
                         stats = routes[route] = _Route()
                     stats.requests += 1
-                    status = get(k_status)
-                    if status.__class__ is not int:
+                    status = record.status_code
+                    if status.__class__ is not int or status >= _FLOAT_INT:
                         status = number_of(status)
                     if status is not None and status >= server_error:
                         stats.errors += 1
-                    duration = get(k_duration)
+                    duration = record.duration_ms
                     if duration.__class__ is float and duration - duration == 0.0:
                         pass
-                    elif duration.__class__ is int:
+                    elif duration.__class__ is int and -_FLOAT_INT < duration < _FLOAT_INT:
                         duration = float(duration)
                     else:
                         duration = number_of(duration)
@@ -263,9 +287,9 @@ class _Accumulator:
                     if duration > slow_ms:
                         stats.slow += 1
                 elif event in etl_events:
-                    self.etl.record(event, record)
+                    self.etl.record(event, whole(raw))
                 elif event == metric:
-                    self._metric(record)
+                    self._metric(whole(raw))
         finally:  # a read error midway: what was read counts
             self.lines += count
             self.non_json += non_json
@@ -470,12 +494,14 @@ def build_report(
         metric_thresholds: metric names whose latest value is flagged when above the number
             (``db_connections_active`` above 80 by default, as DatabaseConnectionsHigh).
         workers: at most how many processes read the files (ranges of 16 MiB of a plain
-            file, a ``.gz`` file whole). By default one: this process. Experimental: with
-            workers, Ctrl-C or a killed caller can leave a worker behind or hang the exit.
-            Workers are forked, with every file opened first (a file rotated away meanwhile
-            is read as it was), and only from a process with one thread that is not a
-            daemonic ``multiprocessing`` worker; otherwise, or when a worker dies, this
-            process reads. The numbers are the same whatever the count.
+            file, a ``.gz`` file whole). By default one a core when there are 32 MiB or more
+            to read, else this process alone. Workers are forked, with every file opened
+            first (a file rotated away meanwhile is read as it was), and only from a process
+            with one thread, ``SIGCHLD`` at its default and not a daemonic
+            ``multiprocessing`` worker; otherwise, when a fork fails or a worker dies, this
+            process reads. A worker ignores Ctrl-C and dies with this process; Ctrl-C (any
+            exception) here kills and reaps the workers and is raised. The numbers are the
+            same whatever the count.
 
     Returns:
         The report.
@@ -538,20 +564,24 @@ class _Task(NamedTuple):
     fd: int = -1
 
 
-def _plain_bytes(files: Iterable[Path], range_bytes: int) -> int:
-    """How many bytes of the plain (not gzip) files would be read in ranges."""
-    plain = 0
+def _input_bytes(files: Iterable[Path]) -> tuple[int, int]:
+    """How many bytes of the plain (not gzip) files would be read in ranges, and how many
+    there are to read in all (a gzip file counting :data:`_GZIP_RATIO` times its size)."""
+    ranged = weighted = 0
     for path in files:
         try:
             with path.open("rb") as probe:
-                if probe.read(2) == GZIP_MAGIC:
-                    continue
+                compressed = probe.read(2) == GZIP_MAGIC
                 size = os.fstat(probe.fileno()).st_size
         except OSError:
             continue
-        if size > range_bytes:
-            plain += size
-    return plain
+        if compressed:
+            weighted += size * _GZIP_RATIO
+            continue
+        weighted += size
+        if size > _RANGE_BYTES:
+            ranged += size
+    return ranged, weighted
 
 
 def _open_tasks(files: Iterable[Path], range_bytes: int, fds: list[int]) -> list[_Task]:
@@ -649,64 +679,199 @@ def _scan(task: _Task, slow_ms: float, now: float | None) -> tuple[_Accumulator,
     return acc, None
 
 
+def _threads() -> int:
+    """How many threads this process runs: the system's count where it tells (threads that C
+    libraries started too), else Python's."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
 def _can_fork() -> bool:
-    """Whether worker processes can be forked: one thread (forking a threaded process can
-    deadlock the child; spawn would re-run the caller's main module), not a daemonic process
-    (a ``multiprocessing`` worker may not have children), and a system that forks."""
+    """Whether worker processes can be forked: a system that forks; one thread (forking a
+    threaded process can deadlock the child); not a daemonic ``multiprocessing`` worker (it may
+    not have children); and ``SIGCHLD`` at its default (ignored, or with a handler, a worker can
+    be reaped by someone else and its PID reused before this process signals it)."""
     return (
         hasattr(os, "fork")
-        and threading.active_count() == 1
+        and _threads() == 1
         and not multiprocessing.current_process().daemon
+        and signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
     )
 
 
-def _workers(requested: int | None, tasks: int, plain_bytes: int) -> int:
+#: With less than this to read (a gzip file counts as :data:`_GZIP_RATIO` times its size), one
+#: process reads: starting workers would cost more than it saves.
+_WORKERS_FROM: Final = 32 << 20
+_GZIP_RATIO: Final = 8
+
+
+def _cores() -> int:
+    sched_getaffinity = getattr(os, "sched_getaffinity", None)
+    if sched_getaffinity is not None:
+        return len(sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _workers(requested: int | None, tasks: int, input_bytes: int) -> int:
+    """How many processes read: ``requested``, else one a core when there is enough to read;
+    never more than there are tasks."""
     if requested is not None:
         if requested < 1:
             raise ValueError(f"workers: got {requested!r}; expected an integer >= 1")
         return min(requested, tasks)
-    # Workers only when asked for: with them, Ctrl-C and a killed parent are not yet safe
-    # (a worker can be left behind, the interrupted executor can hang at exit).
-    return 1
+    if input_bytes < _WORKERS_FROM:
+        return 1
+    return max(1, min(_cores(), tasks))
+
+
+class _Worker(NamedTuple):
+    pid: int
+    #: The read end of the pipe the worker sends its counts on.
+    fd: int
+
+
+_HEADER: Final = struct.Struct("<Q")
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def _on_parent_death() -> Callable[[], None]:
+    """What a worker calls first to be killed when this process dies (Linux's
+    ``PR_SET_PDEATHSIG``); elsewhere nothing: a worker then checks its parent between tasks."""
+    if not sys.platform.startswith("linux"):
+        return lambda: None
+    import ctypes  # only where workers are forked
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return die_with_parent
 
 
 def _in_workers(
     tasks: list[_Task], slow_ms: float, now: float | None, count: int
 ) -> list[tuple[_Accumulator, str | None]] | None:
-    """Each task's counts, read by ``count`` worker processes; ``None`` when they could not be
-    started or one of them died (the caller reads in this process). Anything else (Ctrl-C)
-    stops the workers at once and is raised."""
+    """Each task's counts, read by ``count`` forked worker processes (task ``i`` by worker
+    ``i % count``, the counts sent back on a pipe); ``None`` when a worker could not be started
+    or did not send all its counts (the caller then reads in this process). Any exception here
+    (Ctrl-C) kills the workers by PID, reaps them and is raised.
+
+    Each worker ignores ``SIGINT`` (Ctrl-C is this process's to handle: the terminal sends it
+    to the whole group) and is killed by the system when this process dies."""
+    parent = os.getpid()
+    die_with_parent = _on_parent_death()
+    workers: list[_Worker] = []
+    results: list[tuple[_Accumulator, str | None] | None] = [None] * len(tasks)
+    complete = False
     try:
-        pool = ProcessPoolExecutor(
-            max_workers=count,
-            mp_context=multiprocessing.get_context("fork"),  # the workers share the open files
-            initializer=signal.signal,  # Ctrl-C is this process's to handle: workers ignore it
-            initargs=(signal.SIGINT, signal.SIG_IGN),
-        )
-        results = pool.map(_scan, tasks, repeat(slow_ms), repeat(now))
-    except (OSError, BrokenProcessPool):  # no process could be made (limits, a sandbox)
+        for index in range(count):
+            # Ctrl-C waits until the worker is forked and knows to ignore it (and is counted).
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                read_fd, write_fd = os.pipe()
+                try:
+                    pid = os.fork()
+                except BaseException:
+                    os.close(read_fd)
+                    os.close(write_fd)
+                    raise
+                if pid == 0:  # the worker: never returns
+                    _work(
+                        [(i, tasks[i]) for i in range(index, len(tasks), count)],
+                        slow_ms,
+                        now,
+                        write_fd,
+                        parent,
+                        [w.fd for w in workers] + [read_fd],
+                        blocked,
+                        die_with_parent,
+                    )
+                workers.append(_Worker(pid, read_fd))
+                os.close(write_fd)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        for worker in workers:
+            sent = _receive(worker.fd)
+            if sent is None:
+                return None
+            for i, result in sent:
+                results[i] = result
+        complete = all(result is not None for result in results)
+    except OSError:  # no process or pipe could be made (limits, a sandbox)
         return None
-    try:
-        done = list(results)
-    except BrokenProcessPool:
-        _stop(pool)
-        return None
-    except BaseException:
-        _stop(pool)
-        raise
-    pool.shutdown()
-    return done
+    finally:
+        _end(workers, kill=not complete)
+    return [result for result in results if result is not None]
 
 
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """Cancel what has not started and end the workers now, without waiting for their tasks."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(5)
+def _work(
+    mine: list[tuple[int, _Task]],
+    slow_ms: float,
+    now: float | None,
+    write_fd: int,
+    parent: int,
+    inherited: list[int],
+    mask: set[int | signal.Signals],
+    die_with_parent: Callable[[], None],
+) -> NoReturn:
+    """A worker's life: read its tasks, send the counts, exit (never returns, never runs the
+    caller's code again: ``os._exit`` whatever happens)."""
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        die_with_parent()
+        for fd in inherited:
+            os.close(fd)
+        counted = []
+        for index, task in mine:
+            if os.getppid() != parent:  # the parent died before the system was told, or no Linux
+                break
+            counted.append((index, _scan(task, slow_ms, now)))
+        else:
+            payload = pickle.dumps(counted, protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(_HEADER.pack(len(payload)))
+                out.write(payload)
+            code = 0
+    finally:
+        os._exit(code)
+
+
+def _receive(fd: int) -> list[tuple[int, tuple[_Accumulator, str | None]]] | None:
+    """A worker's counts from its pipe, ``None`` when it died before sending them all."""
+    with os.fdopen(fd, "rb", closefd=False) as stream:
+        header = stream.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return None
+        (size,) = _HEADER.unpack(header)
+        payload = stream.read(size)
+    if len(payload) < size:
+        return None
+    sent: list[tuple[int, tuple[_Accumulator, str | None]]] = pickle.loads(payload)  # noqa: S301 - our own worker's
+    return sent
+
+
+def _end(workers: list[_Worker], *, kill: bool) -> None:
+    """Close the workers' pipes and reap them; killed first (``SIGKILL``) unless they all sent
+    their counts. Their PIDs cannot have been reused: they are reaped only here."""
+    for worker in workers:
+        os.close(worker.fd)
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGKILL)
+    for worker in workers:
+        while True:
+            try:
+                os.waitpid(worker.pid, 0)
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                pass
+            break
 
 
 def _read_all(
@@ -718,8 +883,8 @@ def _read_all(
     """Every line of ``files`` counted, by worker processes when there is enough to read; the
     files that could not be read (in full). The tasks' counts are merged in file order."""
     files = list(files)
-    plain = _plain_bytes(files, _RANGE_BYTES)
-    count = _workers(workers, max(1, plain // _RANGE_BYTES + len(files)), plain)
+    ranged, weighted = _input_bytes(files)
+    count = _workers(workers, max(1, ranged // _RANGE_BYTES + len(files)), weighted)
     fds: list[int] = []
     try:
         results = None

@@ -4,6 +4,7 @@ import gzip
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,65 @@ def test_levels_exceptions_and_non_json_lines(workload: Path) -> None:
     assert report.non_json_lines == len(NON_JSON_LINES)
     assert report.lines == 117 + 1 + 2 + 4 + 1 + len(NON_JSON_LINES)
     assert report.unreadable == ()
+
+
+_HTTP = b'"level": "info", "event": "http_request", "route": "/r", "status_code": 200'
+
+
+@pytest.mark.parametrize(
+    ("raw", "lines", "non_json"),
+    [
+        # Not UTF-8 in a key the report skips: not JSON, as in a key it reads.
+        (b'{"level": "info", "message": "caf\xe9"}\n', 1, 1),
+        (b'{"level": "caf\xe9"}\n', 1, 1),
+        (b'{"level": "info", "message": "caf\xc3\xa9"}\n', 1, 0),
+        # Two objects on a line, one object over two lines: each line is read by itself.
+        (b'{"level": "info"}{"level": "info"}\n', 1, 1),
+        (b'{"level":\n "info"}\n', 2, 2),
+        (b'{"level": "info"} x\n', 1, 1),
+        (b'["level", "info"]\n"info"\nnull\n', 3, 3),
+        (b'{"x": NaN}\n{"x": "\\ud800"}\n', 2, 2),
+        (b"\n  \r\n\t\n", 0, 0),
+        # An escaped key is the key; of a key twice, the last.
+        (b'{"lev\\u0065l": "info"}\n{"level": 1, "level": "info"}\n', 2, 0),
+        # An integer beyond a float's range where a number is read: not a number.
+        (b"{" + _HTTP + b', "duration_ms": 1' + b"0" * 400 + b"}\n", 1, 0),
+        (b"{" + _HTTP + b', "status_code": 1' + b"0" * 400 + b', "duration_ms": 5}\n', 1, 0),
+    ],
+)
+def test_each_line_is_read_as_the_json_object_it_holds(
+    tmp_path: Path, raw: bytes, lines: int, non_json: int
+) -> None:
+    (tmp_path / "app.log").write_bytes(raw)
+    report = Rep.build_report([tmp_path], now=NOW)
+    assert (lines, non_json) == (report.lines, report.non_json_lines)
+    assert report.levels == ({"info": lines - non_json} if lines > non_json else {})
+
+
+def test_the_keys_decoded_from_every_line_are_the_contracts() -> None:
+    expected = (F.LEVEL, F.EXCEPTION_TYPE, F.EVENT, F.ROUTE, F.STATUS_CODE, F.DURATION_MS)
+    assert expected == Rep._Line.__struct_fields__
+
+
+def test_a_number_out_of_a_floats_range_is_left_out_of_the_numbers(tmp_path: Path) -> None:
+    huge = "1" + "0" * 400
+    (tmp_path / "app.log").write_bytes(
+        b"".join(
+            [
+                b"{" + _HTTP + b', "duration_ms": ' + huge.encode() + b"}\n",
+                b"{" + _HTTP + b', "status_code": ' + huge.encode() + b', "duration_ms": 7}\n',
+                b'{"event": "metric", "metric": "m", "value": ' + huge.encode() + b"}\n",
+                b'{"event": "etl_run_finished", "table": "t", "status": "success", '
+                b'"finished_at": ' + huge.encode() + b"}\n",
+            ]
+        )
+    )
+    report = Rep.build_report([tmp_path], now=NOW)
+    (route,) = report.routes
+    assert (route.requests, route.errors, route.p50_ms) == (2, 0, 7.0)
+    assert report.metrics == ()
+    ((table),) = report.etl
+    assert (table.runs, table.last_run_at) == (1, None)
 
 
 def test_etl_tables_runs_failures_last_status_and_staleness(workload: Path) -> None:
@@ -555,11 +615,50 @@ print(json.dumps({"lines": acc.lines, "expected": expected["lines"], "tasks": le
     assert out["lines"] == out["expected"] == 3000
 
 
-def test_the_report_reads_in_one_process_unless_told(tmp_path: Path) -> None:
-    assert Rep._workers(None, tasks=40, plain_bytes=1 << 40) == 1
-    assert Rep._workers(8, tasks=3, plain_bytes=0) == 3
+def test_the_report_reads_in_a_worker_a_core_when_there_is_enough_to_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Rep, "_cores", lambda: 4)
+    assert Rep._workers(None, tasks=40, input_bytes=Rep._WORKERS_FROM - 1) == 1
+    assert Rep._workers(None, tasks=40, input_bytes=Rep._WORKERS_FROM) == 4
+    assert Rep._workers(None, tasks=3, input_bytes=1 << 40) == 3
+    assert Rep._workers(8, tasks=3, input_bytes=0) == 3
+    monkeypatch.setattr(Rep, "_cores", lambda: 1)
+    assert Rep._workers(None, tasks=40, input_bytes=1 << 40) == 1
     with pytest.raises(ValueError, match="workers: got 0"):
         Rep.build_report([tmp_path], workers=0)
+
+
+_DEFAULT_CHILD = """
+import json, sys
+from alkana_logging.ops import report as Rep
+directory, now = sys.argv[1], float(sys.argv[2])
+one = Rep.build_report([directory], now=now, workers=1).to_dict()
+used = []
+original = Rep._in_workers
+def recording(tasks, slow_ms, now, count):
+    used.append(count)
+    return original(tasks, slow_ms, now, count)
+Rep._in_workers = recording
+Rep._cores = lambda: 2
+Rep._RANGE_BYTES = 512
+got = Rep.build_report([directory], now=now).to_dict()
+small = used[:]
+Rep._WORKERS_FROM = 0
+got_workers = Rep.build_report([directory], now=now).to_dict()
+print(json.dumps({"small": small, "used": used, "same": got == one == got_workers}))
+"""
+
+
+def test_by_default_enough_to_read_is_read_by_workers_with_the_same_numbers(
+    workload: Path,
+) -> None:
+    from tests._children import run_child
+
+    _with_awkward_lines(workload)
+    child = run_child(_DEFAULT_CHILD, str(workload), str(NOW))
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout) == {"small": [], "used": [2], "same": True}
 
 
 def test_quantiles_selected_from_sorted_chunks_equal_loki_quantile_of_all() -> None:
@@ -668,3 +767,257 @@ if __name__ == "__main__":
     )
     assert child.returncode == 0, child.stderr
     assert child.stdout.strip() == "False"
+
+
+# -- the workers under attack: Ctrl-C, a killed caller, no fork, SIGCHLD ignored ----------------
+# Each attack runs the report with workers in a child process of its own session (so every
+# process it forks can be found by the session id afterwards, wherever it was reparented).
+
+_ATTACK_LINES = b"".join(
+    json.dumps(
+        {
+            F.TIMESTAMP: "2027-01-15T08:00:00.000000Z",
+            F.LEVEL: F.INFO,
+            F.EVENT: F.EVENT_HTTP_REQUEST,
+            F.ROUTE: f"/r{i % 5}",
+            F.STATUS_CODE: 200 + i % 400,
+            F.DURATION_MS: i / 7,
+        }
+    ).encode()
+    + b"\n"
+    for i in range(3000)
+)
+
+_ATTACK_CHILD = """
+import json, os, sys, time
+from pathlib import Path
+from alkana_logging.ops import report as Rep
+path, pause = Path(sys.argv[1]), float(sys.argv[2])
+Rep._RANGE_BYTES = 4096  # about 60 tasks, 30 a worker: 9 s at 0.3 s a task
+Rep._WORKERS_FROM = 0
+Rep._cores = lambda: 2
+parent = os.getpid()
+original = Rep._scan
+def slow(task, slow_ms, now):
+    if os.getpid() != parent:
+        time.sleep(pause)  # a slow disk: the attack comes while the workers read
+    return original(task, slow_ms, now)
+Rep._scan = slow
+Rep.build_report([path], now=1.8e9)
+print("finished")
+"""
+
+
+def _processes() -> list[tuple[int, str, int, int]]:
+    """Every process as (pid, state, parent pid, session id), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, ppid, _group, session = stat[stat.rindex(")") + 2 :].split()[:4]
+        found.append((int(entry.name), state, int(ppid), int(session)))
+    return found
+
+
+def _children_of(pid: int) -> list[int]:
+    return [p for p, state, ppid, _ in _processes() if ppid == pid and state != "Z"]
+
+
+def _left_in_session(session: int, within_s: float) -> list[int]:
+    """The live processes of ``session`` still there after up to ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while True:
+        left = [p for p, state, _, sid in _processes() if sid == session and state != "Z"]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.02)
+
+
+def _start_attacked(path: Path, pause: float) -> Any:
+    import subprocess
+    import sys
+
+    from tests._children import child_env
+
+    return subprocess.Popen(
+        [sys.executable, "-c", _ATTACK_CHILD, str(path), str(pause)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        start_new_session=True,
+    )
+
+
+def _wait_for_workers(proc: Any, count: int) -> list[int]:
+    deadline = time.monotonic() + 60
+    while len(workers := _children_of(proc.pid)) < count:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.002)
+    return workers
+
+
+@pytest.fixture(scope="module")
+def attack_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("attack") / "app.log"
+    path.write_bytes(_ATTACK_LINES)
+    return path
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+@pytest.mark.parametrize("attempt", range(20))
+def test_ctrl_c_mid_run_ends_the_report_and_every_worker(attack_log: Path, attempt: int) -> None:
+    import random
+    import signal
+    import subprocess
+
+    proc = _start_attacked(attack_log, pause=0.3)
+    try:
+        # Half the attempts: while the second worker is being forked; half: while both read.
+        _wait_for_workers(proc, 1 + attempt % 2)
+        time.sleep(random.Random(attempt).uniform(0, 0.3) * (attempt % 2))
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+        try:  # at once: not after the workers' 9 s
+            _, err = proc.communicate(timeout=3)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the report did not end within 3 s of Ctrl-C")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == -signal.SIGINT, err  # as Python ends on an uncaught Ctrl-C
+    assert err.count("Traceback") == 1, err  # this process's KeyboardInterrupt, no worker's
+    assert "KeyboardInterrupt" in err
+    assert _left_in_session(proc.pid, within_s=0) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("attempt", range(20))
+def test_a_killed_caller_leaves_no_worker_behind(attack_log: Path, attempt: int) -> None:
+    import random
+    import signal
+
+    proc = _start_attacked(attack_log, pause=0.3)
+    try:
+        _wait_for_workers(proc, 1 + attempt % 2)
+        time.sleep(random.Random(attempt).uniform(0, 0.3) * (attempt % 2))
+        os.kill(proc.pid, signal.SIGKILL)  # the OOM killer, kill -9: no handler runs
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert _left_in_session(proc.pid, within_s=3) == []  # not after their 9 s
+
+
+_NO_FORK_CHILD = """
+import json, os, resource, sys
+from pathlib import Path
+from alkana_logging.ops import report as Rep
+path, fails_at = Path(sys.argv[1]), int(sys.argv[2])
+Rep._RANGE_BYTES = 4096
+Rep._WORKERS_FROM = 0
+Rep._cores = lambda: 4  # four forks unless one fails
+expected = Rep.build_report([path], now=1.8e9, workers=1).to_dict()
+# The user's processes may number fork attempt - 1 more than now: that fork fails (EAGAIN).
+me = os.getuid()
+mine = sum(
+    1 for entry in Path("/proc").iterdir()
+    if entry.name.isdigit() and (entry / "status").exists()
+    and f"Uid:\\t{me}\\t" in (entry / "status").read_text()
+)
+resource.setrlimit(resource.RLIMIT_NPROC, (mine + fails_at - 1, mine + fails_at - 1))
+forks = []
+original = os.fork
+def counting():
+    forks.append(1)
+    return original()
+os.fork = counting
+fds = sorted(os.listdir("/proc/self/fd"))
+got = Rep.build_report([path], now=1.8e9).to_dict()
+try:
+    os.waitpid(-1, os.WNOHANG)
+    children = "some"
+except ChildProcessError:
+    children = "none"
+print(json.dumps({"same": got == expected, "forks": len(forks), "children": children,
+                  "fds_kept": sorted(os.listdir("/proc/self/fd")) == fds}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="counts processes in /proc")
+@pytest.mark.parametrize("fails_at", [1, 2, 3])
+@pytest.mark.parametrize("attempt", range(7))
+def test_a_fork_refused_by_rlimit_nproc_reads_in_this_process(
+    attack_log: Path, fails_at: int, attempt: int
+) -> None:
+    import shutil
+
+    from tests._children import run_child
+
+    # RLIMIT_NPROC binds neither the root user nor a process with CAP_SYS_RESOURCE or
+    # CAP_SYS_ADMIN: root's child runs with nobody as its real user (the one the limit counts)
+    # and without those capabilities; it still reads files as root.
+    prefix: tuple[str, ...] = ()
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) runs the child as another user"
+        dropped = "-sys_resource,-sys_admin"
+        prefix = (setpriv, "--ruid=65534", f"--bounding-set={dropped}", f"--inh-caps={dropped}")
+    child = run_child(_NO_FORK_CHILD, str(attack_log), str(fails_at), prefix=prefix)
+    assert child.returncode == 0, child.stderr
+    # The fork that failed was tried (the workers before it were started, then stopped).
+    out = json.loads(child.stdout)
+    assert out == {"same": True, "forks": fails_at, "children": "none", "fds_kept": True}
+
+
+_SIGCHLD_CHILD = """
+import json, os, signal, sys, threading
+from pathlib import Path
+from alkana_logging.ops import report as Rep
+path, how = Path(sys.argv[1]), sys.argv[2]
+Rep._RANGE_BYTES = 4096
+Rep._WORKERS_FROM = 0
+Rep._cores = lambda: 2
+expected = Rep.build_report([path], now=1.8e9, workers=1).to_dict()
+forks = []
+original = os.fork
+def counting():
+    forks.append(1)
+    return original()
+os.fork = counting
+stop = threading.Event()
+if how == "ignored":
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+elif how == "handled":
+    signal.signal(signal.SIGCHLD, lambda *_: os.waitpid(-1, os.WNOHANG))
+elif how == "thread":
+    threading.Thread(target=stop.wait).start()
+fds = sorted(os.listdir("/proc/self/fd"))
+got = Rep.build_report([path], now=1.8e9).to_dict()
+stop.set()
+print(json.dumps({"same": got == expected, "forks": len(forks),
+                  "fds_kept": sorted(os.listdir("/proc/self/fd")) == fds}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="lists descriptors in /proc")
+@pytest.mark.parametrize(
+    ("how", "forks"), [("ignored", 0), ("handled", 0), ("thread", 0), ("default", 2)]
+)
+def test_workers_only_with_sigchld_at_its_default_and_one_thread(
+    attack_log: Path, how: str, forks: int
+) -> None:
+    from tests._children import run_child
+
+    # SIGCHLD ignored or handled: a worker could be reaped by someone else and its PID reused
+    # before this process kills it; another thread: a forked child can deadlock.
+    child = run_child(_SIGCHLD_CHILD, str(attack_log), how)
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout) == {"same": True, "forks": forks, "fds_kept": True}
