@@ -115,8 +115,37 @@ WITH_IDS = make_scope(
 )
 
 
-async def receive() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
+class Cycle:
+    """One request's ``receive`` as uvicorn gives it: a method of the request's cycle, which has
+    a ``disconnected`` flag (our middleware reads it instead of calling ``receive``). The
+    (empty) body comes once, then it waits for the client's disconnect (which never comes
+    here), as the ASGI spec says."""
+
+    __slots__ = ("body_sent", "disconnected")
+
+    def __init__(self) -> None:
+        self.body_sent = False
+        self.disconnected = False
+
+    async def receive(self) -> Message:
+        if not self.body_sent:
+            self.body_sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.get_running_loop().create_future()  # never done
+        raise AssertionError("unreachable")
+
+
+class OtherCycle:
+    """The same without the flag, as other servers' (hypercorn's, granian's): our middleware
+    then calls ``receive()`` before the last body chunk, up to its first wait (the dearer
+    path)."""
+
+    __slots__ = ("body_sent",)
+
+    def __init__(self) -> None:
+        self.body_sent = False
+
+    receive = Cycle.receive
 
 
 async def send(message: Message) -> None:
@@ -126,12 +155,12 @@ async def send(message: Message) -> None:
 _clock: Callable[[], float] = time.process_time
 
 
-async def loop(app: Any, template: dict[str, Any], requests: int) -> float:
+async def loop(app: Any, template: dict[str, Any], requests: int, cycle: Any = Cycle) -> float:
     """Microseconds per request of ``requests`` sequential calls."""
     started = _clock()
     for _ in range(requests):
         # A fresh scope each time (the router writes into it), dropped after it as a server does.
-        await app(dict(template), receive, send)
+        await app(dict(template), cycle().receive, send)
     return (_clock() - started) / requests * 1e6
 
 
@@ -155,17 +184,18 @@ def log_line_only(requests: int) -> float:
 
 #: name -> (the app's factory, the request's scope). The first is the bare app, the second the
 #: anchor, the third the target.
-CASES: dict[str, tuple[Callable[[], Any], dict[str, Any]]] = {
-    "bare Starlette": (bare_app, PLAIN),
-    "asgi-correlation-id": (with_correlation_id, PLAIN),
-    "RequestContextMiddleware": (with_ours, PLAIN),
-    "RequestContextMiddleware, incoming ids": (with_ours, WITH_IDS),
-    "instrument(app): outside ServerErrorMiddleware": (with_instrument, PLAIN),
+CASES: dict[str, tuple[Callable[[], Any], dict[str, Any], Any]] = {
+    "bare Starlette": (bare_app, PLAIN, Cycle),
+    "asgi-correlation-id": (with_correlation_id, PLAIN, Cycle),
+    "RequestContextMiddleware": (with_ours, PLAIN, Cycle),
+    "RequestContextMiddleware, incoming ids": (with_ours, WITH_IDS, Cycle),
+    "instrument(app): outside ServerErrorMiddleware": (with_instrument, PLAIN, Cycle),
+    "RequestContextMiddleware, a server without the flag": (with_ours, PLAIN, OtherCycle),
 }
 BARE, ANCHOR, TARGET = list(CASES)[:3]
 #: Short names of the cases, for --cases and the callgrind children.
 KEYS: dict[str, str] = dict(
-    zip(("bare", "anchor", "ours", "ids", "instrument"), CASES, strict=True)
+    zip(("bare", "anchor", "ours", "ids", "instrument", "other"), CASES, strict=True)
 )
 
 
@@ -181,20 +211,20 @@ def verdict(ours: float, anchor: float, unit: str) -> str:
 
 def run(rounds: int, requests: int) -> int:
     cases = CASES
-    apps = {name: factory() for name, (factory, _) in cases.items()}
+    apps = {name: factory() for name, (factory, _, _) in cases.items()}
     times: dict[str, list[float]] = {name: [] for name in cases}
     line_times: list[float] = []
 
     async def main() -> None:
         for name, app in apps.items():  # warm-up: builds the middleware stacks, fills caches
-            await loop(app, cases[name][1], 500)
+            await loop(app, cases[name][1], 500, cases[name][2])
         for round_no in range(rounds):
             names = list(cases)
             # Rotate the order so that no case always runs first or last in a round.
             shift = round_no % len(names)
             for name in names[shift:] + names[:shift]:
                 gc.collect()
-                times[name].append(await loop(apps[name], cases[name][1], requests))
+                times[name].append(await loop(apps[name], cases[name][1], requests, cases[name][2]))
             gc.collect()
             line_times.append(log_line_only(requests))
 
@@ -206,8 +236,8 @@ def run(rounds: int, requests: int) -> int:
         f"Python {sys.version.split()[0]}"
     )
     print()
-    print(f"{'case':<48} {'median µs/req':>14} {'added µs':>10} {'x anchor':>9}")
-    print("-" * 84)
+    print(f"{'case':<52} {'median µs/req':>14} {'added µs':>10} {'x anchor':>9}")
+    print("-" * 88)
     added: dict[str, float] = {}
     for name, samples in times.items():
         if name != "bare Starlette":
@@ -216,10 +246,10 @@ def run(rounds: int, requests: int) -> int:
     for name, samples in times.items():
         median = statistics.median(samples)
         if name == "bare Starlette":
-            print(f"{name:<48} {median:>14.2f}")
+            print(f"{name:<52} {median:>14.2f}")
             continue
-        print(f"{name:<48} {median:>14.2f} {added[name]:>+10.2f} {added[name] / anchor:>9.2f}")
-    print("-" * 84)
+        print(f"{name:<52} {median:>14.2f} {added[name]:>+10.2f} {added[name] / anchor:>9.2f}")
+    print("-" * 88)
     print(
         f"{'the log line alone (pipeline, no request)':<48} {statistics.median(line_times):>14.2f}"
     )
@@ -230,12 +260,12 @@ def run(rounds: int, requests: int) -> int:
 
 def _child(case: str, requests: int) -> None:
     """The callgrind run of one case: ``requests`` requests, nothing printed."""
-    factory, template = CASES[KEYS[case]]
+    factory, template, cycle = CASES[KEYS[case]]
     app = factory()
 
     async def main() -> None:
         for _ in range(requests):
-            await app(dict(template), receive, send)
+            await app(dict(template), cycle().receive, send)
 
     asyncio.run(main())
 
@@ -281,16 +311,16 @@ def callgrind(keys: list[str]) -> int:
         f"Python {sys.version.split()[0]}"
     )
     print()
-    print(f"{'case':<48} {'instructions':>13} {'added':>10} {'x anchor':>9}")
-    print("-" * 83)
+    print(f"{'case':<52} {'instructions':>13} {'added':>10} {'x anchor':>9}")
+    print("-" * 87)
     bare = per_request[BARE]
     anchor = per_request[ANCHOR] - bare
     for name, count in per_request.items():
         if name == BARE:
-            print(f"{name:<48} {count:>13,.0f}")
+            print(f"{name:<52} {count:>13,.0f}")
         else:
             added = count - bare
-            print(f"{name:<48} {count:>13,.0f} {added:>+10,.0f} {added / anchor:>9.2f}")
+            print(f"{name:<52} {count:>13,.0f} {added:>+10,.0f} {added / anchor:>9.2f}")
     print()
     if TARGET in per_request:
         print(verdict(per_request[TARGET] - bare, anchor, "instructions"))
@@ -306,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--callgrind", action="store_true", help="count instructions instead")
     parser.add_argument(
         "--cases",
-        default="ids",
+        default="ids,other",
         help=f"with --callgrind: more cases, comma-separated, of {', '.join(list(KEYS)[3:])} "
         "(bare, anchor and ours are always counted)",
     )
