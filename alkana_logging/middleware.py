@@ -195,7 +195,13 @@ class _Exchange:
 
     async def _send_last(self, message: Message) -> None:
         if not self.disconnected:
-            self._poll_disconnect()
+            # uvicorn's request cycle, read at once (the first step of _server_disconnected(),
+            # inline: two calls less on every request under uvicorn).
+            known = getattr(getattr(self.app_receive, "__self__", None), "disconnected", None)
+            if type(known) is bool:
+                self.disconnected = known
+            else:
+                self._poll_disconnect()
         await self.app_send(message)
         self.end = _perf_counter()
 
