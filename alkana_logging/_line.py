@@ -295,6 +295,47 @@ class Renderer:
             line = self._shrunk(record, len(line))
         return record, line
 
+    def render_plain(
+        self,
+        ns: int,
+        level: str,
+        logger: str,
+        message: str,
+        fields: Mapping[str, Any],
+        exc: BaseException | None = None,
+    ) -> tuple[Record, bytes]:
+        """:meth:`render` for a caller whose fields are all ``str`` keys with scalar values (the
+        middleware's ``http_request`` event): the same record and line, with the fields taken in
+        one ``update()`` when every key is known to be plain (neither a schema key nor a secret),
+        else as :meth:`render` takes them. Never raises on bad values."""
+        if not self._plain.issuperset(fields) or len(message) > self.max_message_chars:
+            return self.render(ns, level, logger, message, fields, exc)
+        # What render() does from here on, with the fields' loop left out (a copy: the
+        # middleware's line is written for every request).
+        ms, sub = divmod(ns, 1_000_000)
+        cached_ms, prefix = _ms_cache
+        timestamp = prefix + _DIGITS3_Z[sub // 1000] if cached_ms == ms else format_timestamp(ns)
+        record = self._template.copy()
+        record[F.TIMESTAMP] = timestamp
+        record[F.LEVEL] = level
+        record[F.LOGGER] = logger
+        record[F.MESSAGE] = message
+        context = current_context()
+        if context:
+            self._merge(record, context.items())
+        record.update(fields)
+        if exc is not None:
+            self._merge(record, exception_fields(exc).items())
+        try:
+            line = orjson.dumps(record, self._default, _OPTIONS)
+        except Exception as err:  # noqa: BLE001 - orjson raises TypeError/JSONEncodeError
+            line = self._sanitised(record, err)
+        if 61 in line or (64 in line and 47 in line):  # = @ /
+            record, line = self._scrubbed(record, line)
+        if len(line) > self.max_line_bytes:
+            line = self._shrunk(record, len(line))
+        return record, line
+
     def _merge(self, record: Record, pairs: Iterable[tuple[Any, Any]]) -> None:
         # A Python loop, not C set operations: for a handful of keys it runs fewer instructions
         # than building the views, maps and iterators the C checks need.

@@ -618,7 +618,7 @@ def call(
         "method": "GET",
         "scheme": "http",
         "path": path,
-        "raw_path": path.encode(),
+        "raw_path": path.encode("utf-8", "surrogateescape"),
         "root_path": root_path,
         "query_string": b"",
         "headers": headers or [],
@@ -1096,3 +1096,121 @@ def test_the_http_request_event_follows_the_log_level(
     assert sent[0]["status"] == 200
     events = [r for r in shutdown_and_read(log_file) if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
     assert [e[F.STATUS_CODE] for e in events] == written
+
+
+# -- the event's line: written by the middleware's own path, as the general one writes it -------
+
+#: Keys of a line that differ from one request to the next.
+_VARYING = (F.TIMESTAMP, F.DURATION_MS, F.REQUEST_ID)
+
+
+def _one_event(app: Any, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode("utf-8", "surrogateescape"),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers or [],
+        "client": ("127.0.0.1", 51000),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.get_running_loop().create_future()  # waits, as a server's does
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    asyncio.run(app(scope, receive, send))
+
+
+def _without_varying(line: bytes) -> list[tuple[str, Any]]:
+    import orjson
+
+    # The size of an oversize line moves with the duration's digits.
+    return [
+        (k, re.sub(r"line of \d+ bytes", "line of N bytes", v) if k == F.LOG_ERROR else v)
+        for k, v in orjson.loads(line).items()
+        if k not in _VARYING
+    ]
+
+
+class _Resolver:
+    def __init__(self, user: Any) -> None:
+        self.user = user
+
+    def __call__(self, scope: dict[str, Any]) -> Any:
+        return self.user
+
+
+@pytest.mark.parametrize(
+    ("settings", "path", "user", "bound"),
+    [
+        pytest.param({}, "/items/42", None, {}, id="plain"),
+        pytest.param({}, "/items/42", "alice", {}, id="with-user"),
+        pytest.param(
+            {"redact_keys": ("path", "route", "user", "client_ip")},
+            "/items/42",
+            "alice",
+            {},
+            id="event-keys-redacted",
+        ),
+        pytest.param({}, "/go/https://alice:s3cret@example.com/x", None, {}, id="url-secret"),
+        pytest.param({}, "/items/42", {"name": "alice", "password": "pw"}, {}, id="dict-user"),
+        pytest.param(
+            {}, "/items/42", None, {"level": "bound", "password": "pw", "k": [1]}, id="context"
+        ),
+        pytest.param({"max_line_bytes": 1024}, "/items/" + "x" * 1200, None, {}, id="oversize"),
+        pytest.param({}, "/items/\udcff", None, {}, id="surrogate"),
+    ],
+)
+def test_event_line_is_the_general_renderers_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: dict[str, Any],
+    path: str,
+    user: Any,
+    bound: dict[str, Any],
+) -> None:
+    """The event's own path (Renderer.render_plain, the sinks without Pipeline.emit) writes what
+    Pipeline.emit writes for the same request: same keys in the same order, same values, the
+    same redaction, URL scrubbing, truncation and log_error; for the first request of a process
+    (nothing cached yet) and the later ones."""
+    log_file = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(log_file), stdout=False, **settings)
+    app = Starlette(routes=[Route("/items/{item_id}", lambda r: PlainTextResponse("ok"))])
+    app.add_middleware(
+        RequestContextMiddleware, user_resolver=_Resolver(user) if user is not None else None
+    )
+    with alkana_logging.bound_context(**bound):
+        for _ in range(2):
+            _one_event(app, path)
+        general: Any = middleware._write_plain
+        monkeypatch.setattr(
+            middleware,
+            "_write_plain",
+            lambda pipeline, ns, level, message, fields, error: pipeline.emit(
+                ns, level, middleware.LOGGER_NAME, message, fields, error
+            ),
+        )
+        _one_event(app, path)
+        assert general is not middleware._write_plain
+    lines = [line for line in log_file.read_bytes().splitlines(keepends=True) if line]
+    assert len(lines) == 3
+    first, second, reference = (_without_varying(line) for line in lines)
+    assert reference == first
+    assert reference == second
+    record = dict(reference)
+    assert record[F.EVENT] == F.EVENT_HTTP_REQUEST
+    assert F.LOG_ERROR not in record or settings or "\udcff" in path
