@@ -768,8 +768,10 @@ def _in_workers(
     complete = False
     try:
         for index in range(count):
-            # Ctrl-C waits until the worker is forked and knows to ignore it (and is counted).
-            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            # Every signal waits until the worker is forked and inside its try (and counted): a
+            # handler that raises (Ctrl-C, an application's SIGTERM handler) must never unwind
+            # a worker into the caller's code, nor leave a worker the parent does not know.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
             try:
                 read_fd, write_fd = os.pipe()
                 try:

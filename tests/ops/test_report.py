@@ -803,7 +803,26 @@ def slow(task, slow_ms, now):
         time.sleep(pause)  # a slow disk: the attack comes while the workers read
     return original(task, slow_ms, now)
 Rep._scan = slow
-Rep.build_report([path], now=1.8e9)
+if len(sys.argv) > 3:  # the application's own SIGTERM handler, which raises
+    import signal
+    def stop(*_):
+        raise SystemExit(3)
+    signal.signal(signal.SIGTERM, stop)
+    if sys.argv[3] == "sigterm-at-fork":  # SIGTERM the instant a worker is forked, in it
+        real_fork = os.fork
+        def fork():
+            pid = real_fork()
+            if pid == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return pid
+        os.fork = fork
+    try:
+        Rep.build_report([path], now=1.8e9)
+    except SystemExit:
+        print("caller saw the exit in", os.getpid(), "parent", parent, flush=True)
+        raise
+else:
+    Rep.build_report([path], now=1.8e9)
 print("finished")
 """
 
@@ -837,14 +856,14 @@ def _left_in_session(session: int, within_s: float) -> list[int]:
         time.sleep(0.02)
 
 
-def _start_attacked(path: Path, pause: float) -> Any:
+def _start_attacked(path: Path, pause: float, *extra: str) -> Any:
     import subprocess
     import sys
 
     from tests._children import child_env
 
     return subprocess.Popen(
-        [sys.executable, "-c", _ATTACK_CHILD, str(path), str(pause)],
+        [sys.executable, "-c", _ATTACK_CHILD, str(path), str(pause), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -893,6 +912,56 @@ def test_ctrl_c_mid_run_ends_the_report_and_every_worker(attack_log: Path, attem
     assert proc.returncode == -signal.SIGINT, err  # as Python ends on an uncaught Ctrl-C
     assert err.count("Traceback") == 1, err  # this process's KeyboardInterrupt, no worker's
     assert "KeyboardInterrupt" in err
+    assert _left_in_session(proc.pid, within_s=0) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+@pytest.mark.parametrize("attempt", range(20))
+def test_a_raising_sigterm_handler_never_runs_the_callers_code_in_a_worker(
+    attack_log: Path, attempt: int
+) -> None:
+    """SIGTERM to the group (as a supervisor stops a job) with the application's handler that
+    raises SystemExit: in a worker it ends the worker (even the instant after its fork), and
+    only the caller itself sees the exit."""
+    import random
+    import signal
+    import subprocess
+
+    proc = _start_attacked(attack_log, 0.3, "sigterm-handler")
+    try:
+        _wait_for_workers(proc, 1 + attempt % 2)
+        time.sleep(random.Random(attempt).uniform(0, 0.3) * (attempt % 2))
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=3)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the report did not end within 3 s of SIGTERM")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 3, err
+    assert out.splitlines() == [f"caller saw the exit in {proc.pid} parent {proc.pid}"], out
+    assert "Traceback" not in err, err
+    assert _left_in_session(proc.pid, within_s=0) == []
+
+
+def test_sigterm_in_a_worker_the_instant_it_is_forked_ends_only_that_worker(
+    attack_log: Path,
+) -> None:
+    """The signal lands in the worker before it has reached its own code: it waits (blocked)
+    until the worker is inside it, and never unwinds into the caller's code there. The parent
+    then reads alone: the report ends with its numbers."""
+    import subprocess
+
+    proc = _start_attacked(attack_log, 0.0, "sigterm-at-fork")
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        pytest.fail("the report did not end")
+    assert (proc.returncode, out) == (0, "finished\n"), err
     assert _left_in_session(proc.pid, within_s=0) == []
 
 
