@@ -165,7 +165,7 @@ def record_details_off(*, auto: bool) -> None:
 
 def record_details_on() -> None:
     """Give the stdlib back its switches, as they were before :func:`record_details_off` (a
-    switch someone else changed since is left as they set it)."""
+    switch someone else turned on since is left as they set it)."""
     global _saved_switches, _switches_auto
     saved, _saved_switches, _switches_auto = _saved_switches, None, False
     for name, value in (saved or {}).items():

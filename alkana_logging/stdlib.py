@@ -87,6 +87,12 @@ class PipelineHandler(logging.Handler):
                 _with_context(record, self.pipeline)
         return rv
 
+    def close(self) -> None:
+        # Taken off the root by someone else (dictConfig and basicConfig(force=True) close the
+        # handlers they replace): the records' next consumer may print their details.
+        others_listen()
+        super().close()
+
     def emit(self, record: logging.LogRecord) -> None:
         if record.__class__ is not ForwardedRecord:
             self.pipeline.emit(*stdlib_parts(record, self.pipeline.redactor))

@@ -9,6 +9,7 @@ import logging
 import logging.config
 import os
 import socket
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -339,3 +340,34 @@ def test_a_switch_changed_by_someone_else_is_left_as_they_set_it(log_file: Path)
     alkana_logging.shutdown()
     assert logging.logProcesses is True
     assert logging._srcfile is not None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("replace", ["dictConfig", "basicConfig"])
+def test_a_config_that_replaces_the_pipelines_handler_gets_the_details_back(
+    log_file: Path, replace: str
+) -> None:
+    """setup() in a library's init, then the application's own logging config, which takes
+    the root's handlers (the pipeline's) off and closes them: its handler prints the caller."""
+    stream = io.StringIO()
+    if replace == "dictConfig":
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "formatters": {"f": {"format": "%(filename)s:%(lineno)d %(funcName)s"}},
+                "handlers": {
+                    "h": {"class": "logging.StreamHandler", "formatter": "f", "stream": stream}
+                },
+                "root": {"handlers": ["h"], "level": "INFO"},
+            }
+        )
+    else:
+        logging.basicConfig(
+            force=True, stream=stream, format="%(filename)s:%(lineno)d %(funcName)s"
+        )
+    logging.getLogger("app").warning("after")
+    assert stream.getvalue() == (
+        "test_stdlib.py:"
+        f"{sys._getframe().f_lineno - 3} "
+        "test_a_config_that_replaces_the_pipelines_handler_gets_the_details_back\n"
+    )
