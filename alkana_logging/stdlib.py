@@ -6,9 +6,13 @@ and ``shutdown()`` undoes. Offering other front-ends' lines to the stdlib is the
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import sys
 import time
-from collections.abc import Iterable
+import traceback
+from collections.abc import Iterable, Mapping
 from itertools import islice
 from typing import Any
 
@@ -201,14 +205,23 @@ def install(pipeline: Pipeline, settings: Settings) -> None:
         record_details_off(auto=details == "auto")
     else:
         record_details_on()
+    global _direct  # noqa: PLW0603
+    _direct = details != "on"
+    if _direct and _Logger._log is _STDLIB_LOG:
+        _Logger._log = _direct_log  # type: ignore[method-assign]
+    elif not _direct and _Logger._log is _direct_log:
+        _Logger._log = _STDLIB_LOG  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
     """Undo :func:`install` (the frameworks' loggers keep propagating to the root)."""
-    global _handler  # noqa: PLW0603
+    global _handler, _direct  # noqa: PLW0603
     if _handler is not None:
         logging.getLogger().removeHandler(_handler)
         _handler = None
+    _direct = False
+    if _Logger._log is _direct_log:  # left alone if someone wrapped it since
+        _Logger._log = _STDLIB_LOG  # type: ignore[method-assign]
     record_details_on()
     gunicorn_error = logging.getLogger("gunicorn.error")
     if _TO_ROOT in gunicorn_error.handlers:
@@ -310,12 +323,7 @@ def stdlib_parts(record: logging.LogRecord, redactor: Redactor | None = None) ->
             redacted = redactor.args(args) if redactor is not None and args else args
             message = record.getMessage() if redacted is args else str(msg) % redacted
     except Exception as err:  # noqa: BLE001 - mismatched % arguments must not lose the line
-        message = (  # the arguments redacted as in a formatted message
-            redactor.args_text(record.msg, record.args)
-            if redactor is not None
-            else f"{safe_repr(record.msg)} % {safe_repr(record.args)}"
-        )
-        fields = {F.LOG_ERROR: f"message arguments did not match the format: {err!r}"}
+        message, fields = _mismatched(record.msg, record.args, redactor, err)
     attrs = record.__dict__
     if len(attrs) > _RECORD_SIZE:
         # extra= values come after LogRecord's own attributes, in the caller's order: the tail,
@@ -347,6 +355,19 @@ def stdlib_parts(record: logging.LogRecord, redactor: Redactor | None = None) ->
         return _broken(record, message, extra, err)
 
 
+def _mismatched(
+    msg: Any, args: Any, redactor: Redactor | None, err: Exception
+) -> tuple[str, dict[str, Any]]:
+    """The message and fields of a line whose ``%`` arguments do not fit its format: the
+    arguments redacted as in a formatted message, and a ``log_error`` that says so."""
+    message = (
+        redactor.args_text(msg, args)
+        if redactor is not None
+        else f"{safe_repr(msg)} % {safe_repr(args)}"
+    )
+    return message, {F.LOG_ERROR: f"message arguments did not match the format: {err!r}"}
+
+
 def _broken(
     record: logging.LogRecord, message: Any, extra: Iterable[tuple[Any, Any]] | None, err: Exception
 ) -> StdlibParts:
@@ -363,3 +384,150 @@ def _broken(
         None,
         extra,
     )
+
+
+# -- the direct path: no LogRecord while the pipeline is the only consumer ------------------------
+
+#: The stdlib's own methods a record goes through; anything else there (a subclass's, a mock's, a
+#: library's patch) takes the stdlib's path.
+_STDLIB_LOG = _Logger._log
+_STDLIB_MAKE_RECORD = _Logger.makeRecord
+_STDLIB_HANDLE = _Logger.handle
+#: Loggers of these classes have the stdlib's methods (RootLogger adds none of its own).
+_PLAIN_LOGGERS = frozenset({logging.Logger, logging.RootLogger})
+#: What a logger made by ``getLogger()`` holds; any other attribute (``mock.patch.object(logger,
+#: "handle")``, a method set on the instance) takes the stdlib's path.
+_LOGGER_ATTRS = frozenset(vars(logging.getLogger("alkana_logging"))) | frozenset(vars(logging.root))
+#: ``extra=`` keys ``makeRecord`` refuses (it raises ``KeyError``): the stdlib's path raises it.
+_RESERVED_EXTRA = RECORD_ATTRS | {"message", "asctime"}
+#: Whether install() put the direct path in (not with LOG_RECORD_DETAILS=on).
+_direct = False
+_time_ns = time.time_ns
+
+
+def _direct_log(
+    self: logging.Logger,
+    level: int,
+    msg: Any,
+    args: Any,
+    exc_info: Any = None,
+    extra: Any = None,
+    stack_info: bool = False,
+    stacklevel: int = 1,
+) -> None:
+    """``Logger._log`` while ``setup()``'s handler is the only one a record would reach: the
+    call goes to the pipeline as the record would have, without building the record, the
+    ``extra=`` copy and the handler walk (half a stdlib line). Anything another consumer could
+    see (another handler on the way to the root, a filter, a hook on ``callHandlers``, a record
+    factory, a subclass's or a mock's method, an exception or a stack to record) takes the
+    stdlib's path, so the behaviour is the stdlib's whenever anyone but the pipeline looks."""
+    handler = _handler
+    handlers = _root.handlers
+    if (
+        _direct
+        and not exc_info
+        and not stack_info
+        and handler is not None
+        and len(handlers) == 1
+        and handler in handlers  # not handlers[0]: the list may change under another thread
+        and level >= handler.level
+        and not handler.filters
+        and not self.filters
+        and not self.disabled
+        and self.__class__ in _PLAIN_LOGGERS
+        and _LOGGER_ATTRS.issuperset(self.__dict__)
+        and _Logger.callHandlers is _STDLIB_CALL_HANDLERS
+        and _Logger.handle is _STDLIB_HANDLE
+        and _Logger.makeRecord is _STDLIB_MAKE_RECORD
+        and logging._logRecordFactory is _LogRecord  # type: ignore[attr-defined]
+        and (extra is None or (type(extra) is dict and _RESERVED_EXTRA.isdisjoint(extra)))
+    ):
+        current: logging.Logger | None = self
+        while current is not _root:
+            # A handler on the way or a logger that does not propagate: the stdlib's path.
+            if current is None or current.handlers or not current.propagate:
+                break
+            current = current.parent
+        else:
+            pipeline = handler.pipeline
+            ns = _time_ns()
+            fields = None
+            if args:
+                # What LogRecord does with one mapping as the arguments, then getMessage().
+                if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+                    args = args[0]
+                try:
+                    msg = str(msg) % pipeline.redactor.args(args)
+                except Exception as err:  # noqa: BLE001 - mismatched % arguments
+                    msg, fields = _mismatched(msg, args, pipeline.redactor, err)
+            pipeline.emit(
+                ns,
+                _LEVEL_BY_NUMBER.get(level) or level_name(level),
+                self.name,
+                msg,
+                fields,
+                None,
+                extra.items() if extra else None,
+            )
+            return
+    if stack_info and not logging._srcfile:
+        # The details are off, and with them the stdlib's stack: the caller asked for one.
+        _log_with_stack(self, level, msg, args, exc_info, extra, stacklevel)
+        return
+    if type(stacklevel) is int and stacklevel > 0:
+        stacklevel += 1  # findCaller() counts this frame too: the caller's stays the one found
+    _STDLIB_LOG(self, level, msg, args, exc_info, extra, stack_info, stacklevel)
+
+
+#: The files whose frames are logging's own when a caller is looked for (the stdlib's
+#: ``_is_internal_frame``, which knows logging's file only while ``_srcfile`` is set).
+_INTERNAL_FILES = frozenset(
+    {os.path.normcase(logging.addLevelName.__code__.co_filename), os.path.normcase(__file__)}
+)
+
+
+def _log_with_stack(
+    self: logging.Logger,
+    level: int,
+    msg: Any,
+    args: Any,
+    exc_info: Any,
+    extra: Any,
+    stacklevel: int,
+) -> None:
+    """``Logger._log`` with ``stack_info=True`` while ``_srcfile`` is off: the caller and its
+    stack found as ``findCaller`` finds them, then the stdlib's record and handlers."""
+    frame = sys._getframe(0)
+    while stacklevel > 0:
+        back = frame.f_back
+        if back is None:
+            break
+        frame = back
+        filename = os.path.normcase(frame.f_code.co_filename)
+        if not (
+            filename in _INTERNAL_FILES or ("importlib" in filename and "_bootstrap" in filename)
+        ):
+            stacklevel -= 1
+    with io.StringIO() as text:
+        text.write("Stack (most recent call last):\n")
+        traceback.print_stack(frame, file=text)
+        sinfo = text.getvalue().removesuffix("\n")
+    if exc_info:
+        if isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        elif not isinstance(exc_info, tuple):
+            exc_info = sys.exc_info()
+    code = frame.f_code
+    record = self.makeRecord(
+        self.name,
+        level,
+        code.co_filename,
+        frame.f_lineno,
+        msg,
+        args,
+        exc_info,
+        code.co_name,
+        extra,
+        sinfo,
+    )
+    self.handle(record)

@@ -19,7 +19,7 @@ import pytest
 
 import alkana_logging
 from alkana_logging import fields as F
-from alkana_logging import pipeline
+from alkana_logging import pipeline, stdlib
 from tests._frontends import setup_file
 from tests._logfiles import assert_schema, read_records, shutdown_and_read
 
@@ -371,3 +371,375 @@ def test_a_config_that_replaces_the_pipelines_handler_gets_the_details_back(
         f"{sys._getframe().f_lineno - 3} "
         "test_a_config_that_replaces_the_pipelines_handler_gets_the_details_back\n"
     )
+
+
+# -- the direct path: no LogRecord while the pipeline is the only consumer ----------------------
+
+
+@pytest.fixture
+def records_made(monkeypatch: pytest.MonkeyPatch) -> list[logging.LogRecord]:
+    """Every LogRecord built from here on (``__init__`` wrapped: the record factory stays the
+    stdlib's, so the direct path is not turned off by this fixture)."""
+    made: list[logging.LogRecord] = []
+    init = logging.LogRecord.__init__
+
+    def counting(self: logging.LogRecord, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(logging.LogRecord, "__init__", counting)
+    return made
+
+
+def test_a_stdlib_call_builds_no_record_while_the_pipeline_is_its_only_consumer(
+    log_file: Path, records_made: list[logging.LogRecord]
+) -> None:
+    assert logging.Logger._log is stdlib._direct_log
+    logger = logging.getLogger("direct.app")
+    logger.info("user %s in", "alice", extra={"table": "t", "rows": 3})
+    logging.getLogger().warning("root")
+    assert records_made == []
+    seen = _Seen()
+    logging.getLogger().addHandler(seen)  # someone else listens: the stdlib's path
+    logger.info("seen")
+    logging.getLogger().removeHandler(seen)
+    assert [r.getMessage() for r in records_made] == ["seen"]
+    assert seen.records == records_made
+    logger.info("alone again")
+    assert len(records_made) == 1
+    lines = shutdown_and_read(log_file)
+    assert [r[F.MESSAGE] for r in lines] == ["user alice in", "root", "seen", "alone again"]
+    assert (lines[0]["table"], lines[0]["rows"]) == ("t", 3)
+    assert logging.Logger._log is stdlib._STDLIB_LOG  # shutdown() gives the stdlib's back
+
+
+class _Custom(logging.Logger):
+    def makeRecord(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = super().makeRecord(*args, **kwargs)
+        record.custom = "made"
+        return record
+
+
+def _handler_on_the_way(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
+    seen = _Seen()
+    mp.setattr(logging.getLogger("way"), "handlers", [seen])
+    return seen.records
+
+
+def _filter_on_the_logger(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
+    kept: list[Any] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        kept.append(record)
+        record.tenant = "acme"
+        return True
+
+    mp.setattr(logger, "filters", [keep])
+    return kept
+
+
+def _handle_mocked_on_the_instance(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
+    calls: list[Any] = []
+    mp.setattr(logger, "handle", calls.append)
+    return calls
+
+
+def _handle_patched_on_the_class(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
+    calls: list[Any] = []
+    original = logging.Logger.handle
+
+    def handle(self: logging.Logger, record: logging.LogRecord) -> None:
+        calls.append(record)
+        original(self, record)
+
+    mp.setattr(logging.Logger, "handle", handle)
+    return calls
+
+
+def _make_record_patched(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
+    calls: list[Any] = []
+    original = logging.Logger.makeRecord
+
+    def make(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        calls.append(args)
+        return original(self, *args, **kwargs)
+
+    mp.setattr(logging.Logger, "makeRecord", make)
+    return calls
+
+
+def _a_record_factory(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
+    calls: list[Any] = []
+    factory = logging.getLogRecordFactory()
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        calls.append(record)
+        return record
+
+    mp.setattr(logging, "_logRecordFactory", make)
+    return calls
+
+
+def _a_call_handlers_hook(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
+    calls: list[Any] = []
+    original = logging.Logger.callHandlers
+
+    def hook(self: logging.Logger, record: logging.LogRecord) -> None:
+        calls.append(record)
+        original(self, record)
+
+    mp.setattr(logging.Logger, "callHandlers", hook)
+    return calls
+
+
+def _filter_on_the_pipelines_handler(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
+    kept: list[Any] = []
+    handler = stdlib._handler
+    assert handler is not None
+    mp.setattr(handler, "filters", [lambda record: kept.append(record) or True])
+    return kept
+
+
+_OTHERS = {
+    "a handler on a logger on the way to the root": _handler_on_the_way,
+    "a filter on the pipeline's handler": _filter_on_the_pipelines_handler,
+    "a filter on the logger": _filter_on_the_logger,
+    "handle() mocked on the logger": _handle_mocked_on_the_instance,
+    "Logger.handle patched": _handle_patched_on_the_class,
+    "Logger.makeRecord patched": _make_record_patched,
+    "a record factory": _a_record_factory,
+    "a Logger.callHandlers hook": _a_call_handlers_hook,
+}
+
+
+@pytest.mark.parametrize("other", list(_OTHERS))
+def test_anyone_else_who_would_see_the_record_gets_it_from_the_stdlibs_path(
+    log_file: Path, monkeypatch: pytest.MonkeyPatch, other: str
+) -> None:
+    logger = logging.getLogger("way.down")
+    with monkeypatch.context() as mp:
+        seen = _OTHERS[other](logger, mp)
+        logger.info("for %s", "them", extra={"n": 1})
+    assert len(seen) == 1, seen
+    logger.info("alone")  # the direct path again
+    lines = shutdown_and_read(log_file)
+    if other == "handle() mocked on the logger":  # the mock took the record: no line
+        assert [r[F.MESSAGE] for r in lines] == ["alone"]
+        return
+    assert [r[F.MESSAGE] for r in lines] == ["for them", "alone"]
+    assert lines[0]["n"] == 1
+    if other == "a filter on the logger":
+        assert lines[0]["tenant"] == "acme"
+
+
+def test_a_logger_subclass_with_its_own_methods_gets_them(log_file: Path) -> None:
+    logging.setLoggerClass(_Custom)
+    try:
+        logger = logging.getLogger("direct.custom")
+    finally:
+        logging.setLoggerClass(logging.Logger)
+    logger.info("subclass")
+    [line] = shutdown_and_read(log_file)
+    assert line["custom"] == "made"
+
+
+def test_what_the_stdlib_drops_stays_dropped(
+    log_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    disabled = logging.getLogger("direct.disabled")
+    monkeypatch.setattr(disabled, "disabled", True)  # as dictConfig leaves an existing logger
+    disabled.info("disabled")
+    disabled._log(logging.INFO, "disabled, called past isEnabledFor()", ())
+    alone = logging.getLogger("direct.alone")
+    monkeypatch.setattr(alone, "propagate", False)  # no handler of its own: lastResort's
+    alone.warning("last resort")
+    orphan = logging.Logger("orphan")  # not in the hierarchy: no parent
+    orphan.warning("orphan")
+    handler = stdlib._handler
+    assert handler is not None
+    monkeypatch.setattr(handler, "level", logging.ERROR)
+    logging.getLogger("direct.low").warning("below the handler's level")
+    monkeypatch.setattr(handler, "level", logging.NOTSET)
+    logging.getLogger("direct.ok").info("written")
+    assert [r[F.MESSAGE] for r in shutdown_and_read(log_file)] == ["written"]
+    assert capsys.readouterr().err == "last resort\norphan\n"
+
+
+def test_an_extra_key_the_stdlib_refuses_still_raises_its_error(log_file: Path) -> None:
+    with pytest.raises(KeyError, match="Attempt to overwrite 'msg' in LogRecord"):
+        logging.getLogger("direct").info("x", extra={"msg": "mine"})
+    with pytest.raises(KeyError, match="Attempt to overwrite 'message' in LogRecord"):
+        logging.getLogger("direct").info("x", extra={"message": "mine"})
+    assert shutdown_and_read(log_file) == []
+
+
+def test_stacklevel_finds_the_same_caller_through_the_direct_path(log_file: Path) -> None:
+    seen = _Seen()
+    logging.getLogger().addHandler(seen)
+    logging.getLogger("direct").info("the first record another consumer sees has no details")
+    del seen.records[:]
+
+    def helper() -> None:
+        logging.getLogger("direct").info("from the helper's caller", stacklevel=2)
+
+    helper()
+    line = sys._getframe().f_lineno - 1
+    logging.getLogger("direct").info("here", stacklevel=1)
+    logging.getLogger("direct").info("zero", stacklevel=0)  # logging's own frame, as before
+    logging.getLogger().removeHandler(seen)
+    first, second, third = seen.records
+    name = "test_stacklevel_finds_the_same_caller_through_the_direct_path"
+    assert (first.funcName, first.lineno) == (name, line)
+    assert (second.funcName, second.lineno) == (name, line + 2)
+    assert third.funcName == "findCaller"  # what the stdlib gives for 0
+    alkana_logging.shutdown()
+
+
+_SAME_LINE_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+    ("plain", (), {}),
+    ("user %s, %d rows", ("alice", 3), {}),
+    ("%(user)s by name", ({"user": "bob"},), {}),
+    ("an empty mapping %s", ({},), {}),
+    ("too few %s %s", ("one",), {}),
+    ("bad %d", ("text",), {}),
+    ("login %s", ({"password": "hunter2", "user": "a"},), {}),
+    ("the url %s", ("https://u:pw@host/x",), {}),
+    ("extra", (), {"extra": {"password": "p", "nested": {"token": "t"}, 7: "int key"}}),
+    ("extra and args %s", ("a",), {"extra": {"table": "t", "rows": 1}}),
+]
+
+
+@pytest.mark.parametrize("level", [logging.INFO, 25, logging.CRITICAL + 5])
+def test_the_direct_path_writes_the_stdlibs_paths_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    records_made: list[logging.LogRecord],
+    level: int,
+) -> None:
+    def lines(direct: bool, name: str) -> list[dict[str, Any]]:
+        path = setup_file(tmp_path / name)
+        monkeypatch.setattr(stdlib, "_direct", direct)
+        logger = logging.getLogger("same")
+        made = len(records_made)
+        with alkana_logging.bound_context(request_id="r-1", password="ctx"):
+            for msg, args, kwargs in _SAME_LINE_CALLS:
+                logger.log(level, msg, *args, **kwargs)
+            logger.log(level, {"a dict": "as the message", "secret": "s3"})
+            logger.log(level, 42)
+            # What the direct path leaves to the stdlib's: an exception, a stack.
+            logger.log(level, "with a stack", stack_info=True)
+            try:
+                raise ValueError("boom")
+            except ValueError as err:
+                logger.log(level, "exc_info=True", exc_info=True)
+                logger.log(level, "exc_info=err", exc_info=err)
+        assert len(records_made) - made == (3 if direct else len(_SAME_LINE_CALLS) + 5)
+        records = shutdown_and_read(path)
+        for record in records:
+            del record[F.TIMESTAMP]
+            record.pop("exception_stacktrace", None)  # its line numbers differ
+            if "stack_info" in record:
+                # The stack ends at the caller's line (its first lines are pytest's).
+                record["stack_info"] = record["stack_info"].splitlines()[-1].strip()
+        return records
+
+    direct, stdlib_path = lines(True, "direct"), lines(False, "stdlib")
+    assert len(direct) == len(_SAME_LINE_CALLS) + 5
+    assert direct == stdlib_path
+    assert [r.get("exception_type") for r in direct[-2:]] == ["ValueError", "ValueError"]
+    assert direct[-3]["stack_info"] == 'logger.log(level, "with a stack", stack_info=True)'
+    assert "hunter2" not in json.dumps(direct)
+    assert "pw@" not in json.dumps(direct)
+
+
+def test_log_record_details_on_keeps_the_stdlibs_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, records_made: list[logging.LogRecord]
+) -> None:
+    alkana_logging.setup(log_file=str(tmp_path / "auto.log"), stdout=False)
+    assert logging.Logger._log is stdlib._direct_log
+    monkeypatch.setenv("LOG_RECORD_DETAILS", "on")
+    path = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(path), stdout=False)  # again, now "on"
+    assert logging.Logger._log is stdlib._STDLIB_LOG
+    logging.getLogger("on").info("built")
+    assert len(records_made) == 1
+    assert [r[F.MESSAGE] for r in shutdown_and_read(path)] == ["built"]
+
+
+def test_shutdown_leaves_a_log_method_someone_wrapped_since(
+    log_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours = logging.Logger._log
+    calls: list[str] = []
+
+    def wrapped(self: logging.Logger, *args: Any, **kwargs: Any) -> None:
+        calls.append(self.name)
+        ours(self, *args, **kwargs)
+
+    monkeypatch.setattr(logging.Logger, "_log", wrapped)
+    logging.getLogger("wrapped").info("through theirs, then ours")
+    assert [r[F.MESSAGE] for r in shutdown_and_read(log_file)] == ["through theirs, then ours"]
+    assert logging.Logger._log is wrapped
+    assert calls == ["wrapped"]
+
+
+def test_handlers_changing_while_threads_log_lose_and_double_nothing(log_file: Path) -> None:
+    """The root's handlers change under the loggers' feet (caplog, a test's handler, an
+    integration added at run time): each line is written once, by one path or the other."""
+    threads, per_thread = 4, 1500
+    errors: list[BaseException] = []
+    go = threading.Event()
+
+    def work(n: int) -> None:
+        logger = logging.getLogger(f"race.{n}")
+        go.wait()
+        try:
+            for i in range(per_thread):
+                logger.info("line", extra={"t": n, "i": i})
+        except BaseException as err:
+            errors.append(err)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    seen = _Seen()
+    root = logging.getLogger()
+    go.set()
+    while any(worker.is_alive() for worker in workers):
+        root.addHandler(seen)
+        root.removeHandler(seen)
+    for worker in workers:
+        worker.join(timeout=60)
+    assert errors == []
+    lines = shutdown_and_read(log_file)
+    assert sorted((r["t"], r["i"]) for r in lines) == [
+        (t, i) for t in range(threads) for i in range(per_thread)
+    ]
+
+
+@pytest.mark.parametrize("details", ["auto", "off"])
+def test_a_stack_asked_for_is_written_while_the_details_are_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, details: str
+) -> None:
+    monkeypatch.setenv("LOG_RECORD_DETAILS", details)
+    seen = _Seen()
+    if details == "off":
+        logging.getLogger().addHandler(seen)  # off whoever listens: the record has the stack
+    path = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(path), stdout=False)
+    assert logging._srcfile is None  # type: ignore[attr-defined]
+
+    def helper() -> None:
+        logging.getLogger("stack").warning("where", stack_info=True, stacklevel=2)
+
+    helper()
+    line = sys._getframe().f_lineno - 1
+    logging.getLogger().removeHandler(seen)
+    [record] = shutdown_and_read(path)
+    stack = record["stack_info"].splitlines()
+    assert stack[0] == "Stack (most recent call last):"
+    assert stack[-2].endswith(f"line {line}, in {sys._getframe().f_code.co_name}")
+    if details == "off":
+        [seen_record] = seen.records
+        assert (seen_record.lineno, seen_record.stack_info) == (line, record["stack_info"])

@@ -193,14 +193,15 @@ class _Line(msgspec.Struct, gc=False):
     """The keys of a line that the report reads on every line; the decoder skips every other
     key without building it (most of a line: the message, the request id...). ``None``:
     absent or null, as ``dict.get`` gives. An ETL run or a metric line is decoded again whole
-    (:data:`_OBJECT_DECODER`): they are a few in a hundred."""
+    (:data:`_OBJECT_DECODER`): they are a few in a hundred. The keys are the contract's
+    (:mod:`alkana_logging.fields`); the attributes are named after them."""
 
-    level: Any = None
-    exception_type: Any = None
-    event: Any = None
-    route: Any = None
-    status_code: Any = None
-    duration_ms: Any = None
+    level: Any = msgspec.field(default=None, name=F.LEVEL)
+    exception_type: Any = msgspec.field(default=None, name=F.EXCEPTION_TYPE)
+    event: Any = msgspec.field(default=None, name=F.EVENT)
+    route: Any = msgspec.field(default=None, name=F.ROUTE)
+    status_code: Any = msgspec.field(default=None, name=F.STATUS_CODE)
+    duration_ms: Any = msgspec.field(default=None, name=F.DURATION_MS)
 
 
 _LINE_DECODER: Final = msgspec.json.Decoder(_Line)
