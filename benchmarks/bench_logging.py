@@ -42,7 +42,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 import alkana_logging
 from alkana_logging import fields as F
-from alkana_logging import pipeline
+from alkana_logging import pipeline, stdlib
 
 MESSAGE = "request handled"
 #: The cases that the ratios are taken against; ``--only`` keeps those of the groups it selects.
@@ -110,14 +110,18 @@ def _with_foreign_handler(run: Callable[[int], None]) -> Callable[[int], None]:
 
 def _stdlib_defaults(run: Callable[[int], None]) -> Callable[[int], None]:
     """An anchor of the stdlib runs with the stdlib's own record switches (caller, thread,
-    process), as an application without alkana has them: setup() turned them off in this
-    process (LOG_RECORD_DETAILS=auto, the pipeline being the records' only consumer)."""
+    process) and its own ``Logger._log``, as an application without alkana has them: setup()
+    changed both in this process (LOG_RECORD_DETAILS=auto, the pipeline being the records'
+    only consumer; the direct path, which an anchor's own handler would send back to the
+    stdlib's ``_log`` with a frame more)."""
 
     def with_defaults(n: int) -> None:
         pipeline.record_details_on()
+        logging.Logger._log = stdlib._STDLIB_LOG  # type: ignore[method-assign]
         try:
             run(n)
         finally:
+            logging.Logger._log = stdlib._direct_log  # type: ignore[method-assign]
             pipeline.record_details_off(auto=True)
 
     return with_defaults

@@ -12,6 +12,7 @@ import socket
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -444,28 +445,21 @@ def _handle_mocked_on_the_instance(logger: logging.Logger, mp: pytest.MonkeyPatc
     return calls
 
 
-def _handle_patched_on_the_class(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
-    calls: list[Any] = []
-    original = logging.Logger.handle
+def _patched_on_the_class(name: str) -> Callable[[logging.Logger, pytest.MonkeyPatch], list[Any]]:
+    """A library's wrapper around a ``Logger`` method (``handle``, ``makeRecord``, ...)."""
 
-    def handle(self: logging.Logger, record: logging.LogRecord) -> None:
-        calls.append(record)
-        original(self, record)
+    def install(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
+        calls: list[Any] = []
+        original = getattr(logging.Logger, name)
 
-    mp.setattr(logging.Logger, "handle", handle)
-    return calls
+        def wrapper(self: logging.Logger, *args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return original(self, *args, **kwargs)
 
+        mp.setattr(logging.Logger, name, wrapper)
+        return calls
 
-def _make_record_patched(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
-    calls: list[Any] = []
-    original = logging.Logger.makeRecord
-
-    def make(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
-        calls.append(args)
-        return original(self, *args, **kwargs)
-
-    mp.setattr(logging.Logger, "makeRecord", make)
-    return calls
+    return install
 
 
 def _a_record_factory(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
@@ -478,18 +472,6 @@ def _a_record_factory(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[An
         return record
 
     mp.setattr(logging, "_logRecordFactory", make)
-    return calls
-
-
-def _a_call_handlers_hook(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
-    calls: list[Any] = []
-    original = logging.Logger.callHandlers
-
-    def hook(self: logging.Logger, record: logging.LogRecord) -> None:
-        calls.append(record)
-        original(self, record)
-
-    mp.setattr(logging.Logger, "callHandlers", hook)
     return calls
 
 
@@ -506,10 +488,10 @@ _OTHERS = {
     "a filter on the pipeline's handler": _filter_on_the_pipelines_handler,
     "a filter on the logger": _filter_on_the_logger,
     "handle() mocked on the logger": _handle_mocked_on_the_instance,
-    "Logger.handle patched": _handle_patched_on_the_class,
-    "Logger.makeRecord patched": _make_record_patched,
+    "Logger.handle patched": _patched_on_the_class("handle"),
+    "Logger.makeRecord patched": _patched_on_the_class("makeRecord"),
     "a record factory": _a_record_factory,
-    "a Logger.callHandlers hook": _a_call_handlers_hook,
+    "a Logger.callHandlers hook": _patched_on_the_class("callHandlers"),
 }
 
 
