@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import traceback
+import types
 from collections.abc import Iterable, Mapping
 from itertools import islice
 from typing import Any
@@ -206,7 +207,7 @@ def install(pipeline: Pipeline, settings: Settings) -> None:
     else:
         record_details_on()
     global _direct  # noqa: PLW0603
-    _direct = details != "on"
+    _direct = details != "on" and (_Logger._log is _direct_log or _stdlib_is_own())
     if _direct and _Logger._log is _STDLIB_LOG:
         _Logger._log = _direct_log  # type: ignore[method-assign]
     elif not _direct and _Logger._log is _direct_log:
@@ -388,146 +389,202 @@ def _broken(
 
 # -- the direct path: no LogRecord while the pipeline is the only consumer ------------------------
 
-#: The stdlib's own methods a record goes through; anything else there (a subclass's, a mock's, a
-#: library's patch) takes the stdlib's path.
+_LOGGING_FILE = logging.addLevelName.__code__.co_filename
+
+
+def _is_logging_own(method: Any) -> bool:
+    """Whether ``method`` is the stdlib's own function, not a wrapper (wrapt's, a mock, a
+    tracer's patch) put there before this module was imported."""
+    return type(method) is types.FunctionType and method.__code__.co_filename == _LOGGING_FILE
+
+
+#: The stdlib's own methods a record goes through; anything else there when a call is made (a
+#: subclass's, a mock's, a library's patch) takes the stdlib's path.
 _STDLIB_LOG = _Logger._log
 _STDLIB_MAKE_RECORD = _Logger.makeRecord
 _STDLIB_HANDLE = _Logger.handle
+_STDLIB_FILTER = _Logger.filter
+_STDLIB_FIND_CALLER = _Logger.findCaller
+_STDLIB_RECORD_INIT = _LogRecord.__init__
+_PIPELINE_HANDLE = PipelineHandler.handle
+_NullHandler = logging.NullHandler
 #: Loggers of these classes have the stdlib's methods (RootLogger adds none of its own).
 _PLAIN_LOGGERS = frozenset({logging.Logger, logging.RootLogger})
-#: What a logger made by ``getLogger()`` holds; any other attribute (``mock.patch.object(logger,
-#: "handle")``, a method set on the instance) takes the stdlib's path.
+#: What a logger made by ``getLogger()`` holds, and what the pipeline's handler holds; any other
+#: attribute (``mock.patch.object(logger, "handle")``, a method set on the instance) takes the
+#: stdlib's path.
 _LOGGER_ATTRS = frozenset(vars(logging.getLogger("alkana_logging"))) | frozenset(vars(logging.root))
+_HANDLER_ATTRS = frozenset(vars(logging.Handler())) | {"pipeline"}
 #: ``extra=`` keys ``makeRecord`` refuses (it raises ``KeyError``): the stdlib's path raises it.
-_RESERVED_EXTRA = RECORD_ATTRS | {"message", "asctime"}
+_REFUSED_EXTRA = frozenset(vars(_LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 #: Whether install() put the direct path in (not with LOG_RECORD_DETAILS=on).
 _direct = False
 _time_ns = time.time_ns
 
 
-def _direct_log(
-    self: logging.Logger,
-    level: int,
-    msg: Any,
-    args: Any,
-    exc_info: Any = None,
-    extra: Any = None,
-    stack_info: bool = False,
-    stacklevel: int = 1,
-) -> None:
-    """``Logger._log`` while ``setup()``'s handler is the only one a record would reach: the
-    call goes to the pipeline as the record would have, without building the record, the
-    ``extra=`` copy and the handler walk (half a stdlib line). Anything another consumer could
-    see (another handler on the way to the root, a filter, a hook on ``callHandlers``, a record
-    factory, a subclass's or a mock's method, an exception or a stack to record) takes the
-    stdlib's path, so the behaviour is the stdlib's whenever anyone but the pipeline looks."""
-    handler = _handler
-    handlers = _root.handlers
-    if (
-        _direct
-        and not exc_info
-        and not stack_info
-        and handler is not None
-        and len(handlers) == 1
-        and handler in handlers  # not handlers[0]: the list may change under another thread
-        and level >= handler.level
-        and not handler.filters
-        and not self.filters
-        and not self.disabled
-        and self.__class__ in _PLAIN_LOGGERS
-        and _LOGGER_ATTRS.issuperset(self.__dict__)
-        and _Logger.callHandlers is _STDLIB_CALL_HANDLERS
-        and _Logger.handle is _STDLIB_HANDLE
-        and _Logger.makeRecord is _STDLIB_MAKE_RECORD
-        and logging._logRecordFactory is _LogRecord  # type: ignore[attr-defined]
-        and (extra is None or (type(extra) is dict and _RESERVED_EXTRA.isdisjoint(extra)))
-    ):
-        current: logging.Logger | None = self
-        while current is not _root:
-            # A handler on the way or a logger that does not propagate: the stdlib's path.
-            if current is None or current.handlers or not current.propagate:
-                break
-            current = current.parent
-        else:
-            pipeline = handler.pipeline
-            ns = _time_ns()
-            fields = None
-            if args:
-                # What LogRecord does with one mapping as the arguments, then getMessage().
-                if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
-                    args = args[0]
-                try:
-                    msg = str(msg) % pipeline.redactor.args(args)
-                except Exception as err:  # noqa: BLE001 - mismatched % arguments
-                    msg, fields = _mismatched(msg, args, pipeline.redactor, err)
-            pipeline.emit(
-                ns,
-                _LEVEL_BY_NUMBER.get(level) or level_name(level),
-                self.name,
-                msg,
-                fields,
-                None,
-                extra.items() if extra else None,
-            )
-            return
-    if stack_info and not logging._srcfile:
-        # The details are off, and with them the stdlib's stack: the caller asked for one.
-        _log_with_stack(self, level, msg, args, exc_info, extra, stacklevel)
-        return
-    if type(stacklevel) is int and stacklevel > 0:
-        stacklevel += 1  # findCaller() counts this frame too: the caller's stays the one found
-    _STDLIB_LOG(self, level, msg, args, exc_info, extra, stack_info, stacklevel)
+def _stdlib_is_own() -> bool:
+    """Whether the methods a record goes through are the stdlib's own at ``setup()``: a tracer
+    that wrapped one before this module was imported (ddtrace wraps ``makeRecord``) adds to
+    every record, and the direct path would leave it out."""
+    return _Logger._log is _STDLIB_LOG and all(
+        _is_logging_own(method)
+        for method in (
+            _STDLIB_LOG,
+            _STDLIB_MAKE_RECORD,
+            _STDLIB_HANDLE,
+            _STDLIB_FILTER,
+            _STDLIB_FIND_CALLER,
+            _STDLIB_RECORD_INIT,
+            _Logger.callHandlers,
+        )
+    )
 
 
-#: The files whose frames are logging's own when a caller is looked for (the stdlib's
-#: ``_is_internal_frame``, which knows logging's file only while ``_srcfile`` is set).
-_INTERNAL_FILES = frozenset(
-    {os.path.normcase(logging.addLevelName.__code__.co_filename), os.path.normcase(__file__)}
-)
-
-
-def _log_with_stack(
+def _write_directly(  # noqa: PLR0911 - each way out says why the stdlib makes the record
     self: logging.Logger,
     level: int,
     msg: Any,
     args: Any,
     exc_info: Any,
     extra: Any,
-    stacklevel: int,
-) -> None:
-    """``Logger._log`` with ``stack_info=True`` while ``_srcfile`` is off: the caller and its
-    stack found as ``findCaller`` finds them, then the stdlib's record and handlers."""
-    frame = sys._getframe(0)
-    while stacklevel > 0:
-        back = frame.f_back
-        if back is None:
-            break
-        frame = back
-        filename = os.path.normcase(frame.f_code.co_filename)
-        if not (
-            filename in _INTERNAL_FILES or ("importlib" in filename and "_bootstrap" in filename)
-        ):
-            stacklevel -= 1
-    with io.StringIO() as text:
-        text.write("Stack (most recent call last):\n")
-        traceback.print_stack(frame, file=text)
-        sinfo = text.getvalue().removesuffix("\n")
-    if exc_info:
-        if isinstance(exc_info, BaseException):
-            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
-        elif not isinstance(exc_info, tuple):
-            exc_info = sys.exc_info()
-    code = frame.f_code
-    record = self.makeRecord(
-        self.name,
-        level,
-        code.co_filename,
-        frame.f_lineno,
-        msg,
-        args,
-        exc_info,
-        code.co_name,
-        extra,
-        sinfo,
-    )
-    self.handle(record)
+    stack_info: bool,
+) -> bool:
+    """Write the line of a call straight to the pipeline, without its ``LogRecord``, when
+    setup()'s handler is the only one the record would reach: False when it is not (the
+    stdlib's path makes the record). Whoever else would see the record (another handler on the
+    way to the root, a filter, a hook on ``callHandlers``, a record factory, a subclass's, a
+    patch's or a mock's method) makes it a consumer: in "auto" the record details come on."""
+    if (
+        not _direct
+        or exc_info
+        or stack_info
+        or (extra is not None and (type(extra) is not dict or not _REFUSED_EXTRA.isdisjoint(extra)))
+        or self.disabled
+    ):
+        return False  # no one else: the stdlib's path writes the exception, the stack, the error
+    handler = _handler
+    handlers = _root.handlers
+    if (
+        len(handlers) == 1
+        and handler in handlers  # not handlers[0]: the list may change under another thread
+        and not handler.filters
+        and not self.filters
+        and self.__class__ in _PLAIN_LOGGERS
+        and _LOGGER_ATTRS.issuperset(self.__dict__)
+        and _HANDLER_ATTRS.issuperset(handler.__dict__)
+        and _Logger.callHandlers is _STDLIB_CALL_HANDLERS
+        and _Logger.handle is _STDLIB_HANDLE
+        and _Logger.makeRecord is _STDLIB_MAKE_RECORD
+        and _Logger.filter is _STDLIB_FILTER
+        and PipelineHandler.handle is _PIPELINE_HANDLE
+        and _LogRecord.__init__ is _STDLIB_RECORD_INIT
+        and logging._logRecordFactory is _LogRecord  # type: ignore[attr-defined]
+    ):
+        current: logging.Logger | None = self
+        while current is not _root:
+            if current is None:  # a Logger() outside the hierarchy: lastResort is the stdlib's
+                return False
+            for other in current.handlers:
+                if other.__class__ is not _NullHandler:  # a library's NullHandler sees nothing
+                    others_listen()
+                    return False
+            if not current.propagate:  # the record never reaches the root
+                return False
+            current = current.parent
+        assert handler is not None
+        if level < handler.level:
+            return False
+        pipeline = handler.pipeline
+        ns = _time_ns()
+        fields = None
+        if args:
+            try:
+                # What LogRecord does with one mapping as the arguments, then getMessage().
+                if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+                    args = args[0]
+                msg = str(msg) % pipeline.redactor.args(args)
+            except Exception as err:  # noqa: BLE001 - mismatched % arguments
+                msg, fields = _mismatched(msg, args, pipeline.redactor, err)
+        pipeline.emit(
+            ns,
+            _LEVEL_BY_NUMBER.get(level) or level_name(level),
+            self.name,
+            msg,
+            fields,
+            None,
+            extra.items() if extra else None,
+        )
+        return True
+    others_listen()
+    return False
+
+
+_NORMCASE_LOGGING_FILE = os.path.normcase(_LOGGING_FILE)
+
+#: ``Logger._log`` while setup() is in force. Compiled as logging's own file, in a namespace
+#: named ``logging``: every tool that walks the stack for the caller skips it as it skips the
+#: stdlib's own ``_log`` (``findCaller``, loguru's ``InterceptHandler`` recipe, structlog's
+#: frame finder), whichever path the call takes. Its lines are numbered from the stdlib's
+#: ``_log``, so a traceback through it points there. Finding the caller of a stack asked for
+#: while ``_srcfile`` is off (``caller``) and making its record happen here too, so that no
+#: frame of this module is on the stack while a subclass's ``findCaller`` or the handlers run.
+_LOG_SOURCE = """
+def _log(self, level, msg, args, exc_info=None, extra=None, stack_info=False, stacklevel=1):
+    if stack_info and not logging._srcfile:
+        fn, lno, func, sinfo = caller(self, stacklevel)
+        if exc_info:
+            if isinstance(exc_info, BaseException):
+                exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+            elif not isinstance(exc_info, tuple):
+                exc_info = sys.exc_info()
+        record = self.makeRecord(
+            self.name, level, fn, lno, msg, args, exc_info, func, extra, sinfo
+        )
+        self.handle(record)
+    elif not write_directly(self, level, msg, args, exc_info, extra, stack_info):
+        stdlib_log(self, level, msg, args, exc_info, extra, stack_info, stacklevel)
+
+def caller(logger, stacklevel):
+    # findCaller(True, stacklevel) while _srcfile is off (the stdlib's knows no frame of its
+    # own then); a subclass's own (structlog's) is asked. Never raises.
+    try:
+        if type(logger).findCaller is not stdlib_find_caller:
+            return logger.findCaller(True, stacklevel)
+        frame = sys._getframe(1)
+        while stacklevel > 0:
+            back = frame.f_back
+            if back is None:
+                break
+            frame = back
+            filename = os.path.normcase(frame.f_code.co_filename)
+            if not (
+                filename == logging_file
+                or ("importlib" in filename and "_bootstrap" in filename)
+            ):
+                stacklevel -= 1
+        with io.StringIO() as text:
+            text.write("Stack (most recent call last):\\n")
+            traceback.print_stack(frame, file=text)
+            sinfo = text.getvalue().removesuffix("\\n")
+        code = frame.f_code
+        return code.co_filename, frame.f_lineno, code.co_name, sinfo
+    except Exception:  # as the stdlib's _log when findCaller fails
+        return "(unknown file)", 0, "(unknown function)", None
+"""
+_log_namespace: dict[str, Any] = {
+    "__name__": "logging",
+    "logging": logging,
+    "sys": sys,
+    "io": io,
+    "os": os,
+    "traceback": traceback,
+    "write_directly": _write_directly,
+    "stdlib_log": _STDLIB_LOG,
+    "stdlib_find_caller": _STDLIB_FIND_CALLER,
+    "logging_file": _NORMCASE_LOGGING_FILE,
+}
+exec(  # noqa: S102 - a fixed text of this module
+    compile("\n" * (_STDLIB_LOG.__code__.co_firstlineno - 2) + _LOG_SOURCE, _LOGGING_FILE, "exec"),
+    _log_namespace,
+)
+_direct_log = _log_namespace["_log"]

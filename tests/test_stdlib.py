@@ -9,10 +9,11 @@ import logging
 import logging.config
 import os
 import socket
+import subprocess
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -238,10 +239,11 @@ def _has_details(record: logging.LogRecord) -> bool:
 
 
 def test_records_skip_what_no_line_writes_while_the_pipeline_is_their_only_consumer(
-    log_file: Path,
+    log_file: Path, records_made: list[logging.LogRecord]
 ) -> None:
     logger = logging.getLogger("alone")
-    record = _record_of(logger, "alone")
+    logger.info("alone", exc_info=ValueError("x"))  # the stdlib's path makes the record
+    [record] = records_made
     assert (record.pathname, record.lineno, record.funcName) == (
         "(unknown file)",
         0,
@@ -259,17 +261,17 @@ def test_records_skip_what_no_line_writes_while_the_pipeline_is_their_only_consu
     assert _has_details(_record_of(logger, "after shutdown"))
 
 
-def test_a_consumer_added_later_gets_the_details_from_the_next_record(log_file: Path) -> None:
+def test_a_consumer_added_later_gets_the_details_from_its_first_record(log_file: Path) -> None:
     seen = _Seen()
     logging.getLogger().addHandler(seen)
     logger = logging.getLogger("later")
-    logger.info("first")  # made before the pipeline saw anyone else: without them
+    logger.info("first")  # the direct path sees someone else before the record is made
     logger.info("second")
     alkana_logging.get_logger("later").info("structlog")  # offered to the stdlib
     first, second, forwarded = seen.records
-    assert first.lineno == 0
+    assert _has_details(first), vars(first)
+    assert first.funcName == "test_a_consumer_added_later_gets_the_details_from_its_first_record"
     assert _has_details(second), vars(second)
-    assert second.funcName == "test_a_consumer_added_later_gets_the_details_from_the_next_record"
     assert _has_details(forwarded), vars(forwarded)
     logging.getLogger().removeHandler(seen)
     assert _has_details(_record_of(logger, "still on"))  # for good, until the next setup()
@@ -285,7 +287,12 @@ def test_a_consumer_of_every_record_present_at_setup_keeps_the_details(
     logger.addHandler(own)  # sees this logger's records only (a library's debug handler)
     try:
         setup_file(tmp_path / "own")
-        assert not _has_details(_record_of(logger, "own"))
+        assert logging._srcfile is None  # type: ignore[attr-defined]  # not counted at setup()
+        logging.getLogger("app.other").info("direct")
+        assert logging._srcfile is None  # type: ignore[attr-defined]
+        logger.info("own")  # a record that reaches it: from that one on, the details are on
+        assert own.stream.getvalue() == "own\n"  # type: ignore[attr-defined]
+        assert logging._srcfile is not None  # type: ignore[attr-defined]
     finally:
         logger.removeHandler(own)
         alkana_logging.shutdown()
@@ -378,18 +385,21 @@ def test_a_config_that_replaces_the_pipelines_handler_gets_the_details_back(
 
 
 @pytest.fixture
-def records_made(monkeypatch: pytest.MonkeyPatch) -> list[logging.LogRecord]:
-    """Every LogRecord built from here on (``__init__`` wrapped: the record factory stays the
-    stdlib's, so the direct path is not turned off by this fixture)."""
+def records_made() -> Iterator[list[logging.LogRecord]]:
+    """Every LogRecord built from here on, seen by a profile function (nothing of logging's is
+    patched: a patched method is someone else looking, which turns the direct path off)."""
     made: list[logging.LogRecord] = []
-    init = logging.LogRecord.__init__
+    init = logging.LogRecord.__init__.__code__
 
-    def counting(self: logging.LogRecord, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        made.append(self)
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code is init:
+            made.append(frame.f_locals["self"])
 
-    monkeypatch.setattr(logging.LogRecord, "__init__", counting)
-    return made
+    sys.setprofile(profile)
+    try:
+        yield made
+    finally:
+        sys.setprofile(None)
 
 
 def test_a_stdlib_call_builds_no_record_while_the_pipeline_is_its_only_consumer(
@@ -445,21 +455,39 @@ def _handle_mocked_on_the_instance(logger: logging.Logger, mp: pytest.MonkeyPatc
     return calls
 
 
-def _patched_on_the_class(name: str) -> Callable[[logging.Logger, pytest.MonkeyPatch], list[Any]]:
-    """A library's wrapper around a ``Logger`` method (``handle``, ``makeRecord``, ...)."""
+def _patched_on_the_class(
+    owner: Any, name: str
+) -> Callable[[logging.Logger, pytest.MonkeyPatch], list[Any]]:
+    """A library's wrapper around a method of logging's (``Logger.handle``, ...)."""
 
     def install(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
         calls: list[Any] = []
-        original = getattr(logging.Logger, name)
+        original = getattr(owner, name)
 
-        def wrapper(self: logging.Logger, *args: Any, **kwargs: Any) -> Any:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             calls.append(args)
             return original(self, *args, **kwargs)
 
-        mp.setattr(logging.Logger, name, wrapper)
+        mp.setattr(owner, name, wrapper)
         return calls
 
     return install
+
+
+def _handle_wrapped_on_the_pipelines_handler(
+    logger: logging.Logger, mp: pytest.MonkeyPatch
+) -> list[Any]:
+    calls: list[Any] = []
+    handler = stdlib._handler
+    assert handler is not None
+    original = handler.handle
+
+    def handle(record: logging.LogRecord) -> Any:  # mock.patch.object(..., wraps=...)
+        calls.append(record)
+        return original(record)
+
+    mp.setattr(handler, "handle", handle)
+    return calls
 
 
 def _a_record_factory(logger: logging.Logger, mp: pytest.MonkeyPatch) -> list[Any]:
@@ -488,10 +516,14 @@ _OTHERS = {
     "a filter on the pipeline's handler": _filter_on_the_pipelines_handler,
     "a filter on the logger": _filter_on_the_logger,
     "handle() mocked on the logger": _handle_mocked_on_the_instance,
-    "Logger.handle patched": _patched_on_the_class("handle"),
-    "Logger.makeRecord patched": _patched_on_the_class("makeRecord"),
+    "handle() wrapped on the pipeline's handler": _handle_wrapped_on_the_pipelines_handler,
+    "Logger.handle patched": _patched_on_the_class(logging.Logger, "handle"),
+    "Logger.makeRecord patched": _patched_on_the_class(logging.Logger, "makeRecord"),
+    "Logger.filter patched": _patched_on_the_class(logging.Logger, "filter"),
+    "PipelineHandler.handle patched": _patched_on_the_class(stdlib.PipelineHandler, "handle"),
+    "LogRecord.__init__ patched": _patched_on_the_class(logging.LogRecord, "__init__"),
     "a record factory": _a_record_factory,
-    "a Logger.callHandlers hook": _patched_on_the_class("callHandlers"),
+    "a Logger.callHandlers hook": _patched_on_the_class(logging.Logger, "callHandlers"),
 }
 
 
@@ -725,3 +757,192 @@ def test_a_stack_asked_for_is_written_while_the_details_are_off(
     if details == "off":
         [seen_record] = seen.records
         assert (seen_record.lineno, seen_record.stack_info) == (line, record["stack_info"])
+
+
+def test_a_librarys_null_handler_on_the_way_is_no_consumer(
+    log_file: Path, monkeypatch: pytest.MonkeyPatch, records_made: list[logging.LogRecord]
+) -> None:
+    monkeypatch.setattr(logging.getLogger("urllib3"), "handlers", [logging.NullHandler()])
+    logging.getLogger("urllib3.connectionpool").info("pooled")
+    assert records_made == []
+    assert logging._srcfile is None  # type: ignore[attr-defined]
+    assert [r[F.MESSAGE] for r in shutdown_and_read(log_file)] == ["pooled"]
+
+
+def test_a_filter_that_reads_the_details_sees_them(
+    log_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = stdlib._handler
+    assert handler is not None
+    monkeypatch.setattr(handler, "filters", [lambda r: r.funcName == "kept" and r.threadName])
+
+    def kept() -> None:
+        logging.getLogger("filtered").info("kept")
+
+    def dropped() -> None:
+        logging.getLogger("filtered").info("dropped")
+
+    kept()
+    dropped()
+    assert [r[F.MESSAGE] for r in shutdown_and_read(log_file)] == ["kept"]
+
+
+@pytest.mark.parametrize("stacklevel", [True, 2.0])
+def test_an_odd_stacklevel_finds_the_callers_the_stdlib_finds(
+    log_file: Path, stacklevel: Any
+) -> None:
+    seen = _Seen()
+    logging.getLogger().addHandler(seen)
+
+    def log() -> None:
+        logging.getLogger("odd").info("odd", stacklevel=stacklevel)
+
+    def caller() -> None:
+        log()
+
+    caller()
+    logging.getLogger().removeHandler(seen)
+    [record] = seen.records
+    assert record.funcName == ("log" if stacklevel is True else "caller")
+    alkana_logging.shutdown()
+
+
+PATCHED_BEFORE_IMPORT = """
+import logging, sys
+original = logging.Logger.{name}
+
+def wrapped(self, *args, **kwargs):  # a tracer's, put there before alkana_logging is imported
+    {body}
+
+logging.Logger.{name} = wrapped
+import alkana_logging
+alkana_logging.setup(log_file=sys.argv[1], stdout=False)
+assert logging.Logger._log is not original or "{name}" != "_log"
+logging.getLogger("traced").info("hello")
+alkana_logging.shutdown()
+assert logging.Logger.{name} is wrapped
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        (
+            "makeRecord",
+            "record = original(self, *args, **kwargs); record.trace_id = '123'; return record",
+        ),
+        ("handle", "args[0].trace_id = '123'; return original(self, *args, **kwargs)"),
+        ("_log", "kwargs['extra'] = {'trace_id': '123'}; return original(self, *args, **kwargs)"),
+    ],
+)
+def test_a_method_wrapped_before_the_import_keeps_its_say(
+    tmp_path: Path, name: str, body: str
+) -> None:
+    path = tmp_path / "app.log"
+    done = subprocess.run(
+        [sys.executable, "-c", PATCHED_BEFORE_IMPORT.format(name=name, body=body), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = read_records(path)
+    assert (line[F.MESSAGE], line["trace_id"]) == ("hello", "123")
+
+
+STACK_WALKERS = """
+import inspect, logging, sys
+import structlog
+from loguru import logger
+import alkana_logging
+
+class InterceptHandler(logging.Handler):  # loguru's README, verbatim
+    def emit(self, record):
+        frame, depth = inspect.currentframe(), 0
+        while frame and (depth == 0 or frame.f_code.co_filename == logging.__file__):
+            frame = frame.f_back
+            depth += 1
+        logger.opt(depth=depth).info(record.getMessage())
+
+logger.remove()
+logger.add(sys.stdout, format="{function}:{line} {message}")
+alkana_logging.setup(log_file=sys.argv[1], stdout=False)
+logging.getLogger("intercepted").addHandler(InterceptHandler())
+seen = []
+class Seen(logging.Handler):
+    def emit(self, record):
+        seen.append(record)
+logging.getLogger().addHandler(Seen())
+factory_logger = structlog.stdlib.LoggerFactory()("factory")
+wrapped = structlog.wrap_logger(
+    factory_logger,
+    wrapper_class=structlog.stdlib.BoundLogger,
+    processors=[structlog.stdlib.render_to_log_kwargs],
+)
+
+def app_code():
+    logging.getLogger("intercepted").info("loguru")
+    factory_logger.info("structlog")
+    factory_logger.info("with a stack", stack_info=True)
+    wrapped.info("through structlog, with a stack", stack_info=True)
+
+app_code()
+for record in seen:
+    print(record.funcName, record.lineno, record.getMessage())
+for record in seen[-2:]:  # the last frame (3.13 shows a -c source line after it)
+    print([f.strip() for f in record.stack_info.splitlines() if "File " in f][-1])
+alkana_logging.shutdown()
+"""
+
+
+def test_tools_that_walk_the_stack_find_the_application_as_without_setup(
+    tmp_path: Path,
+) -> None:
+    """loguru's InterceptHandler recipe and structlog's stdlib LoggerFactory look for the
+    caller by skipping logging's own frames: the direct path's ``_log`` is one of them."""
+
+    def run(details: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", STACK_WALKERS, str(tmp_path / f"{details}.log")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "LOG_RECORD_DETAILS": details},
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    first = STACK_WALKERS.splitlines().index("def app_code():") + 1  # -c counts from 1
+    on = run("on")  # the stdlib as it is
+    assert on == [
+        f"app_code:{first + 1} loguru",
+        f"app_code {first + 1} loguru",
+        f"app_code {first + 1} loguru",  # the loguru line, offered back to the stdlib
+        f"app_code {first + 2} structlog",
+        f"app_code {first + 3} with a stack",
+        f"app_code {first + 4} through structlog, with a stack",
+        f'File "<string>", line {first + 3}, in app_code',
+        f'File "<string>", line {first + 4}, in app_code',
+    ]
+    assert run("auto") == on
+    off = run("off")  # the records without the details, but the stacks asked for
+    assert (off[0], off[-2:]) == (on[0], on[-2:])
+
+
+def test_a_mapping_argument_that_raises_gives_a_line_that_says_so(log_file: Path) -> None:
+    class Hostile(Mapping[str, str]):
+        def __getitem__(self, key: str) -> str:
+            return "v"
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(["k"])
+
+        def __len__(self) -> int:
+            raise RuntimeError("no length")
+
+    logging.getLogger("hostile").info("%(k)s", Hostile())  # the stdlib's LogRecord raises here
+    [line] = shutdown_and_read(log_file)
+    assert "no length" in line[F.LOG_ERROR]
+    assert line[F.MESSAGE].startswith("'%(k)s' % ")
