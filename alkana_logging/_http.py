@@ -37,8 +37,9 @@ from requests.adapters import HTTPAdapter
 
 # Loki's URLs are the push module's (which must import without requests): this one needs it.
 from alkana_logging import _lifecycle
-from alkana_logging.loki import PUSH_PATH, base_url
 from alkana_logging.redaction import REDACTED, mask_url, scrub_text, url_secret
+from alkana_logging.settings import LOKI_PUSH_PATH as PUSH_PATH
+from alkana_logging.settings import loki_base_url as base_url
 
 #: Read this much at a time from a streamed body.
 _CHUNK: Final = 64 * 1024

@@ -44,6 +44,7 @@ from alkana_logging.health import PipelineHealth
 from alkana_logging.pipeline import Pipeline
 from alkana_logging.redaction import mask_url
 from alkana_logging.settings import LOKI_OPTIONS, Oversize, Settings, load_settings, loki_options
+from alkana_logging.settings import LOKI_PUSH_PATH as PUSH_PATH
 from alkana_logging.stdlib import PipelineHandler, stdlib_parts
 
 _monotonic = time.monotonic
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 __all__ = ["PUSH_PATH", "LokiHandler", "LokiSink"]
 
 #: Loki's push endpoint, appended to a base URL (here, not in _http, which needs requests).
-PUSH_PATH: Final = "/loki/api/v1/push"
 #: What a push says of its body, besides the endpoint's tenant and credentials.
 _PUSH_HEADERS: Final = {
     "Content-Type": "application/json",
@@ -99,17 +99,6 @@ class _Outcome(NamedTuple):
     status: int | None
     error: str
     retry_after: float | None
-
-
-def base_url(url: str) -> str:
-    """Loki's base URL: without a trailing ``/`` or the push path, if one was given."""
-    url = url.strip().rstrip("/")
-    return url.removesuffix(PUSH_PATH).rstrip("/")
-
-
-def push_url(url: str) -> str:
-    """The push endpoint for ``url``, which may be Loki's base URL or the endpoint itself."""
-    return base_url(url) + PUSH_PATH
 
 
 def _http_module() -> Any:

@@ -378,8 +378,19 @@ class Redactor:
             return self.value(args) if self._has_secret(args) else args
         if isinstance(args, tuple):
             for arg in args:
-                if isinstance(arg, WALKED) and self._has_secret(arg):
-                    return tuple(self.value(a) for a in args)
+                if type(arg) in _SCALARS:
+                    continue
+                if isinstance(arg, WALKED):
+                    if self._has_secret(arg):
+                        return tuple(self.value(a) for a in args)
+                elif isinstance(arg, Mapping) and self._has_secret(dict(arg)):
+                    # A mapping that is not a dict (MappingProxyType, UserDict, ChainMap): its
+                    # repr shows its items as a dict's does; written as the dict of them.
+                    return tuple(self.value(_as_dict(a)) for a in args)
+            return args
+        if isinstance(args, Mapping):  # the sole argument of "%(name)s", not a dict
+            items = dict(args)
+            return self.value(items) if self._has_secret(items) else args
         return args
 
     def has_secret(self, value: Any) -> bool:
@@ -638,6 +649,13 @@ def _structured(message: Any) -> bool:
         )
     except Exception:  # noqa: BLE001 - a type whose attributes raise: written by its str()
         return False
+
+
+def _as_dict(value: Any) -> Any:
+    """A mapping that is not one of the walked containers, as a dict; anything else as it is."""
+    if isinstance(value, WALKED) or not isinstance(value, Mapping):
+        return value
+    return dict(value)
 
 
 def _loguru_call(record: Mapping[str, Any]) -> tuple[Any, Any, Any] | None:

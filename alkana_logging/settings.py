@@ -38,6 +38,19 @@ DEFAULT_MAX_LINE_BYTES = 64 * 1024
 #: sink's limit (``LOKI_MAX_LINE_BYTES``), for a line that the renderer let through (a raised
 #: ``LOG_MAX_LINE_BYTES``) but Loki would refuse.
 DEFAULT_LOKI_MAX_LINE_BYTES = 256_000
+#: Loki's push endpoint, below its base URL (the push and query clients, the shippers' configs).
+LOKI_PUSH_PATH = "/loki/api/v1/push"
+
+
+def loki_base_url(url: str) -> str:
+    """Loki's base URL: without a trailing ``/`` or the push path, if one was given."""
+    url = url.strip().rstrip("/")
+    return url.removesuffix(LOKI_PUSH_PATH).rstrip("/")
+
+
+def loki_push_url(url: str) -> str:
+    """The push endpoint for ``url``, which may be Loki's base URL or the endpoint itself."""
+    return loki_base_url(url) + LOKI_PUSH_PATH
 
 
 class LokiIdentity(TypedDict):

@@ -39,9 +39,9 @@ from alkana_logging.loki import (
     LokiHandler,
     LokiSink,
     _parse_retry_after,
-    push_url,
 )
 from alkana_logging.settings import load_settings
+from alkana_logging.settings import loki_push_url as push_url
 from alkana_logging.stdlib import PipelineHandler
 from tests._loki_receiver import LokiReceiver, running
 

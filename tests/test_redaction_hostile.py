@@ -853,3 +853,30 @@ def test_a_big_error_answer_is_not_parsed() -> None:
     small = Answer(500, "", {}, b'{"message": "boom"}', False)
     assert _error_message(small) == "boom"
     assert _error_message(big).startswith('{"message": "boom"')  # its text, cut, not parsed
+
+
+@pytest.mark.parametrize(
+    "mapping",
+    [types.MappingProxyType, collections.UserDict, collections.ChainMap],
+    ids=["MappingProxyType", "UserDict", "ChainMap"],
+)
+def test_a_mapping_that_is_not_a_dict_as_a_percent_argument_is_redacted(
+    tmp_path: Path, mapping: Any
+) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    config = mapping({"user": "u", "password": value})
+    logging.getLogger("s").info("config %s", config)
+    logging.getLogger("s").info("config %s and %d", config, 2)
+    logging.getLogger("s").info("by name %(password)s, %(user)s", config)
+    alkana_logging.get_logger("s").info("config %s", config)
+    alkana_logging.get_logger("s").info("config %s and %d", config, 2)
+    alkana_logging.shutdown()
+    messages = [line[F.MESSAGE] for line in read_records(path)]
+    assert messages == [
+        f"config {{'user': 'u', 'password': '{REDACTED}'}}",
+        f"config {{'user': 'u', 'password': '{REDACTED}'}} and 2",
+        f"by name {REDACTED}, u",
+        f"config {{'user': 'u', 'password': '{REDACTED}'}}",
+        f"config {{'user': 'u', 'password': '{REDACTED}'}} and 2",
+    ]

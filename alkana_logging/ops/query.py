@@ -22,7 +22,7 @@ from alkana_logging._query import (
     Stream,
     parse_result,
 )
-from alkana_logging.loki import base_url
+from alkana_logging.settings import loki_base_url as base_url
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",

@@ -28,7 +28,12 @@ from urllib.parse import urlsplit
 from alkana_logging import fields as F
 from alkana_logging.ops import presets as P
 from alkana_logging.redaction import mask_url
-from alkana_logging.settings import DEFAULT_JOB
+from alkana_logging.settings import (
+    DEFAULT_JOB,
+    DEFAULT_LOKI_MAX_LINE_BYTES,
+    loki_base_url,
+    loki_push_url,
+)
 
 DEFAULT_APP: Final = "alkana-dashboard"
 DEFAULT_ENV: Final = "production"
@@ -47,7 +52,8 @@ DEFAULT_SECRETS_DIR: Final = "/etc/alertmanager/secrets"
 
 #: Loki refuses lines longer than its ``max_line_size`` (256 KB by default); the shippers drop
 #: them first, with a reason their drop counter shows, instead of having whole batches refused.
-MAX_LINE_SIZE: Final = "256KB"
+#: "KB" is 1000 bytes to Loki, Promtail and Alloy alike.
+MAX_LINE_SIZE: Final = f"{DEFAULT_LOKI_MAX_LINE_BYTES // 1000}KB"
 DROP_REASON: Final = "line_too_long"
 #: A line of spaces is a part of a line that a full disk cut, blanked where it was (the line
 #: itself is written again whole): nothing to ship.
@@ -228,7 +234,7 @@ class RenderOptions:
             raise RenderError(f"--loki-url: got {_shown_url(self.loki_url)}; {problem}")
         # Loki's base URL or its push endpoint, as the push client accepts: kept as the base.
         base = self.loki_url.rstrip("/")
-        object.__setattr__(self, "loki_url", base.removesuffix("/loki/api/v1/push") or base)
+        object.__setattr__(self, "loki_url", loki_base_url(base) or base)
         self._check_alerting()
 
     def _check_alerting(self) -> None:
@@ -304,7 +310,7 @@ class RenderOptions:
 
     @property
     def push_url(self) -> str:
-        return self.loki_url.rstrip("/") + "/loki/api/v1/push"
+        return loki_push_url(self.loki_url)
 
     def secret(self, name: str) -> str:
         """The path of one of Alertmanager's secret files."""
