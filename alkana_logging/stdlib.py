@@ -410,11 +410,13 @@ _PIPELINE_HANDLE = PipelineHandler.handle
 _NullHandler = logging.NullHandler
 #: Loggers of these classes have the stdlib's methods (RootLogger adds none of its own).
 _PLAIN_LOGGERS = frozenset({logging.Logger, logging.RootLogger})
-#: What a logger made by ``getLogger()`` holds, and what the pipeline's handler holds; any other
-#: attribute (``mock.patch.object(logger, "handle")``, a method set on the instance) takes the
-#: stdlib's path.
-_LOGGER_ATTRS = frozenset(vars(logging.getLogger("alkana_logging"))) | frozenset(vars(logging.root))
-_HANDLER_ATTRS = frozenset(vars(logging.Handler())) | {"pipeline"}
+#: How many attributes a logger made by ``getLogger()``, the root logger and the pipeline's
+#: handler hold; one more (``mock.patch.object(logger, "handle")``, a method set on the
+#: instance) takes the stdlib's path. Counted, not compared: ``len()`` is a few instructions,
+#: a set comparison with a dict builds a set on every call.
+_LOGGER_SIZE = len(vars(logging.getLogger("alkana_logging")))
+_ROOT_SIZE = len(vars(logging.root))
+_HANDLER_SIZE = len(vars(logging.Handler())) + 1  # and its pipeline
 #: ``extra=`` keys ``makeRecord`` refuses (it raises ``KeyError``): the stdlib's path raises it.
 _REFUSED_EXTRA = frozenset(vars(_LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 #: Whether install() put the direct path in (not with LOG_RECORD_DETAILS=on).
@@ -470,8 +472,8 @@ def _write_directly(  # noqa: PLR0911 - each way out says why the stdlib makes t
         and not handler.filters
         and not self.filters
         and self.__class__ in _PLAIN_LOGGERS
-        and _LOGGER_ATTRS.issuperset(self.__dict__)
-        and _HANDLER_ATTRS.issuperset(handler.__dict__)
+        and len(self.__dict__) == (_LOGGER_SIZE if self is not _root else _ROOT_SIZE)
+        and len(handler.__dict__) == _HANDLER_SIZE
         and _Logger.callHandlers is _STDLIB_CALL_HANDLERS
         and _Logger.handle is _STDLIB_HANDLE
         and _Logger.makeRecord is _STDLIB_MAKE_RECORD

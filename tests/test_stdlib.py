@@ -946,3 +946,14 @@ def test_a_mapping_argument_that_raises_gives_a_line_that_says_so(log_file: Path
     [line] = shutdown_and_read(log_file)
     assert "no length" in line[F.LOG_ERROR]
     assert line[F.MESSAGE].startswith("'%(k)s' % ")
+
+
+def test_a_method_mocked_on_the_root_logger_gets_the_root_loggers_records(
+    log_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[logging.LogRecord] = []
+    monkeypatch.setattr(logging.root, "handle", calls.append)
+    logging.getLogger().info("to the mock")
+    monkeypatch.undo()
+    assert [r.getMessage() for r in calls] == ["to the mock"]
+    assert shutdown_and_read(log_file) == []
