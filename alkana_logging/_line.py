@@ -59,7 +59,7 @@ RECORD_ATTRS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), Non
 }
 #: The end of a text that was cut: how many characters were left out.
 TRUNCATED: Final = "…[truncated {} chars]"
-_TRUNCATED_END: Final = re.compile(r"…\[truncated (\d+) chars\]\Z")
+_TRUNCATED_END: Final = re.compile(re.escape(TRUNCATED).replace(r"\{\}", r"(\d+)") + r"\Z")
 
 # Two caches, each replaced whole (thread-safe): the second's "YYYY-MM-DDTHH:MM:SS." and the
 # millisecond's prefix with its three digits. A line in a millisecond already seen costs one
