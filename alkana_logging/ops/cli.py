@@ -28,7 +28,7 @@ from alkana_logging.ops import configs as R
 from alkana_logging.ops import presets as P
 from alkana_logging.ops import report as Rep
 from alkana_logging.ops.configs import options as Opt
-from alkana_logging.settings import DEFAULT_JOB, Settings, load_settings
+from alkana_logging.settings import DEFAULT_JOB, DEFAULT_MAX_LINE_BYTES, Settings, load_settings
 
 PROG: Final = "alkana-logging"
 EXIT_OK: Final = 0
@@ -274,16 +274,15 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _use_color(choice: str, out: IO[str]) -> bool:
-    if choice == "always":
-        return True
-    if choice == "never" or os.environ.get("NO_COLOR"):
-        return False
-    return out.isatty()
+    from alkana_logging.console import use_colors
+
+    return use_colors(out, choice)
 
 
 def _line_renderer(colors: bool) -> Callable[[str], str]:
-    """Turns one JSON line into the console form (non-JSON lines pass through unchanged)."""
-    from alkana_logging.console import ConsoleFormat
+    """Turns one JSON line into the console form; any other line (not JSON, or JSON that is
+    no object) is printed as it is, its control characters escaped as the JSON lines' are."""
+    from alkana_logging.console import ConsoleFormat, escape
 
     renderer = ConsoleFormat(colors=colors)
 
@@ -292,16 +291,17 @@ def _line_renderer(colors: bool) -> Callable[[str], str]:
         try:
             record = orjson.loads(text)
         except orjson.JSONDecodeError:
-            return text + "\n"
+            return escape(text) + "\n"
         if not isinstance(record, dict):
-            return text + "\n"
+            return escape(text) + "\n"
         return renderer(record)
 
     return render
 
 
 def _last_lines(stream: IO[bytes], count: int, block: int = 65536) -> list[bytes]:
-    """The last ``count`` complete lines of an open file, read from its end.
+    """The last ``count`` lines of an open file, read from its end (the last one without its
+    newline when the file does not end with one).
 
     The stream is left at the end it found, so following goes on from exactly there.
     """
@@ -318,21 +318,31 @@ def _last_lines(stream: IO[bytes], count: int, block: int = 65536) -> list[bytes
 
 
 def _follow(
-    stream: IO[bytes], path: Path, render: Callable[[str], str], out: TextIO, interval: float
+    stream: IO[bytes],
+    path: Path,
+    render: Callable[[str], str],
+    out: TextIO,
+    interval: float,
+    pending: bytes = b"",
 ) -> Iterator[None]:
     """Print what is appended to ``path`` after the position of ``stream`` (open on it);
     reopen when the file is replaced (rotation) or truncated.
 
-    Yields after each poll that found nothing new, so a caller (or a test) decides when to stop.
+    A line is printed when its newline arrives (``pending``: the start of one already read);
+    one that grows past ``DEFAULT_MAX_LINE_BYTES`` without it is printed as it is, so what is
+    held stays bounded. Yields after each poll that found nothing new, so a caller (or a test)
+    decides when to stop.
     """
     identity = os.fstat(stream.fileno()).st_ino
-    pending = b""
     try:
         while True:
             chunk = stream.read()
             if chunk:
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
+                if len(pending) > DEFAULT_MAX_LINE_BYTES:
+                    lines.append(pending)
+                    pending = b""
                 for line in lines:
                     out.write(render(line.decode("utf-8", "replace")))
                 out.flush()
@@ -343,11 +353,15 @@ def _follow(
                 st = None
             if st is not None and (st.st_ino != identity or st.st_size < stream.tell()):
                 # Rotated (a new file under the name) or truncated: the old file was read to
-                # its end above, so start the new one from its beginning.
+                # its end above (an unfinished last line of it is printed as it is), so start
+                # the new one from its beginning.
+                if pending:
+                    out.write(render(pending.decode("utf-8", "replace")))
+                    out.flush()
+                    pending = b""
                 stream.close()
                 stream = path.open("rb")
                 identity = os.fstat(stream.fileno()).st_ino
-                pending = b""
                 continue
             yield
             time.sleep(interval)
@@ -369,13 +383,28 @@ def cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
         for raw in lines:
             out.write(render(raw.decode("utf-8", "replace")))
         return EXIT_OK
-    stream = path.open("rb")
-    for raw in _last_lines(stream, args.lines):
-        out.write(render(raw.decode("utf-8", "replace")))
-    out.flush()
-    for _ in _follow(stream, path, render, out, args.interval):
+    for _ in _tail_follow(path, args.lines, render, out, args.interval):
         pass
     return EXIT_OK
+
+
+def _tail_follow(
+    path: Path, count: int, render: Callable[[str], str], out: TextIO, interval: float
+) -> Iterator[None]:
+    """``tail -f``: the last ``count`` complete lines, then what is appended (see _follow)."""
+    stream = path.open("rb")
+    try:
+        # An unfinished last line waits for the rest of it, as the lines appended later do:
+        # the lines shown first are the last complete ones.
+        lines = _last_lines(stream, count + 1)
+        pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        for raw in lines[-count:] if count > 0 else []:
+            out.write(render(raw.decode("utf-8", "replace")))
+        out.flush()
+    except BaseException:
+        stream.close()
+        raise
+    yield from _follow(stream, path, render, out, interval, pending)
 
 
 # -- check ----------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from alkana_logging import fields as F
 from alkana_logging.ops import cli
 from alkana_logging.ops import configs as R
 from alkana_logging.ops import presets as P
+from alkana_logging.settings import DEFAULT_MAX_LINE_BYTES
 from tests import _loki_api as api
 
 LOKI_VARIABLES = ("LOKI_URL", "LOKI_TENANT", "LOKI_USERNAME", "LOKI_PASSWORD", "LOKI_TOKEN")
@@ -303,6 +304,86 @@ def test_follow_prints_appended_lines_and_survives_rotation_and_truncation(
         stream.write(_line(message="after truncation") + "\n")
     next(follow)
     assert "after truncation" in out.getvalue()
+    follow.close()
+
+
+#: JSON lines another program wrote: a pino level, no level, values of every JSON type under the
+#: keys the console form shows in columns, and JSON that is no object.
+ODD_LINES = (
+    '{"timestamp":"t","level":30,"msg":"pino"}',
+    '{"level":null}',
+    '{"timestamp":5,"level":"info","message":{"a":1},"logger":["x"],"logger_name":false}',
+    '{"level":"info","message":null,"stack":3,"exception":[1],"exc_info":true}',
+    "[1,2]",
+    "3",
+    '"text"',
+    "null",
+)
+
+
+def test_tail_prints_a_line_for_any_json_value_of_any_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    log = tmp_path / "other.log"
+    log.write_text("\n".join(ODD_LINES) + "\n", encoding="utf-8")
+    for argv in ([], ["--color", "always"]):
+        status, out, err = run(capsys, "tail", str(log), "-n", "100", *argv)
+        assert (status, err) == (0, "")
+        assert len(out.splitlines()) >= len(ODD_LINES)
+        assert "[30" in out
+        assert "pino" in out
+    follow = cli._tail_follow(log, 100, cli._line_renderer(colors=False), out := io.StringIO(), 0)
+    next(follow)
+    assert "[30" in out.getvalue()
+    with log.open("a", encoding="utf-8") as stream:
+        stream.write("\n".join(ODD_LINES) + "\n")
+    next(follow)
+    follow.close()
+    assert out.getvalue().count("pino") == 2
+
+
+def test_tail_escapes_the_lines_it_does_not_render(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    log = tmp_path / "mixed.log"
+    log.write_text(
+        "plain \x1b]0;pwned\x07 \x1b[31mred\n" + '["\x9b31m", "\u202e"]\n', encoding="utf-8"
+    )
+    status, out, _ = run(capsys, "tail", str(log), "--color", "never")
+    assert status == 0
+    assert out.splitlines() == [
+        "plain \\u001b]0;pwned\\u0007 \\u001b[31mred",
+        '["\\u009b31m", "\\u202e"]',
+    ]
+
+
+def test_follow_holds_an_unfinished_last_line_until_its_newline(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(_line(message="first") + "\n" + '{"torn": tr', encoding="utf-8")
+    out = io.StringIO()
+    follow = cli._tail_follow(log, 10, cli._line_renderer(colors=False), out, interval=0)
+    next(follow)
+    assert "first" in out.getvalue()
+    assert "torn" not in out.getvalue()  # not printed in pieces
+    with log.open("a", encoding="utf-8") as stream:
+        stream.write("ue}\n")
+    next(follow)
+    assert out.getvalue().splitlines()[-1] == "torn=True"  # one line, rendered
+    # Bounded: a line that grows past the limit without a newline is printed as it is.
+    with log.open("a", encoding="utf-8") as stream:
+        stream.write('{"long": "' + "x" * DEFAULT_MAX_LINE_BYTES)
+    next(follow)
+    assert out.getvalue().splitlines()[-1].startswith('{"long": "xxx')
+    # An unfinished last line of a rotated file is printed before the new file's lines.
+    with log.open("a", encoding="utf-8") as stream:
+        stream.write("\n" + '{"cut": ')
+    next(follow)
+    log.rename(tmp_path / "app.log.1")
+    log.write_text(_line(message="after rotation") + "\n", encoding="utf-8")
+    next(follow)
+    shown = out.getvalue().splitlines()
+    assert shown[-2:][0] == '{"cut": '
+    assert "after rotation" in shown[-1]
     follow.close()
 
 
