@@ -14,6 +14,7 @@ import json
 import logging
 import logging.config
 import os
+import re
 import socket
 import time
 import uuid
@@ -592,6 +593,26 @@ def test_close_gives_up_at_its_deadline_and_counts_what_was_lost(
     assert sink.health.snapshot()["loki_buffer_lines"] == 0
     sink.write(line("after close"), {}, time.time_ns())
     assert sink.health.dropped == {REASON_SHUTDOWN: 5, "loki_sink_closed": 1}
+
+
+@pytest.mark.parametrize("queued", [99, 0])
+def test_close_says_on_stderr_every_line_it_lost_the_batch_in_flight_included(
+    receiver: LokiReceiver, make_sink: Any, capsys: pytest.CaptureFixture[str], queued: int
+) -> None:
+    # A Loki that accepts and never answers: the batch in flight times out within the close
+    # deadline and is given up for it; the lines queued behind it are given up at the deadline.
+    sink = make_sink(connect_timeout=0.2, read_timeout=0.2)
+    receiver.hold()
+    sink.write(line("in flight"), {}, time.time_ns())
+    sink.flush(timeout=0)
+    assert receiver.wait_until(lambda r: r.holding == 1)
+    for i in range(queued):
+        sink.write(line("queued", i=i), {}, time.time_ns())
+    sink.close(timeout=1.0)
+    assert sink.health.dropped == {REASON_SHUTDOWN: 1 + queued}
+    err = capsys.readouterr().err
+    said = re.findall(r"(\d+) log lines were not shipped to Loki at \S+ \((\S+)\)", err)
+    assert said == [(str(1 + queued), REASON_SHUTDOWN)], err
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
