@@ -9,6 +9,7 @@ option value).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -40,6 +41,10 @@ _DURATION_PART: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w|y)")
 
 class UsageError(AlkanaLoggingError):
     """A command-line value that is not accepted (exit status 2)."""
+
+
+class Failed(AlkanaLoggingError):
+    """The work could not be done, said in one line (exit status 1)."""
 
 
 def parse_duration(text: str, *, option: str) -> float:
@@ -99,6 +104,8 @@ def _print_json(data: Any, out: TextIO) -> None:
 
 
 def cmd_presets(args: argparse.Namespace, out: TextIO) -> int:
+    if args.param and not args.name:
+        raise UsageError("--param needs a preset: `presets NAME --param NAME=VALUE`")
     if args.name:
         preset = P.get(args.name)
         values = _params(args.param)
@@ -410,32 +417,91 @@ def _tail_follow(
 # -- check ----------------------------------------------------------------------------------------
 
 
-def _writable_dir(directory: Path) -> tuple[bool, str]:
-    if directory.exists():
-        if not directory.is_dir():
-            return False, f"{directory} exists and is not a directory"
-        if not os.access(directory, os.W_OK | os.X_OK):
-            return False, f"{directory} is not writable by this user"
-        return True, f"{directory} is writable"
-    parent = directory.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
-        return True, f"{directory} does not exist yet; it will be created (in {parent})"
-    return False, f"{directory} does not exist and cannot be created ({parent} is not writable)"
+def _try_log_file(path: Path) -> str:
+    """Do what ``setup()`` does with the log file (create its missing directories, open the
+    file for appending), then undo what this created; return what ``setup()`` will do.
+
+    Raises:
+        OSError: what ``setup()`` would meet, its message naming the path it failed on.
+    """
+    missing: list[Path] = []
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        missing.append(ancestor)
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"{ancestor} exists and is not a directory")
+    created: list[Path] = []
+    try:
+        _make_directories(reversed(missing), created)
+        new = _open_and_close(path)
+    finally:
+        for directory in reversed(created):
+            with contextlib.suppress(OSError):  # something else was put in it meanwhile
+                directory.rmdir()
+    if missing:
+        return f"can be written; {path.parent} will be created (tried, and removed)"
+    if new:
+        return "can be written; the file will be created (tried, and removed)"
+    return "can be written"
+
+
+def _make_directories(directories: Iterable[Path], created: list[Path]) -> None:
+    """Make each directory, parents first, as ``setup()`` does; ``created``: those made here."""
+    from alkana_logging.sinks import DIR_MODE
+
+    for directory in directories:
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            continue  # made by someone else meanwhile: not this check's to remove
+        except OSError as err:
+            raise OSError(f"{directory} cannot be created ({err.strerror or err})") from None
+        created.append(directory)
+
+
+def _open_and_close(path: Path) -> bool:
+    """Open the log file for appending as ``setup()`` does, close it, and remove it if this
+    made it (``O_EXCL``: never a file someone else made meanwhile). Returns whether it was new.
+    """
+    from alkana_logging.sinks import FILE_MODE
+
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+    new = not path.exists()
+    try:
+        try:
+            fd = os.open(path, flags | (os.O_CREAT | os.O_EXCL if new else 0), FILE_MODE)
+        except FileExistsError:
+            new = False
+            fd = os.open(path, flags)
+    except OSError as err:
+        what = "created" if new else "opened for writing"
+        raise OSError(f"{path} cannot be {what} ({err.strerror or err})") from None
+    os.close(fd)
+    if new:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return new
 
 
 def _check_log_file(settings: Settings) -> tuple[bool, str]:
     if settings.log_file is None:
         return True, "no log file (stdout only)"
     path = settings.log_file
-    ok, message = _writable_dir(path.parent)
-    if ok and path.exists() and not os.access(path, os.W_OK):
-        return False, f"{path} exists and is not writable by this user"
     note = (
         " (rotated by logrotate: LOG_ROTATION=external)" if settings.rotation == "external" else ""
     )
-    return ok, f"log file {path}: {message}{note}"
+    try:
+        message = _try_log_file(path)
+    except OSError as err:
+        text = str(err) if err.filename is None else f"{err.filename}: {err.strerror or err}"
+        fallback = (
+            "; setup() logs to stdout instead (LOG_ON_FILE_ERROR=stdout)"
+            if settings.on_file_error == "stdout"
+            else "; setup() will raise ConfigurationError"
+        )
+        return False, f"log file {path}: {text}{fallback}"
+    return True, f"log file {path}: {message}{note}"
 
 
 def _check_loki(
@@ -507,19 +573,22 @@ def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
     artifacts = R.render(args.target, options)
     if args.check:
         root = Path(args.out or ".")
-        stale = [
-            a.path
-            for a in artifacts
-            if not (root / a.path).is_file()
-            or (root / a.path).read_text(encoding="utf-8") != a.text
-        ]
-        for relative in stale:
-            out.write(f"differs from the renderer's output: {root / relative}\n")
+        stale = 0
+        for artifact in artifacts:
+            path = root / artifact.path
+            if not path.is_file():
+                out.write(f"missing: {path}\n")
+            elif _read_text(path) != artifact.text:
+                out.write(f"differs from the renderer's output: {path}\n")
+            else:
+                continue
+            stale += 1
         if not stale:
             out.write(f"{len(artifacts)} file(s) up to date under {root}\n")
         return EXIT_FAILED if stale else EXIT_OK
     if args.out:
-        for written in R.write(artifacts, args.out):
+        for artifact in artifacts:
+            (written,) = _write_artifact(artifact, args.out)
             out.write(f"wrote {written}\n")
         return EXIT_OK
     for artifact in artifacts:
@@ -527,6 +596,24 @@ def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"==> {artifact.path} <==\n")
         out.write(artifact.text)
     return EXIT_OK
+
+
+def _read_text(path: Path) -> str | None:
+    """The text of a rendered file, None when it is not UTF-8 (then it differs)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return None
+    except OSError as err:
+        raise Failed(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def _write_artifact(artifact: R.Artifact, root: str) -> list[Path]:
+    try:
+        return R.write([artifact], root)
+    except OSError as err:
+        path = Path(root) / artifact.path
+        raise Failed(f"cannot write {path}: {err.strerror or err}") from None
 
 
 # -- the parser -----------------------------------------------------------------------------------
@@ -659,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    except (LokiQueryError, Fresh.ReportError, OSError) as err:
+    except (LokiQueryError, Fresh.ReportError, Failed, OSError) as err:
         print(f"{PROG} {args.command}: {err}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -92,6 +92,7 @@ def test_presets_name_shows_the_logql_with_params(capsys: pytest.CaptureFixture[
             "--param: got 'range'; expected NAME=VALUE",
         ),
         (["query", "error_ratio", "--since", "an hour"], "--since: got 'an hour'"),
+        (["presets", "--param", "range=5m"], "--param needs a preset"),
     ],
 )
 def test_usage_errors_exit_2_with_the_reason(
@@ -467,6 +468,54 @@ def test_check_fails_when_the_log_directory_is_a_file(
     assert "exists and is not a directory" in out
 
 
+def test_check_says_what_setup_would_meet_when_the_directory_cannot_be_made(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alkana_logging
+    from alkana_logging.exceptions import ConfigurationError
+
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    # /proc refuses a new directory even to root, whom os.access() lets write anywhere.
+    for log_file, said in (
+        ("/proc/nope/app.log", "/proc/nope cannot be created"),
+        (str(tmp_path / "afile" / "sub" / "app.log"), "afile exists and is not a directory"),
+    ):
+        monkeypatch.setenv("LOG_FILE", log_file)
+        status, out, _ = run(capsys, "check")
+        assert status == 1
+        assert f"FAIL  log directory: log file {log_file}: " in out
+        assert said in out
+        assert "setup() will raise ConfigurationError" in out
+        with pytest.raises(ConfigurationError):
+            alkana_logging.setup(log_file=log_file, stdout=False)
+
+
+def test_check_tries_the_log_file_and_removes_what_it_made(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_file = tmp_path / "new" / "logs" / "app.log"
+    monkeypatch.setenv("LOG_FILE", str(log_file))
+    status, out, _ = run(capsys, "check")
+    assert status == 0
+    assert f"{log_file.parent} will be created (tried, and removed)" in out
+    assert list(tmp_path.iterdir()) == []
+    log_file.parent.mkdir(parents=True)
+    status, out, _ = run(capsys, "check")
+    assert status == 0
+    assert "the file will be created" in out
+    assert list(log_file.parent.iterdir()) == []
+    log_file.write_text("kept\n", encoding="utf-8")
+    status, out, _ = run(capsys, "check")
+    assert status == 0
+    assert f"log file {log_file}: can be written\n" in out
+    assert log_file.read_text(encoding="utf-8") == "kept\n"
+    log_file.unlink()
+    log_file.mkdir()  # setup() cannot open a directory for appending
+    status, out, _ = run(capsys, "check")
+    assert status == 1
+    assert "Is a directory" in out
+
+
 def test_check_asks_loki_when_it_is_configured(
     capsys: pytest.CaptureFixture[str],
     loki: api.LokiApi,
@@ -513,6 +562,27 @@ def test_render_out_writes_and_check_compares(
     status, out, _ = run(capsys, "render", "all", "--out", str(tmp_path), "--check")
     assert status == 1
     assert "differs from the renderer's output" in out
+
+
+def test_render_check_says_which_files_are_missing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    status, out, _ = run(capsys, "render", "promtail", "--out", str(tmp_path), "--check")
+    assert status == 1
+    assert out == f"missing: {tmp_path / R.render('promtail')[0].path}\n"
+
+
+def test_render_out_that_cannot_be_written_says_which_file_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    for root in ("/proc/x", str(tmp_path / "afile")):
+        status, _, err = run(capsys, "render", "promtail", "--out", root)
+        assert status == 1
+        path = Path(root) / R.render("promtail")[0].path
+        assert err.startswith(f"alkana-logging render: cannot write {path}: ")
+        assert err.count("\n") == 1
+        assert "Errno" not in err
 
 
 def test_render_checks_the_committed_files(capsys: pytest.CaptureFixture[str]) -> None:
