@@ -112,8 +112,12 @@ def push_url(url: str) -> str:
     return base_url(url) + PUSH_PATH
 
 
-def _http_module() -> Any:
+def _http_module(variable: str | None = None) -> Any:
     """:mod:`alkana_logging._http`, which needs ``requests``.
+
+    Args:
+        variable: the environment variable the URL came from, named in the error (a URL given
+            to ``LokiHandler`` or ``setup()`` is no variable's).
 
     Raises:
         ConfigurationError: ``requests`` is not installed.
@@ -121,10 +125,12 @@ def _http_module() -> Any:
     try:
         from alkana_logging import _http
     except ImportError as err:
-        raise ConfigurationError(
-            "LOKI_URL is set but the 'requests' package is not installed; "
-            "install alkana-logging[loki]"
-        ) from err
+        needs = (
+            f"{variable} is set but the 'requests' package is not installed"
+            if variable
+            else "pushing to Loki needs the 'requests' package, which is not installed"
+        )
+        raise ConfigurationError(f"{needs}; install alkana-logging[loki]") from err
     return _http
 
 
@@ -310,6 +316,9 @@ class LokiSink:
         """
         if not settings.loki_url:
             raise ConfigurationError("LOKI_URL: got no value; expected Loki's URL")
+        # Needs requests: said here, where the URL's origin is known (the settings read it).
+        from_environment = os.environ.get("LOKI_URL", "").strip() == settings.loki_url
+        _http_module("LOKI_URL" if from_environment else None)
         host_label = overrides.pop("host_label", settings.loki_host_label)
         labels = {
             F.LABEL_JOB: settings.loki_job,

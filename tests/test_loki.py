@@ -16,6 +16,8 @@ import logging.config
 import os
 import re
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -848,6 +850,49 @@ def test_a_forked_child_of_a_loki_handler_ships_its_own_lines(receiver: LokiRece
 def test_loki_handler_needs_a_url() -> None:
     with pytest.raises(ConfigurationError, match="LOKI_URL"):
         LokiHandler()
+
+
+_WITHOUT_REQUESTS = """
+import json, logging.config, os, sys
+sys.modules["requests"] = None  # as if it were not installed: importing it fails
+import alkana_logging
+said = {}
+for name, make in (
+    ("handler", lambda: alkana_logging.LokiHandler("http://127.0.0.1:9")),
+    ("dictconfig", lambda: logging.config.dictConfig({"version": 1, "handlers": {"l": {
+        "()": "alkana_logging.LokiHandler", "url": "http://127.0.0.1:9"}}})),
+    ("setup", lambda: alkana_logging.setup(loki_url="http://127.0.0.1:9", log_file="")),
+):
+    try:
+        make()
+    except ValueError as err:
+        said[name] = str(err.__cause__ if name == "dictconfig" else err)
+os.environ["LOKI_URL"] = "http://127.0.0.1:9"
+try:
+    alkana_logging.setup(log_file="")
+except ValueError as err:
+    said["environment"] = str(err)
+print(json.dumps(said))
+"""
+
+
+def test_without_requests_the_error_names_loki_url_only_when_it_was_set(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOG_", "LOKI_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_REQUESTS],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=True,
+    )
+    said = json.loads(done.stdout)
+    assert set(said) == {"handler", "dictconfig", "setup", "environment"}, done.stderr
+    for name, message in said.items():
+        assert "'requests'" in message
+        assert message.endswith("install alkana-logging[loki]")
+        assert ("LOKI_URL" in message) is (name == "environment"), (name, message)
 
 
 # -- configuration errors -------------------------------------------------------------------------
