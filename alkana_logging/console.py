@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+import orjson
 import structlog
 
 from alkana_logging import fields as F
@@ -22,6 +24,19 @@ _UNSAFE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 #: The same, less the newline: a traceback is several lines by nature.
 _UNSAFE_IN_STACK: Final = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _SHORT: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+#: What structlog's ``ConsoleRenderer`` takes as text: the level (padded: not text raises), the
+#: time, the message and the logger names (shown by ``str()``: a Python repr), and the keys it
+#: appends (``stack``, ``exception``: not text raises). A record read back from a file (``tail``,
+#: a line another program wrote) may hold any JSON value there: it is shown as JSON text.
+_TEXT_KEYS: Final = (
+    F.LEVEL,
+    F.TIMESTAMP,
+    F.MESSAGE,
+    F.LOGGER,
+    "logger_name",
+    "stack",
+    "exception",
+)
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -32,6 +47,33 @@ def _escape_char(match: re.Match[str]) -> str:
 def escape(text: str) -> str:
     """``text`` with every character a terminal would act on written as a JSON escape."""
     return _UNSAFE.sub(_escape_char, text)
+
+
+def use_colors(stream: Any, choice: str = "auto") -> bool:
+    """Whether lines written to ``stream`` get ANSI colours: ``always``, ``never``, or ``auto``:
+    on a terminal, unless ``NO_COLOR`` is set to anything but the empty text
+    (https://no-color.org). ``LOG_FORMAT=console`` and ``alkana-logging tail`` both decide here.
+    """
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return bool(stream.isatty())
+    except Exception:  # noqa: BLE001 - a closed or odd stream is no terminal
+        return False
+
+
+def _json_text(value: Any) -> str:
+    """A value that is not text, as the JSON line writes it (``30``, ``null``, ``{"a":1}``)."""
+    try:
+        text = orjson.dumps(value).decode()
+    except Exception:  # noqa: BLE001 - an integer over 64 bits, or no JSON value at all
+        try:
+            text = str(value)
+        except Exception:  # noqa: BLE001 - the type only: its str may be what fails
+            text = unrenderable(value)
+    return escape(text)
 
 
 class ConsoleFormat:
@@ -73,8 +115,11 @@ class ConsoleFormat:
                 if type(shown) is str:  # bytes, a path, an enum's text: as text values are
                     shown = escape(shown)
             event[escape(key) if type(key) is str else key] = shown
+        for key in _TEXT_KEYS:
+            if key in event and type(event[key]) is not str:
+                event[key] = _json_text(event[key])
         stack = event.pop(F.EXCEPTION_STACKTRACE, None)
-        text = str(self._renderer(None, str(record.get(F.LEVEL, "")), event))
+        text = str(self._renderer(None, "", event))
         if stack:
             # Indented: a line inside an exception's message cannot pass for a log line.
             lines = _UNSAFE_IN_STACK.sub(_escape_char, str(stack).rstrip()).split("\n")

@@ -101,8 +101,12 @@ class _Outcome(NamedTuple):
     retry_after: float | None
 
 
-def _http_module() -> Any:
+def _http_module(variable: str | None = None) -> Any:
     """:mod:`alkana_logging._http`, which needs ``requests``.
+
+    Args:
+        variable: the environment variable the URL came from, named in the error (a URL given
+            to ``LokiHandler`` or ``setup()`` is no variable's).
 
     Raises:
         ConfigurationError: ``requests`` is not installed.
@@ -110,10 +114,12 @@ def _http_module() -> Any:
     try:
         from alkana_logging import _http
     except ImportError as err:
-        raise ConfigurationError(
-            "LOKI_URL is set but the 'requests' package is not installed; "
-            "install alkana-logging[loki]"
-        ) from err
+        needs = (
+            f"{variable} is set but the 'requests' package is not installed"
+            if variable
+            else "pushing to Loki needs the 'requests' package, which is not installed"
+        )
+        raise ConfigurationError(f"{needs}; install alkana-logging[loki]") from err
     return _http
 
 
@@ -299,6 +305,9 @@ class LokiSink:
         """
         if not settings.loki_url:
             raise ConfigurationError("LOKI_URL: got no value; expected Loki's URL")
+        # Needs requests: said here, where the URL's origin is known (the settings read it).
+        from_environment = os.environ.get("LOKI_URL", "").strip() == settings.loki_url
+        _http_module("LOKI_URL" if from_environment else None)
         host_label = overrides.pop("host_label", settings.loki_host_label)
         labels = {
             F.LABEL_JOB: settings.loki_job,
@@ -606,10 +615,13 @@ class LokiSink:
                 head = self._queued_since if self._queue else None
                 urgent = self._closing or self._finished < self._flush_target
                 full = self._depth_bytes - self._inflight_bytes >= self._batch_bytes
-                if head is None and self._closing:
+                ended = head is None and self._closing
+                if ended:
                     self._mark_closed()
                     self._done.notify_all()
-                    return
+            if ended:
+                self._say_unreported()
+                return
             if self._closing and time.monotonic() >= self._close_deadline:
                 self._give_up_all(REASON_SHUTDOWN)
                 with self._lock:
@@ -865,18 +877,29 @@ class LokiSink:
     def _give_up_all(self, reason: str) -> None:
         """Drop every buffered line (queued and in flight): the sender stops or was abandoned.
 
-        Said on stderr too: at exit, nothing else will ever read the count.
+        Said on stderr too, with the lines dropped before and not said yet (see _say_unreported).
         """
         with self._lock:
             lines = self._accepted - self._finished
             self._queue.clear()
             self._depth_bytes = self._inflight_bytes = 0
             self._finished = self._accepted
+            if lines:
+                self._unreported[reason] = self._unreported.get(reason, 0) + lines
             self._done.notify_all()
         if lines:
             self.health.drop(reason, lines)
+        self._say_unreported()
+
+    def _say_unreported(self) -> None:
+        """The sender ends: the drops not told yet (an event follows the next successful push,
+        and there is none now; a batch in flight given up at the close deadline among them) are
+        said on stderr, a line a reason: at exit, nothing else will ever read the counts."""
+        with self._lock:
+            unreported, self._unreported = self._unreported, {}
+        for reason, count in unreported.items():
             self.health.report(
-                f"{lines} log lines were not shipped to Loki at {self.shown_url} ({reason})"
+                f"{count} log lines were not shipped to Loki at {self.shown_url} ({reason})"
             )
 
     def _main_thread_ended(self) -> None:

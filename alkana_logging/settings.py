@@ -218,8 +218,9 @@ ENV_VARS: Mapping[str, str] = {
 }
 
 
-def _where(name: str, from_env: bool) -> str:
-    return f"{ENV_VARS[name]} (environment)" if from_env else f"setup({name}=...)"
+def _where(name: str, caller: str | None) -> str:
+    """How an error names a setting: its variable, or the caller's keyword argument."""
+    return f"{ENV_VARS[name]} (environment)" if caller is None else f"{caller}({name}=...)"
 
 
 def _truth(where: str, value: Any) -> bool:
@@ -267,16 +268,16 @@ def _one_of(where: str, value: Any, choices: Iterable[str]) -> str:
     return str(text)
 
 
-def _as_bool(name: str, value: Any, from_env: bool) -> bool:
-    return _truth(_where(name, from_env), value)
+def _as_bool(name: str, value: Any, where: str) -> bool:
+    return _truth(where, value)
 
 
-def _as_int(name: str, value: Any, from_env: bool, minimum: int) -> int:
-    return _count(_where(name, from_env), value, minimum)
+def _as_int(name: str, value: Any, where: str, minimum: int) -> int:
+    return _count(where, value, minimum)
 
 
-def _as_choice(name: str, value: Any, from_env: bool, choices: Iterable[str]) -> str:
-    return _one_of(_where(name, from_env), value, choices)
+def _as_choice(name: str, value: Any, where: str, choices: Iterable[str]) -> str:
+    return _one_of(where, value, choices)
 
 
 #: What a Loki option given to LokiSink (not read from text) must be an instance of, and what
@@ -344,7 +345,7 @@ def loki_options(given: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _as_level(name: str, value: Any, from_env: bool) -> str:
+def _as_level(name: str, value: Any, where: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         for level_name, number in _LEVEL_NUMBERS.items():
             if number == value:
@@ -355,76 +356,66 @@ def _as_level(name: str, value: Any, from_env: bool) -> str:
             text = "WARNING"
         if text in _LEVEL_NUMBERS:
             return text
-    raise ConfigurationError(
-        f"{_where(name, from_env)}: got {value!r}; expected one of {', '.join(LEVEL_NAMES)}"
-    )
+    raise ConfigurationError(f"{where}: got {value!r}; expected one of {', '.join(LEVEL_NAMES)}")
 
 
-def _as_text(name: str, value: Any, from_env: bool, *, empty_ok: bool = False) -> str:
+def _as_text(name: str, value: Any, where: str, *, empty_ok: bool = False) -> str:
     if not isinstance(value, str):
-        raise ConfigurationError(f"{_where(name, from_env)}: got {value!r}; expected a string")
+        raise ConfigurationError(f"{where}: got {value!r}; expected a string")
     text: str = value.strip()
     if not text and not empty_ok:
-        raise ConfigurationError(f"{_where(name, from_env)}: got an empty value; expected text")
+        raise ConfigurationError(f"{where}: got an empty value; expected text")
     return text
 
 
-def _as_keys(name: str, value: Any, from_env: bool) -> frozenset[str]:
+def _as_keys(name: str, value: Any, where: str) -> frozenset[str]:
     if isinstance(value, str):
         items: Iterable[Any] = value.split(",")
     elif isinstance(value, Iterable):
         items = value
     else:
-        raise ConfigurationError(
-            f"{_where(name, from_env)}: got {value!r}; expected key names (comma-separated)"
-        )
+        raise ConfigurationError(f"{where}: got {value!r}; expected key names (comma-separated)")
     keys = set()
     for item in items:
         if not isinstance(item, str):
-            raise ConfigurationError(
-                f"{_where(name, from_env)}: got {item!r} in {value!r}; expected key names"
-            )
+            raise ConfigurationError(f"{where}: got {item!r} in {value!r}; expected key names")
         if item.strip():
             keys.add(normalise_key(item.strip()))
     return DEFAULT_REDACT_KEYS | frozenset(keys)
 
 
-def _optional_text(name: str, value: Any, from_env: bool) -> str | None:
+def _optional_text(name: str, value: Any, where: str) -> str | None:
     if value is None:
         return None
-    text = _as_text(name, value, from_env, empty_ok=True)
+    text = _as_text(name, value, where, empty_ok=True)
     return text or None
 
 
-Parser: TypeAlias = Callable[[str, Any, bool], Any]
+Parser: TypeAlias = Callable[[str, Any, str], Any]
 
 
-def _as_path(name: str, value: Any, from_env: bool) -> Path | None:
+def _as_path(name: str, value: Any, where: str) -> Path | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if not isinstance(value, (str, os.PathLike)):
-        raise ConfigurationError(
-            f"{_where(name, from_env)}: got {value!r}; expected a file path or empty"
-        )
+        raise ConfigurationError(f"{where}: got {value!r}; expected a file path or empty")
     return Path(value).expanduser()
 
 
 def _choice(choices: Iterable[str]) -> Parser:
-    return lambda name, value, from_env: _as_choice(name, value, from_env, choices)
+    return lambda name, value, where: _as_choice(name, value, where, choices)
 
 
 def _int_from(minimum: int) -> Parser:
-    return lambda name, value, from_env: _as_int(name, value, from_env, minimum)
+    return lambda name, value, where: _as_int(name, value, where, minimum)
 
 
 def _loki_option(option: str) -> Parser:
-    return lambda name, value, from_env: check_loki_option(
-        option, value, _where(name, from_env), text=True
-    )
+    return lambda name, value, where: check_loki_option(option, value, where, text=True)
 
 
-def _text(name: str, value: Any, from_env: bool) -> str:
-    return _as_text(name, value, from_env)
+def _text(name: str, value: Any, where: str) -> str:
+    return _as_text(name, value, where)
 
 
 #: How each setting's value is read; a setting not listed is optional text.
@@ -447,19 +438,26 @@ _PARSERS: Mapping[str, Parser] = {
 }
 
 
-def _parse(name: str, value: Any, from_env: bool) -> Any:
+def _parse(name: str, value: Any, caller: str | None) -> Any:
+    """``value`` of the setting ``name``, from the environment (``caller`` None) or given to
+    ``caller`` (``setup``, ``JsonFormatter``, ``LokiHandler``), as the setting accepts it."""
     parser: Parser = _PARSERS.get(name, _optional_text)
-    return parser(name, value, from_env)
+    return parser(name, value, _where(name, caller))
 
 
 def load_settings(
-    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    caller: str = "setup",
 ) -> Settings:
     """Build the effective settings.
 
     Args:
         overrides: keyword arguments given to ``setup()``; ``None`` values mean "not given".
         environ: the environment to read (``os.environ`` when omitted).
+        caller: what took the keyword arguments, as errors name them (``setup(level=...)``,
+            ``JsonFormatter(app_name=...)``).
 
     Returns:
         The frozen, validated settings.
@@ -473,15 +471,15 @@ def load_settings(
     unknown = sorted(set(overrides) - set(ENV_VARS))
     if unknown:
         raise TypeError(
-            f"setup() got unexpected keyword argument(s) {', '.join(unknown)}; "
+            f"{caller}() got unexpected keyword argument(s) {', '.join(unknown)}; "
             f"accepted: {', '.join(sorted(ENV_VARS))}"
         )
     values: dict[str, Any] = {}
     for name, env_var in ENV_VARS.items():
         if overrides.get(name) is not None:
-            values[name] = _parse(name, overrides[name], from_env=False)
+            values[name] = _parse(name, overrides[name], caller)
         elif env_var in environ:
-            values[name] = _parse(name, environ[env_var], from_env=True)
+            values[name] = _parse(name, environ[env_var], None)
     settings = Settings(**values)
     if settings.rotation == "none" and settings.log_file is not None:
         # "none" is the stdout-only mode (containers, the journal): no file is written.

@@ -871,20 +871,13 @@ def from_settings(settings: Settings, health: PipelineHealth) -> list[Sink]:
     if settings.stdout:
         console = None
         if settings.format == "console":
-            from alkana_logging.console import ConsoleFormat  # structlog's dev renderer
+            from alkana_logging.console import ConsoleFormat, use_colors  # structlog's dev one
 
             plain = Renderer.from_settings(settings).plain  # values as the line has them
-            console = ConsoleFormat(colors=_isatty(sys.stdout), plain=plain)
+            console = ConsoleFormat(colors=use_colors(sys.stdout), plain=plain)
         sinks.append(StreamSink(sys.stdout, format=console, health=health))
     if settings.loki_url:
         from alkana_logging.loki import LokiSink
 
         sinks.append(LokiSink.from_settings(settings, health))
     return sinks
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except Exception:  # noqa: BLE001
-        return False

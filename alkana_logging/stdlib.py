@@ -147,7 +147,8 @@ class JsonFormatter(_BaseJsonFormatter):
     ) -> None:
         super().__init__(*args, **kwargs)
         settings = load_settings(
-            {"app_name": app_name, "app_env": app_env, "redact_keys": redact_keys, "stdout": True}
+            {"app_name": app_name, "app_env": app_env, "redact_keys": redact_keys, "stdout": True},
+            caller="JsonFormatter",
         )
         self.renderer = Renderer.from_settings(settings)
         self._otel_context, self._otel_span_key = _otel_span_reader()

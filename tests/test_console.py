@@ -85,15 +85,14 @@ def test_a_hostile_message_reaches_a_pipe_without_control_characters(tmp_path: P
     assert not any("forged line" in line and line.startswith("2026-01-01") for line in starts)
 
 
-def test_a_hostile_message_reaches_a_terminal_with_only_the_renderers_colours(
-    tmp_path: Path,
-) -> None:
+def _on_a_terminal(tmp_path: Path, env: dict[str, str]) -> str:
+    """What the child writes to a pseudo-terminal, as the terminal shows it."""
     leader, follower = pty.openpty()
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD],
         stdout=follower,
         stderr=subprocess.PIPE,
-        env=_env(tmp_path),
+        env=env,
         cwd=tmp_path,
     )
     os.close(follower)
@@ -119,11 +118,69 @@ def test_a_hostile_message_reaches_a_terminal_with_only_the_renderers_colours(
         os.close(leader)
         if child.stderr:
             child.stderr.close()
-    out = data.decode("utf-8").replace("\r\n", "\n")  # the terminal's own line discipline
+    return data.decode("utf-8").replace("\r\n", "\n")  # the terminal's own line discipline
+
+
+def test_a_hostile_message_reaches_a_terminal_with_only_the_renderers_colours(
+    tmp_path: Path,
+) -> None:
+    out = _on_a_terminal(tmp_path, _env(tmp_path))
     assert SGR.search(out), "a terminal gets colours"
     without_colours = SGR.sub("", out)
     assert CONTROL.findall(without_colours) == []
     assert "pwned" in without_colours
+
+
+def test_no_color_turns_the_colours_off_on_a_terminal(tmp_path: Path) -> None:
+    out = _on_a_terminal(tmp_path, {**_env(tmp_path), "NO_COLOR": "1"})
+    assert "forged line" in out  # the lines are there,
+    assert "\x1b" not in out  # without a colour
+    assert CONTROL.findall(out) == []
+
+
+@pytest.mark.parametrize("choice", ["auto", "always", "never"])
+@pytest.mark.parametrize("no_color", [None, "", "1"])
+@pytest.mark.parametrize("tty", [True, False])
+def test_colours_are_decided_in_one_place(
+    monkeypatch: pytest.MonkeyPatch, choice: str, no_color: str | None, tty: bool
+) -> None:
+    from alkana_logging.console import use_colors
+
+    if no_color is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", no_color)
+    stream = type("Stream", (), {"isatty": lambda self: tty})()
+    # https://no-color.org: set and not empty turns colours off, unless asked for by name.
+    expected = {"always": True, "never": False}.get(choice, tty and not no_color)
+    assert use_colors(stream, choice) is expected
+
+
+@pytest.mark.parametrize(
+    "key", ["level", "timestamp", "message", "logger", "logger_name", "stack", "exception", "k"]
+)
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (30, "30"),
+        (None, "null"),
+        (True, "true"),
+        (1.5, "1.5"),
+        ({"a": 1}, '{"a":1}'),
+        (["x\x1b[2J"], '["x\\u001b[2J"]'),
+        (2**70, str(2**70)),
+    ],
+)
+def test_any_value_under_any_key_gives_a_line(key: str, value: object, shown: str) -> None:
+    from alkana_logging.console import ConsoleFormat
+
+    record = {"timestamp": "t", "level": "info", "message": "m", key: value}
+    for colors in (False, True):
+        line = ConsoleFormat(colors=colors)(record)  # a record read back: no plain()
+        assert line.endswith("\n")
+        assert CONTROL.findall(SGR.sub("", line)) == []
+        if key in ("level", "timestamp", "message", "logger", "logger_name", "stack", "exception"):
+            assert shown in line  # shown as the JSON line has it
 
 
 @pytest.mark.parametrize(
@@ -141,3 +198,15 @@ def test_escape_writes_controls_as_json_escapes(text: str, expected: str) -> Non
     from alkana_logging.console import escape
 
     assert expected == escape(text)
+
+
+def test_a_column_value_without_json_or_str_is_shown_by_its_type() -> None:
+    from alkana_logging.console import ConsoleFormat
+
+    class Odd:
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    line = ConsoleFormat(colors=False)({"level": "info", "message": Odd()})
+    assert "<unrenderable " in line
+    assert "Odd value>" in line

@@ -14,7 +14,10 @@ import json
 import logging
 import logging.config
 import os
+import re
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -594,6 +597,26 @@ def test_close_gives_up_at_its_deadline_and_counts_what_was_lost(
     assert sink.health.dropped == {REASON_SHUTDOWN: 5, "loki_sink_closed": 1}
 
 
+@pytest.mark.parametrize("queued", [99, 0])
+def test_close_says_on_stderr_every_line_it_lost_the_batch_in_flight_included(
+    receiver: LokiReceiver, make_sink: Any, capsys: pytest.CaptureFixture[str], queued: int
+) -> None:
+    # A Loki that accepts and never answers: the batch in flight times out within the close
+    # deadline and is given up for it; the lines queued behind it are given up at the deadline.
+    sink = make_sink(connect_timeout=0.2, read_timeout=0.2)
+    receiver.hold()
+    sink.write(line("in flight"), {}, time.time_ns())
+    sink.flush(timeout=0)
+    assert receiver.wait_until(lambda r: r.holding == 1)
+    for i in range(queued):
+        sink.write(line("queued", i=i), {}, time.time_ns())
+    sink.close(timeout=1.0)
+    assert sink.health.dropped == {REASON_SHUTDOWN: 1 + queued}
+    err = capsys.readouterr().err
+    said = re.findall(r"(\d+) log lines were not shipped to Loki at \S+ \((\S+)\)", err)
+    assert said == [(str(1 + queued), REASON_SHUTDOWN)], err
+
+
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_ships_its_own_lines_and_not_the_parents(
     receiver: LokiReceiver, tmp_path: Path
@@ -827,6 +850,49 @@ def test_a_forked_child_of_a_loki_handler_ships_its_own_lines(receiver: LokiRece
 def test_loki_handler_needs_a_url() -> None:
     with pytest.raises(ConfigurationError, match="LOKI_URL"):
         LokiHandler()
+
+
+_WITHOUT_REQUESTS = """
+import json, logging.config, os, sys
+sys.modules["requests"] = None  # as if it were not installed: importing it fails
+import alkana_logging
+said = {}
+for name, make in (
+    ("handler", lambda: alkana_logging.LokiHandler("http://127.0.0.1:9")),
+    ("dictconfig", lambda: logging.config.dictConfig({"version": 1, "handlers": {"l": {
+        "()": "alkana_logging.LokiHandler", "url": "http://127.0.0.1:9"}}})),
+    ("setup", lambda: alkana_logging.setup(loki_url="http://127.0.0.1:9", log_file="")),
+):
+    try:
+        make()
+    except ValueError as err:
+        said[name] = str(err.__cause__ if name == "dictconfig" else err)
+os.environ["LOKI_URL"] = "http://127.0.0.1:9"
+try:
+    alkana_logging.setup(log_file="")
+except ValueError as err:
+    said["environment"] = str(err)
+print(json.dumps(said))
+"""
+
+
+def test_without_requests_the_error_names_loki_url_only_when_it_was_set(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOG_", "LOKI_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_REQUESTS],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=True,
+    )
+    said = json.loads(done.stdout)
+    assert set(said) == {"handler", "dictconfig", "setup", "environment"}, done.stderr
+    for name, message in said.items():
+        assert "'requests'" in message
+        assert message.endswith("install alkana-logging[loki]")
+        assert ("LOKI_URL" in message) is (name == "environment"), (name, message)
 
 
 # -- configuration errors -------------------------------------------------------------------------

@@ -124,6 +124,27 @@ def test_bad_keyword_arguments_are_clear_errors(kwargs: dict[str, object], match
     assert not alkana_logging.is_configured()
 
 
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        ({"app_name": 3}, "JsonFormatter(app_name=...): got 3; expected a string"),
+        ({"redact_keys": 5}, "JsonFormatter(redact_keys=...): got 5"),
+        ({"loki_batch_wait": "soon"}, "JsonFormatter(loki_batch_wait=...): got 'soon'"),
+        ({"app_nmae": "x"}, "JsonFormatter() got unexpected keyword argument(s) app_nmae"),
+    ],
+)
+def test_errors_name_the_caller_that_took_the_keyword_arguments(
+    overrides: dict[str, object], said: str
+) -> None:
+    with pytest.raises((ConfigurationError, TypeError)) as raised:
+        load_settings(overrides, {}, caller="JsonFormatter")
+    assert said in str(raised.value)
+    assert "setup(" not in str(raised.value)
+    # The environment's values are named by their variable, whoever reads them.
+    with pytest.raises(ConfigurationError, match=r"^APP_ENV \(environment\): got an empty"):
+        load_settings({}, {"APP_ENV": " "}, caller="JsonFormatter")
+
+
 def test_unknown_keyword_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="levle"):
         alkana_logging.setup(levle="DEBUG")

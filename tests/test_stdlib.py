@@ -957,3 +957,10 @@ def test_a_method_mocked_on_the_root_logger_gets_the_root_loggers_records(
     monkeypatch.undo()
     assert [r.getMessage() for r in calls] == ["to the mock"]
     assert shutdown_and_read(log_file) == []
+
+
+def test_json_formatter_names_itself_in_a_bad_arguments_error() -> None:
+    with pytest.raises(
+        alkana_logging.ConfigurationError, match=r"^JsonFormatter\(app_name=\.\.\.\): got 3"
+    ):
+        alkana_logging.JsonFormatter(app_name=3)  # type: ignore[arg-type]

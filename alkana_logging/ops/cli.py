@@ -9,6 +9,7 @@ option value).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from alkana_logging.ops import configs as R
 from alkana_logging.ops import presets as P
 from alkana_logging.ops import report as Rep
 from alkana_logging.ops.configs import options as Opt
-from alkana_logging.settings import DEFAULT_JOB, Settings, load_settings
+from alkana_logging.settings import DEFAULT_JOB, DEFAULT_MAX_LINE_BYTES, Settings, load_settings
 
 PROG: Final = "alkana-logging"
 EXIT_OK: Final = 0
@@ -40,6 +41,10 @@ _DURATION_PART: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w|y)")
 
 class UsageError(AlkanaLoggingError):
     """A command-line value that is not accepted (exit status 2)."""
+
+
+class Failed(AlkanaLoggingError):
+    """The work could not be done, said in one line (exit status 1)."""
 
 
 def parse_duration(text: str, *, option: str) -> float:
@@ -99,6 +104,8 @@ def _print_json(data: Any, out: TextIO) -> None:
 
 
 def cmd_presets(args: argparse.Namespace, out: TextIO) -> int:
+    if args.param and not args.name:
+        raise UsageError("--param needs a preset: `presets NAME --param NAME=VALUE`")
     if args.name:
         preset = P.get(args.name)
         values = _params(args.param)
@@ -274,16 +281,15 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _use_color(choice: str, out: IO[str]) -> bool:
-    if choice == "always":
-        return True
-    if choice == "never" or os.environ.get("NO_COLOR"):
-        return False
-    return out.isatty()
+    from alkana_logging.console import use_colors
+
+    return use_colors(out, choice)
 
 
 def _line_renderer(colors: bool) -> Callable[[str], str]:
-    """Turns one JSON line into the console form (non-JSON lines pass through unchanged)."""
-    from alkana_logging.console import ConsoleFormat
+    """Turns one JSON line into the console form; any other line (not JSON, or JSON that is
+    no object) is printed as it is, its control characters escaped as the JSON lines' are."""
+    from alkana_logging.console import ConsoleFormat, escape
 
     renderer = ConsoleFormat(colors=colors)
 
@@ -292,16 +298,17 @@ def _line_renderer(colors: bool) -> Callable[[str], str]:
         try:
             record = orjson.loads(text)
         except orjson.JSONDecodeError:
-            return text + "\n"
+            return escape(text) + "\n"
         if not isinstance(record, dict):
-            return text + "\n"
+            return escape(text) + "\n"
         return renderer(record)
 
     return render
 
 
 def _last_lines(stream: IO[bytes], count: int, block: int = 65536) -> list[bytes]:
-    """The last ``count`` complete lines of an open file, read from its end.
+    """The last ``count`` lines of an open file, read from its end (the last one without its
+    newline when the file does not end with one).
 
     The stream is left at the end it found, so following goes on from exactly there.
     """
@@ -318,21 +325,31 @@ def _last_lines(stream: IO[bytes], count: int, block: int = 65536) -> list[bytes
 
 
 def _follow(
-    stream: IO[bytes], path: Path, render: Callable[[str], str], out: TextIO, interval: float
+    stream: IO[bytes],
+    path: Path,
+    render: Callable[[str], str],
+    out: TextIO,
+    interval: float,
+    pending: bytes = b"",
 ) -> Iterator[None]:
     """Print what is appended to ``path`` after the position of ``stream`` (open on it);
     reopen when the file is replaced (rotation) or truncated.
 
-    Yields after each poll that found nothing new, so a caller (or a test) decides when to stop.
+    A line is printed when its newline arrives (``pending``: the start of one already read);
+    one that grows past ``DEFAULT_MAX_LINE_BYTES`` without it is printed as it is, so what is
+    held stays bounded. Yields after each poll that found nothing new, so a caller (or a test)
+    decides when to stop.
     """
     identity = os.fstat(stream.fileno()).st_ino
-    pending = b""
     try:
         while True:
             chunk = stream.read()
             if chunk:
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
+                if len(pending) > DEFAULT_MAX_LINE_BYTES:
+                    lines.append(pending)
+                    pending = b""
                 for line in lines:
                     out.write(render(line.decode("utf-8", "replace")))
                 out.flush()
@@ -343,11 +360,15 @@ def _follow(
                 st = None
             if st is not None and (st.st_ino != identity or st.st_size < stream.tell()):
                 # Rotated (a new file under the name) or truncated: the old file was read to
-                # its end above, so start the new one from its beginning.
+                # its end above (an unfinished last line of it is printed as it is), so start
+                # the new one from its beginning.
+                if pending:
+                    out.write(render(pending.decode("utf-8", "replace")))
+                    out.flush()
+                    pending = b""
                 stream.close()
                 stream = path.open("rb")
                 identity = os.fstat(stream.fileno()).st_ino
-                pending = b""
                 continue
             yield
             time.sleep(interval)
@@ -369,44 +390,118 @@ def cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
         for raw in lines:
             out.write(render(raw.decode("utf-8", "replace")))
         return EXIT_OK
-    stream = path.open("rb")
-    for raw in _last_lines(stream, args.lines):
-        out.write(render(raw.decode("utf-8", "replace")))
-    out.flush()
-    for _ in _follow(stream, path, render, out, args.interval):
+    for _ in _tail_follow(path, args.lines, render, out, args.interval):
         pass
     return EXIT_OK
+
+
+def _tail_follow(
+    path: Path, count: int, render: Callable[[str], str], out: TextIO, interval: float
+) -> Iterator[None]:
+    """``tail -f``: the last ``count`` complete lines, then what is appended (see _follow)."""
+    stream = path.open("rb")
+    try:
+        # An unfinished last line waits for the rest of it, as the lines appended later do:
+        # the lines shown first are the last complete ones.
+        lines = _last_lines(stream, count + 1)
+        pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        for raw in lines[-count:] if count > 0 else []:
+            out.write(render(raw.decode("utf-8", "replace")))
+        out.flush()
+    except BaseException:
+        stream.close()
+        raise
+    yield from _follow(stream, path, render, out, interval, pending)
 
 
 # -- check ----------------------------------------------------------------------------------------
 
 
-def _writable_dir(directory: Path) -> tuple[bool, str]:
-    if directory.exists():
-        if not directory.is_dir():
-            return False, f"{directory} exists and is not a directory"
-        if not os.access(directory, os.W_OK | os.X_OK):
-            return False, f"{directory} is not writable by this user"
-        return True, f"{directory} is writable"
-    parent = directory.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
-        return True, f"{directory} does not exist yet; it will be created (in {parent})"
-    return False, f"{directory} does not exist and cannot be created ({parent} is not writable)"
+def _try_log_file(path: Path) -> str:
+    """Do what ``setup()`` does with the log file (create its missing directories, open the
+    file for appending), then undo what this created; return what ``setup()`` will do.
+
+    Raises:
+        OSError: what ``setup()`` would meet, its message naming the path it failed on.
+    """
+    missing: list[Path] = []
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        missing.append(ancestor)
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"{ancestor} exists and is not a directory")
+    created: list[Path] = []
+    try:
+        _make_directories(reversed(missing), created)
+        new = _open_and_close(path)
+    finally:
+        for directory in reversed(created):
+            with contextlib.suppress(OSError):  # something else was put in it meanwhile
+                directory.rmdir()
+    if missing:
+        return f"can be written; {path.parent} will be created (tried, and removed)"
+    if new:
+        return "can be written; the file will be created (tried, and removed)"
+    return "can be written"
+
+
+def _make_directories(directories: Iterable[Path], created: list[Path]) -> None:
+    """Make each directory, parents first, as ``setup()`` does; ``created``: those made here."""
+    from alkana_logging.sinks import DIR_MODE
+
+    for directory in directories:
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            continue  # made by someone else meanwhile: not this check's to remove
+        except OSError as err:
+            raise OSError(f"{directory} cannot be created ({err.strerror or err})") from None
+        created.append(directory)
+
+
+def _open_and_close(path: Path) -> bool:
+    """Open the log file for appending as ``setup()`` does, close it, and remove it if this
+    made it (``O_EXCL``: never a file someone else made meanwhile). Returns whether it was new.
+    """
+    from alkana_logging.sinks import FILE_MODE
+
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+    new = not path.exists()
+    try:
+        try:
+            fd = os.open(path, flags | (os.O_CREAT | os.O_EXCL if new else 0), FILE_MODE)
+        except FileExistsError:
+            new = False
+            fd = os.open(path, flags)
+    except OSError as err:
+        what = "created" if new else "opened for writing"
+        raise OSError(f"{path} cannot be {what} ({err.strerror or err})") from None
+    os.close(fd)
+    if new:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return new
 
 
 def _check_log_file(settings: Settings) -> tuple[bool, str]:
     if settings.log_file is None:
         return True, "no log file (stdout only)"
     path = settings.log_file
-    ok, message = _writable_dir(path.parent)
-    if ok and path.exists() and not os.access(path, os.W_OK):
-        return False, f"{path} exists and is not writable by this user"
     note = (
         " (rotated by logrotate: LOG_ROTATION=external)" if settings.rotation == "external" else ""
     )
-    return ok, f"log file {path}: {message}{note}"
+    try:
+        message = _try_log_file(path)
+    except OSError as err:
+        text = str(err) if err.filename is None else f"{err.filename}: {err.strerror or err}"
+        fallback = (
+            "; setup() logs to stdout instead (LOG_ON_FILE_ERROR=stdout)"
+            if settings.on_file_error == "stdout"
+            else "; setup() will raise ConfigurationError"
+        )
+        return False, f"log file {path}: {text}{fallback}"
+    return True, f"log file {path}: {message}{note}"
 
 
 def _check_loki(
@@ -478,19 +573,22 @@ def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
     artifacts = R.render(args.target, options)
     if args.check:
         root = Path(args.out or ".")
-        stale = [
-            a.path
-            for a in artifacts
-            if not (root / a.path).is_file()
-            or (root / a.path).read_text(encoding="utf-8") != a.text
-        ]
-        for relative in stale:
-            out.write(f"differs from the renderer's output: {root / relative}\n")
+        stale = 0
+        for artifact in artifacts:
+            path = root / artifact.path
+            if not path.is_file():
+                out.write(f"missing: {path}\n")
+            elif _read_text(path) != artifact.text:
+                out.write(f"differs from the renderer's output: {path}\n")
+            else:
+                continue
+            stale += 1
         if not stale:
             out.write(f"{len(artifacts)} file(s) up to date under {root}\n")
         return EXIT_FAILED if stale else EXIT_OK
     if args.out:
-        for written in R.write(artifacts, args.out):
+        for artifact in artifacts:
+            (written,) = _write_artifact(artifact, args.out)
             out.write(f"wrote {written}\n")
         return EXIT_OK
     for artifact in artifacts:
@@ -498,6 +596,24 @@ def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"==> {artifact.path} <==\n")
         out.write(artifact.text)
     return EXIT_OK
+
+
+def _read_text(path: Path) -> str | None:
+    """The text of a rendered file, None when it is not UTF-8 (then it differs)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return None
+    except OSError as err:
+        raise Failed(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def _write_artifact(artifact: R.Artifact, root: str) -> list[Path]:
+    try:
+        return R.write([artifact], root)
+    except OSError as err:
+        path = Path(root) / artifact.path
+        raise Failed(f"cannot write {path}: {err.strerror or err}") from None
 
 
 # -- the parser -----------------------------------------------------------------------------------
@@ -630,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    except (LokiQueryError, Fresh.ReportError, OSError) as err:
+    except (LokiQueryError, Fresh.ReportError, Failed, OSError) as err:
         print(f"{PROG} {args.command}: {err}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

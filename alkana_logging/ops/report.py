@@ -61,6 +61,7 @@ from alkana_logging.ops.presets import (
     DEFAULT_SLOW_MS,
     LATENCY_QUANTILES,
     SERVER_ERROR_MIN,
+    duration_text,
 )
 
 DEFAULT_TOP: Final = 10
@@ -1024,6 +1025,14 @@ def age(seconds: float | None) -> str:
     return f"{s // 86400}d {s % 86400 // 3600:02d}h"
 
 
+def _threshold(seconds: float) -> str:
+    """A threshold as ``--stale-after`` and the presets write it (``25h``, ``90m``)."""
+    try:
+        return duration_text(seconds)
+    except ValueError:  # not a whole number of milliseconds
+        return f"{seconds:g}s"
+
+
 def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
@@ -1068,7 +1077,7 @@ def _format(r: Report) -> str:
     if r.top_exceptions:
         out += ["", "top exceptions:"]
         out += [f"  {count:>8,}  {name}" for name, count in r.top_exceptions]
-    out += ["", f"ETL tables (stale: no success for {age(r.stale_after_s)}):"]
+    out += ["", f"ETL tables (stale: no success for {_threshold(r.stale_after_s)}):"]
     if r.unreadable:
         out.append(
             f"  warning: {len(r.unreadable)} file(s) could not be read (above): a table's "

@@ -16,6 +16,7 @@ from alkana_logging import fields as F
 from alkana_logging.ops import cli
 from alkana_logging.ops import configs as R
 from alkana_logging.ops import presets as P
+from alkana_logging.settings import DEFAULT_MAX_LINE_BYTES
 from tests import _loki_api as api
 
 LOKI_VARIABLES = ("LOKI_URL", "LOKI_TENANT", "LOKI_USERNAME", "LOKI_PASSWORD", "LOKI_TOKEN")
@@ -91,6 +92,7 @@ def test_presets_name_shows_the_logql_with_params(capsys: pytest.CaptureFixture[
             "--param: got 'range'; expected NAME=VALUE",
         ),
         (["query", "error_ratio", "--since", "an hour"], "--since: got 'an hour'"),
+        (["presets", "--param", "range=5m"], "--param needs a preset"),
     ],
 )
 def test_usage_errors_exit_2_with_the_reason(
@@ -306,6 +308,86 @@ def test_follow_prints_appended_lines_and_survives_rotation_and_truncation(
     follow.close()
 
 
+#: JSON lines another program wrote: a pino level, no level, values of every JSON type under the
+#: keys the console form shows in columns, and JSON that is no object.
+ODD_LINES = (
+    '{"timestamp":"t","level":30,"msg":"pino"}',
+    '{"level":null}',
+    '{"timestamp":5,"level":"info","message":{"a":1},"logger":["x"],"logger_name":false}',
+    '{"level":"info","message":null,"stack":3,"exception":[1],"exc_info":true}',
+    "[1,2]",
+    "3",
+    '"text"',
+    "null",
+)
+
+
+def test_tail_prints_a_line_for_any_json_value_of_any_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    log = tmp_path / "other.log"
+    log.write_text("\n".join(ODD_LINES) + "\n", encoding="utf-8")
+    for argv in ([], ["--color", "always"]):
+        status, out, err = run(capsys, "tail", str(log), "-n", "100", *argv)
+        assert (status, err) == (0, "")
+        assert len(out.splitlines()) >= len(ODD_LINES)
+        assert "[30" in out
+        assert "pino" in out
+    follow = cli._tail_follow(log, 100, cli._line_renderer(colors=False), out := io.StringIO(), 0)
+    next(follow)
+    assert "[30" in out.getvalue()
+    with log.open("a", encoding="utf-8") as stream:
+        stream.write("\n".join(ODD_LINES) + "\n")
+    next(follow)
+    follow.close()
+    assert out.getvalue().count("pino") == 2
+
+
+def test_tail_escapes_the_lines_it_does_not_render(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    log = tmp_path / "mixed.log"
+    log.write_text(
+        "plain \x1b]0;pwned\x07 \x1b[31mred\n" + '["\x9b31m", "\u202e"]\n', encoding="utf-8"
+    )
+    status, out, _ = run(capsys, "tail", str(log), "--color", "never")
+    assert status == 0
+    assert out.splitlines() == [
+        "plain \\u001b]0;pwned\\u0007 \\u001b[31mred",
+        '["\\u009b31m", "\\u202e"]',
+    ]
+
+
+def test_follow_holds_an_unfinished_last_line_until_its_newline(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(_line(message="first") + "\n" + '{"torn": tr', encoding="utf-8")
+    out = io.StringIO()
+    follow = cli._tail_follow(log, 10, cli._line_renderer(colors=False), out, interval=0)
+    next(follow)
+    assert "first" in out.getvalue()
+    assert "torn" not in out.getvalue()  # not printed in pieces
+    with log.open("a", encoding="utf-8") as stream:
+        stream.write("ue}\n")
+    next(follow)
+    assert out.getvalue().splitlines()[-1] == "torn=True"  # one line, rendered
+    # Bounded: a line that grows past the limit without a newline is printed as it is.
+    with log.open("a", encoding="utf-8") as stream:
+        stream.write('{"long": "' + "x" * DEFAULT_MAX_LINE_BYTES)
+    next(follow)
+    assert out.getvalue().splitlines()[-1].startswith('{"long": "xxx')
+    # An unfinished last line of a rotated file is printed before the new file's lines.
+    with log.open("a", encoding="utf-8") as stream:
+        stream.write("\n" + '{"cut": ')
+    next(follow)
+    log.rename(tmp_path / "app.log.1")
+    log.write_text(_line(message="after rotation") + "\n", encoding="utf-8")
+    next(follow)
+    shown = out.getvalue().splitlines()
+    assert shown[-2:][0] == '{"cut": '
+    assert "after rotation" in shown[-1]
+    follow.close()
+
+
 def test_tail_follow_runs_as_a_process(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text(_line(message="first") + "\n", encoding="utf-8")
@@ -386,6 +468,54 @@ def test_check_fails_when_the_log_directory_is_a_file(
     assert "exists and is not a directory" in out
 
 
+def test_check_says_what_setup_would_meet_when_the_directory_cannot_be_made(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alkana_logging
+    from alkana_logging.exceptions import ConfigurationError
+
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    # /proc refuses a new directory even to root, whom os.access() lets write anywhere.
+    for log_file, said in (
+        ("/proc/nope/app.log", "/proc/nope cannot be created"),
+        (str(tmp_path / "afile" / "sub" / "app.log"), "afile exists and is not a directory"),
+    ):
+        monkeypatch.setenv("LOG_FILE", log_file)
+        status, out, _ = run(capsys, "check")
+        assert status == 1
+        assert f"FAIL  log directory: log file {log_file}: " in out
+        assert said in out
+        assert "setup() will raise ConfigurationError" in out
+        with pytest.raises(ConfigurationError):
+            alkana_logging.setup(log_file=log_file, stdout=False)
+
+
+def test_check_tries_the_log_file_and_removes_what_it_made(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_file = tmp_path / "new" / "logs" / "app.log"
+    monkeypatch.setenv("LOG_FILE", str(log_file))
+    status, out, _ = run(capsys, "check")
+    assert status == 0
+    assert f"{log_file.parent} will be created (tried, and removed)" in out
+    assert list(tmp_path.iterdir()) == []
+    log_file.parent.mkdir(parents=True)
+    status, out, _ = run(capsys, "check")
+    assert status == 0
+    assert "the file will be created" in out
+    assert list(log_file.parent.iterdir()) == []
+    log_file.write_text("kept\n", encoding="utf-8")
+    status, out, _ = run(capsys, "check")
+    assert status == 0
+    assert f"log file {log_file}: can be written\n" in out
+    assert log_file.read_text(encoding="utf-8") == "kept\n"
+    log_file.unlink()
+    log_file.mkdir()  # setup() cannot open a directory for appending
+    status, out, _ = run(capsys, "check")
+    assert status == 1
+    assert "Is a directory" in out
+
+
 def test_check_asks_loki_when_it_is_configured(
     capsys: pytest.CaptureFixture[str],
     loki: api.LokiApi,
@@ -432,6 +562,27 @@ def test_render_out_writes_and_check_compares(
     status, out, _ = run(capsys, "render", "all", "--out", str(tmp_path), "--check")
     assert status == 1
     assert "differs from the renderer's output" in out
+
+
+def test_render_check_says_which_files_are_missing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    status, out, _ = run(capsys, "render", "promtail", "--out", str(tmp_path), "--check")
+    assert status == 1
+    assert out == f"missing: {tmp_path / R.render('promtail')[0].path}\n"
+
+
+def test_render_out_that_cannot_be_written_says_which_file_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    for root in ("/proc/x", str(tmp_path / "afile")):
+        status, _, err = run(capsys, "render", "promtail", "--out", root)
+        assert status == 1
+        path = Path(root) / R.render("promtail")[0].path
+        assert err.startswith(f"alkana-logging render: cannot write {path}: ")
+        assert err.count("\n") == 1
+        assert "Errno" not in err
 
 
 def test_render_checks_the_committed_files(capsys: pytest.CaptureFixture[str]) -> None:

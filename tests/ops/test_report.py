@@ -355,6 +355,16 @@ def test_text_output_is_readable(workload: Path, capsys: pytest.CaptureFixture[s
     assert "ValueError" in text
 
 
+@pytest.mark.parametrize(("option", "shown"), [(None, "25h"), ("90m", "90m"), ("1.5h", "90m")])
+def test_the_stale_threshold_is_written_as_the_option_takes_it(
+    workload: Path, capsys: pytest.CaptureFixture[str], option: str | None, shown: str
+) -> None:
+    argv = ["report", str(workload)] + (["--stale-after", option] if option else [])
+    assert main(argv) == 0
+    assert f"ETL tables (stale: no success for {shown}):" in capsys.readouterr().out
+    assert P.DEFAULT_STALE_AFTER == "25h"  # the option's default, the presets' and the rules'
+
+
 def test_report_of_a_missing_path_exits_1_with_the_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
