@@ -25,6 +25,7 @@ import collections
 import dataclasses
 import datetime
 import enum
+import itertools
 import re
 import string
 import sys
@@ -383,15 +384,26 @@ class Redactor:
                 if isinstance(arg, WALKED):
                     if self._has_secret(arg):
                         return tuple(self.value(a) for a in args)
-                elif isinstance(arg, Mapping) and self._has_secret(dict(arg)):
+                elif isinstance(arg, Mapping) and self._mapping_secret(arg):
                     # A mapping that is not a dict (MappingProxyType, UserDict, ChainMap): its
                     # repr shows its items as a dict's does; written as the dict of them.
-                    return tuple(self.value(_as_dict(a)) for a in args)
+                    return tuple(self._mapping_arg(a) for a in args)
             return args
         if isinstance(args, Mapping):  # the sole argument of "%(name)s", not a dict
-            items = dict(args)
-            return self.value(items) if self._has_secret(items) else args
+            return self._mapping_arg(args) if self._mapping_secret(args) else args
         return args
+
+    def _mapping_secret(self, mapping: Mapping[Any, Any]) -> bool:
+        items = _bounded_items(mapping)
+        return items is None or self._has_secret(items)
+
+    def _mapping_arg(self, value: Any) -> Any:
+        """A ``%`` argument as it is written when the arguments hold a secret: a mapping that is
+        not a dict as the dict of its items, redacted (one too big to read whole: its type)."""
+        if isinstance(value, WALKED) or not isinstance(value, Mapping):
+            return self.value(value)
+        items = _bounded_items(value)
+        return self.value(items) if items is not None else _Shown(unrenderable(value))
 
     def has_secret(self, value: Any) -> bool:
         """Whether a container holds a secret anywhere (out of budget counts as yes)."""
@@ -441,7 +453,7 @@ class Redactor:
         only (its repr may be what fails, or hold a secret)."""
         return f"{self._redacted_repr(msg)} % {self._redacted_repr(args)}"
 
-    def _redacted_repr(self, value: Any) -> str:
+    def _redacted_repr(self, value: Any) -> str:  # noqa: PLR0911 - one way out a kind of value
         if isinstance(value, tuple):
             try:
                 return safe_repr(self.args(value))
@@ -453,6 +465,11 @@ class Redactor:
         if isinstance(value, CONTAINERS):
             try:
                 return safe_repr(self.args(value) if isinstance(value, dict) else self.value(value))
+            except Exception:  # noqa: BLE001
+                return unrenderable(value)
+        if isinstance(value, Mapping):  # not a dict: read as the arguments are, bounded
+            try:
+                return safe_repr(self.args(value))
             except Exception:  # noqa: BLE001
                 return unrenderable(value)
         return safe_repr(value)
@@ -651,11 +668,15 @@ def _structured(message: Any) -> bool:
         return False
 
 
-def _as_dict(value: Any) -> Any:
-    """A mapping that is not one of the walked containers, as a dict; anything else as it is."""
-    if isinstance(value, WALKED) or not isinstance(value, Mapping):
-        return value
-    return dict(value)
+#: The most items of a mapping that is not a dict read to judge a ``%`` argument: ``%`` itself
+#: reads only the keys the format names, and an endless or huge mapping must not hang the call.
+MAX_MAPPING_ITEMS: Final = 1_000
+
+
+def _bounded_items(mapping: Mapping[Any, Any]) -> dict[Any, Any] | None:
+    """Up to :data:`MAX_MAPPING_ITEMS` items of ``mapping`` as a dict; None when it has more."""
+    items = dict(itertools.islice(mapping.items(), MAX_MAPPING_ITEMS + 1))
+    return items if len(items) <= MAX_MAPPING_ITEMS else None
 
 
 def _loguru_call(record: Mapping[str, Any]) -> tuple[Any, Any, Any] | None:

@@ -94,8 +94,11 @@ class PipelineHandler(logging.Handler):
 
     def close(self) -> None:
         # Taken off the root by someone else (dictConfig and basicConfig(force=True) close the
-        # handlers they replace): the records' next consumer may print their details.
-        others_listen()
+        # handlers they replace): the records' next consumer may print their details. With the
+        # direct path, its first call meets that consumer (dictConfig also closes the handlers
+        # it leaves in place, uvicorn's config among them: no reason to turn them on).
+        if not _direct:
+            others_listen()
         super().close()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -401,7 +404,7 @@ def _is_logging_own(method: Any) -> bool:
 
 #: The stdlib's own methods a record goes through; anything else there when a call is made (a
 #: subclass's, a mock's, a library's patch) takes the stdlib's path.
-_STDLIB_LOG = _Logger._log
+_STDLIB_LOG = getattr(_Logger._log, "_stdlib_log", _Logger._log)  # reloaded: the original
 _STDLIB_MAKE_RECORD = _Logger.makeRecord
 _STDLIB_HANDLE = _Logger.handle
 _STDLIB_FILTER = _Logger.filter
@@ -443,28 +446,14 @@ def _stdlib_is_own() -> bool:
     )
 
 
-def _write_directly(  # noqa: PLR0911 - each way out says why the stdlib makes the record
-    self: logging.Logger,
-    level: int,
-    msg: Any,
-    args: Any,
-    exc_info: Any,
-    extra: Any,
-    stack_info: bool,
-) -> bool:
-    """Write the line of a call straight to the pipeline, without its ``LogRecord``, when
-    setup()'s handler is the only one the record would reach: False when it is not (the
-    stdlib's path makes the record). Whoever else would see the record (another handler on the
-    way to the root, a filter, a hook on ``callHandlers``, a record factory, a subclass's, a
-    patch's or a mock's method) makes it a consumer: in "auto" the record details come on."""
-    if (
-        not _direct
-        or exc_info
-        or stack_info
-        or (extra is not None and (type(extra) is not dict or not _REFUSED_EXTRA.isdisjoint(extra)))
-        or self.disabled
-    ):
-        return False  # no one else: the stdlib's path writes the exception, the stack, the error
+def _only_the_pipeline(self: logging.Logger) -> PipelineHandler | None:
+    """setup()'s handler, when it is the only one a record of ``self`` would reach and nothing
+    else of logging's is replaced; else None. Whoever else would see the record (another handler
+    on the way to the root, a filter, a hook on ``callHandlers``, a record factory, a subclass's,
+    a patch's or a mock's method) makes it a consumer: in "auto" the record details come on,
+    before the record is made."""
+    if self.disabled:
+        return None
     handler = _handler
     handlers = _root.handlers
     if (
@@ -486,40 +475,64 @@ def _write_directly(  # noqa: PLR0911 - each way out says why the stdlib makes t
         current: logging.Logger | None = self
         while current is not _root:
             if current is None:  # a Logger() outside the hierarchy: lastResort is the stdlib's
-                return False
+                return None
             for other in current.handlers:
                 if other.__class__ is not _NullHandler:  # a library's NullHandler sees nothing
                     others_listen()
-                    return False
+                    return None
             if not current.propagate:  # the record never reaches the root
-                return False
+                return None
             current = current.parent
-        assert handler is not None
-        if level < handler.level:
-            return False
-        pipeline = handler.pipeline
-        ns = _time_ns()
-        fields = None
-        if args:
-            try:
-                # What LogRecord does with one mapping as the arguments, then getMessage().
-                if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
-                    args = args[0]
-                msg = str(msg) % pipeline.redactor.args(args)
-            except Exception as err:  # noqa: BLE001 - mismatched % arguments
-                msg, fields = _mismatched(msg, args, pipeline.redactor, err)
-        pipeline.emit(
-            ns,
-            _LEVEL_BY_NUMBER.get(level) or level_name(level),
-            self.name,
-            msg,
-            fields,
-            None,
-            extra.items() if extra else None,
-        )
-        return True
+        return handler
     others_listen()
-    return False
+    return None
+
+
+def _write_directly(
+    self: logging.Logger,
+    level: int,
+    msg: Any,
+    args: Any,
+    exc_info: Any,
+    extra: Any,
+    stack_info: bool,
+) -> bool:
+    """Write the line of a call straight to the pipeline, without its ``LogRecord``, when
+    setup()'s handler is the only one the record would reach (:func:`_only_the_pipeline`):
+    False when it is not, or when the call has what the stdlib's path writes (an exception, a
+    stack, an ``extra=`` key it refuses)."""
+    if not _direct:
+        return False
+    handler = _only_the_pipeline(self)
+    if (
+        handler is None
+        or exc_info
+        or stack_info
+        or (extra is not None and (type(extra) is not dict or not _REFUSED_EXTRA.isdisjoint(extra)))
+        or level < handler.level
+    ):
+        return False
+    pipeline = handler.pipeline
+    ns = _time_ns()
+    fields = None
+    if args:
+        try:
+            # What LogRecord does with one mapping as the arguments, then getMessage().
+            if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+                args = args[0]
+            msg = str(msg) % pipeline.redactor.args(args)
+        except Exception as err:  # noqa: BLE001 - mismatched % arguments
+            msg, fields = _mismatched(msg, args, pipeline.redactor, err)
+    pipeline.emit(
+        ns,
+        _LEVEL_BY_NUMBER.get(level) or level_name(level),
+        self.name,
+        msg,
+        fields,
+        None,
+        extra.items() if extra else None,
+    )
+    return True
 
 
 _NORMCASE_LOGGING_FILE = os.path.normcase(_LOGGING_FILE)
@@ -591,3 +604,5 @@ exec(  # noqa: S102 - a fixed text of this module
     _log_namespace,
 )
 _direct_log = _log_namespace["_log"]
+_direct_log.__qualname__ = "Logger._log"  # as the stdlib's: pickle finds it on the class
+_direct_log._stdlib_log = _STDLIB_LOG  # the original, for a reload of this module

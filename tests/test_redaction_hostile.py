@@ -12,10 +12,12 @@ import collections
 import dataclasses
 import datetime
 import enum
+import itertools
 import logging
+import threading
 import types
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -880,3 +882,40 @@ def test_a_mapping_that_is_not_a_dict_as_a_percent_argument_is_redacted(
         f"config {{'user': 'u', 'password': '{REDACTED}'}}",
         f"config {{'user': 'u', 'password': '{REDACTED}'}} and 2",
     ]
+
+
+class _Endless(Mapping[str, str]):
+    """A mapping whose items never end (a lazy view over a stream): % reads only its keys."""
+
+    def __getitem__(self, key: str) -> str:
+        return "value"
+
+    def __iter__(self) -> Iterator[str]:
+        return (f"k{i}" for i in itertools.count())
+
+    def __len__(self) -> int:
+        return 10**9
+
+
+def test_an_endless_or_huge_mapping_argument_neither_hangs_nor_shows_a_secret(
+    tmp_path: Path,
+) -> None:
+    path = setup_file(tmp_path)
+    value = secret()
+    huge = types.MappingProxyType({**{f"k{i}": i for i in range(20_000)}, "password": value})
+
+    def calls() -> None:
+        logging.getLogger("s").info("a=%(k0)s", _Endless())  # reading it whole never ends
+        logging.getLogger("s").info("%s and %s", 1, _Endless())
+        logging.getLogger("s").info("%s", huge)  # too many items to judge: not shown
+        alkana_logging.get_logger("s").info("%s and %s", 1, _Endless())
+
+    caller = threading.Thread(target=calls, daemon=True)  # a hang fails the test, not CI
+    caller.start()
+    caller.join(timeout=60)
+    assert not caller.is_alive(), "a log call hung on an endless mapping"
+    alkana_logging.shutdown()
+    lines = read_records(path)
+    assert len(lines) == 4
+    assert value not in repr(lines)
+    assert lines[1][F.MESSAGE] == "1 and <unrenderable _Endless value>"

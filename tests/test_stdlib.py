@@ -8,6 +8,7 @@ import json
 import logging
 import logging.config
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -964,3 +965,58 @@ def test_json_formatter_names_itself_in_a_bad_arguments_error() -> None:
         alkana_logging.ConfigurationError, match=r"^JsonFormatter\(app_name=\.\.\.\): got 3"
     ):
         alkana_logging.JsonFormatter(app_name=3)  # type: ignore[arg-type]
+
+
+def test_an_exception_logged_to_another_consumer_carries_the_details(log_file: Path) -> None:
+    seen = _Seen()
+    logging.getLogger().addHandler(seen)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("exc").exception("failed")  # the stdlib's path: the exception
+    logging.getLogger().removeHandler(seen)
+    [record] = seen.records
+    assert _has_details(record), vars(record)
+    alkana_logging.shutdown()
+
+
+def test_a_dict_config_that_leaves_the_root_alone_leaves_the_details_off(log_file: Path) -> None:
+    """dictConfig closes every handler, those it leaves in place too (uvicorn's own config
+    does this at each start): the pipeline's stays on the root, alone."""
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {"h": {"class": "logging.NullHandler"}},
+            "loggers": {"server": {"handlers": ["h"]}},
+        }
+    )
+    logging.getLogger("app").info("after")
+    assert logging._srcfile is None  # type: ignore[attr-defined]
+    assert [r[F.MESSAGE] for r in shutdown_and_read(log_file)] == ["after"]
+
+
+def test_the_log_method_pickles_as_the_stdlibs_does(log_file: Path) -> None:
+    assert pickle.loads(pickle.dumps(logging.Logger._log)) is logging.Logger._log
+    alkana_logging.shutdown()
+
+
+RELOADED = """
+import importlib, logging, sys
+import alkana_logging, alkana_logging.stdlib
+stdlib_log = logging.Logger._log
+alkana_logging.setup(log_file=sys.argv[1], stdout=False)
+importlib.reload(alkana_logging.stdlib)  # IPython's %autoreload
+assert alkana_logging.stdlib._STDLIB_LOG is stdlib_log
+"""
+
+
+def test_a_reload_of_the_module_still_knows_the_stdlibs_log_method(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", RELOADED, str(tmp_path / "app.log")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
