@@ -32,3 +32,24 @@ def test_plain_structlog_get_logger_goes_through_the_pipeline(log_file: Path) ->
     [record] = shutdown_and_read(log_file)
     assert_schema(record, level="error", logger="direct", message="oops")
     assert record["code"] == 3
+
+
+def test_event_given_by_name_is_the_message(log_file: Path) -> None:
+    # structlog's methods take the message by name too; ours take it positional-only (speed:
+    # see _structlog._level_method), so a named one arrives with the fields and is taken back.
+    alkana_logging.get_logger("orders").info(event="loaded", rows=3)
+    [record] = shutdown_and_read(log_file)
+    assert_schema(record, level="info", logger="orders", message="loaded")
+    assert record["rows"] == 3
+    assert "event" not in record
+
+
+def test_fields_named_like_the_methods_parameters(log_file: Path) -> None:
+    # Positional-only parameters leave every name free for the fields: ``self=`` raised
+    # TypeError into the caller before, ``event=`` beside a message did too.
+    log = alkana_logging.get_logger("orders")
+    log.info("loaded", self="me")
+    log.info("request", event="http_request")
+    first, second = shutdown_and_read(log_file)
+    assert (first["message"], first["self"]) == ("loaded", "me")
+    assert (second["message"], second["event"]) == ("request", "http_request")
