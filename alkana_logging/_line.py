@@ -280,7 +280,13 @@ class Renderer:
                 elif key not in RECORD_ATTRS:
                     self._merge_one(record, key, value)
         if fields:
-            self._merge(record, fields.items())
+            # _merge(), inline: a call less on every line with fields.
+            plain = self._plain
+            for key, value in fields.items():
+                if key in plain and type(value) in _SCALARS and type(key) is str:
+                    record[key] = value
+                else:
+                    self._merge_one(record, key, value)
         if exc is not None:
             self._merge(record, exception_fields(exc).items())
         try:
