@@ -61,10 +61,13 @@ RECORD_ATTRS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), Non
 TRUNCATED: Final = "…[truncated {} chars]"
 _TRUNCATED_END: Final = re.compile(r"…\[truncated (\d+) chars\]\Z")
 
-# Two caches, each replaced whole (thread-safe): the second's "YYYY-MM-DDTHH:MM:SS." and the
-# millisecond's prefix with its three digits. A line in a millisecond already seen costs one
-# division and one table lookup; formatting an int with a width costs twice that.
-_sec_cache: tuple[int, str] = (-1, "")
+# Two caches, each replaced whole (thread-safe): the second's first millisecond (since the
+# epoch) with its "YYYY-MM-DDTHH:MM:SS.", and the millisecond's prefix with its three digits. A
+# line in a millisecond already seen costs one division and one table lookup; one in another
+# millisecond of the same second a subtraction, two comparisons and a lookup more (no division:
+# ns is three 30-bit digits, dividing it costs more than subtracting); formatting an int with a
+# width costs twice that.
+_second: tuple[int, str] = (-(2**62), "")
 _ms_cache: tuple[int, str] = (-1, "")
 _DIGITS3: Final = tuple(f"{i:03d}" for i in range(1000))
 _DIGITS3_Z: Final = tuple(f"{i:03d}Z" for i in range(1000))  # the microseconds, and the end
@@ -72,18 +75,27 @@ _DIGITS3_Z: Final = tuple(f"{i:03d}Z" for i in range(1000))  # the microseconds,
 
 def format_timestamp(ns: int) -> str:
     """RFC 3339 UTC with microseconds and ``Z``, from nanoseconds since the epoch."""
-    global _sec_cache, _ms_cache  # noqa: PLW0603
+    global _ms_cache  # noqa: PLW0603
     ms, sub = divmod(ns, 1_000_000)
     cached_ms, prefix = _ms_cache
     if cached_ms != ms:
-        sec, milli = divmod(ms, 1000)
-        cached_sec, sec_prefix = _sec_cache
-        if cached_sec != sec:
-            sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
-            _sec_cache = (sec, sec_prefix)
-        prefix = sec_prefix + _DIGITS3[milli]
+        start, prefix = _second
+        milli = ms - start
+        if milli >= 1000 or milli < 0:  # another second
+            prefix, milli = _new_second(ms)
+        prefix += _DIGITS3[milli]
         _ms_cache = (ms, prefix)
     return prefix + _DIGITS3_Z[sub // 1000]
+
+
+def _new_second(ms: int) -> tuple[str, int]:
+    """The prefix of the second of ``ms`` (milliseconds since the epoch), cached, and the
+    millisecond within it."""
+    global _second  # noqa: PLW0603
+    sec, milli = divmod(ms, 1000)
+    prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+    _second = (ms - milli, prefix)
+    return prefix, milli
 
 
 def level_name(levelno: int) -> str:
@@ -234,7 +246,7 @@ class Renderer:
 
     # -- building -------------------------------------------------------------------------------
 
-    def render(
+    def render(  # noqa: PLR0912 - the hot path, one straight function
         self,
         ns: int,
         level: str,
@@ -259,10 +271,19 @@ class Renderer:
             # Scrubbed before it is cut: a cut inside user-info or a query value would leave the
             # start of the secret with nothing to recognise it by.
             message = truncate(self._urls.text(message), self.max_message_chars)
-        # format_timestamp()'s cache hit, inline: a call less on nearly every line.
+        # format_timestamp(), inline: no call for a line in a millisecond already seen, nor for
+        # one in another millisecond of the same second (most lines of a quiet service).
+        global _ms_cache  # noqa: PLW0603
         ms, sub = divmod(ns, 1_000_000)
         cached_ms, prefix = _ms_cache
-        timestamp = prefix + _DIGITS3_Z[sub // 1000] if cached_ms == ms else format_timestamp(ns)
+        if cached_ms != ms:
+            start, prefix = _second
+            milli = ms - start
+            if milli >= 1000 or milli < 0:  # another second
+                prefix, milli = _new_second(ms)
+            prefix += _DIGITS3[milli]
+            _ms_cache = (ms, prefix)
+        timestamp = prefix + _DIGITS3_Z[sub // 1000]
         record = self._template.copy()
         record[F.TIMESTAMP] = timestamp
         record[F.LEVEL] = level
