@@ -198,3 +198,22 @@ def test_the_timestamp_in_every_millisecond_second_and_order() -> None:
     assert renderer.render(start, F.INFO, "x", "m", None)[0][F.TIMESTAMP] == (
         "2026-11-27T15:41:40.123456Z"
     )
+
+
+def test_the_record_copy_has_room_for_context_and_fields() -> None:
+    """The record template is copied with room for ten keys more (no resize on the hot path);
+    the record still holds the schema keys in order, then the context, then the fields."""
+    import sys
+
+    renderer = _renderer()
+    template = renderer._template
+    record = template.copy()
+    size = sys.getsizeof(record)
+    for number in range(10):
+        record[f"field_{number}"] = number
+    assert sys.getsizeof(record) == size
+    with alkana_logging.bound_context(request_id="r1"):
+        record, line = renderer.render(0, F.INFO, "x", "m", {"a": 1, "b": "two"})
+    keys = [*F.SCHEMA_KEYS, "request_id", "a", "b"]
+    assert list(record) == keys
+    assert list(json.loads(line)) == keys
