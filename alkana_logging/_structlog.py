@@ -97,10 +97,17 @@ def _level_method(level_name: str) -> Callable[..., Any]:
             # kw is this call's own dict: popping from it is fine.
             fields = {**context, **kw} if context else kw
             ns = _time_ns()
-            exc_info = fields.pop("exc_info", None)
-            exc = resolve_exc_info(exc_info) if exc_info else None
+            # A test and no call on the usual line, rather than pop() and getattr() calls.
+            if "exc_info" in fields:
+                exc_info = fields.pop("exc_info")
+                exc = resolve_exc_info(exc_info) if exc_info else None
+            else:
+                exc = None
             message = "" if event is None else event
-            name = getattr(self._logger, "name", "root")
+            try:
+                name = self._logger.name
+            except AttributeError:  # a logger of structlog.wrap_logger(), say
+                name = "root"
             pipeline.emit(ns, level_name, name, message, fields, exc)
             # pipeline.has_foreign_handlers(), inline.
             if len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS:

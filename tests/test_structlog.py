@@ -53,3 +53,10 @@ def test_fields_named_like_the_methods_parameters(log_file: Path) -> None:
     first, second = shutdown_and_read(log_file)
     assert (first["message"], first["self"]) == ("loaded", "me")
     assert (second["message"], second["event"]) == ("request", "http_request")
+
+
+def test_a_wrapped_logger_without_a_name_writes_as_root(log_file: Path) -> None:
+    structlog.wrap_logger(object()).info("hello", rows=1)
+    [record] = shutdown_and_read(log_file)
+    assert_schema(record, level="info", logger="root", message="hello")
+    assert record["rows"] == 1
