@@ -47,6 +47,12 @@ _OPTIONS: Final = orjson.OPT_APPEND_NEWLINE | _DUMP_OPTIONS
 _LEVEL_BY_NUMBER: Final = F.LEVEL_BY_NUMBER
 _NUMBERS_DOWN: Final = sorted(_LEVEL_BY_NUMBER, reverse=True)
 _RESERVED: Final = frozenset(F.SCHEMA_KEYS)
+# The schema keys render() sets and orjson.dumps, as module globals: one load each, not two.
+_TIMESTAMP: Final = F.TIMESTAMP
+_LEVEL: Final = F.LEVEL
+_LOGGER: Final = F.LOGGER
+_MESSAGE: Final = F.MESSAGE
+_dumps: Final = orjson.dumps
 
 #: Attributes that every ``LogRecord`` has; anything else on a record came from ``extra=``.
 #: ``message`` and ``asctime`` (a formatter sets them), uvicorn's ``color_message`` (the message
@@ -295,10 +301,10 @@ class Renderer:
             _ms_cache = (ms, prefix)
         timestamp = prefix + _DIGITS3_Z[sub // 1000]
         record = self._template.copy()
-        record[F.TIMESTAMP] = timestamp
-        record[F.LEVEL] = level
-        record[F.LOGGER] = logger
-        record[F.MESSAGE] = message
+        record[_TIMESTAMP] = timestamp
+        record[_LEVEL] = level
+        record[_LOGGER] = logger
+        record[_MESSAGE] = message
         context = current_context()
         if context:
             self._merge(record, context.items())
@@ -321,7 +327,7 @@ class Renderer:
         if exc is not None:
             self._merge(record, exception_fields(exc).items())
         try:
-            line = orjson.dumps(record, self._default, _OPTIONS)  # positional: cheaper
+            line = _dumps(record, self._default, _OPTIONS)  # positional: cheaper
         except Exception as err:  # noqa: BLE001 - orjson raises TypeError/JSONEncodeError
             line = self._sanitised(record, err)
         # URL credentials anywhere in the line (values nested or converted included).
