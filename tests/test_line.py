@@ -146,3 +146,74 @@ def test_colliding_keys_cannot_overwrite_the_schema(log_file: Path, key: str) ->
     records = shutdown_and_read(log_file)
     assert_schema(records[1], level="info", logger="x", message="m")
     assert records[1][F.COLLISION_PREFIX + key] == "forged"
+
+
+def _renderer() -> Any:
+    from alkana_logging._line import Renderer
+    from alkana_logging.redaction import Redactor
+
+    return Renderer(app="a", env="e", host="h", redactor=Redactor(), max_line_bytes=65536)
+
+
+def _rfc3339(ns: int) -> str:
+    """The contract's timestamp, worked out by the datetime module."""
+    import datetime
+
+    seconds, rest = divmod(ns, 1_000_000_000)
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{rest // 1000:06d}Z"
+
+
+def test_the_timestamp_in_every_millisecond_second_and_order() -> None:
+    """render() keeps the second's prefix and works out the rest: lines in one millisecond,
+    the next millisecond, the next second, a month's end, an earlier second after a later one
+    (a stdlib record made before the line in another thread), the epoch, far ahead."""
+    from alkana_logging._line import format_timestamp
+
+    start = 1_795_794_100_123_456_789  # 2026-11-27T15:41:40.123456789Z
+    moments = [
+        start,
+        start + 1,
+        start + 1_000,
+        start + 1_000_000,
+        start + 876_000_000,  # the last millisecond of the second
+        start + 877_000_000,  # the next second's first
+        start - 1_000_000_000,  # back by a second
+        start - 123_456_790,  # the last nanosecond of the second before
+        start + 877_000_000,
+        1_796_083_199_999_999_999,  # 2026-11-30T23:59:59.999999Z, the month's end
+        1_796_083_200_000_000_000,
+        0,
+        999_999,
+        4_102_444_800_000_001_000,  # 2100-01-01T00:00:00.000001Z
+        start,
+    ]
+    renderer = _renderer()
+    for ns in moments:
+        record, line = renderer.render(ns, F.INFO, "x", "m", None)
+        assert record[F.TIMESTAMP] == _rfc3339(ns) == format_timestamp(ns), ns
+        assert json.loads(line)[F.TIMESTAMP] == _rfc3339(ns)
+    for ns in moments:  # format_timestamp() alone (the stdlib's fallback, render_plain)
+        assert format_timestamp(ns) == _rfc3339(ns), ns
+    assert renderer.render(start, F.INFO, "x", "m", None)[0][F.TIMESTAMP] == (
+        "2026-11-27T15:41:40.123456Z"
+    )
+
+
+def test_the_record_copy_has_room_for_context_and_fields() -> None:
+    """The record template is copied with room for ten keys more (no resize on the hot path);
+    the record still holds the schema keys in order, then the context, then the fields."""
+    import sys
+
+    renderer = _renderer()
+    template = renderer._template
+    record = template.copy()
+    size = sys.getsizeof(record)
+    for number in range(10):
+        record[f"field_{number}"] = number
+    assert sys.getsizeof(record) == size
+    with alkana_logging.bound_context(request_id="r1"):
+        record, line = renderer.render(0, F.INFO, "x", "m", {"a": 1, "b": "two"})
+    keys = [*F.SCHEMA_KEYS, "request_id", "a", "b"]
+    assert list(record) == keys
+    assert list(json.loads(line)) == keys
