@@ -85,7 +85,7 @@ def _level_method(level_name: str) -> Callable[..., Any]:
     # identity and then with ==: 900 instructions on 3.11 for four fields, a line's 3 %).
     # structlog's ``event=`` by name still works: it arrives in kw. ``self=`` and ``event=``
     # beside a message are fields (they raised TypeError into the caller).
-    def method(self: Any, event: Any = None, /, *args: Any, **kw: Any) -> Any:  # noqa: PLR0912
+    def method(self: Any, event: Any = None, /, *args: Any, **kw: Any) -> Any:
         if event is None:  # no message, or structlog's event= given by name
             event = kw.pop("event", None)
         if args:
@@ -108,37 +108,7 @@ def _level_method(level_name: str) -> Callable[..., Any]:
                 name = self._logger.name
             except AttributeError:  # a logger of structlog.wrap_logger(), say
                 name = "root"
-            # Pipeline.emit(), inline (a call less on every line: 560 instructions on 3.11): the
-            # span's ids over the fields', the line, every sink; what fails costs only itself.
-            line_fields = fields
-            otel_context = pipeline._otel_context
-            if otel_context is not None:
-                try:
-                    span = otel_context().get(pipeline._otel_span_key)
-                except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line
-                    pipeline.health.internal_error(
-                        f"reading the OpenTelemetry span failed: {err!r}"
-                    )
-                    span = None
-                if span is not None:
-                    last, ids = pipeline._last_span
-                    if span is not last:
-                        ids = pipeline._span_ids(span)
-                    if ids is not None:
-                        line_fields = {**fields, F.TRACE_ID: ids[0], F.SPAN_ID: ids[1]}
-            try:
-                record, line = pipeline.renderer.render(
-                    ns, level_name, name, message, line_fields, exc
-                )
-            except Exception as err:  # noqa: BLE001 - the pipeline must not break the caller
-                error = f"rendering failed: {safe_repr(err)}"
-                pipeline.health.internal_error(error)
-                record, line = pipeline.renderer.fallback(ns, level_name, name, error)
-            for sink in pipeline.sinks:
-                try:
-                    sink.write(line, record, ns)
-                except Exception as err:  # noqa: BLE001
-                    pipeline.health.internal_error(f"{type(sink).__name__} failed: {err!r}")
+            pipeline.emit(ns, level_name, name, message, fields, exc)
             # pipeline.has_foreign_handlers(), inline.
             if len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS:
                 pipeline.forward(ns, level_name, name, message, fields, exc)

@@ -248,9 +248,6 @@ class Pipeline:
 
         Inside a recording OpenTelemetry span (``opentelemetry-api`` installed), the line's
         ``trace_id`` and ``span_id`` are the span's, over any bound or given.
-
-        The structlog front-end's level methods do the same inline (``_structlog._level_method``:
-        a call less on its hot path): a change here is a change there.
         """
         otel_context = self._otel_context
         if otel_context is not None:
