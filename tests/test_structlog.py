@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 import structlog
 
 import alkana_logging
+from alkana_logging import _state
 from tests._logfiles import assert_schema, shutdown_and_read
 
 
@@ -60,3 +63,44 @@ def test_a_wrapped_logger_without_a_name_writes_as_root(log_file: Path) -> None:
     [record] = shutdown_and_read(log_file)
     assert_schema(record, level="info", logger="root", message="hello")
     assert record["rows"] == 1
+
+
+class _BrokenSink:
+    def write(self, line: bytes, record: Any, ns: int) -> None:
+        raise OSError("sink bug")
+
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+    def after_fork(self) -> None: ...
+
+
+def test_what_fails_on_the_direct_path_costs_only_itself(
+    log_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The level methods write without Pipeline.emit(): a span read, a render or a sink that
+    fails is counted and the line still written (its schema at least), never raised."""
+    log = alkana_logging.get_logger("orders")
+    pipeline = _state.current()
+    assert pipeline is not None
+    monkeypatch.setattr(pipeline, "sinks", (_BrokenSink(), *pipeline.sinks))
+    log.info("past a broken sink", rows=1)
+
+    def refuse(*args: Any) -> Any:
+        raise RuntimeError("render bug")
+
+    monkeypatch.setattr(pipeline.renderer, "render", refuse)
+    log.info("not renderable", rows=2)
+    monkeypatch.undo()
+
+    def no_span() -> Any:
+        raise RuntimeError("tracing bug")
+
+    monkeypatch.setattr(pipeline, "_otel_context", no_span)
+    log.info("without its span", rows=3)
+    health = alkana_logging.pipeline_health()
+    first, second, third = shutdown_and_read(log_file)
+    assert (first["message"], first["rows"]) == ("past a broken sink", 1)
+    assert second["message"] == "<unrenderable log call>"
+    assert "render bug" in second["log_error"]
+    assert (third["message"], third["rows"]) == ("without its span", 3)
+    assert health["internal_errors"] == 4  # the broken sink twice, the render, the span
