@@ -543,7 +543,7 @@ class RequestContextMiddleware:
             trace = parse_traceparent(traceparent)
             if trace is not None:
                 ids[F.TRACE_ID], ids[F.SPAN_ID] = trace
-        pipeline = _state.current()
+        pipeline = _state._pipeline  # _state.current() without the call
         if pipeline is not None:
             # The server span of OpenTelemetry's middleware (outside this one) ends when the
             # last body chunk is sent, before the event is written: its ids are taken now,
@@ -605,7 +605,7 @@ class RequestContextMiddleware:
                         level = F.WARNING
                     else:
                         level = F.INFO
-                    pipeline = _state.current()
+                    pipeline = _state._pipeline
                     if pipeline is None or _LEVEL_NUMBERS[level] >= pipeline.level:
                         try:
                             method: str = scope["method"]
@@ -680,7 +680,7 @@ class RequestContextMiddleware:
                                 _LOGGED_ERROR.set(error)
             finally:
                 error = None  # no reference cycle through the traceback
-                reset_context(token)
+                _CONTEXT.reset(token)  # reset_context() without the call
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
