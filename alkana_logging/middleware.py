@@ -76,6 +76,14 @@ _HTTP_REQUEST_FIELDS: Final[dict[str, Any]] = {
     F.DURATION_MS: None,
     F.CLIENT_IP: None,
 }
+# The same with the request's ids first: they stand for the bound context (see _write_plain).
+_ID_FIRST_FIELDS: Final[dict[str, Any]] = {F.REQUEST_ID: None, **_HTTP_REQUEST_FIELDS}
+_IDS_FIRST_FIELDS: Final[dict[str, Any]] = {
+    F.REQUEST_ID: None,
+    F.TRACE_ID: None,
+    F.SPAN_ID: None,
+    **_HTTP_REQUEST_FIELDS,
+}
 
 # New ids are made 256 at a time from one os.urandom() call, as uuid.uuid4() would make them
 # (version 4, RFC 4122 variant): one system call per id costs more than the rest of the id.
@@ -288,6 +296,20 @@ def _instrumented(receive: Any) -> bool:
     return code is not None and "opentelemetry" in code.co_filename
 
 
+#: Every key the event may have: judged once per renderer (``Renderer.plain_keys``).
+_EVENT_KEYS: Final = (*_HTTP_REQUEST_FIELDS, F.REQUEST_ID, F.TRACE_ID, F.SPAN_ID, F.USER)
+#: The renderer that said every one of them is plain (setup() makes a new one).
+_renderer_with_plain_keys: Any = None
+
+
+def _event_keys_plain(renderer: Any) -> bool:
+    global _renderer_with_plain_keys  # noqa: PLW0603
+    if renderer.plain_keys(_EVENT_KEYS):
+        _renderer_with_plain_keys = renderer
+        return True
+    return False
+
+
 def _write_plain(
     pipeline: Pipeline,
     ns: int,
@@ -297,12 +319,22 @@ def _write_plain(
     error: BaseException | None,
 ) -> None:
     """``pipeline.emit()`` for the event, whose fields are str keys and scalar values: the same
-    line to the same sinks, rendered by ``Renderer.render_plain``. The span's ids are not read
-    again: the request's were bound (or put in ``fields``) when it came in, and the span
-    outside the middleware is the same one now."""
+    line to the same sinks, rendered by ``Renderer.render_plain``, or by
+    ``Renderer.render_known`` when ``fields`` begin with the request's id: the middleware puts
+    the ids first when the bound context is the one it bound (nothing bound around the request
+    or by the application), which then is not read again. The span's ids are not read again:
+    the request's were bound (or put in ``fields``) when it came in, and the span outside the
+    middleware is the same one now."""
     renderer = pipeline.renderer
     try:
-        record, line = renderer.render_plain(ns, level, LOGGER_NAME, message, fields, error)
+        for first in fields:  # noqa: B007 - the first key, without a call
+            break
+        if first == F.REQUEST_ID and (
+            renderer is _renderer_with_plain_keys or _event_keys_plain(renderer)
+        ):
+            record, line = renderer.render_known(ns, level, LOGGER_NAME, message, fields, error)
+        else:
+            record, line = renderer.render_plain(ns, level, LOGGER_NAME, message, fields, error)
     except Exception as err:  # noqa: BLE001 - the pipeline must not break the request
         problem = f"rendering failed: {safe_repr(err)}"
         pipeline.health.internal_error(problem)
@@ -511,7 +543,7 @@ class RequestContextMiddleware:
             trace = parse_traceparent(traceparent)
             if trace is not None:
                 ids[F.TRACE_ID], ids[F.SPAN_ID] = trace
-        pipeline = _state.current()
+        pipeline = _state._pipeline  # _state.current() without the call
         if pipeline is not None:
             # The server span of OpenTelemetry's middleware (outside this one) ends when the
             # last body chunk is sent, before the event is written: its ids are taken now,
@@ -573,12 +605,24 @@ class RequestContextMiddleware:
                         level = F.WARNING
                     else:
                         level = F.INFO
-                    pipeline = _state.current()
+                    pipeline = _state._pipeline
                     if pipeline is None or _LEVEL_NUMBERS[level] >= pipeline.level:
                         try:
                             method: str = scope["method"]
                             template = route_template(scope, root_path, status)
-                            fields = _HTTP_REQUEST_FIELDS.copy()
+                            # Written from the context when it still holds them (the endpoint
+                            # may have cleared it, or bound more); from the fields, first, when
+                            # it is the one bound here (see _write_plain).
+                            context = current_context()
+                            if context is not ids:
+                                fields = _HTTP_REQUEST_FIELDS.copy()
+                            elif trace is None:
+                                fields = _ID_FIRST_FIELDS.copy()
+                                fields[F.REQUEST_ID] = request_id
+                            else:
+                                fields = _IDS_FIRST_FIELDS.copy()
+                                fields[F.REQUEST_ID] = request_id
+                                fields[F.TRACE_ID], fields[F.SPAN_ID] = trace
                             plain = True  # str keys and scalar values only
                             fields[F.METHOD] = method
                             fields[F.ROUTE] = template
@@ -594,9 +638,6 @@ class RequestContextMiddleware:
                                 if (client := scope.get("client"))
                                 else None
                             )
-                            # Written from the context when it still holds them (the endpoint
-                            # may have cleared it, or bound more).
-                            context = current_context()
                             if context is not bound:
                                 if context.get(F.REQUEST_ID) is not request_id:
                                     fields[F.REQUEST_ID] = request_id
@@ -639,7 +680,7 @@ class RequestContextMiddleware:
                                 _LOGGED_ERROR.set(error)
             finally:
                 error = None  # no reference cycle through the traceback
-                reset_context(token)
+                _CONTEXT.reset(token)  # reset_context() without the call
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]

@@ -217,3 +217,28 @@ def test_the_record_copy_has_room_for_context_and_fields() -> None:
     keys = [*F.SCHEMA_KEYS, "request_id", "a", "b"]
     assert list(record) == keys
     assert list(json.loads(line)) == keys
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        pytest.param((0, 1, 999_999, 1_000_000, 999_999_999), id="one-second"),
+        pytest.param((999_999_999, 1_000_000_000, 1_000_123_456), id="into-the-next"),
+        pytest.param((5_000_000_000, 4_999_999_999, 5_000_000_001), id="back-a-second"),
+        pytest.param((3_000_000_000, 42, 3_000_000_000 + 999_999_999), id="far-back"),
+    ],
+)
+def test_render_plain_timestamp_is_format_timestamps(steps: tuple[int, ...]) -> None:
+    """The event line's own timestamp cache (per second) writes format_timestamp()'s text for
+    every nanosecond: the same second, the next, one before it, microsecond and millisecond
+    edges."""
+    from alkana_logging._line import Renderer, format_timestamp
+    from alkana_logging.redaction import Redactor
+
+    renderer = Renderer(app="a", env="e", host="h", redactor=Redactor(), max_line_bytes=65536)
+    base = 1_700_000_000_000_000_000
+    for step in steps:
+        ns = base + step
+        record, line = renderer.render_plain(ns, F.INFO, "x", "m", {"k": 1})
+        assert record[F.TIMESTAMP] == format_timestamp(ns), step
+        assert json.loads(line)[F.TIMESTAMP] == format_timestamp(ns)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,6 +37,7 @@ from alkana_logging.middleware import (
     parse_traceparent,
     route_template,
 )
+from alkana_logging.redaction import REDACTED
 from alkana_logging.testing import capture_logs
 from tests._logfiles import read_records, shutdown_and_read
 from tests._uvicorn_server import EXAMPLES, Server, serve, wait_for
@@ -1214,3 +1216,69 @@ def test_event_line_is_the_general_renderers_line(
     record = dict(reference)
     assert record[F.EVENT] == F.EVENT_HTTP_REQUEST
     assert F.LOG_ERROR not in record or settings or "\udcff" in path
+
+
+_TRACEPARENT = (b"traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param([], id="new-id"),
+        pytest.param([(b"x-request-id", b"incoming-1")], id="incoming-id"),
+        pytest.param([_TRACEPARENT], id="traceparent"),
+        pytest.param([(b"x-request-id", b"incoming-2"), _TRACEPARENT], id="id-and-traceparent"),
+    ],
+)
+def test_event_line_with_its_ids_is_the_general_renderers_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """With nothing bound around the request, the event's own path writes the request's ids
+    from its fields instead of the context: the same keys in the same places (the ids right
+    after the schema keys) with the same values as Pipeline.emit with the context."""
+    log_file = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(log_file), stdout=False)
+    app = Starlette(routes=[Route("/items/{item_id}", lambda r: PlainTextResponse("ok"))])
+    app.add_middleware(RequestContextMiddleware, id_generator=lambda: "generated-1")
+    for _ in range(2):
+        _one_event(app, "/items/42", list(headers))
+    monkeypatch.setattr(
+        middleware,
+        "_write_plain",
+        lambda pipeline, ns, level, message, fields, error: pipeline.emit(
+            ns, level, middleware.LOGGER_NAME, message, fields, error
+        ),
+    )
+    _one_event(app, "/items/42", list(headers))
+    lines = [line for line in log_file.read_bytes().splitlines(keepends=True) if line]
+    assert len(lines) == 3
+    varying = (F.TIMESTAMP, F.DURATION_MS)
+    first, second, reference = (
+        [(k, v) for k, v in orjson.loads(line).items() if k not in varying] for line in lines
+    )
+    assert reference == first
+    assert reference == second
+    keys = [k for k, _ in reference]
+    assert keys.index(F.REQUEST_ID) < keys.index(F.EVENT)
+    record = dict(first)
+    assert record[F.REQUEST_ID] == dict(headers).get(b"x-request-id", b"generated-1").decode()
+    if _TRACEPARENT in headers:
+        assert (record[F.TRACE_ID], record[F.SPAN_ID]) == (
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "00f067aa0ba902b7",
+        )
+    else:
+        assert F.TRACE_ID not in record
+
+
+def test_event_line_redacts_the_request_id_when_it_is_a_secret(tmp_path: Path) -> None:
+    """The ids in the event's fields are judged as the context's would be: a redact_keys entry
+    for request_id redacts it there too (the event's own path checks its keys once)."""
+    log_file = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(log_file), stdout=False, redact_keys=("request_id",))
+    app = Starlette(routes=[Route("/items/{item_id}", lambda r: PlainTextResponse("ok"))])
+    app.add_middleware(RequestContextMiddleware)
+    for _ in range(2):
+        _one_event(app, "/items/42", [(b"x-request-id", b"incoming-1")])
+    lines = [orjson.loads(line) for line in log_file.read_bytes().splitlines() if line]
+    assert [line[F.REQUEST_ID] for line in lines] == [REDACTED, REDACTED]
