@@ -10,7 +10,6 @@ import logging.config
 import os
 import pickle
 import socket
-import subprocess
 import sys
 import threading
 import warnings
@@ -23,6 +22,7 @@ import pytest
 import alkana_logging
 from alkana_logging import fields as F
 from alkana_logging import pipeline, stdlib
+from tests._children import run_child
 from tests._frontends import setup_file
 from tests._logfiles import assert_schema, read_records, shutdown_and_read
 
@@ -840,13 +840,7 @@ def test_a_method_wrapped_before_the_import_keeps_its_say(
     tmp_path: Path, name: str, body: str
 ) -> None:
     path = tmp_path / "app.log"
-    done = subprocess.run(
-        [sys.executable, "-c", PATCHED_BEFORE_IMPORT.format(name=name, body=body), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_child(PATCHED_BEFORE_IMPORT.format(name=name, body=body), str(path))
     assert done.returncode == 0, done.stderr
     [line] = read_records(path)
     assert (line[F.MESSAGE], line["trace_id"]) == ("hello", "123")
@@ -904,13 +898,8 @@ def test_tools_that_walk_the_stack_find_the_application_as_without_setup(
     caller by skipping logging's own frames: the direct path's ``_log`` is one of them."""
 
     def run(details: str) -> list[str]:
-        done = subprocess.run(
-            [sys.executable, "-c", STACK_WALKERS, str(tmp_path / f"{details}.log")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env={**os.environ, "LOG_RECORD_DETAILS": details},
+        done = run_child(
+            STACK_WALKERS, str(tmp_path / f"{details}.log"), LOG_RECORD_DETAILS=details
         )
         assert done.returncode == 0, done.stderr
         return done.stdout.splitlines()
@@ -1012,11 +1001,5 @@ assert alkana_logging.stdlib._STDLIB_LOG is stdlib_log
 
 
 def test_a_reload_of_the_module_still_knows_the_stdlibs_log_method(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", RELOADED, str(tmp_path / "app.log")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_child(RELOADED, str(tmp_path / "app.log"))
     assert done.returncode == 0, done.stderr
