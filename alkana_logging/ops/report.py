@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gzip
+import json
 import math
 import multiprocessing
 import os
@@ -210,6 +211,24 @@ _OBJECT_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
 #: What makes a line not a JSON object: not JSON, not an object, a number out of range in a key
 #: the report reads (a float's), nested too deep, not UTF-8.
 _NOT_A_LINE: Final = (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError)
+
+
+def _decoded_whole(raw: bytes) -> dict[str, Any] | None:
+    """An ETL run or a metric line, whole (it was read as a :class:`_Line` already). msgspec
+    refuses a number beyond a float's range (``1e400``) anywhere in the line, in the keys the
+    first decode skipped too: then the stdlib's ``json`` reads it, as infinity. None: not even
+    that (nested too deep for it); the line's level and exception are counted already."""
+    try:
+        return _OBJECT_DECODER.decode(raw)
+    except _NOT_A_LINE:
+        pass
+    try:
+        record = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 #: Integers below this (in size) are exact enough as floats and never overflow one; a larger one
 #: goes through ``number_of``.
 _FLOAT_INT: Final = 1 << 64
@@ -236,7 +255,7 @@ class _Accumulator:
         decoded into :class:`_Line`, which keeps only the keys the report reads (the others
         are skipped, not built); numbers of the common types are read inline, anything else
         goes the slow way (``number_of``)."""
-        decode, whole, bad = _LINE_DECODER.decode, _OBJECT_DECODER.decode, _NOT_A_LINE
+        decode, whole, bad = _LINE_DECODER.decode, _decoded_whole, _NOT_A_LINE
         levels, exceptions, routes = self.levels, self.exceptions, self.routes
         slow_ms, etl_events = self.slow_ms, (F.EVENT_ETL_RUN_STARTED, F.EVENT_ETL_RUN_FINISHED)
         http, metric, server_error = F.EVENT_HTTP_REQUEST, F.EVENT_METRIC, SERVER_ERROR_MIN
@@ -289,9 +308,13 @@ class _Accumulator:
                     if duration > slow_ms:
                         stats.slow += 1
                 elif event in etl_events:
-                    self.etl.record(event, whole(raw))
+                    whole_record = whole(raw)
+                    if whole_record is not None:
+                        self.etl.record(event, whole_record)
                 elif event == metric:
-                    self._metric(whole(raw))
+                    whole_record = whole(raw)
+                    if whole_record is not None:
+                        self._metric(whole_record)
         finally:  # a read error midway: what was read counts
             self.lines += count
             self.non_json += non_json

@@ -265,6 +265,29 @@ def test_a_number_out_of_a_floats_range_is_left_out_of_the_numbers(tmp_path: Pat
     assert (table.runs, table.last_run_at) == (1, None)
 
 
+def test_a_float_beyond_range_in_a_key_the_report_skips_does_not_stop_it(tmp_path: Path) -> None:
+    # 1e400 in a key the first decode skips: the ETL run and the metric line are decoded again
+    # whole, where msgspec refuses it; the report reads them with the stdlib's json instead.
+    (tmp_path / "app.log").write_bytes(
+        (
+            b'{"event": "etl_run_finished", "table": "t", "status": "success", "rows": 1e400, '
+            b'"finished_at": %d}\n'
+        )
+        % (NOW - 60)
+        + b'{"event": "etl_run_started", "table": "t", "note": -1e400}\n'
+        b'{"event": "metric", "metric": "m", "value": 3, "other": 1e400}\n'
+        b'{"level": "info", "message": "ok"}\n'
+    )
+    for workers in (1, 2):
+        report = Rep.build_report([tmp_path], now=NOW, workers=workers)
+        assert (report.lines, report.non_json_lines) == (4, 0)
+        ((table),) = report.etl
+        assert (table.table, table.runs, table.started) == ("t", 1, 1)
+        assert (table.last_status, table.last_success_at) == (F.STATUS_SUCCESS, NOW - 60)
+        ((metric),) = report.metrics
+        assert (metric.metric, metric.latest) == ("m", 3.0)
+
+
 def test_etl_tables_runs_failures_last_status_and_staleness(workload: Path) -> None:
     report = Rep.build_report([workload], now=NOW)
     tables = {t.table: t for t in report.etl}
