@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import json
 import math
 import re
 import time
@@ -165,7 +166,12 @@ class EtlRuns:
         try:
             record = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return
+            # orjson refuses numbers beyond a float's range or 64 bits (1e400, 400 digits) that
+            # JSON allows, in any key: the stdlib's json reads them, as the report does.
+            try:
+                record = json.loads(raw)
+            except (ValueError, RecursionError):
+                return
         if not isinstance(record, dict):
             return
         event = record.get(F.EVENT)

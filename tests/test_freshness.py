@@ -67,6 +67,26 @@ def test_etl_freshness_reads_across_blocks_and_stops_at_the_window(tmp_path: Pat
         assert table.stale is (not successes or NOW - successes[-1] > 25 * HOUR)
 
 
+def test_a_number_orjson_refuses_does_not_hide_an_etl_run(tmp_path: Path) -> None:
+    # JSON allows 1e400 and a 400-digit integer; orjson refuses both. The health endpoint's
+    # freshness and the report must agree that these runs happened.
+    huge = "1" + "0" * 400
+    ts = NOW - HOUR
+    (tmp_path / "app.log").write_bytes(
+        _run(ts - 60, "float_table", F.STATUS_SUCCESS).replace(b"}\n", b', "rows": 1e400}\n')
+        + _run(ts, "int_table", F.STATUS_SUCCESS).replace(
+            b"}\n", b', "rows": ' + huge.encode() + b"}\n"
+        )
+    )
+    os.utime(tmp_path / "app.log", (NOW, NOW))
+    fresh = {t.table: (t.runs, t.last_success_at) for t in Fresh.etl_freshness([tmp_path], now=NOW)}
+    assert fresh == {"float_table": (1, ts - 60), "int_table": (1, ts)}
+    report = {
+        t.table: (t.runs, t.last_success_at) for t in Rep.build_report([tmp_path], now=NOW).etl
+    }
+    assert report == fresh
+
+
 def test_etl_freshness_skips_files_last_written_before_the_window(tmp_path: Path) -> None:
     # Lines that claim to be recent, in a file last modified 8 days ago: not read at all.
     old = tmp_path / "app.log-20270107-1799300000"
