@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import json
 import math
 import re
 import time
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
+import msgspec
 import orjson
 
 from alkana_logging import fields as F
@@ -80,6 +80,22 @@ def read_lines(path: Path) -> Iterator[bytes]:
 
 
 # -- times ----------------------------------------------------------------------------------------
+
+
+#: JSON as msgspec reads it (as strict: no NaN, no BOM, no lone surrogate, its depth limit), but
+#: a float beyond range (``1e400``) is infinity, as ``float()`` reads it, and an integer of any
+#: size is an ``int``: numbers that JSON allows and orjson refuses. Only called for a line that
+#: the usual decoder refused.
+_WIDE_DECODER: Final = msgspec.json.Decoder(float_hook=float)
+
+
+def decode_wide(raw: bytes) -> Any:
+    """``raw`` decoded by :data:`_WIDE_DECODER`; None when it is not JSON even so (the report
+    and the ETL freshness read with this fallback, so they agree on what a line is)."""
+    try:
+        return _WIDE_DECODER.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError, ValueError):
+        return None
 
 
 def number_of(value: Any) -> float | None:
@@ -166,12 +182,7 @@ class EtlRuns:
         try:
             record = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            # orjson refuses numbers beyond a float's range or 64 bits (1e400, 400 digits) that
-            # JSON allows, in any key: the stdlib's json reads them, as the report does.
-            try:
-                record = json.loads(raw)
-            except (ValueError, RecursionError):
-                return
+            record = decode_wide(raw)
         if not isinstance(record, dict):
             return
         event = record.get(F.EVENT)

@@ -87,6 +87,28 @@ def test_a_number_orjson_refuses_does_not_hide_an_etl_run(tmp_path: Path) -> Non
     assert report == fresh
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param((b"{", b', "x": NaN}\n'), id="nan"),
+        pytest.param((b"{", b', "x": -Infinity}\n'), id="infinity"),
+        pytest.param((b"\xef\xbb\xbf{", b"}\n"), id="bom"),
+        pytest.param((b"{", b', "x": "\\ud800"}\n'), id="lone-surrogate"),
+    ],
+)
+def test_the_fallback_decode_is_as_strict_as_the_first(
+    tmp_path: Path, bad: tuple[bytes, bytes]
+) -> None:
+    # Not JSON for either reader: the freshness read and the report both leave the run out.
+    start, end = bad
+    line = _run(NOW - HOUR, "t", F.STATUS_FAILED)
+    (tmp_path / "app.log").write_bytes(start + line[1:].replace(b"}\n", end))
+    os.utime(tmp_path / "app.log", (NOW, NOW))
+    assert tuple(Fresh.etl_freshness([tmp_path], now=NOW)) == ()
+    report = Rep.build_report([tmp_path], now=NOW)
+    assert (report.etl, report.non_json_lines) == ((), 1)
+
+
 def test_etl_freshness_skips_files_last_written_before_the_window(tmp_path: Path) -> None:
     # Lines that claim to be recent, in a file last modified 8 days ago: not read at all.
     old = tmp_path / "app.log-20270107-1799300000"

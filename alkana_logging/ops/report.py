@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gzip
-import json
 import math
 import multiprocessing
 import os
@@ -48,6 +47,7 @@ from alkana_logging.freshness import (
     GZIP_MAGIC,
     EtlRuns,
     TableReport,
+    decode_wide,
     epoch_of,
     implausible_note,
     iso,
@@ -215,17 +215,13 @@ _NOT_A_LINE: Final = (msgspec.DecodeError, msgspec.ValidationError, RecursionErr
 
 def _decoded_whole(raw: bytes) -> dict[str, Any] | None:
     """An ETL run or a metric line, whole (it was read as a :class:`_Line` already). msgspec
-    refuses a number beyond a float's range (``1e400``) anywhere in the line, in the keys the
-    first decode skipped too: then the stdlib's ``json`` reads it, as infinity. None: not even
-    that (nested too deep for it); the line's level and exception are counted already."""
+    refuses a float beyond range (``1e400``) anywhere in the line, in the keys the first decode
+    skipped too: then :func:`~alkana_logging.freshness.decode_wide` reads it, as infinity, as the
+    ETL freshness does. None: not an object even so (the caller counts it as not JSON)."""
     try:
         return _OBJECT_DECODER.decode(raw)
     except _NOT_A_LINE:
-        pass
-    try:
-        record = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
+        record = decode_wide(raw)
     return record if isinstance(record, dict) else None
 
 
@@ -307,14 +303,14 @@ class _Accumulator:
                     stats.durations.append(duration)
                     if duration > slow_ms:
                         stats.slow += 1
-                elif event in etl_events:
+                elif event in etl_events or event == metric:
                     whole_record = whole(raw)
-                    if whole_record is not None:
-                        self.etl.record(event, whole_record)
-                elif event == metric:
-                    whole_record = whole(raw)
-                    if whole_record is not None:
+                    if whole_record is None:  # valid for the first decode, not whole: say so
+                        non_json += 1
+                    elif event == metric:
                         self._metric(whole_record)
+                    else:
+                        self.etl.record(event, whole_record)
         finally:  # a read error midway: what was read counts
             self.lines += count
             self.non_json += non_json
