@@ -79,12 +79,12 @@ def read_lines(path: Path) -> Iterator[bytes]:
         yield from stream
 
 
-# -- times ----------------------------------------------------------------------------------------
-
-
+#: What msgspec raises for a line that is not JSON it reads: malformed, a value it refuses, nested
+#: too deep, not UTF-8, an integer past Python's digit limit.
+NOT_JSON: Final = (msgspec.DecodeError, msgspec.ValidationError, RecursionError, ValueError)
 #: JSON as msgspec reads it (as strict: no NaN, no BOM, no lone surrogate, its depth limit), but
-#: a float beyond range (``1e400``) is infinity, as ``float()`` reads it, and an integer of any
-#: size is an ``int``: numbers that JSON allows and orjson refuses. Only called for a line that
+#: a float beyond range (``1e400``) is infinity, as ``float()`` reads it, and an integer beyond
+#: 64 bits is an ``int``: numbers that JSON allows and orjson refuses. Only called for a line that
 #: the usual decoder refused.
 _WIDE_DECODER: Final = msgspec.json.Decoder(float_hook=float)
 
@@ -94,8 +94,11 @@ def decode_wide(raw: bytes) -> Any:
     and the ETL freshness read with this fallback, so they agree on what a line is)."""
     try:
         return _WIDE_DECODER.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError, ValueError):
+    except NOT_JSON:
         return None
+
+
+# -- times ----------------------------------------------------------------------------------------
 
 
 def number_of(value: Any) -> float | None:

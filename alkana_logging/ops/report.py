@@ -45,6 +45,7 @@ from alkana_logging import fields as F
 from alkana_logging.freshness import (
     DEFAULT_STALE_AFTER_S,
     GZIP_MAGIC,
+    NOT_JSON,
     EtlRuns,
     TableReport,
     decode_wide,
@@ -210,7 +211,7 @@ _LINE_DECODER: Final = msgspec.json.Decoder(_Line)
 _OBJECT_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
 #: What makes a line not a JSON object: not JSON, not an object, a number out of range in a key
 #: the report reads (a float's), nested too deep, not UTF-8.
-_NOT_A_LINE: Final = (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError)
+_NOT_A_LINE: Final = NOT_JSON
 
 
 def _decoded_whole(raw: bytes) -> dict[str, Any] | None:
