@@ -148,6 +148,8 @@ class FileSink:
         if self._rotates:
             fd = self._hold(fd)
         st = os.fstat(fd)
+        if st.st_size:
+            self._end_torn_line(fd, st)
         old, self._fd = self._fd, fd
         self._identity = (st.st_dev, st.st_ino)
         self._lines_since_check = 0
@@ -184,6 +186,46 @@ class FileSink:
             os.close(fd)  # rotated away before the lock was held: open the new file
             fd = open_log_file(self.path)
         return fd
+
+    def _end_torn_line(self, fd: int, st: os.stat_result) -> None:
+        """End with a newline a file that stops inside a line, before writing to it.
+
+        A process killed by a signal it cannot survive (``kill -9``, or ``SIGTERM`` with its
+        default action) while inside a ``write()`` can leave its line cut: the kernel copies a
+        write page by page and gives up at a 4 KiB page boundary once the process is dying. That
+        call never returned, and the part it left is one invalid line; the newline keeps this
+        process's first line from being glued to it. A process that is appending at this very
+        moment has its line in whole before the newline (``O_APPEND`` writes do not interleave):
+        then the newline makes one blank line, which readers skip.
+        """
+        try:
+            reader = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # not readable to this process: nothing to look at
+            return
+        try:
+            here = os.fstat(reader)
+            if (here.st_dev, here.st_ino) != (st.st_dev, st.st_ino):
+                return  # replaced since it was opened: the next check reopens it
+            size = st.st_size
+            for _ in range(10):
+                if os.pread(reader, 1, size - 1) in (b"\n", b""):
+                    return
+                # A writer between two pages of its line, or a part nobody will finish? The
+                # first grows the file within a millisecond.
+                time.sleep(0.001)
+                grown = os.fstat(reader).st_size
+                if grown == size:
+                    break
+                size = grown
+            os.write(fd, b"\n")
+        except OSError:
+            return
+        finally:
+            os.close(reader)
+        self._health.report(
+            f"{self._path} ended inside a line (a process killed while writing it?): ended it "
+            "with a newline, so that line stays one invalid line of its own"
+        )
 
     def _reopen(self) -> None:
         try:

@@ -460,10 +460,109 @@ def test_signal_during_heavy_logging_keeps_every_returned_line(
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
     returned = _returned(counter_file)
+    if mode in ("sigterm_default", "sigkill"):
+        # A signal that ends the process at once can cut the write it lands in (the kernel
+        # copies a write page by page): that call never returned, and its part stops at a
+        # page boundary. The next writer to open the file ends it (see the test below).
+        whole, part = _cut_at_page_boundary(log_file)
+        if part:
+            log_file.write_bytes(whole)
+            found = indices(log_file)
+            assert found == list(range(returned)), "only the interrupted call may be cut"
+            return
     found = indices(log_file)  # read_lines fails on a torn last line
     # Every call that returned is in the file; the one interrupted may or may not be.
     assert len(found) in (returned, returned + 1)
     assert found == list(range(len(found)))
+
+
+def _cut_at_page_boundary(path: Path) -> tuple[bytes, bytes]:
+    """The file's whole lines and the part of a line a dying process's write left after them
+    (empty if the file ends with a newline); a part must end at a 4 KiB page boundary."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    whole, part = data[:end], data[end:]
+    if part:
+        assert len(data) % 4096 == 0, f"a torn last line not at a page boundary: {part[-200:]!r}"
+        assert part.startswith(b'{"'), part[:200]
+    return whole, part
+
+
+_ONE_HUGE_WRITE = """
+    import os, sys
+    from pathlib import Path
+    from alkana_logging.sinks import FileSink
+    sink = FileSink(Path(sys.argv[1]), max_bytes=0)
+    line = b'{"event":"huge","pad":"' + b"x" * (256 << 20) + b'"}\\n'
+    os.write(1, b"go")
+    sink.write(line, {}, 0)  # 256 MiB in one write(): the parent kills the process inside it
+    os.write(1, b"returned")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_a_line_cut_by_a_killed_process_is_ended_by_the_next_writer(
+    tmp_path: Path, signum: int, capfd: pytest.CaptureFixture[str]
+) -> None:
+    log_file = tmp_path / "app.log"
+    log_file.write_bytes(b'{"event":"before"}\n')
+    command = [sys.executable, "-c", textwrap.dedent(_ONE_HUGE_WRITE), str(log_file)]
+    with subprocess.Popen(
+        command, env=child_env(), stdout=subprocess.PIPE, start_new_session=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.read(2) == b"go"
+            deadline = time.monotonic() + CHILD_TIMEOUT
+            while log_file.stat().st_size < 1 << 20 and time.monotonic() < deadline:
+                time.sleep(0.0005)  # the write has begun
+            proc.send_signal(signum)
+            out, _ = proc.communicate(timeout=CHILD_TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == -signum
+    assert b"returned" not in out, "the write finished before the signal: make the line longer"
+    whole, part = _cut_at_page_boundary(log_file)
+    assert whole == b'{"event":"before"}\n'
+    assert 0 < len(part) < (256 << 20)
+
+    alkana_logging.setup(log_file=str(log_file), stdout=False, max_bytes=0)
+    try:
+        alkana_logging.get_logger("after").info("after")
+    finally:
+        alkana_logging.shutdown()
+    lines = log_file.read_bytes().split(b"\n")
+    assert lines[0] == b'{"event":"before"}'
+    assert lines[1] == part, "the part stays one line of its own"
+    assert json.loads(lines[2])[F.MESSAGE] == "after", "the next line is whole, not glued to it"
+    assert lines[3:] == [b""]
+    assert "ended inside a line" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", b""),
+        (b'{"event":"a"}\n', b'{"event":"a"}\n'),
+        (b'{"event":"a"}\n{"ev', b'{"event":"a"}\n{"ev\n'),
+        (b"no newline at all", b"no newline at all\n"),
+    ],
+    ids=["empty", "ends-a-line", "torn", "one-torn-line"],
+)
+def test_opening_a_file_ends_a_torn_last_line_only(
+    tmp_path: Path, content: bytes, expected: bytes, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from alkana_logging.sinks import FileSink
+
+    log_file = tmp_path / "app.log"
+    log_file.write_bytes(content)
+    sink = FileSink(log_file, max_bytes=0)
+    sink.write(b'{"event":"next"}\n', {}, 0)
+    sink.close()
+    assert log_file.read_bytes() == expected + b'{"event":"next"}\n'
+    assert ("ended inside a line" in capfd.readouterr().err) == (content != expected)
 
 
 @pytest.mark.slow
