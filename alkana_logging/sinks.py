@@ -134,7 +134,10 @@ class FileSink:
         self._pending: collections.deque[bytes] = collections.deque()
         self._max_pending = max_pending
         self._failing = False
-        self._lines_since_check = 0
+        # True while lines are kept or writing fails: one test a line sends write() the careful
+        # way (see _settle()).
+        self._slow = False
+        self._written_at_check = self._health.lines_written
         self._identity = (-1, -1)
         self._lock = new_lock()
         self._lock_fd = -1
@@ -152,7 +155,7 @@ class FileSink:
             self._end_torn_line(fd, st)
         old, self._fd = self._fd, fd
         self._identity = (st.st_dev, st.st_ino)
-        self._lines_since_check = 0
+        self._written_at_check = self._health.lines_written
         self._size = st.st_size
         self._next_check = 0.0
         self._set_check_at()
@@ -235,7 +238,7 @@ class FileSink:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:  # noqa: PLR0912
+    def write(self, line: bytes, record: Mapping[str, Any], ns: int) -> None:
         # The hot path: one straight function, measured (benchmarks/bench_logging.py).
         lock = self._lock
         if lock._is_owned():
@@ -260,36 +263,44 @@ class FileSink:
             if now >= self._next_check:
                 # Checked before writing: after a quiet spell, logrotate may have moved the file.
                 self._check(now)
-            if self._pending and not self._retry():
+            if self._slow:  # lines are kept, or writing fails
+                self._write_slow(line, now)
+                return
+            # The usual line: one write() that takes it all.
+            try:
+                written = os.write(self._fd, line)
+            except OSError as err:
+                self._write_error(err)
                 self._keep(line)
                 return
             size = len(line)
-            if self._failing:
-                rest = self._write(line)
+            if written < size:
+                # A full disk took part of it: never finish it with a second write (another
+                # process may append in between); blank the part and write it again whole.
+                rest = self._write(self._cut(line, written))
                 if rest is not None:
                     self._keep(rest)
                     return
-            else:  # the usual line: one write() that takes it all, without a call of _write()
-                try:
-                    written = os.write(self._fd, line)
-                except OSError as err:
-                    self._write_error(err)
-                    self._keep(line)
-                    return
-                if written < size:
-                    # A full disk took part of it: never finish it with a second write (another
-                    # process may append in between); blank the part and write it again whole.
-                    rest = self._write(self._cut(line, written))
-                    if rest is not None:
-                        self._keep(rest)
-                        return
             self._health.lines_written += 1
-            self._lines_since_check += 1
             self._size += size
             if self._size >= self._check_at:
                 self._check(now)
         finally:
             lock.release()
+
+    def _write_slow(self, line: bytes, now: float) -> None:
+        """:meth:`write` while lines are kept or writing fails: the kept lines first, in order."""
+        if self._pending and not self._retry():
+            self._keep(line)
+            return
+        rest = self._write(line)
+        if rest is not None:
+            self._keep(rest)
+            return
+        self._health.lines_written += 1
+        self._size += len(line)
+        if self._size >= self._check_at:
+            self._check(now)
 
     def _write_reentered(self, line: bytes) -> None:
         """A line logged by a signal handler while this thread was inside :meth:`write`.
@@ -312,7 +323,6 @@ class FileSink:
             written = 0
         if written == len(line):
             self._health.lines_written += 1
-            self._lines_since_check += 1
             self._size += written
         else:
             self._keep(self._cut(line, written) if written else line)
@@ -330,6 +340,7 @@ class FileSink:
             return self._cut(line, written)
         if self._failing:
             self._failing = False
+            self._settle()
             self._health.report(f"writing to {self._path} works again")
         return None
 
@@ -382,6 +393,18 @@ class FileSink:
             self._pending.popleft()
         # A copy: a line from orjson keeps its whole (about 4 KiB) write buffer alive.
         self._pending.append(bytes(memoryview(line)))
+        self._slow = True
+
+    def _settle(self) -> None:
+        """Let :meth:`write` take its fast path again once nothing is kept and writing works.
+
+        Cleared first, tested after: a signal handler that keeps a line (``_write_reentered``)
+        anywhere in between sets it again, or has its line seen by the test; testing first
+        could clear it just after such a handler set it, leaving its line kept unseen.
+        """
+        self._slow = False
+        if self._failing or self._pending:
+            self._slow = True
 
     def _retry(self) -> bool:
         """Write the lines kept while writing failed; True when none is left."""
@@ -394,12 +417,12 @@ class FileSink:
                 return False
             self._pending.popleft()
             self._health.lines_written += 1
-            self._lines_since_check += 1
+        self._settle()
         return True
 
     def _error(self, what: str, err: OSError) -> None:
         self._health.write_error(f"{what} {self._path}: {err}", report=not self._failing)
-        self._failing = True
+        self._failing = self._slow = True
 
     # -- rotation -------------------------------------------------------------------------------
 
@@ -423,7 +446,7 @@ class FileSink:
         if (st.st_dev, st.st_ino) != self._identity:
             self._moved(None)
             return
-        self._lines_since_check = 0
+        self._written_at_check = self._health.lines_written
         self._size = st.st_size
         self._set_check_at()
         if self._rotates and st.st_size >= self._max_bytes:
@@ -439,7 +462,9 @@ class FileSink:
         except OSError:
             deleted = False
         if deleted:
-            lost, self._lines_since_check = self._lines_since_check, 0
+            # What this sink wrote since the path was last seen to lead to this file.
+            lost = self._health.lines_written - self._written_at_check
+            self._written_at_check = self._health.lines_written
             if lost:
                 self._health.drop("file_deleted", lost)
             self._health.write_error(
@@ -457,6 +482,7 @@ class FileSink:
                 self._error("reopen", open_err)  # counted; kept lines wait for the path
             else:
                 self._failing = was_failing
+                self._settle()
         elif err is None or isinstance(err, FileNotFoundError):
             self._reopen()
         # Otherwise (e.g. a directory made unreadable) the open file still works: keep it.
@@ -564,7 +590,8 @@ class FileSink:
             with contextlib.suppress(OSError):
                 os.close(lock_fd)  # the parent's descriptor keeps its lock; this copy goes
         self._pending.clear()
-        self._lines_since_check = 0
+        self._settle()
+        self._written_at_check = self._health.lines_written  # a pipeline reset it just before
         self._next_check = 0.0
 
 
