@@ -68,13 +68,14 @@ TRUNCATED: Final = "…[truncated {} chars]"
 _TRUNCATED_END: Final = re.compile(re.escape(TRUNCATED).replace(r"\{\}", r"(\d+)") + r"\Z")
 
 # Two caches, each replaced whole (thread-safe): the second's first millisecond (since the
-# epoch) with its "YYYY-MM-DDTHH:MM:SS.", and the millisecond's prefix with its three digits. A
-# line in a millisecond already seen costs one division and one table lookup; one in another
-# millisecond of the same second a subtraction, two comparisons and a lookup more (no division:
-# ns is three 30-bit digits, dividing it costs more than subtracting); formatting an int with a
+# epoch) with its "YYYY-MM-DDTHH:MM:SS.", and the millisecond's first nanosecond with its prefix
+# and three digits. A line in a millisecond already seen costs a subtraction, two comparisons,
+# one division of a small int and a table lookup (no division of ns: it is three 30-bit digits,
+# dividing it costs more than all the rest); one in another millisecond of the same second a
+# division of ns, a subtraction, two comparisons and a lookup more; formatting an int with a
 # width costs twice that.
 _second: tuple[int, str] = (-(2**62), "")
-_ms_cache: tuple[int, str] = (-1, "")
+_ms_cache: tuple[int, str] = (0, "1970-01-01T00:00:00.000")
 _DIGITS3: Final = tuple(f"{i:03d}" for i in range(1000))
 _DIGITS3_Z: Final = tuple(f"{i:03d}Z" for i in range(1000))  # the microseconds, and the end
 # render_plain()'s own cache, also replaced whole: the nanosecond its second starts at and the
@@ -95,16 +96,19 @@ def _second_prefix(ns: int) -> str:
 def format_timestamp(ns: int) -> str:
     """RFC 3339 UTC with microseconds and ``Z``, from nanoseconds since the epoch."""
     global _ms_cache  # noqa: PLW0603
-    ms, sub = divmod(ns, 1_000_000)
-    cached_ms, prefix = _ms_cache
-    if cached_ms != ms:
-        start, prefix = _second
-        milli = ms - start
+    start, prefix = _ms_cache
+    offset = ns - start
+    if offset >= 1_000_000 or offset < 0:  # another millisecond
+        ms = ns // 1_000_000
+        second, prefix = _second
+        milli = ms - second
         if milli >= 1000 or milli < 0:  # another second
             prefix, milli = _new_second(ms)
         prefix += _DIGITS3[milli]
-        _ms_cache = (ms, prefix)
-    return prefix + _DIGITS3_Z[sub // 1000]
+        start = ms * 1_000_000
+        _ms_cache = (start, prefix)
+        offset = ns - start
+    return prefix + _DIGITS3_Z[offset // 1000]
 
 
 def _new_second(ms: int) -> tuple[str, int]:
@@ -303,16 +307,19 @@ class Renderer:
         # format_timestamp(), inline: no call for a line in a millisecond already seen, nor for
         # one in another millisecond of the same second (most lines of a quiet service).
         global _ms_cache  # noqa: PLW0603
-        ms, sub = divmod(ns, 1_000_000)
-        cached_ms, prefix = _ms_cache
-        if cached_ms != ms:
-            start, prefix = _second
-            milli = ms - start
+        start, prefix = _ms_cache
+        offset = ns - start
+        if offset >= 1_000_000 or offset < 0:  # another millisecond
+            ms = ns // 1_000_000
+            second, prefix = _second
+            milli = ms - second
             if milli >= 1000 or milli < 0:  # another second
                 prefix, milli = _new_second(ms)
             prefix += _DIGITS3[milli]
-            _ms_cache = (ms, prefix)
-        timestamp = prefix + _DIGITS3_Z[sub // 1000]
+            start = ms * 1_000_000
+            _ms_cache = (start, prefix)
+            offset = ns - start
+        timestamp = prefix + _DIGITS3_Z[offset // 1000]
         record = self._template.copy()
         record[_TIMESTAMP] = timestamp
         record[_LEVEL] = level

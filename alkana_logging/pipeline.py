@@ -74,6 +74,8 @@ def _otel_span_reader() -> tuple[Any, Any]:
 
 
 _SPAN = "span"
+#: No OpenTelemetry context seen yet (``None`` is what a failed read gives).
+_NO_CONTEXT = object()
 
 
 #: Modules whose frames are the logging machinery, not the caller of a log call.
@@ -229,9 +231,11 @@ class Pipeline:
         self.level = level
         self.health = health if health is not None else PipelineHealth()
         self._otel_context, self._otel_span_key = _otel_span_reader()
-        # The last span seen and its ids (None: not recording); one tuple, read and replaced
-        # whole, so threads need no lock.
-        self._last_span: tuple[Any, tuple[str, str] | None] = (None, None)
+        # The last OpenTelemetry context seen, its span and the span's ids (None: no span, or
+        # not recording). A context is never changed (attaching a span makes a new one), so the
+        # same context object means the same ids: a line reads the context and compares it, no
+        # more. One tuple, read and replaced whole, so threads need no lock.
+        self._last_span: tuple[Any, Any, tuple[str, str] | None] = (_NO_CONTEXT, None, None)
 
     def emit(
         self,
@@ -252,36 +256,37 @@ class Pipeline:
         otel_context = self._otel_context
         if otel_context is not None:
             try:
-                span = otel_context().get(self._otel_span_key)
+                context = otel_context()
             except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line
-                self.health.internal_error(f"reading the OpenTelemetry span failed: {err!r}")
-                span = None
-            if span is None:
-                ids = None
-            else:
-                last, ids = self._last_span
-                if span is not last:
-                    ids = self._span_ids(span)
+                self._span_failed(err)
+                context = None
+            last, _, ids = self._last_span
+            if context is not last:
+                ids = self._span_ids(context)
             if ids is not None:
                 fields = (
                     {**fields, F.TRACE_ID: ids[0], F.SPAN_ID: ids[1]}
                     if fields
-                    else {
-                        F.TRACE_ID: ids[0],
-                        F.SPAN_ID: ids[1],
-                    }
+                    else {F.TRACE_ID: ids[0], F.SPAN_ID: ids[1]}
                 )
         try:
             record, line = self.renderer.render(ns, level, logger, message, fields, exc, extra)
         except Exception as err:  # noqa: BLE001 - the pipeline must not break the caller
-            error = f"rendering failed: {safe_repr(err)}"
-            self.health.internal_error(error)
-            record, line = self.renderer.fallback(ns, level, logger, error)
+            record, line = self.render_failed(ns, level, logger, err)
         for sink in self.sinks:
             try:
                 sink.write(line, record, ns)
             except Exception as err:  # noqa: BLE001
-                self.health.internal_error(f"{type(sink).__name__} failed: {err!r}")
+                self.sink_failed(sink, err)
+
+    def render_failed(self, ns: int, level: str, logger: str, err: Exception) -> tuple[Any, bytes]:
+        """The line written instead of one whose rendering raised ``err`` (counted)."""
+        error = f"rendering failed: {safe_repr(err)}"
+        self.health.internal_error(error)
+        return self.renderer.fallback(ns, level, logger, error)
+
+    def sink_failed(self, sink: Sink, err: Exception) -> None:
+        self.health.internal_error(f"{type(sink).__name__} failed: {err!r}")
 
     def span_ids(self) -> tuple[str, str] | None:
         """``(trace_id, span_id)`` of the current OpenTelemetry span while it is recording, else
@@ -290,28 +295,38 @@ class Pipeline:
         if otel_context is None:
             return None
         try:
-            span = otel_context().get(self._otel_span_key)
+            context = otel_context()
         except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line
-            self.health.internal_error(f"reading the OpenTelemetry span failed: {err!r}")
-            return None
-        if span is None:
-            return None
-        last, ids = self._last_span
-        return ids if span is last else self._span_ids(span)
+            self._span_failed(err)
+            context = None
+        last, _, ids = self._last_span
+        return ids if context is last else self._span_ids(context)
 
-    def _span_ids(self, span: Any) -> tuple[str, str] | None:
-        """The W3C hex ids of an OpenTelemetry span, or None if it is not recording (kept with
-        the span: the next line in the same span reuses them)."""
+    def _span_ids(self, context: Any) -> tuple[str, str] | None:
+        """The W3C hex ids of the span in an OpenTelemetry context, or None (no span, or not
+        recording); kept with the context, and with the span for a new context that holds the
+        same one."""
+        if context is None:
+            return None
         try:
-            ids = None
-            if span.is_recording():
-                span_context = span.get_span_context()
-                ids = (format(span_context.trace_id, "032x"), format(span_context.span_id, "016x"))
-            self._last_span = (span, ids)
+            span = context.get(self._otel_span_key)
+            _, last_span, ids = self._last_span
+            if span is not last_span:
+                ids = None
+                if span is not None and span.is_recording():
+                    span_context = span.get_span_context()
+                    ids = (
+                        format(span_context.trace_id, "032x"),
+                        format(span_context.span_id, "016x"),
+                    )
+            self._last_span = (context, span, ids)
             return ids
         except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line
-            self.health.internal_error(f"reading the OpenTelemetry span failed: {err!r}")
+            self._span_failed(err)
             return None
+
+    def _span_failed(self, err: Exception) -> None:
+        self.health.internal_error(f"reading the OpenTelemetry span failed: {err!r}")
 
     # -- front-ends -----------------------------------------------------------------------------
 
