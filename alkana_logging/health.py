@@ -32,7 +32,22 @@ class PipelineHealth:
 
     def drop(self, reason: str, count: int = 1) -> None:
         with self._lock:
-            self.dropped[reason] = self.dropped.get(reason, 0) + count
+            # No call between reading and storing: a signal handler that drops a line of its
+            # own runs only at a call or a backward jump, never in between, so no count is lost.
+            dropped = self.dropped
+            if reason in dropped:
+                dropped[reason] += count
+            else:
+                dropped[reason] = count
+
+    def undrop(self, reason: str) -> None:
+        """Take back one count of :meth:`drop`: the line was written after all."""
+        with self._lock:
+            dropped = self.dropped
+            if dropped.get(reason, 0) > 1:
+                dropped[reason] -= 1
+            else:
+                dropped.pop(reason, None)
 
     def write_error(self, message: str, *, report: bool) -> None:
         message = scrub_text(message)

@@ -151,7 +151,7 @@ class FileSink:
         if self._rotates:
             fd = self._hold(fd)
         st = os.fstat(fd)
-        if st.st_size:
+        if st.st_size and (st.st_dev, st.st_ino) != self._identity:  # not a retry's reopen
             self._end_torn_line(fd, st)
         old, self._fd = self._fd, fd
         self._identity = (st.st_dev, st.st_ino)
@@ -214,8 +214,8 @@ class FileSink:
                 if os.pread(reader, 1, size - 1) in (b"\n", b""):
                     return
                 # A writer between two pages of its line, or a part nobody will finish? The
-                # first grows the file within a millisecond.
-                time.sleep(0.001)
+                # first grows the file within microseconds, unless it is descheduled there.
+                time.sleep(0.005)
                 grown = os.fstat(reader).st_size
                 if grown == size:
                     break
@@ -226,8 +226,9 @@ class FileSink:
         finally:
             os.close(reader)
         self._health.report(
-            f"{self._path} ended inside a line (a process killed while writing it?): ended it "
-            "with a newline, so that line stays one invalid line of its own"
+            f"{self._path} ended inside a line (a process killed inside its write, or a writer "
+            "stalled in the middle of one): a newline ends it, so the part stays one invalid "
+            "line of its own (or, if the writer finishes its line, a blank line follows it)"
         )
 
     def _reopen(self) -> None:
@@ -410,12 +411,23 @@ class FileSink:
         """Write the lines kept while writing failed; True when none is left."""
         if self._failing:
             self._reopen()
-        while self._pending:
-            rest = self._write(self._pending[0])
+        pending = self._pending
+        while pending:
+            line = pending[0]
+            rest = self._write(line)
+            # A signal handler that logged meanwhile (_write_reentered) may have kept its line
+            # and, at max_pending, dropped the oldest, which is this one: then the head is the
+            # next line, never written.
+            head = pending[0] is line if pending else False
             if rest is not None:
-                self._pending[0] = rest
+                if head:
+                    pending[0] = rest
+                # else: dropped (and counted) by that handler's _keep(), as it would have been
                 return False
-            self._pending.popleft()
+            if head:
+                pending.popleft()
+            else:  # written after all: it was counted as dropped
+                self._health.undrop("file_write_failed")
             self._health.lines_written += 1
         self._settle()
         return True
@@ -571,8 +583,14 @@ class FileSink:
 
     def close(self) -> None:
         with self._lock:
-            if self._pending:
-                self._retry()
+            if self._pending and not self._retry():
+                lost = len(self._pending)
+                self._pending.clear()
+                self._health.drop("file_write_failed", lost)
+                self._health.report(
+                    f"closing {self._path} while writing to it still fails: {lost} kept lines "
+                    "are lost"
+                )
             fds = (self._fd, self._lock_fd)
             self._fd = self._lock_fd = -1
             for fd in fds:

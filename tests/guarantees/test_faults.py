@@ -696,3 +696,138 @@ def test_16_threads_10000_lines_each_exact_count_no_torn_line(tmp_path: Path) ->
         seen[record["worker"]].append(record["i"])
     assert seen == {t: list(range(per_thread)) for t in range(threads)}
     assert alkana_logging.pipeline_health()["lines_written"] == threads * per_thread
+
+
+# -- kept lines, signal handlers and counts ------------------------------------------------------
+
+_RETRY_RACE = """
+    import json, os, resource, signal, sys
+    import alkana_logging
+    log_file = sys.argv[1]
+    alkana_logging.setup(log_file=log_file, stdout=False, max_bytes=0)
+    log = alkana_logging.get_logger("x")
+    log.info("start")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # The file may not grow (EFBIG: CPython ignores SIGXFSZ), as on a full disk.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(log_file), hard))
+    for i in range(10_005):
+        log.info("kept", seq=i)  # 10,000 kept; 0..4 dropped, counted
+    signal.signal(signal.SIGUSR1, lambda *a: log.info("from handler"))
+
+    class Stderr:  # a signal lands while the first kept line is written again
+        def write(self, text):
+            if "works again" in text:
+                os.kill(os.getpid(), signal.SIGUSR1)
+            return sys.__stderr__.write(text)
+
+        def flush(self):
+            sys.__stderr__.flush()
+
+    sys.stderr = Stderr()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # room again
+    log.info("after")
+    dropped = alkana_logging.pipeline_health()["dropped"]
+    alkana_logging.shutdown()
+    print(json.dumps(dropped))
+"""
+
+
+@pytest.mark.slow
+def test_a_handler_that_logs_while_kept_lines_are_written_again_loses_none_uncounted(
+    tmp_path: Path,
+) -> None:
+    """10,000 lines kept (the bound) while the file cannot grow; when it can, a signal handler
+    logs while the first kept line is being written again. Its line joins the kept ones, which
+    drops the oldest: the line being written. Every line not in the file is counted, and every
+    line counted is not in the file."""
+    log_file = tmp_path / "app.log"
+    done = run_child(_RETRY_RACE, str(log_file))
+    assert done.returncode == 0, done.stderr
+    dropped = json.loads(done.stdout)
+    records = read_records(log_file)
+    seqs = [r["seq"] for r in records if "seq" in r]
+    missing = set(range(10_005)) - set(seqs)
+    assert len(seqs) == len(set(seqs)), "a kept line written twice"
+    assert seqs == sorted(seqs), "kept lines out of order"
+    # The lines dropped are the oldest, and only those: each one counted.
+    assert missing == set(range(dropped.get("file_write_failed", 0))), (sorted(missing), dropped)
+    assert [r[F.MESSAGE] for r in records].count("from handler") == 1
+    assert records[-1][F.MESSAGE] == "after"
+
+
+_DROPS_UNDER_SIGNALS = """
+    import gc, json, signal, sys
+    import alkana_logging
+    from alkana_logging.sinks import FileSink
+    alkana_logging.setup(log_file="/dev/full", stdout=False)
+    log = alkana_logging.get_logger("x")
+    calls = [0]
+
+    def handler(*args):
+        calls[0] += 1
+        log.info("from handler")
+
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    for i in range(60_000):
+        calls[0] += 1
+        log.info("line", seq=i)
+    signal.setitimer(signal.ITIMER_REAL, 0, 0)
+    dropped = alkana_logging.pipeline_health()["dropped"].get("file_write_failed", 0)
+    (sink,) = [o for o in gc.get_objects() if isinstance(o, FileSink)]
+    print(json.dumps({"calls": calls[0], "kept": len(sink._pending), "dropped": dropped}))
+"""
+
+
+@pytest.mark.slow
+def test_every_line_a_full_disk_drops_is_counted_while_signal_handlers_log(tmp_path: Path) -> None:
+    done = run_child(_DROPS_UNDER_SIGNALS)
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout.splitlines()[0])
+    assert counts["calls"] > 60_000, "no handler ran: the test tested nothing"
+    assert counts["calls"] == counts["kept"] + counts["dropped"], counts
+
+
+def test_closing_while_writing_still_fails_counts_and_reports_the_kept_lines(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from alkana_logging.health import PipelineHealth
+    from alkana_logging.sinks import FileSink
+
+    health = PipelineHealth()
+    sink = FileSink(Path("/dev/full"), max_bytes=0, health=health)
+    for i in range(5):
+        sink.write(b'{"i":%d}\n' % i, {}, 0)
+    sink.close()
+    assert health.dropped == {"file_write_failed": 5}
+    assert "5 kept lines are lost" in capfd.readouterr().err
+
+
+_TORN_AND_FULL = """
+    import os, resource, sys
+    from pathlib import Path
+    from alkana_logging.sinks import FileSink
+    log_file = Path(sys.argv[1])
+    log_file.write_bytes(b'{"event":"a"}\\\\n{"ev')
+    resource.setrlimit(resource.RLIMIT_FSIZE, (log_file.stat().st_size, resource.RLIM_INFINITY))
+    calls = [0]
+    end_torn_line = FileSink._end_torn_line
+
+    def counted(self, fd, st):
+        calls[0] += 1
+        end_torn_line(self, fd, st)
+
+    FileSink._end_torn_line = counted
+    sink = FileSink(log_file, max_bytes=0)
+    for _ in range(200):
+        sink.write(b'{"event":"next"}\\\\n', {}, 0)  # fails: each one tries the kept lines again
+    print(calls[0], len(sink._pending))
+"""
+
+
+def test_a_torn_end_is_looked_at_once_per_file_not_at_every_retry(tmp_path: Path) -> None:
+    """While writing fails, every line reopens the file to try again; the torn end of that same
+    file is looked at (and waited on) once, not on every line."""
+    done = run_child(_TORN_AND_FULL, str(tmp_path / "app.log"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "200"]
