@@ -11,13 +11,17 @@ from typing import Any
 from alkana_logging.redaction import scrub_text
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class PipelineHealth:
     """Live counters, shared by every sink of one pipeline.
 
     Attributes are plain integers updated under each sink's lock; :meth:`snapshot` returns a
     consistent copy as a dict. The lock is re-entrant: a signal handler that logs may count a
     drop while its thread is inside one of these methods.
+
+    Slots, not an instance dict: a dataclass's defaults are class attributes, and CPython 3.12
+    and 3.13 do not specialise reading and writing an instance attribute that shadows one, so
+    ``lines_written += 1`` on every line took the generic path (about 600 instructions).
     """
 
     lines_written: int = 0
