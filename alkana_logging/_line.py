@@ -647,8 +647,12 @@ class Renderer:
 
     def fallback(self, ns: int, level: str, logger: Any, error: str) -> tuple[Record, bytes]:
         """The record and line of a call whose record could not be built: the schema alone."""
+        try:
+            timestamp = format_timestamp(ns)
+        except Exception:  # noqa: BLE001 - a time beyond the calendar (1e30 ns): now, then
+            timestamp = format_timestamp(time.time_ns())
         record: Record = {
-            F.TIMESTAMP: format_timestamp(ns),
+            F.TIMESTAMP: timestamp,
             F.LEVEL: level,
             F.LOGGER: _safe_text(logger),
             F.MESSAGE: "<unrenderable log call>",

@@ -109,6 +109,8 @@ def _level_method(level_name: str) -> Callable[..., Any]:
             except AttributeError:  # a logger of structlog.wrap_logger(), say
                 name = "root"
             # pipeline.emit(), inline: a call less on the line most logged (a twentieth of it).
+            # The line's fields take the span's ids; other handlers get the call's own fields.
+            line_fields = fields
             otel_context = pipeline._otel_context
             if otel_context is not None:
                 try:
@@ -120,10 +122,10 @@ def _level_method(level_name: str) -> Callable[..., Any]:
                 if otel is not last:
                     ids = pipeline._span_ids(otel)
                 if ids is not None:
-                    fields = {**fields, F.TRACE_ID: ids[0], F.SPAN_ID: ids[1]}
+                    line_fields = {**fields, F.TRACE_ID: ids[0], F.SPAN_ID: ids[1]}
             try:
                 record, line = pipeline.renderer.render(
-                    ns, level_name, name, message, fields, exc, None
+                    ns, level_name, name, message, line_fields, exc, None
                 )
             except Exception as err:  # noqa: BLE001 - the pipeline must not break the caller
                 record, line = pipeline.render_failed(ns, level_name, name, err)

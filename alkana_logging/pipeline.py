@@ -304,21 +304,16 @@ class Pipeline:
 
     def _span_ids(self, context: Any) -> tuple[str, str] | None:
         """The W3C hex ids of the span in an OpenTelemetry context, or None (no span, or not
-        recording); kept with the context, and with the span for a new context that holds the
-        same one."""
+        recording); kept with the context, whose next lines reuse them. (A context changed in
+        place, against OpenTelemetry's contract, keeps the ids it had.)"""
         if context is None:
             return None
         try:
             span = context.get(self._otel_span_key)
-            _, last_span, ids = self._last_span
-            if span is not last_span:
-                ids = None
-                if span is not None and span.is_recording():
-                    span_context = span.get_span_context()
-                    ids = (
-                        format(span_context.trace_id, "032x"),
-                        format(span_context.span_id, "016x"),
-                    )
+            ids = None
+            if span is not None and span.is_recording():
+                span_context = span.get_span_context()
+                ids = (format(span_context.trace_id, "032x"), format(span_context.span_id, "016x"))
             self._last_span = (context, span, ids)
             return ids
         except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line

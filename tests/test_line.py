@@ -242,3 +242,16 @@ def test_render_plain_timestamp_is_format_timestamps(steps: tuple[int, ...]) -> 
         record, line = renderer.render_plain(ns, F.INFO, "x", "m", {"k": 1})
         assert record[F.TIMESTAMP] == format_timestamp(ns), step
         assert json.loads(line)[F.TIMESTAMP] == format_timestamp(ns)
+
+
+@pytest.mark.parametrize("ns", [10**30, -(10**30)], ids=["far-future", "far-past"])
+def test_a_time_beyond_the_calendar_gives_a_line_that_says_so(tmp_path: Path, ns: int) -> None:
+    from alkana_logging import _state
+
+    path = setup_file(tmp_path)
+    pipeline = _state.current()
+    assert pipeline is not None
+    pipeline.emit(ns, "info", "clock", "from a broken clock")  # a record's created, say
+    (record,) = shutdown_and_read(path)
+    assert_schema(record, logger="clock", message="<unrenderable log call>")
+    assert "rendering failed" in record[F.LOG_ERROR]

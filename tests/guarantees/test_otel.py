@@ -262,3 +262,52 @@ def _middleware_layers(stack: Any) -> int:
         layers += type(stack).__name__ == "RequestContextMiddleware"
         stack = getattr(stack, "app", None)
     return layers
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "processors"])
+def test_other_handlers_get_the_call_s_own_fields_and_the_line_the_span_s(
+    tracer: tuple[trace.Tracer, InMemorySpanExporter], tmp_path: Path, direct: bool
+) -> None:
+    """The span's ids go into the line; a foreign handler (pytest's caplog, say) gets the
+    record the call made, whichever structlog path it took."""
+    otel, _ = tracer
+    log_file = tmp_path / "app.log"
+    processors = [] if direct else [lambda logger, name, event_dict: event_dict]
+    alkana_logging.setup(log_file=str(log_file), stdout=False, processors=processors)
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Collect()
+    logging.root.addHandler(handler)
+    try:
+        with otel.start_as_current_span("work") as span:
+            alkana_logging.get_logger("a").info("hi", trace_id="mine")
+    finally:
+        logging.root.removeHandler(handler)
+        alkana_logging.shutdown()
+    (line,) = [json.loads(x) for x in log_file.read_text().splitlines()]
+    assert (line[F.TRACE_ID], line[F.SPAN_ID]) == hex_ids(span)
+    (record,) = records
+    assert record.trace_id == "mine"  # type: ignore[attr-defined]
+    assert not hasattr(record, F.SPAN_ID)
+
+
+@pytest.mark.parametrize("line_outside_first", [False, True])
+def test_a_span_ended_before_it_is_made_current_again_gives_no_ids(
+    tracer: tuple[trace.Tracer, InMemorySpanExporter], line_outside_first: bool
+) -> None:
+    """The same state gives the same line, whatever was logged before it."""
+    otel, _ = tracer
+    with capture_logs() as events:
+        with otel.start_as_current_span("a", end_on_exit=False) as span:
+            alkana_logging.get_logger("a").info("inside")
+        if line_outside_first:
+            alkana_logging.get_logger("a").info("outside")
+        span.end()
+        with trace.use_span(span, end_on_exit=False):
+            alkana_logging.get_logger("a").info("ended")
+    assert (events[0][F.TRACE_ID], events[0][F.SPAN_ID]) == hex_ids(span)
+    assert F.SPAN_ID not in events[-1]
