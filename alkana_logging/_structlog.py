@@ -79,6 +79,10 @@ def set_level(level: int) -> None:
             setattr(BoundLogger, name, getattr(BoundLogger, method_level))
 
 
+#: The parameters of structlog's ``BoundLoggerBase._proxy_to_logger`` besides its fields.
+_PROXY_PARAMETERS: frozenset[str] = frozenset({"self", "method_name", "event"})
+
+
 def _level_method(level_name: str) -> Callable[..., Any]:
     # self and event positional-only: a call's keywords are then never compared with their
     # names (CPython compares each keyword with every parameter that may be given by name, by
@@ -138,6 +142,12 @@ def _level_method(level_name: str) -> Callable[..., Any]:
             if len(_root.handlers) > 1 or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS:
                 pipeline.forward(ns, level_name, name, message, fields, exc)
             return None
+        if kw and not _PROXY_PARAMETERS.isdisjoint(kw):
+            # Fields named like _proxy_to_logger()'s own parameters raised TypeError into the
+            # caller: they are kept, prefixed, as the stdlib front-end keeps a record's names.
+            kw = {
+                (F.COLLISION_PREFIX + k if k in _PROXY_PARAMETERS else k): v for k, v in kw.items()
+            }
         return self._proxy_to_logger(level_name, event, **kw)
 
     method.__name__ = level_name

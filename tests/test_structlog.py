@@ -58,6 +58,24 @@ def test_fields_named_like_the_methods_parameters(log_file: Path) -> None:
     assert (second["message"], second["event"]) == ("request", "http_request")
 
 
+def test_fields_named_like_the_proxy_s_parameters_with_processors(tmp_path: Path) -> None:
+    # With setup(processors=...) the call goes through structlog's _proxy_to_logger(), whose
+    # parameters are self, method_name and event: fields of those names are kept, prefixed.
+    from tests._frontends import setup_file
+
+    log_file = setup_file(tmp_path, processors=[lambda logger, name, event_dict: event_dict])
+    log = alkana_logging.get_logger("orders")
+    log.info("loaded", self="me", method_name="m", event="e", rows=1)
+    [record] = shutdown_and_read(log_file)
+    assert record["message"] == "loaded"
+    assert (record["extra_self"], record["extra_method_name"], record["extra_event"]) == (
+        "me",
+        "m",
+        "e",
+    )
+    assert record["rows"] == 1
+
+
 def test_a_wrapped_logger_without_a_name_writes_as_root(log_file: Path) -> None:
     structlog.wrap_logger(object()).info("hello", rows=1)
     [record] = shutdown_and_read(log_file)
