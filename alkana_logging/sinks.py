@@ -589,11 +589,28 @@ class FileSink:
                     f"closing {self._path} while writing to it still fails: {lost} kept lines "
                     "are lost"
                 )
+            self._count_if_deleted()
             fds = (self._fd, self._lock_fd)
             self._fd = self._lock_fd = -1
             for fd in fds:
                 if fd >= 0:
                     os.close(fd)
+
+    def _count_if_deleted(self) -> None:
+        """At close: lines written to a file deleted since the last check are gone with it.
+        Counted and reported here, as a check would have, instead of never."""
+        try:
+            deleted = self._fd >= 0 and os.fstat(self._fd).st_nlink == 0
+        except OSError:
+            deleted = False
+        lost = self._health.lines_written - self._written_at_check
+        if deleted and lost > 0:
+            self._health.drop("file_deleted", lost)
+            self._health.write_error(
+                f"{self._path} was removed while this process was writing to it; up to {lost} "
+                "lines written to it since the last check are lost",
+                report=True,
+            )
 
     def after_fork(self) -> None:
         """In a forked child: a lock of its own, its own rotation lock descriptor (an inherited

@@ -829,3 +829,37 @@ def test_a_torn_end_is_looked_at_once_per_file_not_at_every_retry(tmp_path: Path
     done = run_child(_TORN_AND_FULL, str(tmp_path / "app.log"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "200"]
+
+
+def test_lines_written_to_a_deleted_file_are_counted_at_close_without_a_later_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """No log call after the deletion (the check runs in write()): closing counts them."""
+    from alkana_logging.health import PipelineHealth
+    from alkana_logging.sinks import FileSink
+
+    health = PipelineHealth()
+    log_file = tmp_path / "app.log"
+    sink = FileSink(log_file, max_bytes=0, health=health)
+    sink.write(b'{"i":0}\n', {}, 0)
+    log_file.unlink()
+    for i in range(1, 4):
+        sink.write(b'{"i":%d}\n' % i, {}, 0)
+    sink.close()
+    assert health.dropped == {"file_deleted": 4}
+    assert "was removed" in capfd.readouterr().err
+    assert not log_file.exists()
+
+
+def test_closing_a_file_that_was_not_deleted_counts_nothing(tmp_path: Path) -> None:
+    from alkana_logging.health import PipelineHealth
+    from alkana_logging.sinks import FileSink
+
+    health = PipelineHealth()
+    log_file = tmp_path / "app.log"
+    sink = FileSink(log_file, max_bytes=0, health=health)
+    sink.write(b'{"i":0}\n', {}, 0)
+    os.rename(log_file, tmp_path / "app.log.1")  # logrotate: renamed, not deleted
+    sink.write(b'{"i":1}\n', {}, 0)
+    sink.close()
+    assert health.dropped == {}
