@@ -122,7 +122,7 @@ def _level_method(level_name: str) -> Callable[..., Any]:
                 except Exception as err:  # noqa: BLE001 - a tracing failure must not lose it
                     pipeline._span_failed(err)
                     otel = None
-                last, _, ids = pipeline._last_span
+                last, ids = pipeline._last_span
                 if otel is not last:
                     ids = pipeline._span_ids(otel)
                 if ids is not None:

@@ -231,11 +231,11 @@ class Pipeline:
         self.level = level
         self.health = health if health is not None else PipelineHealth()
         self._otel_context, self._otel_span_key = _otel_span_reader()
-        # The last OpenTelemetry context seen, its span and the span's ids (None: no span, or
-        # not recording). A context is never changed (attaching a span makes a new one), so the
+        # The last OpenTelemetry context seen and its span's ids (None: no span, or not
+        # recording). A context is never changed (attaching a span makes a new one), so the
         # same context object means the same ids: a line reads the context and compares it, no
         # more. One tuple, read and replaced whole, so threads need no lock.
-        self._last_span: tuple[Any, Any, tuple[str, str] | None] = (_NO_CONTEXT, None, None)
+        self._last_span: tuple[Any, tuple[str, str] | None] = (_NO_CONTEXT, None)
 
     def emit(
         self,
@@ -260,7 +260,7 @@ class Pipeline:
             except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line
                 self._span_failed(err)
                 context = None
-            last, _, ids = self._last_span
+            last, ids = self._last_span
             if context is not last:
                 ids = self._span_ids(context)
             if ids is not None:
@@ -299,7 +299,7 @@ class Pipeline:
         except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line
             self._span_failed(err)
             context = None
-        last, _, ids = self._last_span
+        last, ids = self._last_span
         return ids if context is last else self._span_ids(context)
 
     def _span_ids(self, context: Any) -> tuple[str, str] | None:
@@ -314,7 +314,7 @@ class Pipeline:
             if span is not None and span.is_recording():
                 span_context = span.get_span_context()
                 ids = (format(span_context.trace_id, "032x"), format(span_context.span_id, "016x"))
-            self._last_span = (context, span, ids)
+            self._last_span = (context, ids)
             return ids
         except Exception as err:  # noqa: BLE001 - a tracing failure must not lose the line
             self._span_failed(err)
