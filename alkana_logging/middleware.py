@@ -548,7 +548,18 @@ class RequestContextMiddleware:
             # The server span of OpenTelemetry's middleware (outside this one) ends when the
             # last body chunk is sent, before the event is written: its ids are taken now,
             # while it records, and bound for the whole request.
-            span_ids = pipeline.span_ids()  # None at once without opentelemetry-api
+            # pipeline.span_ids(), inline (None at once without opentelemetry-api).
+            span_ids = None
+            otel_context = pipeline._otel_context
+            if otel_context is not None:
+                try:
+                    otel = otel_context()
+                except Exception as err:  # noqa: BLE001 - a tracing failure must not fail it
+                    pipeline._span_failed(err)
+                    otel = None
+                last, span_ids = pipeline._last_span
+                if otel is not last:
+                    span_ids = pipeline._span_ids(otel)
             if span_ids is not None:
                 trace = span_ids
                 ids[F.TRACE_ID], ids[F.SPAN_ID] = span_ids
@@ -609,7 +620,13 @@ class RequestContextMiddleware:
                     if pipeline is None or _LEVEL_NUMBERS[level] >= pipeline.level:
                         try:
                             method: str = scope["method"]
-                            template = route_template(scope, root_path, status)
+                            # route_template() for a route of the outermost router only: its
+                            # own path (seen matching a whole path once).
+                            route = scope.get("route")
+                            if route is not None and _TOP_LEVEL.get(id(route)) is route:
+                                template = route.path
+                            else:
+                                template = route_template(scope, root_path, status)
                             # Written from the context when it still holds them (the endpoint
                             # may have cleared it, or bound more); from the fields, first, when
                             # it is the one bound here (see _write_plain).
@@ -943,6 +960,8 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # n
     try:
         template: str = route.path
         if template == route_path or route.path_regex.match(route_path):
+            if template:
+                _learn_top_level(scope.get("router"), route)
             return template or "/"
     except AttributeError:  # not a Starlette route: its path, if it has one, is all we know
         path = getattr(route, "path", None)
@@ -976,6 +995,55 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # n
         if start == len(route_path):
             return template or "/"
         start = route_path.find("/", start + 1)
+
+
+#: id(route) -> route, for the routes seen matching a whole path that sit directly in the
+#: outermost router's routes and nowhere under its mounts: the template of such a route is its
+#: own path, whatever the request's path, and the middleware takes it without route_template()
+#: (one dict lookup; the identity check makes a reused id harmless). A route object added
+#: later under a mount as well (the same object twice in the tree) would keep its cached
+#: answer: routes are read once per router, as for _PARAMETERISED.
+_TOP_LEVEL: dict[int, Any] = {}
+#: id(router) -> (router, ids of its routes that are directly in it and nowhere under a mount).
+_TOP_ROUTERS: dict[int, tuple[Any, frozenset[int]]] = {}
+_TOP_ROUTERS_LIMIT: Final = 8
+
+
+def _learn_top_level(router: Any, route: Any) -> None:
+    """Put ``route`` in :data:`_TOP_LEVEL` if it is one of ``router``'s own routes only."""
+    if router is None:
+        return
+    entry = _TOP_ROUTERS.get(id(router))
+    if entry is None or entry[0] is not router:
+        if len(_TOP_ROUTERS) >= _TOP_ROUTERS_LIMIT:
+            _TOP_ROUTERS.clear()
+            _TOP_LEVEL.clear()
+        own: set[int] = set()
+        nested: set[int] = set()
+        with contextlib.suppress(Exception):  # routes that cannot be read: nothing is cached
+            for candidate in getattr(router, "routes", ()):
+                inner = getattr(candidate, "routes", None)
+                if inner is None:
+                    path = getattr(candidate, "path", None)
+                    if isinstance(path, str) and path.startswith("/"):
+                        own.add(id(candidate))
+                else:
+                    _collect_all(inner, nested, 0)
+        entry = _TOP_ROUTERS[id(router)] = (router, frozenset(own - nested))
+    if id(route) in entry[1]:
+        _TOP_LEVEL[id(route)] = route
+
+
+def _collect_all(routes: Iterable[Any], ids: set[int], depth: int) -> None:
+    """The ids of every route in ``routes`` and under them."""
+    if depth > 16:  # mounts inside mounts that deep are a cycle
+        return
+    for route in routes:
+        ids.add(id(route))
+        inner = getattr(route, "routes", None)
+        if inner is not None:
+            with contextlib.suppress(Exception):  # a route whose routes cannot be read
+                _collect_all(inner, ids, depth + 1)
 
 
 # id(router) -> (router, ids of the routes under a mount with path parameters), for the routers

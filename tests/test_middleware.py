@@ -1282,3 +1282,40 @@ def test_event_line_redacts_the_request_id_when_it_is_a_secret(tmp_path: Path) -
         _one_event(app, "/items/42", [(b"x-request-id", b"incoming-1")])
     lines = [orjson.loads(line) for line in log_file.read_bytes().splitlines() if line]
     assert [line[F.REQUEST_ID] for line in lines] == [REDACTED, REDACTED]
+
+
+def test_route_templates_stay_right_when_a_route_is_both_top_level_and_mounted(
+    tmp_path: Path,
+) -> None:
+    """The template of a route of the outermost router alone is cached after its first request;
+    the same route object also under a Mount is never cached, so requests through the mount
+    keep their prefix whatever came before, and a mounted application's own routes too."""
+    log_file = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(log_file), stdout=False)
+
+    async def ok(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    shared = Route("/items/{item_id}", ok)
+    top_only = Route("/users/{user_id}", ok)
+    inner = Starlette(routes=[Route("/users/{user_id}", ok)])
+    app = Starlette(
+        routes=[shared, top_only, Mount("/v1", routes=[shared]), Mount("/inner", app=inner)]
+    )
+    app.add_middleware(RequestContextMiddleware)
+    paths = ["/items/1", "/v1/items/2", "/users/3", "/inner/users/4"] * 3
+    for path in paths:
+        _one_event(app, path)
+    routes = [
+        orjson.loads(line)[F.ROUTE]
+        for line in log_file.read_bytes().splitlines()
+        if orjson.loads(line).get(F.EVENT) == F.EVENT_HTTP_REQUEST
+    ]
+    assert routes == [
+        "/items/{item_id}",
+        "/v1/items/{item_id}",
+        "/users/{user_id}",
+        "/inner/users/{user_id}",
+    ] * 3
+    assert middleware._TOP_LEVEL.get(id(top_only)) is top_only
+    assert id(shared) not in middleware._TOP_LEVEL
