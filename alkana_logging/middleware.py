@@ -622,9 +622,9 @@ class RequestContextMiddleware:
                             method: str = scope["method"]
                             # route_template() for a route of the outermost router only: its
                             # own path (seen matching a whole path once).
-                            route = scope.get("route")
-                            if route is not None and _TOP_LEVEL.get(id(route)) is route:
-                                template = route.path
+                            matched: Any = scope.get("route")
+                            if matched is not None and _TOP_LEVEL.get(id(matched)) is matched:
+                                template = matched.path
                             else:
                                 template = route_template(scope, root_path, status)
                             # Written from the context when it still holds them (the endpoint
