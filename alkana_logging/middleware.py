@@ -623,8 +623,8 @@ class RequestContextMiddleware:
                             # route_template() for a route of the outermost router only: its
                             # own path (seen matching a whole path once).
                             matched: Any = scope.get("route")
-                            if matched is not None and _TOP_LEVEL.get(id(matched)) is matched:
-                                template = matched.path
+                            if matched is not None and matched is _TOP_LEVEL.get(id(matched)):
+                                template = matched.path  # type: ignore[union-attr]
                             else:
                                 template = route_template(scope, root_path, status)
                             # Written from the context when it still holds them (the endpoint
