@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import starlette
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -1313,5 +1314,7 @@ def test_route_templates_stay_right_when_a_route_is_both_top_level_and_mounted(
     ]
     expected = ["/items/{item_id}", "/v1/items/{item_id}", "/users/{user_id}"]
     assert routes == [*expected, "/inner/users/{user_id}"] * 3
-    assert middleware._TOP_LEVEL.get(id(top_only)) is top_only
     assert id(shared) not in middleware._TOP_LEVEL
+    # Starlette before 0.47 leaves no route in the scope: the routes are matched again, uncached.
+    leaves_route = tuple(int(p) for p in starlette.__version__.split(".")[:2]) >= (0, 47)
+    assert (middleware._TOP_LEVEL.get(id(top_only)) is top_only) is leaves_route
