@@ -624,6 +624,32 @@ def test_reading_in_ranges_by_worker_processes_gives_the_same_report(workload: P
         assert finished
 
 
+@pytest.mark.parametrize("piece", [1, 3, 16, 100, 1 << 20])
+def test_ranges_read_in_pieces_give_every_line_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int
+) -> None:
+    _with_awkward_lines(tmp_path)
+    raw = (tmp_path / "odd.log").read_bytes() + b"\n\n" + b"y" * 300  # blank lines, no newline
+    (tmp_path / "odd.log").write_bytes(raw)
+    expected = [line for line in raw.split(b"\n") if line]
+    monkeypatch.setattr(Rep, "_PIECE", piece)
+    for range_bytes in (1, 2, 7, 64, 333, 4096, len(raw) - 1, len(raw), 1 << 30):
+        fds: list[int] = []
+        try:
+            tasks = Rep._open_tasks([tmp_path / "odd.log"], range_bytes, fds)
+            read = [
+                line.rstrip(b"\n")
+                for task in tasks
+                for lines, ascii in Rep._range_pieces(task)
+                for line in lines
+                if line.rstrip(b"\n") and ascii == all(line.isascii() for line in lines)
+            ]
+        finally:
+            for fd in fds:
+                os.close(fd)
+        assert read == expected, (range_bytes, len(tasks))
+
+
 def test_a_file_rotated_while_the_workers_read_it_is_read_as_it_was(tmp_path: Path) -> None:
     from tests._children import run_child
 
