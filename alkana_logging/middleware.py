@@ -15,7 +15,9 @@ import ipaddress
 import logging
 import os
 import re
+import sys
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
@@ -620,11 +622,19 @@ class RequestContextMiddleware:
                     if pipeline is None or _LEVEL_NUMBERS[level] >= pipeline.level:
                         try:
                             method: str = scope["method"]
-                            # route_template() for a route of the outermost router only: its
-                            # own path (seen matching a whole path once).
+                            # route_template() for a route seen matching a whole path, when
+                            # this path has no prefix before it either (see _WHOLE).
                             matched: Any = scope.get("route")
-                            if matched is not None and matched is _TOP_LEVEL.get(id(matched)):
-                                template = matched.path  # type: ignore[union-attr]
+                            seen = _WHOLE.get(id(matched))
+                            path = scope["path"]
+                            if (
+                                seen is not None
+                                and seen[0]() is matched
+                                and matched.path is seen[1]  # type: ignore[union-attr]
+                                and (_route_path(path, root_path) if root_path else path).count("/")
+                                == seen[2]
+                            ):
+                                template = seen[1]
                             else:
                                 template = route_template(scope, root_path, status)
                             # Written from the context when it still holds them (the endpoint
@@ -961,7 +971,7 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # n
         template: str = route.path
         if template == route_path or route.path_regex.match(route_path):
             if template:
-                _learn_top_level(scope.get("router"), route)
+                _learn_whole(route, template)
             return template or "/"
     except AttributeError:  # not a Starlette route: its path, if it has one, is all we know
         path = getattr(route, "path", None)
@@ -997,53 +1007,37 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # n
         start = route_path.find("/", start + 1)
 
 
-#: id(route) -> route, for the routes seen matching a whole path that sit directly in the
-#: outermost router's routes and nowhere under its mounts: the template of such a route is its
-#: own path, whatever the request's path, and the middleware takes it without route_template()
-#: (one dict lookup; the identity check makes a reused id harmless). A route object added
-#: later under a mount as well (the same object twice in the tree) would keep its cached
-#: answer: routes are read once per router, as for _PARAMETERISED.
-_TOP_LEVEL: dict[int, Any] = {}
-#: id(router) -> (router, ids of its routes that are directly in it and nowhere under a mount).
-_TOP_ROUTERS: dict[int, tuple[Any, frozenset[int]]] = {}
-_TOP_ROUTERS_LIMIT: Final = 8
+#: id(route) -> (a weak reference to the route, its path, how many "/" the path has), for routes
+#: seen matching a whole path whose parameters never hold a "/" (Starlette's str, int, float and
+#: uuid convertors). Such a route matches a path with exactly as many "/" as its template: a
+#: request whose path (after the server's root_path) has that many has no prefix before the
+#: route (a Mount's or an included router's adds at least one "/"), so its template is the
+#: route's own path, as route_template() finds, whatever router or application it came
+#: through; the middleware then takes it after one lookup and a count. The references are weak
+#: (a dropped application's routes are not kept), the route is checked by identity (a reused
+#: id is a miss) and its path too (a path changed since is a miss).
+_WHOLE: dict[int, tuple[weakref.ref[Any], str, int]] = {}
+_WHOLE_LIMIT: Final = 4096
 
 
-def _learn_top_level(router: Any, route: Any) -> None:
-    """Put ``route`` in :data:`_TOP_LEVEL` if it is one of ``router``'s own routes only."""
-    if router is None:
+def _learn_whole(route: Any, template: str) -> None:
+    """Put ``route`` in :data:`_WHOLE` when none of its parameters can hold a "/"."""
+    convertors = sys.modules.get("starlette.convertors")
+    if convertors is None:
         return
-    entry = _TOP_ROUTERS.get(id(router))
-    if entry is None or entry[0] is not router:
-        if len(_TOP_ROUTERS) >= _TOP_ROUTERS_LIMIT:
-            _TOP_ROUTERS.clear()
-            _TOP_LEVEL.clear()
-        own: set[int] = set()
-        nested: set[int] = set()
-        with contextlib.suppress(Exception):  # routes that cannot be read: nothing is cached
-            for candidate in getattr(router, "routes", ()):
-                inner = getattr(candidate, "routes", None)
-                if inner is None:
-                    path = getattr(candidate, "path", None)
-                    if isinstance(path, str) and path.startswith("/"):
-                        own.add(id(candidate))
-                else:
-                    _collect_all(inner, nested, 0)
-        entry = _TOP_ROUTERS[id(router)] = (router, frozenset(own - nested))
-    if id(route) in entry[1]:
-        _TOP_LEVEL[id(route)] = route
-
-
-def _collect_all(routes: Iterable[Any], ids: set[int], depth: int) -> None:
-    """The ids of every route in ``routes`` and under them."""
-    if depth > 16:  # mounts inside mounts that deep are a cycle
+    slashless = [convertors.CONVERTOR_TYPES.get(name) for name in ("str", "int", "float", "uuid")]
+    try:
+        if not all(
+            any(convertor is known for known in slashless)
+            for convertor in route.param_convertors.values()
+        ):
+            return
+        reference = weakref.ref(route)
+    except (AttributeError, TypeError):  # not a Starlette route, or no weak reference to it
         return
-    for route in routes:
-        ids.add(id(route))
-        inner = getattr(route, "routes", None)
-        if inner is not None:
-            with contextlib.suppress(Exception):  # a route whose routes cannot be read
-                _collect_all(inner, ids, depth + 1)
+    if len(_WHOLE) >= _WHOLE_LIMIT:
+        _WHOLE.clear()
+    _WHOLE[id(route)] = (reference, template, template.count("/"))
 
 
 # id(router) -> (router, ids of the routes under a mount with path parameters), for the routers

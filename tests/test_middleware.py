@@ -23,9 +23,10 @@ import orjson
 import pytest
 import starlette
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 from websockets.sync.client import connect as ws_connect
 
 import alkana_logging
@@ -1285,36 +1286,118 @@ def test_event_line_redacts_the_request_id_when_it_is_a_secret(tmp_path: Path) -
     assert [line[F.REQUEST_ID] for line in lines] == [REDACTED, REDACTED]
 
 
+def _http_routes(log_file: Path) -> list[str]:
+    lines = [orjson.loads(line) for line in log_file.read_bytes().splitlines() if line]
+    return [line[F.ROUTE] for line in lines if line.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+
+
+async def _ok(request: Any) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
 def test_route_templates_stay_right_when_a_route_is_both_top_level_and_mounted(
     tmp_path: Path,
 ) -> None:
-    """The template of a route of the outermost router alone is cached after its first request;
-    the same route object also under a Mount is never cached, so requests through the mount
-    keep their prefix whatever came before, and a mounted application's own routes too."""
+    """The template of a route seen matching a whole path is cached; the same route object also
+    under a Mount, in this application or in another one that mounts it, keeps its prefix there
+    whatever came before, and a mounted application's own routes too."""
     log_file = tmp_path / "app.log"
     alkana_logging.setup(log_file=str(log_file), stdout=False)
-
-    async def ok(request: Any) -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
-    shared = Route("/items/{item_id}", ok)
-    top_only = Route("/users/{user_id}", ok)
-    inner = Starlette(routes=[Route("/users/{user_id}", ok)])
+    shared = Route("/items/{item_id}", _ok)
+    top_only = Route("/users/{user_id}", _ok)
+    inner = Starlette(routes=[Route("/users/{user_id}", _ok)])
+    alone = Starlette(routes=[shared])  # also served on its own (a test client, a second app)
+    alone.add_middleware(RequestContextMiddleware)
     app = Starlette(
-        routes=[shared, top_only, Mount("/v1", routes=[shared]), Mount("/inner", app=inner)]
+        routes=[
+            shared,
+            top_only,
+            Mount("/v1", routes=[shared]),
+            Mount("/inner", app=inner),
+            Mount("/alone", app=alone),
+        ]
     )
     app.add_middleware(RequestContextMiddleware)
-    paths = ["/items/1", "/v1/items/2", "/users/3", "/inner/users/4"] * 3
-    for path in paths:
-        _one_event(app, path)
-    routes = [
-        orjson.loads(line)[F.ROUTE]
-        for line in log_file.read_bytes().splitlines()
-        if orjson.loads(line).get(F.EVENT) == F.EVENT_HTTP_REQUEST
-    ]
+    # A mount whose application is wrapped (its routes cannot be read through the Mount).
+    wrapped = Mount("/wrapped", app=CORSMiddleware(Router(routes=[shared]), allow_origins=["*"]))
+    around = Starlette(routes=[shared, wrapped])
+    around.add_middleware(RequestContextMiddleware)
+    paths = ["/items/1", "/v1/items/2", "/users/3", "/inner/users/4"]
+    for _ in range(3):
+        _one_event(alone, "/items/6")
+        for path in paths:
+            _one_event(app, path)
+        _one_event(around, "/wrapped/items/5")
+        _one_event(app, "/alone/items/7")
     expected = ["/items/{item_id}", "/v1/items/{item_id}", "/users/{user_id}"]
-    assert routes == [*expected, "/inner/users/{user_id}"] * 3
-    assert id(shared) not in middleware._TOP_LEVEL
+    expected += ["/inner/users/{user_id}", "/wrapped/items/{item_id}"]
+    # A mounted application's own middleware leaves the line to the outer one.
+    once = ["/items/{item_id}", *expected, "/alone/items/{item_id}"]
+    assert _http_routes(log_file) == once * 3
     # Starlette before 0.47 leaves no route in the scope: the routes are matched again, uncached.
     leaves_route = tuple(int(p) for p in starlette.__version__.split(".")[:2]) >= (0, 47)
-    assert (middleware._TOP_LEVEL.get(id(top_only)) is top_only) is leaves_route
+    assert (id(top_only) in middleware._WHOLE) is leaves_route
+
+
+def test_route_templates_stay_right_when_the_routes_change_after_requests(tmp_path: Path) -> None:
+    """A Mount added at run time around a route already cached, a route's path changed, and an
+    application dropped: the templates follow, and the cache keeps no route alive."""
+    import gc
+    import weakref
+
+    log_file = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(log_file), stdout=False)
+    items = Route("/items/{item_id}", _ok)
+    renamed = Route("/old/{x}", _ok)
+    app = Starlette(routes=[items, renamed])
+    app.add_middleware(RequestContextMiddleware)
+    _one_event(app, "/items/1")
+    _one_event(app, "/old/1")
+    app.router.routes.append(Mount("/api/v1", routes=[items]))
+    _one_event(app, "/api/v1/items/2")
+    _one_event(app, "/items/3")
+    renamed.path = "/new/{x}"  # the regex stays the old one: route_template() decides
+    _one_event(app, "/old/2")
+    assert _http_routes(log_file) == [
+        "/items/{item_id}",
+        "/old/{x}",
+        "/api/v1/items/{item_id}",
+        "/items/{item_id}",
+        "/new/{x}",
+    ]
+    dropped = Route("/gone/{x}", _ok)
+    gone = Starlette(routes=[dropped])
+    gone.add_middleware(RequestContextMiddleware)
+    _one_event(gone, "/gone/1")
+    watch = weakref.ref(dropped)
+    del gone, dropped
+    gc.collect()
+    assert watch() is None
+
+
+def test_route_templates_of_fastapi_routers_included_with_and_without_a_prefix(
+    tmp_path: Path,
+) -> None:
+    """The same APIRoute objects at the top level and through include_router(prefix=...), the
+    second router included after requests were served: each request keeps its own prefix."""
+    from fastapi import APIRouter, FastAPI
+
+    log_file = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(log_file), stdout=False)
+    api = APIRouter()
+
+    @api.get("/items/{item_id}")
+    async def read_item(item_id: int) -> dict[str, int]:
+        return {"item_id": item_id}
+
+    app = FastAPI(routes=list(api.routes))
+    app.include_router(api, prefix="/api/v1")
+    app.add_middleware(RequestContextMiddleware)
+    for path in ("/api/v1/items/1", "/items/2", "/api/v1/items/3"):
+        _one_event(app, path)
+    app.include_router(api, prefix="/api/v2")
+    app.middleware_stack = None  # rebuilt with the new routes, as at the next start
+    for path in ("/items/4", "/api/v2/items/5", "/api/v1/items/6"):
+        _one_event(app, path)
+    v1, v2, top = "/api/v1/items/{item_id}", "/api/v2/items/{item_id}", "/items/{item_id}"
+    assert _http_routes(log_file) == [v1, top, v1, top, v2, v1]

@@ -254,6 +254,9 @@ def _decoded_whole(raw: bytes) -> dict[str, Any] | None:
 #: Integers below this (in size) are exact enough as floats and never overflow one; a larger one
 #: goes through ``number_of``.
 _FLOAT_INT: Final = 1 << 64
+#: The largest integer CPython compares inline (one 30-bit digit): a status above it (none is)
+#: goes through ``number_of``, so the comparison on every request is the specialised one.
+_SMALL_INT: Final = (1 << 30) - 1
 
 
 @dataclasses.dataclass
@@ -316,7 +319,7 @@ class _Accumulator:
                         stats = routes[route] = _Route()
                     stats.requests += 1
                     status = record.status_code
-                    if status.__class__ is not int or status >= _FLOAT_INT:
+                    if status.__class__ is not int or status > _SMALL_INT:
                         status = number_of(status)
                     if status is not None and status >= server_error:
                         stats.errors += 1
