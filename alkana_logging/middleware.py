@@ -626,13 +626,12 @@ class RequestContextMiddleware:
                             # this path has no prefix before it either (see _WHOLE).
                             matched: Any = scope.get("route")
                             seen = _WHOLE.get(id(matched))
-                            path = scope["path"]
                             if (
                                 seen is not None
                                 and seen[0]() is matched
                                 and matched.path is seen[1]  # type: ignore[union-attr]
-                                and (_route_path(path, root_path) if root_path else path).count("/")
-                                == seen[2]
+                                and scope["path"] is path  # as route_template() reads it
+                                and own_path.count("/") == seen[2]
                             ):
                                 template = seen[1]
                             else:
