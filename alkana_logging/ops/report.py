@@ -54,7 +54,6 @@ from alkana_logging.freshness import (
     iso,
     log_files,
     number_of,
-    read_lines,
     table_reports,
 )
 from alkana_logging.ops.presets import (
@@ -121,6 +120,9 @@ class _Route:
     durations: array[float] = dataclasses.field(default_factory=lambda: array("d"))
     #: More durations, sorted already (by the worker process that read them).
     runs: list[array[float]] = dataclasses.field(default_factory=list)
+    #: Durations not in ``durations`` yet: a piece's, packed into it together (appending a
+    #: float to an array parses it as an argument, several times the cost of a list's append).
+    pending: list[float] = dataclasses.field(default_factory=list)
 
 
 #: The most sorted runs the quantiles over all routes are selected from as they are (each step
@@ -332,7 +334,7 @@ class _Accumulator:
                         duration = number_of(duration)
                         if duration is None:
                             continue
-                    stats.durations.append(duration)
+                    stats.pending.append(duration)
                     if duration > slow_ms:
                         stats.slow += 1
                 elif event in etl_events or event == metric:
@@ -344,6 +346,11 @@ class _Accumulator:
                     else:
                         self.etl.record(event, whole_record)
         finally:  # a read error midway: what was read counts
+            for stats in routes.values():
+                pending = stats.pending
+                if pending:
+                    stats.durations.frombytes(struct.pack(f"{len(pending)}d", *pending))
+                    pending.clear()
             self.lines += count
             self.non_json += non_json
 
@@ -607,7 +614,7 @@ _RANGE_BYTES = 16 << 20
 
 class _Task(NamedTuple):
     """The lines of ``path`` that begin at a byte in ``[start, end)`` (``end`` ``None``: to the
-    end of the file); ``stream``: the whole file, read as :func:`read_lines` does (gzip).
+    end of the file); ``stream``: the whole file, unpacked when it is gzip.
     ``fd``: the file, opened once by the process that made the tasks (-1: open ``path``): a
     worker forked from it reads the file that was there then, even if it is rotated away."""
 
@@ -692,20 +699,14 @@ def _through_newline(fd: int, offset: int, limit: int | None = None) -> int:
 _PIECE: Final = 1 << 20
 
 
-def _range_pieces(task: _Task) -> Iterator[tuple[list[bytes], bool]]:
-    """The lines of a range of a plain file (see :class:`_Task`), a piece of about
-    :data:`_PIECE` bytes at a time (a line longer than a piece: in the piece it ends in), each
-    with whether all of them are ASCII."""
-    fd, offset, end = task.fd, task.start, task.end
-    if offset:  # the line that began before the range is the range before's
-        skipped = _through_newline(fd, offset - 1, None if end is None else end - offset + 1)
-        offset += skipped - 1
+def _pieces(
+    read: Callable[[int], bytes], complete: Callable[[], bytes] | None = None
+) -> Iterator[tuple[list[bytes], bool]]:
+    """The lines that ``read`` gives, a piece of at most :data:`_PIECE` bytes at a time (a line
+    longer than a piece: in the piece it ends in), each with whether all of them are ASCII.
+    ``complete``: called when ``read`` has no more and a line has begun, for the rest of it."""
     carry: list[bytes] = []  # the start of a line that the pieces read so far did not end
-    while end is None or offset < end:
-        piece = os.pread(fd, _PIECE if end is None else min(_PIECE, end - offset), offset)
-        if not piece:
-            break
-        offset += len(piece)
+    while piece := read(_PIECE):
         lines = piece.split(b"\n")
         if len(lines) == 1:  # no newline in it
             carry.append(piece)
@@ -717,38 +718,59 @@ def _range_pieces(task: _Task) -> Iterator[tuple[list[bytes], bool]]:
             ascii = ascii and lines[0].isascii()
         carry = [lines.pop()]
         yield lines, ascii
-    if end is not None and any(carry):  # the last line that begins in the range, whole
-        carry.append(_pread(fd, _through_newline(fd, offset), offset))
+    if complete is not None and any(carry):
+        carry.append(complete())
     tail = b"".join(carry)
     if tail:
         yield [tail], tail.isascii()
 
 
-def _stream_lines(task: _Task) -> Iterator[bytes]:
-    """The lines of a whole file, as :func:`read_lines` reads them, from ``task.fd``."""
-    if task.fd < 0:
-        yield from read_lines(task.path)
-        return
-    with os.fdopen(os.dup(task.fd), "rb") as stream:
+def _range_pieces(task: _Task) -> Iterator[tuple[list[bytes], bool]]:
+    """The lines of a range of a plain file (see :class:`_Task`), as :func:`_pieces` gives
+    them: the line that begins before the range is the range before's, the last line that
+    begins in it is read whole."""
+    fd, offset, end = task.fd, task.start, task.end
+    if offset:  # the line that began before the range is the range before's
+        skipped = _through_newline(fd, offset - 1, None if end is None else end - offset + 1)
+        offset += skipped - 1
+
+    def read(size: int) -> bytes:
+        nonlocal offset
+        if end is not None:
+            size = min(size, end - offset)
+            if size <= 0:
+                return b""
+        piece = os.pread(fd, size, offset)
+        offset += len(piece)
+        return piece
+
+    def complete() -> bytes:  # the last line that begins in the range, whole
+        return _pread(fd, _through_newline(fd, offset), offset)
+
+    yield from _pieces(read, None if end is None else complete)
+
+
+def _stream_pieces(task: _Task) -> Iterator[tuple[list[bytes], bool]]:
+    """The lines of a whole file (from ``task.fd``, else opened now), unpacked when it is gzip,
+    as :func:`_pieces` gives them."""
+    with open(task.path, "rb") if task.fd < 0 else os.fdopen(os.dup(task.fd), "rb") as stream:
         stream.seek(0)
-        if stream.read(2) == GZIP_MAGIC:
-            stream.seek(0)
-            with gzip.open(stream, "rb") as unpacked:
-                yield from unpacked
-        else:
-            stream.seek(0)
-            yield from stream
+        compressed = stream.read(2) == GZIP_MAGIC
+        stream.seek(0)
+        if not compressed:
+            yield from _pieces(stream.read)
+            return
+        with gzip.open(stream, "rb") as unpacked:
+            # read1: what was unpacked before a truncated end is given before the error is raised
+            yield from _pieces(unpacked.read1)
 
 
 def _scan(task: _Task, slow_ms: float, now: float | None) -> tuple[_Accumulator, str | None]:
     """One task's counts, and the error that stopped its read (``path: error``), if any."""
     acc = _Accumulator(slow_ms=slow_ms, now=now)
     try:
-        if task.stream:
-            acc.add_lines(_stream_lines(task))
-        else:
-            for lines, ascii in _range_pieces(task):
-                acc.add_lines(lines, ascii=ascii)
+        for lines, ascii in _stream_pieces(task) if task.stream else _range_pieces(task):
+            acc.add_lines(lines, ascii=ascii)
     except (OSError, EOFError, zlib.error) as err:
         # A file being compressed by logrotate right now, or unreadable: say so, go on.
         return acc, f"{task.path}: {err}"
