@@ -95,7 +95,8 @@ def loki_quantile(q: float, values: Sequence[float]) -> float | None:
     lower = max(0, math.floor(rank))
     upper = min(len(ordered) - 1, lower + 1)
     weight = rank - math.floor(rank)
-    return ordered[lower] * (1 - weight) + ordered[upper] * weight
+    # + 0.0: a zero is 0.0 whichever of 0.0 and -0.0 the sort put first
+    return ordered[lower] * (1 - weight) + ordered[upper] * weight + 0.0
 
 
 # -- finding and reading files --------------------------------------------------------------------
@@ -118,11 +119,19 @@ class _Route:
     slow: int = 0
     #: The durations, 8 bytes each (a list of floats takes 32).
     durations: array[float] = dataclasses.field(default_factory=lambda: array("d"))
-    #: More durations, sorted already (by the worker process that read them).
-    runs: list[array[float]] = dataclasses.field(default_factory=list)
+    #: More durations, sorted already (by the worker process that read them), if any.
+    runs: list[array[float]] | None = None
     #: Durations not in ``durations`` yet: a piece's, packed into it together (appending a
     #: float to an array parses it as an argument, several times the cost of a list's append).
     pending: list[float] = dataclasses.field(default_factory=list)
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        """What a worker sends: never ``pending`` (empty once a piece is counted)."""
+        return (self.requests, self.errors, self.slow, self.durations, self.runs)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.requests, self.errors, self.slow, self.durations, self.runs = state
+        self.pending = []
 
 
 #: The most sorted runs the quantiles over all routes are selected from as they are (each step
@@ -141,7 +150,10 @@ def _sorted_runs(values: array[float]) -> list[array[float]]:
 def _sort_durations(accs: Iterable[_Accumulator]) -> None:
     """Sort the durations of ``accs`` route by route (a worker does, before it sends its counts,
     so that the workers sort beside each other): each route's durations, from every one of
-    ``accs``, become sorted runs of the first of them that has the route."""
+    ``accs``, go to the first of them that has the route, as sorted runs when there are
+    :data:`_SORTED_FROM` or more (fewer: left to the parent, which sorts them with the other
+    small routes' at once; a run for each of many small routes costs more to send than it
+    saves)."""
     first: dict[str, _Route] = {}
     for acc in accs:
         for route, stats in acc.routes.items():
@@ -150,8 +162,12 @@ def _sort_durations(accs: Iterable[_Accumulator]) -> None:
                 keep.durations.extend(stats.durations)
                 stats.durations = array("d")
     for stats in first.values():
-        stats.runs += _sorted_runs(stats.durations)
-        stats.durations = array("d")
+        if len(stats.durations) >= _SORTED_FROM:
+            stats.runs = (stats.runs or []) + _sorted_runs(stats.durations)
+            stats.durations = array("d")
+
+
+_SORTED_FROM: Final = 1 << 12
 
 
 def _kth(runs: Sequence[array[float]], k: int) -> float:
@@ -193,8 +209,13 @@ def _run_quantiles(runs: Sequence[array[float]]) -> dict[str, float | None]:
         weight = rank - math.floor(rank)
         low = _kth(runs, lower)
         high = low if upper == lower else _kth(runs, upper)
-        out[key] = low * (1 - weight) + high * weight
+        out[key] = low * (1 - weight) + high * weight + 0.0  # -0.0 is 0.0, as in loki_quantile
     return out
+
+
+def _epoch_or(stamp: str, default: float) -> float:
+    at = epoch_of(stamp)
+    return default if at is None else at  # the epoch itself (0.0) is a time
 
 
 @dataclasses.dataclass
@@ -214,7 +235,7 @@ class _Metric:
         values = [
             value
             for stamp, value in self.writers.values()
-            if newest is None or (epoch_of(stamp) or newest) >= newest - METRIC_WINDOW_S
+            if newest is None or _epoch_or(stamp, newest) >= newest - METRIC_WINDOW_S
         ]
         return (max(values) if values else self.latest), len(values)
 
@@ -235,10 +256,25 @@ class _Line(msgspec.Struct, gc=False):
 
 
 _LINE_DECODER: Final = msgspec.json.Decoder(_Line)
+#: A line the usual decoder refused is read again with a float beyond range (``1e400``) as
+#: infinity, as the ETL freshness reads it (:func:`~alkana_logging.freshness.decode_wide`): in
+#: a key the report reads it is then not a number, and the line is still a JSON line.
+_WIDE_LINE_DECODER: Final = msgspec.json.Decoder(_Line, float_hook=float)
 _OBJECT_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
 #: What makes a line not a JSON object: not JSON, not an object, a number out of range in a key
 #: the report reads (a float's), nested too deep, not UTF-8.
 _NOT_A_LINE: Final = NOT_JSON
+
+
+def _decoded_wide(raw: bytes) -> _Line | None:
+    """A line the usual decoder refused, read with :data:`_WIDE_LINE_DECODER`; ``None`` when it
+    is not a JSON object even so (nor UTF-8)."""
+    try:
+        record = _WIDE_LINE_DECODER.decode(raw)
+        raw.decode()
+    except _NOT_A_LINE:
+        return None
+    return record
 
 
 def _decoded_whole(raw: bytes) -> dict[str, Any] | None:
@@ -298,10 +334,13 @@ class _Accumulator:
                         # A key the report skips is not checked as text: JSON is UTF-8.
                         raw.decode()
                 except bad:
-                    if raw.strip():
-                        count += 1
-                        non_json += 1
-                    continue
+                    wide = _decoded_wide(raw)
+                    if wide is None:
+                        if raw.strip():
+                            count += 1
+                            non_json += 1
+                        continue
+                    record = wide
                 count += 1
                 level = record.level
                 if level.__class__ is str and level:
@@ -388,7 +427,8 @@ class _Accumulator:
             stats.errors += other.errors
             stats.slow += other.slow
             stats.durations.extend(other.durations)
-            stats.runs += other.runs
+            if other.runs:
+                stats.runs = (stats.runs or []) + other.runs
         for name, gauge in later.metrics.items():
             mine = self.metrics.get(name)
             if mine is None:
@@ -1022,8 +1062,8 @@ def _route_reports(acc: _Accumulator) -> tuple[list[RouteReport], dict[str, floa
     routes = []
     every: list[array[float]] = []
     for route, stats in acc.routes.items():
-        runs = stats.runs + _sorted_runs(stats.durations)
-        stats.durations, stats.runs = array("d"), []
+        runs = (stats.runs or []) + _sorted_runs(stats.durations)
+        stats.durations, stats.runs = array("d"), None
         q = _run_quantiles(runs)
         routes.append(
             RouteReport(

@@ -265,6 +265,48 @@ def test_a_number_out_of_a_floats_range_is_left_out_of_the_numbers(tmp_path: Pat
     assert (table.runs, table.last_run_at) == (1, None)
 
 
+def test_a_float_beyond_range_in_a_key_the_report_reads_is_not_a_number(tmp_path: Path) -> None:
+    """1e400 (JSON, beyond a float's range) where a number is read: the line is a JSON line
+    whose value is not a number, as for the ETL runs; in the level, it is not a level."""
+    (tmp_path / "app.log").write_bytes(
+        b"".join(
+            [
+                b"{" + _HTTP + b', "duration_ms": 1e400}\n',
+                b"{" + _HTTP + b', "status_code": 1e400, "duration_ms": 4}\n',
+                b"{" + _HTTP + b', "duration_ms": 6, "level": 1e400}\n',
+                b"{" + _HTTP + b', "duration_ms": 8, "other": -1e400}\n',
+            ]
+        )
+    )
+    report = Rep.build_report([tmp_path], now=NOW)
+    assert (report.lines, report.non_json_lines, report.requests) == (4, 0, 4)
+    (route,) = report.routes
+    assert (route.errors, route.p50_ms) == (0, 6.0)
+
+
+def test_a_writer_whose_last_sample_is_at_the_epoch_is_a_silent_writer(tmp_path: Path) -> None:
+    def sample(value: int, stamp: str, host: str) -> bytes:
+        return json.dumps(
+            {"event": "metric", "metric": P.DB_CONNECTIONS_METRIC, "value": value,
+             "timestamp": stamp, "host": host, "pid": 1}
+        ).encode() + b"\n"  # fmt: skip
+
+    (tmp_path / "app.log").write_bytes(
+        sample(99, "1970-01-01T00:00:00.000Z", "old") + sample(3, "2023-11-14T22:13:20.000Z", "new")
+    )
+    (metric,) = Rep.build_report([tmp_path], now=1.7e9).metrics
+    assert (metric.latest, metric.writers, metric.above_threshold) == (3, 1, False)
+
+
+def test_a_zero_duration_is_0_0_in_the_quantiles_whichever_sign_it_was_written_with() -> None:
+    from array import array
+
+    for values in ([0.0, -0.0], [-0.0, 0.0], [-0.0]):
+        assert str(Rep.loki_quantile(0.5, values)) == "0.0"
+        runs = [array("d", [v]) for v in values]
+        assert {str(v) for v in Rep._run_quantiles(runs).values()} == {"0.0"}
+
+
 def test_a_float_beyond_range_in_a_key_the_report_skips_does_not_stop_it(tmp_path: Path) -> None:
     # 1e400 in a key the first decode skips: the ETL run and the metric line are decoded again
     # whole, where msgspec refuses it; the report reads them with the stdlib's json instead.
