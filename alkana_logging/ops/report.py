@@ -121,17 +121,6 @@ class _Route:
     durations: array[float] = dataclasses.field(default_factory=lambda: array("d"))
     #: More durations, sorted already (by the worker process that read them), if any.
     runs: list[array[float]] | None = None
-    #: Durations not in ``durations`` yet: a piece's, packed into it together (appending a
-    #: float to an array parses it as an argument, several times the cost of a list's append).
-    pending: list[float] = dataclasses.field(default_factory=list)
-
-    def __getstate__(self) -> tuple[Any, ...]:
-        """What a worker sends: never ``pending`` (empty once a piece is counted)."""
-        return (self.requests, self.errors, self.slow, self.durations, self.runs)
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.requests, self.errors, self.slow, self.durations, self.runs = state
-        self.pending = []
 
 
 #: The most sorted runs the quantiles over all routes are selected from as they are (each step
@@ -373,7 +362,7 @@ class _Accumulator:
                         duration = number_of(duration)
                         if duration is None:
                             continue
-                    stats.pending.append(duration)
+                    stats.durations.append(duration)
                     if duration > slow_ms:
                         stats.slow += 1
                 elif event in etl_events or event == metric:
@@ -385,11 +374,6 @@ class _Accumulator:
                     else:
                         self.etl.record(event, whole_record)
         finally:  # a read error midway: what was read counts
-            for stats in routes.values():
-                pending = stats.pending
-                if pending:
-                    stats.durations.frombytes(struct.pack(f"{len(pending)}d", *pending))
-                    pending.clear()
             self.lines += count
             self.non_json += non_json
 
