@@ -250,8 +250,8 @@ _LINE_DECODER: Final = msgspec.json.Decoder(_Line)
 #: a key the report reads it is then not a number, and the line is still a JSON line.
 _WIDE_LINE_DECODER: Final = msgspec.json.Decoder(_Line, float_hook=float)
 _OBJECT_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
-#: What makes a line not a JSON object: not JSON, not an object, a number out of range in a key
-#: the report reads (a float's), nested too deep, not UTF-8.
+#: What the decoders raise for a line that is not a JSON object: not JSON, not an object, nested
+#: too deep, not UTF-8 (and, for the usual decoder only, a float beyond range in a key read).
 _NOT_A_LINE: Final = NOT_JSON
 
 
@@ -718,8 +718,9 @@ def _through_newline(fd: int, offset: int, limit: int | None = None) -> int:
     return length
 
 
-#: A range is read this many bytes at a time, and each piece's lines counted before the next is
-#: read: they are still in the processor's cache (reading a whole range first costs a fifth more).
+#: A file (a range of one) is read this many bytes at a time, and each piece's lines counted
+#: before the next is read: they are still in the processor's cache (reading a whole 16 MiB
+#: range first cost a fifth more).
 _PIECE: Final = 1 << 20
 
 
