@@ -1329,13 +1329,17 @@ def test_route_templates_stay_right_when_a_route_is_both_top_level_and_mounted(
             _one_event(app, path)
         _one_event(around, "/wrapped/items/5")
         _one_event(app, "/alone/items/7")
+    # Starlette before 0.47 leaves no route in the scope: the routes are matched again from the
+    # router, uncached, and a wrapped application's routes cannot be read (its mount's template).
+    leaves_route = tuple(int(p) for p in starlette.__version__.split(".")[:2]) >= (0, 47)
     expected = ["/items/{item_id}", "/v1/items/{item_id}", "/users/{user_id}"]
-    expected += ["/inner/users/{user_id}", "/wrapped/items/{item_id}"]
+    expected += [
+        "/inner/users/{user_id}",
+        "/wrapped/items/{item_id}" if leaves_route else "/wrapped",
+    ]
     # A mounted application's own middleware leaves the line to the outer one.
     once = ["/items/{item_id}", *expected, "/alone/items/{item_id}"]
     assert _http_routes(log_file) == once * 3
-    # Starlette before 0.47 leaves no route in the scope: the routes are matched again, uncached.
-    leaves_route = tuple(int(p) for p in starlette.__version__.split(".")[:2]) >= (0, 47)
     assert (id(top_only) in middleware._WHOLE) is leaves_route
 
 
