@@ -15,12 +15,12 @@ import ipaddress
 import logging
 import os
 import re
-import sys
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
+from starlette.convertors import CONVERTOR_TYPES
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import Match
@@ -1017,17 +1017,15 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # n
 #: id is a miss) and its path too (a path changed since is a miss).
 _WHOLE: dict[int, tuple[weakref.ref[Any], str, int]] = {}
 _WHOLE_LIMIT: Final = 4096
+#: Starlette's convertors whose values never hold a "/".
+_SLASHLESS: Final = tuple(CONVERTOR_TYPES[name] for name in ("str", "int", "float", "uuid"))
 
 
 def _learn_whole(route: Any, template: str) -> None:
     """Put ``route`` in :data:`_WHOLE` when none of its parameters can hold a "/"."""
-    convertors = sys.modules.get("starlette.convertors")
-    if convertors is None:
-        return
-    slashless = [convertors.CONVERTOR_TYPES.get(name) for name in ("str", "int", "float", "uuid")]
     try:
         if not all(
-            any(convertor is known for known in slashless)
+            any(convertor is known for known in _SLASHLESS)
             for convertor in route.param_convertors.values()
         ):
             return

@@ -136,6 +136,10 @@ def _sorted_runs(values: array[float]) -> list[array[float]]:
     ]
 
 
+#: A worker sends the durations of a route with this many or more as sorted runs.
+_SORTED_FROM: Final = 1 << 12
+
+
 def _sort_durations(accs: Iterable[_Accumulator]) -> None:
     """Sort the durations of ``accs`` route by route (a worker does, before it sends its counts,
     so that the workers sort beside each other): each route's durations, from every one of
@@ -154,9 +158,6 @@ def _sort_durations(accs: Iterable[_Accumulator]) -> None:
         if len(stats.durations) >= _SORTED_FROM:
             stats.runs = (stats.runs or []) + _sorted_runs(stats.durations)
             stats.durations = array("d")
-
-
-_SORTED_FROM: Final = 1 << 12
 
 
 def _kth(runs: Sequence[array[float]], k: int) -> float:
