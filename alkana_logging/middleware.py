@@ -23,7 +23,7 @@ from typing import Any, Final
 from starlette.convertors import CONVERTOR_TYPES
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alkana_logging import _state, stdlib
@@ -626,16 +626,21 @@ class RequestContextMiddleware:
                             # this path has no prefix before it either (see _WHOLE).
                             matched: Any = scope.get("route")
                             seen = _WHOLE.get(id(matched))
-                            if (
-                                seen is not None
-                                and seen[0]() is matched
-                                and matched.path is seen[1]  # type: ignore[union-attr]
-                                and scope["path"] is path  # as route_template() reads it
-                                and own_path.count("/") == seen[2]
-                            ):
-                                template = seen[1]
-                            else:
-                                template = route_template(scope, root_path, status)
+                            try:
+                                if (
+                                    seen is not None
+                                    and seen[0]() is matched
+                                    and matched.path is seen[1]  # type: ignore[union-attr]
+                                    and scope["path"] is path  # as route_template() reads it
+                                    and own_path.count("/") == seen[2]
+                                ):
+                                    template = seen[1]
+                                else:
+                                    template = route_template(scope, root_path, status)
+                            except Exception as exc:  # noqa: BLE001 - a route object that fails
+                                # The request is logged all the same, with no route to tell.
+                                _report(f"http_request route could not be read: {exc!r}")
+                                template = F.ROUTE_UNMATCHED
                             # Written from the context when it still holds them (the endpoint
                             # may have cleared it, or bound more); from the fields, first, when
                             # it is the one bound here (see _write_plain).
@@ -952,7 +957,9 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # n
     FastAPI router included with a prefix (FastAPI 0.141+ leaves the router's own route, whose
     template is relative), the prefix is found by matching the route against the tails of the
     path, the empty tail included (a route ``""`` under a prefix), and path parameters in the
-    prefix are put back as ``{name}``. Starlette before 0.47 leaves no route: then the routes
+    prefix are put back as ``{name}``; a route with a parameter that can hold a "/"
+    (``{p:path}``), which matches the whole path too, gets the prefix its Mount added to
+    ``root_path``. Starlette before 0.47 leaves no route: then the routes
     are matched again from ``scope["router"]``. A page of FastAPI's ``app.frontend(path)`` gets
     ``path``; an application mounted without routes of its own (static files, a plain ASGI app)
     gets its mount's template, found from how the mount extended ``root_path``.
@@ -969,9 +976,11 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # n
     try:
         template: str = route.path
         if template == route_path or route.path_regex.match(route_path):
-            if template:
-                _learn_whole(route, template)
-            return template or "/"
+            if _learn_whole(route, template) or isinstance(route, Mount):
+                return template or "/"
+            # A parameter that can hold a "/" ({p:path}) matches a prefix before the route too:
+            # under a Mount (not the mount itself), the mount's prefix is put back.
+            return _mount_prefix(scope, root_path, route_path, route) + template or "/"
     except AttributeError:  # not a Starlette route: its path, if it has one, is all we know
         path = getattr(route, "path", None)
         return path if isinstance(path, str) and path else F.ROUTE_UNMATCHED
@@ -1006,6 +1015,21 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # n
         start = route_path.find("/", start + 1)
 
 
+def _mount_prefix(scope: Scope, root_path: str, route_path: str, route: Any) -> str:
+    """The template of what a Mount added to ``root_path`` before ``route`` (its parameters'
+    values put back as names), when the route matches the rest of the path; else ``""``."""
+    mounted = scope.get("root_path", "")
+    if not (
+        isinstance(mounted, str) and len(mounted) > len(root_path) and mounted.startswith(root_path)
+    ):
+        return ""
+    prefix = mounted[len(root_path) :]
+    if not (route_path.startswith(prefix) and route.path_regex.match(route_path[len(prefix) :])):
+        return ""
+    own = getattr(route, "param_convertors", {})
+    return _prefix_template(prefix, scope.get("path_params", {}), own)
+
+
 #: id(route) -> (a weak reference to the route, its path, how many "/" the path has), for routes
 #: seen matching a whole path whose parameters never hold a "/" (Starlette's str, int, float and
 #: uuid convertors). Such a route matches a path with exactly as many "/" as its template: a
@@ -1021,20 +1045,27 @@ _WHOLE_LIMIT: Final = 4096
 _SLASHLESS: Final = tuple(CONVERTOR_TYPES[name] for name in ("str", "int", "float", "uuid"))
 
 
-def _learn_whole(route: Any, template: str) -> None:
-    """Put ``route`` in :data:`_WHOLE` when none of its parameters can hold a "/"."""
+def _learn_whole(route: Any, template: str) -> bool:
+    """Put ``route`` in :data:`_WHOLE` when none of its parameters can hold a "/" (its
+    template is then the whole path's); whether none can."""
     try:
         if not all(
             any(convertor is known for known in _SLASHLESS)
             for convertor in route.param_convertors.values()
         ):
-            return
+            return False
+    except (AttributeError, TypeError):  # not a Starlette route
+        return False
+    if not template:
+        return True
+    try:
         reference = weakref.ref(route)
-    except (AttributeError, TypeError):  # not a Starlette route, or no weak reference to it
-        return
+    except TypeError:  # no weak reference to it
+        return True
     if len(_WHOLE) >= _WHOLE_LIMIT:
         _WHOLE.clear()
     _WHOLE[id(route)] = (reference, template, template.count("/"))
+    return True
 
 
 # id(router) -> (router, ids of the routes under a mount with path parameters), for the routers
@@ -1058,7 +1089,10 @@ def _collect_parameterised(routes: Iterable[Any], under: bool, ids: set[int], de
     if depth > 16:  # mounts inside mounts that deep are a cycle
         return
     for route in routes:
-        inner = getattr(route, "routes", None)
+        try:
+            inner = getattr(route, "routes", None)
+        except Exception:  # noqa: BLE001, S112 - a mount whose app fails on any attribute
+            continue
         if inner is None:
             if under:
                 ids.add(id(route))
@@ -1144,8 +1178,12 @@ def _match_routes(routes: Iterable[Any], view: dict[str, Any], depth: int = 0) -
 
 
 def _template_of(route: Any, view: dict[str, Any], depth: int) -> str | None:
-    prefix = getattr(route, "path", None)
-    inner = getattr(route, "routes", None)
+    try:
+        prefix = getattr(route, "path", None)
+        # A Mount reads its app's routes: an app may raise anything on an attribute it lacks.
+        inner = getattr(route, "routes", None)
+    except Exception:  # noqa: BLE001 - a route whose attributes fail: none of its templates
+        return None
     if not isinstance(prefix, str):  # a Host, or a route of unknown kind (FastAPI's own)
         if inner is None:
             return None

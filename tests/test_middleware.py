@@ -1405,3 +1405,92 @@ def test_route_templates_of_fastapi_routers_included_with_and_without_a_prefix(
         _one_event(app, path)
     v1, v2, top = "/api/v1/items/{item_id}", "/api/v2/items/{item_id}", "/items/{item_id}"
     assert _http_routes(log_file) == [v1, top, v1, top, v2, v1]
+
+
+def test_route_templates_of_catch_all_routes_keep_the_mount_s_prefix(tmp_path: Path) -> None:
+    """A {p:path} route matches the whole path as well as the part after a mount: under a
+    Mount (of routes or of an application, one segment or more, mounts inside mounts) its
+    template still begins with the mount's; the mount itself and a top-level catch-all keep
+    their own."""
+    log_file = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(log_file), stdout=False)
+    sub = Starlette(routes=[Route("/{p:path}", _ok)])
+    app = Starlette(
+        routes=[
+            Mount("/files", routes=[Route("/{p:path}", _ok)]),
+            Mount("/a/b", routes=[Route("/{p:path}", _ok)]),
+            Mount("/t/{tenant}", routes=[Route("/f/{p:path}", _ok)]),
+            Mount("/sub", app=sub),
+            Mount("/n", routes=[Mount("/n", routes=[Route("/{p:path}", _ok)])]),
+            Mount("/static", app=PlainTextResponse("static")),
+            Route("/{p:path}", _ok),
+        ]
+    )
+    app.add_middleware(RequestContextMiddleware)
+    for path in (
+        "/files/a/b/c",
+        "/files/a",
+        "/a/b/c/d",
+        "/t/acme/f/x/y",
+        "/sub/q/r",
+        "/n/n/z",
+        "/static/app.js",
+        "/elsewhere/top",
+    ):
+        _one_event(app, path)
+    assert _http_routes(log_file) == [
+        "/files/{p:path}",
+        "/files/{p:path}",
+        "/a/b/{p:path}",
+        "/t/{tenant}/f/{p:path}",
+        "/sub/{p:path}",
+        "/n/n/{p:path}",
+        "/static",
+        "/{p:path}",
+    ]
+
+
+class _FailingRoute:
+    """A foreign object in scope["route"] whose path cannot be read."""
+
+    @property
+    def path(self) -> str:
+        raise RuntimeError("no path")
+
+
+class _FailingApp:
+    """A mounted application that raises on any attribute it lacks (a Mount reads .routes)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name}")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"].endswith("/foreign"):
+            scope["route"] = _FailingRoute()
+        await PlainTextResponse("ok")(scope, receive, send)
+
+
+def test_a_route_that_cannot_be_read_still_gets_its_request_logged(tmp_path: Path) -> None:
+    """Routes whose attributes raise: the request is logged all the same (the route the
+    middleware cannot tell is <unmatched>, counted as an internal error), and the templates of
+    the other routes, found by walking the routes past that one, stay right."""
+    log_file = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(log_file), stdout=False)
+    app = Starlette(
+        routes=[
+            Mount("/failing", app=_FailingApp()),
+            Mount("/t/{tenant}", routes=[Route("/x/{item}", _ok)]),
+            Mount("/o/{org}", routes=[Route("/{org}/y", _ok)]),
+        ]
+    )
+    app.add_middleware(RequestContextMiddleware)
+    for path in ("/failing/foreign", "/failing/q", "/t/acme/x/1", "/o/acme/beta/y"):
+        _one_event(app, path)
+    health = alkana_logging.pipeline_health()
+    assert _http_routes(log_file) == [
+        F.ROUTE_UNMATCHED,
+        "/failing",
+        "/t/{tenant}/x/{item}",
+        "/o/{org}/{org}/y",
+    ]
+    assert health["internal_errors"] == 1
