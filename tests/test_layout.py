@@ -80,41 +80,6 @@ print(sorted(m for m in sys.modules if m.startswith("alkana_logging.ops")))
     assert F.EVENT_ETL_RUN_FINISHED in events
 
 
-def test_importing_the_package_imports_none_of_the_runtime() -> None:
-    # The public names are imported when first read: `import alkana_logging` alone, and the ops
-    # toolkit (the `alkana-logging` command, the report), pay no structlog, loguru or pipeline.
-    script = """
-import sys
-import alkana_logging
-first = sorted(m for m in sys.modules if m.startswith("alkana_logging"))
-import alkana_logging.ops.report
-heavy = [m for m in ("structlog", "loguru", "alkana_logging.api", "alkana_logging._state",
-                     "alkana_logging.pipeline", "alkana_logging.middleware") if m in sys.modules]
-print(first, heavy)
-alkana_logging.setup
-print("structlog" in sys.modules, "alkana_logging._state" in sys.modules)
-"""
-    result = run_child(script)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["['alkana_logging'] []", "True True"]
-
-
-def test_every_public_name_is_the_defining_module_s_own() -> None:
-    for name in alkana_logging.__all__:
-        value = getattr(alkana_logging, name)
-        module = importlib.import_module(alkana_logging._EXPORTS[name])
-        assert value is getattr(module, name), name
-        assert name in dir(alkana_logging)
-    assert sorted(alkana_logging._EXPORTS) == sorted(alkana_logging.__all__)
-    star: dict[str, object] = {}
-    exec("from alkana_logging import *", star)  # the star import, as users write it
-    assert sorted(k for k in star if not k.startswith("__")) == sorted(alkana_logging.__all__)
-    with pytest.raises(AttributeError, match="module 'alkana_logging' has no attribute 'setpu'"):
-        alkana_logging.setpu  # type: ignore[attr-defined]  # noqa: B018
-    with pytest.raises(ImportError, match="cannot import name 'setpu'"):
-        exec("from alkana_logging import setpu", {})
-
-
 def test_the_command_runs_the_ops_cli() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "alkana_logging", "render", "--help"],
