@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
-from starlette.convertors import CONVERTOR_TYPES
+from starlette.convertors import FloatConvertor, IntegerConvertor, StringConvertor, UUIDConvertor
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import Match, Mount
@@ -979,8 +979,8 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # n
             if _learn_whole(route, template) or isinstance(route, Mount):
                 return template or "/"
             # A parameter that can hold a "/" ({p:path}) matches a prefix before the route too:
-            # under a Mount (not the mount itself), the mount's prefix is put back.
-            return _mount_prefix(scope, root_path, route_path, route) + template or "/"
+            # under a Mount (not the mount itself), the routes are matched again.
+            return _mounted_template(scope, root_path, route_path, route, template) or "/"
     except AttributeError:  # not a Starlette route: its path, if it has one, is all we know
         path = getattr(route, "path", None)
         return path if isinstance(path, str) and path else F.ROUTE_UNMATCHED
@@ -1015,19 +1015,41 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # n
         start = route_path.find("/", start + 1)
 
 
-def _mount_prefix(scope: Scope, root_path: str, route_path: str, route: Any) -> str:
-    """The template of what a Mount added to ``root_path`` before ``route`` (its parameters'
-    values put back as names), when the route matches the rest of the path; else ``""``."""
+#: (id(route), what a Mount added to root_path before it) -> (a weak reference to the route,
+#: its path, the template): catch-all routes under mounts, whose templates come from matching
+#: the routes again (a literal mount's is then read after one lookup).
+_MOUNTED: dict[tuple[int, str], tuple[weakref.ref[Any], str, str]] = {}
+
+
+def _mounted_template(
+    scope: Scope, root_path: str, route_path: str, route: Any, template: str
+) -> str:
+    """The template of a catch-all ``route`` that also matches the whole path: when a Mount put
+    it under a prefix (extended ``root_path``, the route matching the rest of the path), the
+    routes matched again from the outermost router, which gives the mount's own path format
+    (``/t/{tenant}``, ``{n:int}``); else, or when they find nothing, the route's own."""
     mounted = scope.get("root_path", "")
     if not (
         isinstance(mounted, str) and len(mounted) > len(root_path) and mounted.startswith(root_path)
     ):
-        return ""
+        return template
     prefix = mounted[len(root_path) :]
     if not (route_path.startswith(prefix) and route.path_regex.match(route_path[len(prefix) :])):
-        return ""
-    own = getattr(route, "param_convertors", {})
-    return _prefix_template(prefix, scope.get("path_params", {}), own)
+        return template
+    key = (id(route), prefix)
+    seen = _MOUNTED.get(key)
+    if seen is not None and seen[0]() is route and seen[1] is template:
+        return seen[2]
+    router = scope.get("router")
+    found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
+    if found is None:
+        return template
+    with contextlib.suppress(TypeError):  # no weak reference to it: not kept
+        reference = weakref.ref(route)
+        if len(_MOUNTED) >= _WHOLE_LIMIT:
+            _MOUNTED.clear()
+        _MOUNTED[key] = (reference, template, found)
+    return found
 
 
 #: id(route) -> (a weak reference to the route, its path, how many "/" the path has), for routes
@@ -1041,8 +1063,9 @@ def _mount_prefix(scope: Scope, root_path: str, route_path: str, route: Any) -> 
 #: id is a miss) and its path too (a path changed since is a miss).
 _WHOLE: dict[int, tuple[weakref.ref[Any], str, int]] = {}
 _WHOLE_LIMIT: Final = 4096
-#: Starlette's convertors whose values never hold a "/".
-_SLASHLESS: Final = tuple(CONVERTOR_TYPES[name] for name in ("str", "int", "float", "uuid"))
+#: Starlette's convertors whose values never hold a "/": its own classes with their own regex (a
+#: convertor registered in their place under the same name, whose regex may allow one, is not).
+_SLASHLESS: Final = frozenset({StringConvertor, IntegerConvertor, FloatConvertor, UUIDConvertor})
 
 
 def _learn_whole(route: Any, template: str) -> bool:
@@ -1050,7 +1073,7 @@ def _learn_whole(route: Any, template: str) -> bool:
     template is then the whole path's); whether none can."""
     try:
         if not all(
-            any(convertor is known for known in _SLASHLESS)
+            type(convertor) in _SLASHLESS and convertor.regex == type(convertor).regex
             for convertor in route.param_convertors.values()
         ):
             return False

@@ -26,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Mount, Route, Router
+from starlette.routing import Host, Mount, Route, Router
 from websockets.sync.client import connect as ws_connect
 
 import alkana_logging
@@ -41,6 +41,7 @@ from alkana_logging.middleware import (
 )
 from alkana_logging.redaction import REDACTED
 from alkana_logging.testing import capture_logs
+from tests._children import run_child
 from tests._logfiles import read_records, shutdown_and_read
 from tests._uvicorn_server import EXAMPLES, Server, serve, wait_for
 
@@ -1409,9 +1410,10 @@ def test_route_templates_of_fastapi_routers_included_with_and_without_a_prefix(
 
 def test_route_templates_of_catch_all_routes_keep_the_mount_s_prefix(tmp_path: Path) -> None:
     """A {p:path} route matches the whole path as well as the part after a mount: under a
-    Mount (of routes or of an application, one segment or more, mounts inside mounts) its
-    template still begins with the mount's; the mount itself and a top-level catch-all keep
-    their own."""
+    Mount (of routes or of an application, one segment or more, mounts inside mounts, mounts
+    with parameters in their own formats, values equal to a literal segment or to the route's
+    own parameter) its template still begins with the mount's, with names and never values;
+    the mount itself and a top-level catch-all keep their own."""
     log_file = tmp_path / "app.log"
     alkana_logging.setup(log_file=str(log_file), stdout=False)
     sub = Starlette(routes=[Route("/{p:path}", _ok)])
@@ -1419,7 +1421,11 @@ def test_route_templates_of_catch_all_routes_keep_the_mount_s_prefix(tmp_path: P
         routes=[
             Mount("/files", routes=[Route("/{p:path}", _ok)]),
             Mount("/a/b", routes=[Route("/{p:path}", _ok)]),
-            Mount("/t/{tenant}", routes=[Route("/f/{p:path}", _ok)]),
+            Mount("/t/{tenant}", routes=[Route("/f/{p:path}", _ok), Route("/{p:path}", _ok)]),
+            Mount("/org-{org}", routes=[Route("/x/{item}", _ok), Route("/{p:path}", _ok)]),
+            Mount("/v/{n:int}", routes=[Route("/{p:path}", _ok)]),
+            Mount("/s/{p}", routes=[Route("/{p:path}", _ok)]),
+            Mount("/k/{a}/{b}", routes=[Route("/{p:path}", _ok)]),
             Mount("/sub", app=sub),
             Mount("/n", routes=[Mount("/n", routes=[Route("/{p:path}", _ok)])]),
             Mount("/static", app=PlainTextResponse("static")),
@@ -1427,27 +1433,37 @@ def test_route_templates_of_catch_all_routes_keep_the_mount_s_prefix(tmp_path: P
         ]
     )
     app.add_middleware(RequestContextMiddleware)
-    for path in (
-        "/files/a/b/c",
-        "/files/a",
-        "/a/b/c/d",
-        "/t/acme/f/x/y",
-        "/sub/q/r",
-        "/n/n/z",
-        "/static/app.js",
-        "/elsewhere/top",
-    ):
+    expected = {
+        "/files/a/b/c": "/files/{p:path}",
+        "/files/a": "/files/{p:path}",
+        "/a/b/c/d": "/a/b/{p:path}",
+        "/t/acme/f/x/y": "/t/{tenant}/f/{p:path}",
+        "/t/t/z": "/t/{tenant}/{p:path}",
+        "/t/beta/z": "/t/{tenant}/{p:path}",
+        "/org-acme/x/1": "/org-{org}/x/{item}",
+        "/org-acme/y": "/org-{org}/{p:path}",
+        "/v/007/z": "/v/{n:int}/{p:path}",
+        "/v/7/z": "/v/{n:int}/{p:path}",
+        "/s/acme/z": "/s/{p}/{p:path}",
+        "/k/1/1/x": "/k/{a}/{b}/{p:path}",
+        "/sub/q/r": "/sub/{p:path}",
+        "/n/n/z": "/n/n/{p:path}",
+        "/static/app.js": "/static",
+        "/elsewhere/top": "/{p:path}",
+    }
+    for path in [*expected, *expected]:  # twice: the second time from what was learnt
         _one_event(app, path)
-    assert _http_routes(log_file) == [
-        "/files/{p:path}",
-        "/files/{p:path}",
-        "/a/b/{p:path}",
-        "/t/{tenant}/f/{p:path}",
-        "/sub/{p:path}",
-        "/n/n/{p:path}",
-        "/static",
-        "/{p:path}",
-    ]
+    hosted = Starlette(
+        routes=[
+            Host(
+                "{tenant}.example.com",
+                app=Router(routes=[Mount("/api", routes=[Route("/{p:path}", _ok)])]),
+            )
+        ]
+    )
+    hosted.add_middleware(RequestContextMiddleware)
+    _one_event(hosted, "/api/v1/x", [(b"host", b"api.example.com")])
+    assert _http_routes(log_file) == [*expected.values(), *expected.values(), "/api/{p:path}"]
 
 
 class _FailingRoute:
@@ -1494,3 +1510,43 @@ def test_a_route_that_cannot_be_read_still_gets_its_request_logged(tmp_path: Pat
         "/o/{org}/{org}/y",
     ]
     assert health["internal_errors"] == 1
+
+
+def test_a_convertor_registered_in_place_of_str_that_allows_a_slash_keeps_the_prefix(
+    tmp_path: Path,
+) -> None:
+    """``register_url_convertor("str", ...)`` with a regex that matches a "/", before the
+    middleware is imported: routes built with it are not taken as whole-path matches (their
+    template under a Mount keeps its prefix, however often they are requested)."""
+    log_file = tmp_path / "app.log"
+    script = f"""
+from starlette.convertors import Convertor, register_url_convertor
+
+class Anything(Convertor):
+    regex = ".+"
+    def convert(self, value): return value
+    def to_string(self, value): return value
+
+register_url_convertor("str", Anything())
+
+import alkana_logging
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+from starlette.testclient import TestClient
+from alkana_logging.middleware import RequestContextMiddleware
+
+async def ok(request):
+    return PlainTextResponse("ok")
+
+alkana_logging.setup(log_file={str(log_file)!r}, stdout=False)
+app = Starlette(routes=[Mount("/a", routes=[Route("/{{name}}", ok)]), Route("/{{name}}", ok)])
+app.add_middleware(RequestContextMiddleware)
+with TestClient(app) as client:
+    for path in ("/top", "/a/b", "/top", "/a/b/c"):
+        client.get(path)
+alkana_logging.shutdown()
+"""
+    result = run_child(script)
+    assert result.returncode == 0, result.stderr
+    assert _http_routes(log_file) == ["/{name}", "/a/{name}", "/{name}", "/a/{name}"]
