@@ -23,7 +23,7 @@ from typing import Any, Final
 from starlette.convertors import FloatConvertor, IntegerConvertor, StringConvertor, UUIDConvertor
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
-from starlette.routing import Match, Mount
+from starlette.routing import Match, Mount, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alkana_logging import _state, stdlib
@@ -1015,19 +1015,15 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # n
         start = route_path.find("/", start + 1)
 
 
-#: (id(route), what a Mount added to root_path before it) -> (a weak reference to the route,
-#: its path, the template): catch-all routes under mounts, whose templates come from matching
-#: the routes again (a literal mount's is then read after one lookup).
-_MOUNTED: dict[tuple[int, str], tuple[weakref.ref[Any], str, str]] = {}
-
-
 def _mounted_template(
     scope: Scope, root_path: str, route_path: str, route: Any, template: str
 ) -> str:
     """The template of a catch-all ``route`` that also matches the whole path: when a Mount put
     it under a prefix (extended ``root_path``, the route matching the rest of the path), the
     routes matched again from the outermost router, which gives the mount's own path format
-    (``/t/{tenant}``, ``{n:int}``); else, or when they find nothing, the route's own."""
+    (``/t/{tenant}``, ``{n:int}``); else, or when they find nothing, the route's own. A walk
+    that stops at a mount whose routes it cannot read (an app wrapped in a middleware) gives
+    that mount's template: it is put before the route's when it matches the whole prefix."""
     mounted = scope.get("root_path", "")
     if not (
         isinstance(mounted, str) and len(mounted) > len(root_path) and mounted.startswith(root_path)
@@ -1036,20 +1032,17 @@ def _mounted_template(
     prefix = mounted[len(root_path) :]
     if not (route_path.startswith(prefix) and route.path_regex.match(route_path[len(prefix) :])):
         return template
-    key = (id(route), prefix)
-    seen = _MOUNTED.get(key)
-    if seen is not None and seen[0]() is route and seen[1] is template:
-        return seen[2]
     router = scope.get("router")
     found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
     if found is None:
         return template
-    with contextlib.suppress(TypeError):  # no weak reference to it: not kept
-        reference = weakref.ref(route)
-        if len(_MOUNTED) >= _WHOLE_LIMIT:
-            _MOUNTED.clear()
-        _MOUNTED[key] = (reference, template, found)
-    return found
+    if found.endswith(template):
+        return found
+    try:
+        whole_prefix = compile_path(found)[0].match(prefix) is not None
+    except Exception:  # noqa: BLE001 - a template Starlette would not compile
+        whole_prefix = False
+    return found + template if whole_prefix else template
 
 
 #: id(route) -> (a weak reference to the route, its path, how many "/" the path has), for routes
@@ -1148,8 +1141,14 @@ def _template_without_route(scope: Scope, root_path: str, route_path: str, statu
     ):
         return F.ROUTE_UNMATCHED  # a mounted application with routes matched none of them
     if len(mounted) > len(root_path) and mounted.startswith(root_path):
-        # A mount set root_path to its own prefix; its parameters' values are in path_params.
-        return _prefix_template(mounted[len(root_path) :], scope.get("path_params", {}), {})
+        # A mount set root_path to its own prefix; its parameters' values are in path_params:
+        # with some, the routes matched again give the mount's own format (`/org-{org}`).
+        params = scope.get("path_params", {})
+        if params and router is not None:
+            found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
+            if found is not None:
+                return found
+        return _prefix_template(mounted[len(root_path) :], params, {})
     return F.ROUTE_UNMATCHED
 
 

@@ -1550,3 +1550,54 @@ alkana_logging.shutdown()
     result = run_child(script)
     assert result.returncode == 0, result.stderr
     assert _http_routes(log_file) == ["/{name}", "/a/{name}", "/{name}", "/a/{name}"]
+
+
+def test_route_templates_of_catch_all_routes_under_wrapped_shared_and_changed_mounts(
+    tmp_path: Path,
+) -> None:
+    """A catch-all under a mount of a wrapped router (whose routes the walk cannot read), the
+    same route object under a literal mount in one application and a parameterised one in
+    another, a mount replaced at run time, and 404s of parameterised mounts without routes:
+    never a value in the template, and nothing learnt in one place is used in another."""
+    from starlette.middleware.gzip import GZipMiddleware
+
+    async def missing(scope: Any, receive: Any, send: Any) -> None:
+        await PlainTextResponse("missing", status_code=404)(scope, receive, send)
+
+    log_file = tmp_path / "app.log"
+    alkana_logging.setup(log_file=str(log_file), stdout=False)
+    wrapped = Starlette(
+        routes=[
+            Mount("/lit", app=GZipMiddleware(Router([Route("/{p:path}", _ok)]))),
+            Mount("/t/{tenant}", app=GZipMiddleware(Router([Route("/{p:path}", _ok)]))),
+            Mount("/org-{org}/static", app=missing),
+            Mount("/n{n:int}/files", app=missing),
+        ]
+    )
+    shared = Route("/{p:path}", _ok)
+    literal = Starlette(routes=[Mount("/x", routes=[shared])])
+    named = Starlette(routes=[Mount("/{name}", routes=[shared])])
+    for app in (wrapped, literal, named):
+        app.add_middleware(RequestContextMiddleware)
+    for path in ("/lit/a/b", "/t/acme/a/b", "/org-acme/static/x.js", "/n5/files/y"):
+        _one_event(wrapped, path)
+    for app in (literal, named, literal):
+        _one_event(app, "/x/a")
+    named.router.routes[0] = Mount("/x", routes=[shared])
+    literal.router.routes[0] = Mount("/{name}", routes=[shared])
+    for app in (literal, named):
+        _one_event(app, "/x/a")
+    # Starlette before 0.47 leaves no route in the scope: a wrapped router's routes cannot be
+    # read (the mount's template).
+    leaves_route = tuple(int(p) for p in starlette.__version__.split(".")[:2]) >= (0, 47)
+    assert _http_routes(log_file) == [
+        "/lit/{p:path}" if leaves_route else "/lit",
+        "/t/{tenant}/{p:path}" if leaves_route else "/t/{tenant}",
+        "/org-{org}/static",
+        "/n{n:int}/files",
+        "/x/{p:path}",
+        "/{name}/{p:path}",
+        "/x/{p:path}",
+        "/{name}/{p:path}",
+        "/x/{p:path}",
+    ]
