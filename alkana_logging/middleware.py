@@ -950,7 +950,7 @@ def _server_error_middleware(stack: Any) -> tuple[Any, Any]:
     return found_parent, found
 
 
-def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # noqa: PLR0911
+def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
     """The template of the route that handled a request (``/items/{item_id}``), after the app ran.
 
     Starlette's router leaves the matched route in ``scope["route"]``. Behind a ``Mount`` or a
@@ -989,12 +989,26 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # n
     # format, parameters inside a segment and repeated values included.
     # Only when a prefix has parameters (path_params beyond the route's own): a literal prefix
     # is the path's head, found below without matching every route.
+    # A walk that stops at a mount whose routes it cannot read (an app wrapped in a middleware)
+    # gives that mount's template: put before the route's when it matches the whole prefix,
+    # else kept as it is (short, never a value).
     router = scope.get("router")
     own = getattr(route, "param_convertors", {})
+    stopped = None
     if router is not None and any(name not in own for name in scope.get("path_params", ())):
-        found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
-        if found is not None:
-            return found
+        stopped = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
+        if stopped is not None and _template_matches(stopped, route_path):
+            return stopped
+    return _tail_template(scope, root_path, route_path, route, template, stopped)
+
+
+def _tail_template(
+    scope: Scope, root_path: str, route_path: str, route: Any, template: str, stopped: str | None
+) -> str:
+    """route_template() for a route that matched a tail of the path: the prefix before the
+    longest tail it matches, with its parameters' names (or the walk's template, ``stopped``)."""
+    router = scope.get("router")
+    own = getattr(route, "param_convertors", {})
     regex = route.path_regex
     params = scope.get("path_params", {})
     start = route_path.find("/", 1)
@@ -1002,17 +1016,33 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:  # n
         if start < 0:  # last, the empty tail: a route "" under a prefix that is the whole path
             start = len(route_path)
         if regex.match(route_path[start:]):
-            if own and router is not None and _under_a_parameterised_mount(router, route):
+            head = route_path[:start]
+            if (
+                stopped is None
+                and own
+                and router is not None
+                and _under_a_parameterised_mount(router, route)
+            ):
                 # A mount's parameter of the same name as the route's (``/orgs/{org}`` around
                 # ``/{org}/x``): path_params kept the inner value only, so the prefix cannot be
                 # told from the values. The routes know its name.
-                found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
-                if found is not None:
-                    return found
-            return _prefix_template(route_path[:start], params, own) + template or "/"
+                stopped = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
+                if stopped is not None and _template_matches(stopped, route_path):
+                    return stopped
+            if stopped is not None:
+                return stopped + template if _template_matches(stopped, head) else stopped
+            return _prefix_template(head, params, own) + template or "/"
         if start == len(route_path):
-            return template or "/"
+            return stopped or template or "/"
         start = route_path.find("/", start + 1)
+
+
+def _template_matches(template: str, text: str) -> bool:
+    """Whether ``text`` is a path of ``template`` (as Starlette compiles it)."""
+    try:
+        return compile_path(template)[0].match(text) is not None
+    except Exception:  # noqa: BLE001 - a template Starlette would not compile (a name twice)
+        return False
 
 
 def _mounted_template(
@@ -1036,13 +1066,11 @@ def _mounted_template(
     found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
     if found is None:
         return template
-    if found.endswith(template):
+    # The walk reached the route (a mount and the route may share a parameter's name, which
+    # compile_path() refuses) or it stopped at a mount.
+    if found.endswith(template) or _template_matches(found, route_path):
         return found
-    try:
-        whole_prefix = compile_path(found)[0].match(prefix) is not None
-    except Exception:  # noqa: BLE001 - a template Starlette would not compile
-        whole_prefix = False
-    return found + template if whole_prefix else template
+    return found + template if _template_matches(found, prefix) else template
 
 
 #: id(route) -> (a weak reference to the route, its path, how many "/" the path has), for routes
@@ -1088,6 +1116,8 @@ def _learn_whole(route: Any, template: str) -> bool:
 # seen last: an application has one, a test suite a few.
 _PARAMETERISED: dict[int, tuple[Any, frozenset[int]]] = {}
 _PARAMETERISED_LIMIT: Final = 8
+#: In those ids: a mount with path parameters whose routes cannot be read (no id is negative).
+_UNSEEN: Final = -1
 
 
 def _under_a_parameterised_mount(router: Any, route: Any) -> bool:
@@ -1098,7 +1128,7 @@ def _under_a_parameterised_mount(router: Any, route: Any) -> bool:
         if len(_PARAMETERISED) >= _PARAMETERISED_LIMIT:
             _PARAMETERISED.clear()
         entry = _PARAMETERISED[id(router)] = (router, frozenset(ids))
-    return id(route) in entry[1]
+    return id(route) in entry[1] or _UNSEEN in entry[1]
 
 
 def _collect_parameterised(routes: Iterable[Any], under: bool, ids: set[int], depth: int) -> None:
@@ -1115,6 +1145,8 @@ def _collect_parameterised(routes: Iterable[Any], under: bool, ids: set[int], de
             continue
         with contextlib.suppress(Exception):  # a route whose routes cannot be read
             params = bool(getattr(route, "param_convertors", None))
+            if params and not inner:  # a wrapped app's routes: any of them may be under it
+                ids.add(_UNSEEN)
             _collect_parameterised(inner, under or params, ids, depth + 1)
 
 

@@ -1572,6 +1572,10 @@ def test_route_templates_of_catch_all_routes_under_wrapped_shared_and_changed_mo
             Mount("/t/{tenant}", app=GZipMiddleware(Router([Route("/{p:path}", _ok)]))),
             Mount("/org-{org}/static", app=missing),
             Mount("/n{n:int}/files", app=missing),
+            # Not catch-alls: a route of the same parameter name as its wrapped mount's (the
+            # inner value hides the mount's), and one of another name.
+            Mount("/orgs/{org}", app=GZipMiddleware(Router([Route("/{org}/x", _ok)]))),
+            Mount("/w/{tenant}", app=GZipMiddleware(Router([Route("/items/{item}", _ok)]))),
         ]
     )
     shared = Route("/{p:path}", _ok)
@@ -1579,7 +1583,14 @@ def test_route_templates_of_catch_all_routes_under_wrapped_shared_and_changed_mo
     named = Starlette(routes=[Mount("/{name}", routes=[shared])])
     for app in (wrapped, literal, named):
         app.add_middleware(RequestContextMiddleware)
-    for path in ("/lit/a/b", "/t/acme/a/b", "/org-acme/static/x.js", "/n5/files/y"):
+    for path in (
+        "/lit/a/b",
+        "/t/acme/a/b",
+        "/org-acme/static/x.js",
+        "/n5/files/y",
+        "/orgs/acme/beta/x",
+        "/w/acme/items/5",
+    ):
         _one_event(wrapped, path)
     for app in (literal, named, literal):
         _one_event(app, "/x/a")
@@ -1595,6 +1606,8 @@ def test_route_templates_of_catch_all_routes_under_wrapped_shared_and_changed_mo
         "/t/{tenant}/{p:path}" if leaves_route else "/t/{tenant}",
         "/org-{org}/static",
         "/n{n:int}/files",
+        "/orgs/{org}/{org}/x" if leaves_route else "/orgs/{org}",
+        "/w/{tenant}/items/{item}" if leaves_route else "/w/{tenant}",
         "/x/{p:path}",
         "/{name}/{p:path}",
         "/x/{p:path}",
