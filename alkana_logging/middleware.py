@@ -957,12 +957,14 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
     FastAPI router included with a prefix (FastAPI 0.141+ leaves the router's own route, whose
     template is relative), the prefix is found by matching the route against the tails of the
     path, the empty tail included (a route ``""`` under a prefix), and path parameters in the
-    prefix are put back as ``{name}``; a route with a parameter that can hold a "/"
-    (``{p:path}``), which matches the whole path too, gets the prefix its Mount added to
-    ``root_path``. Starlette before 0.47 leaves no route: then the routes
-    are matched again from ``scope["router"]``. A page of FastAPI's ``app.frontend(path)`` gets
-    ``path``; an application mounted without routes of its own (static files, a plain ASGI app)
-    gets its mount's template, found from how the mount extended ``root_path``.
+    prefix are put back as ``{name}`` (from the routes matched again when the values cannot
+    tell: parameters in the prefix, a route parameter of a mount's name); a route with a
+    parameter that can hold a "/" (``{p:path}``), which matches the whole path too, gets its
+    mount's template from the routes matched again. Starlette before 0.47 leaves no route:
+    then the routes are matched again from ``scope["router"]``. A page of FastAPI's
+    ``app.frontend(path)`` gets ``path``; an application mounted without routes of its own
+    (static files, a plain ASGI app) gets its mount's template, found from how the mount
+    extended ``root_path``.
 
     Args:
         scope: the request's scope, as the application left it.
