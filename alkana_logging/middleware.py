@@ -998,7 +998,7 @@ def route_template(scope: Scope, root_path: str, status: int = 200) -> str:
     own = getattr(route, "param_convertors", {})
     stopped = None
     if router is not None and any(name not in own for name in scope.get("path_params", ())):
-        stopped = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
+        stopped = _rematched(scope, root_path)
         if stopped is not None and _template_matches(stopped, route_path):
             return stopped
     return _tail_template(scope, root_path, route_path, route, template, stopped)
@@ -1028,7 +1028,7 @@ def _tail_template(
                 # A mount's parameter of the same name as the route's (``/orgs/{org}`` around
                 # ``/{org}/x``): path_params kept the inner value only, so the prefix cannot be
                 # told from the values. The routes know its name.
-                stopped = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
+                stopped = _rematched(scope, root_path)
                 if stopped is not None and _template_matches(stopped, route_path):
                     return stopped
             if stopped is not None:
@@ -1056,16 +1056,14 @@ def _mounted_template(
     (``/t/{tenant}``, ``{n:int}``); else, or when they find nothing, the route's own. A walk
     that stops at a mount whose routes it cannot read (an app wrapped in a middleware) gives
     that mount's template: it is put before the route's when it matches the whole prefix."""
-    mounted = scope.get("root_path", "")
+    prefix = _mount_added(scope, root_path)
     if not (
-        isinstance(mounted, str) and len(mounted) > len(root_path) and mounted.startswith(root_path)
+        prefix
+        and route_path.startswith(prefix)
+        and route.path_regex.match(route_path[len(prefix) :])
     ):
         return template
-    prefix = mounted[len(root_path) :]
-    if not (route_path.startswith(prefix) and route.path_regex.match(route_path[len(prefix) :])):
-        return template
-    router = scope.get("router")
-    found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
+    found = _rematched(scope, root_path)
     if found is None:
         return template
     # The walk reached the route (a mount and the route may share a parameter's name, which
@@ -1159,11 +1157,10 @@ def _template_without_route(scope: Scope, root_path: str, route_path: str, statu
         if isinstance(page, str) and route_path.endswith(page):
             return route_path[: len(route_path) - len(page)].rstrip("/") or "/"
     router = scope.get("router")
-    if router is not None and status != 404:
-        found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
+    if status != 404:
+        found = _rematched(scope, root_path)
         if found is not None:
             return found
-    mounted: str = scope.get("root_path", "")
     inner_app = scope.get("app")
     inner_router = getattr(inner_app, "router", None)
     if (
@@ -1174,16 +1171,31 @@ def _template_without_route(scope: Scope, root_path: str, route_path: str, statu
         and getattr(inner_router, "routes", None)
     ):
         return F.ROUTE_UNMATCHED  # a mounted application with routes matched none of them
-    if len(mounted) > len(root_path) and mounted.startswith(root_path):
+    added = _mount_added(scope, root_path)
+    if added:
         # A mount set root_path to its own prefix; its parameters' values are in path_params:
         # with some, the routes matched again give the mount's own format (`/org-{org}`).
         params = scope.get("path_params", {})
-        if params and router is not None:
-            found = _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
-            if found is not None:
-                return found
-        return _prefix_template(mounted[len(root_path) :], params, {})
+        found = _rematched(scope, root_path) if params else None
+        return found if found is not None else _prefix_template(added, params, {})
     return F.ROUTE_UNMATCHED
+
+
+def _rematched(scope: Scope, root_path: str) -> str | None:
+    """The template found by matching the request again from the outermost router (Starlette
+    sets ``scope["router"]`` once), ``None`` when there is none or nothing matches."""
+    router = scope.get("router")
+    if router is None:
+        return None
+    return _match_routes(getattr(router, "routes", ()), _view(scope, root_path))
+
+
+def _mount_added(scope: Scope, root_path: str) -> str:
+    """What a Mount added to ``root_path`` (the request's when it came in), or ``""``."""
+    mounted = scope.get("root_path", "")
+    if isinstance(mounted, str) and len(mounted) > len(root_path) and mounted.startswith(root_path):
+        return mounted[len(root_path) :]
+    return ""
 
 
 def _view(scope: Scope, root_path: str) -> dict[str, Any]:
