@@ -386,7 +386,9 @@ class _Accumulator:
             return
         timestamp = record.get(F.TIMESTAMP)
         timestamp = timestamp if isinstance(timestamp, str) else ""
-        stats = self.metrics.setdefault(name, _Metric(timestamp, value, value))
+        stats = self.metrics.get(name)
+        if stats is None:
+            stats = self.metrics[name] = _Metric(timestamp, value, value)
         stats.samples += 1
         if timestamp >= stats.latest_timestamp:
             stats.latest, stats.latest_timestamp = value, timestamp
