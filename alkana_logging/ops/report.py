@@ -582,7 +582,8 @@ def build_report(
         metric_thresholds: metric names whose latest value is flagged when above the number
             (``db_connections_active`` above 80 by default, as DatabaseConnectionsHigh).
         workers: at most how many processes read the files (ranges of 16 MiB of a plain
-            file, a ``.gz`` file whole). By default one a core when there are 32 MiB or more
+            file, a ``.gz`` file whole; each worker takes the next when it is done with the
+            last). By default one a core when there are 32 MiB or more
             to read, else this process alone. Workers are forked, with every file opened
             first (a file rotated away meanwhile is read as it was), and only from a process
             with one thread, ``SIGCHLD`` at its default and not a daemonic
@@ -859,6 +860,11 @@ class _Worker(NamedTuple):
 
 
 _HEADER: Final = struct.Struct("<Q")
+#: One entry of the task queue: the tasks ``[start, stop)``, taken by one worker at a time.
+_ENTRY: Final = struct.Struct("<II")
+#: The queue's entries fit one page, which a pipe always holds (fewer tasks an entry, the
+#: finer the balance): the whole queue is written before the first worker starts.
+_QUEUE_ENTRIES: Final = 4096 // _ENTRY.size
 _PR_SET_PDEATHSIG: Final = 1
 
 
@@ -880,10 +886,11 @@ def _on_parent_death() -> Callable[[], None]:
 def _in_workers(
     tasks: list[_Task], slow_ms: float, now: float | None, count: int
 ) -> list[tuple[_Accumulator, str | None]] | None:
-    """Each task's counts, read by ``count`` forked worker processes (task ``i`` by worker
-    ``i % count``, the counts sent back on a pipe); ``None`` when a worker could not be started
-    or did not send all its counts (the caller then reads in this process). Any exception here
-    (Ctrl-C) kills the workers by PID, reaps them and is raised.
+    """Each task's counts, read by ``count`` forked worker processes (each takes the next
+    tasks from a queue when it is done with the last, so a worker slowed by the machine's other
+    work takes fewer; the counts sent back on a pipe); ``None`` when a worker could not be
+    started or did not send all its counts (the caller then reads in this process). Any
+    exception here (Ctrl-C) kills the workers by PID, reaps them and is raised.
 
     Each worker ignores ``SIGINT`` (Ctrl-C is this process's to handle: the terminal sends it
     to the whole group) and is killed by the system when this process dies."""
@@ -892,8 +899,10 @@ def _in_workers(
     workers: list[_Worker] = []
     results: list[tuple[_Accumulator, str | None] | None] = [None] * len(tasks)
     complete = False
+    queue = -1
     try:
-        for index in range(count):
+        queue = _task_queue(len(tasks))
+        for _ in range(count):
             # Every signal waits until the worker is forked and inside its try (and counted): a
             # handler that raises (Ctrl-C, an application's SIGTERM handler) must never unwind
             # a worker into the caller's code, nor leave a worker the parent does not know.
@@ -908,7 +917,8 @@ def _in_workers(
                     raise
                 if pid == 0:  # the worker: never returns
                     _work(
-                        [(i, tasks[i]) for i in range(index, len(tasks), count)],
+                        tasks,
+                        queue,
                         slow_ms,
                         now,
                         write_fd,
@@ -931,12 +941,47 @@ def _in_workers(
     except OSError:  # no process or pipe could be made (limits, a sandbox)
         return None
     finally:
+        if queue >= 0:
+            os.close(queue)
         _end(workers, kill=not complete)
     return [result for result in results if result is not None]
 
 
+def _task_queue(tasks: int) -> int:
+    """The read end of a pipe that holds the task indices ``0..tasks-1`` in order, in at most
+    :data:`_QUEUE_ENTRIES` entries of consecutive tasks, and nothing more (its write end is
+    closed: a worker that finds it empty is done). A read of one entry takes it whole: the
+    kernel takes a read from a pipe under its lock, and every entry is there before a worker
+    starts."""
+    per_entry = -(-tasks // _QUEUE_ENTRIES)  # one task an entry up to 512 tasks (8 GiB)
+    data = b"".join(
+        _ENTRY.pack(start, min(start + per_entry, tasks)) for start in range(0, tasks, per_entry)
+    )
+    read_fd, write_fd = os.pipe()
+    try:
+        written = os.write(write_fd, data)  # one page at most: it fits in any pipe at once
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    if written != len(data):  # never seen: a pipe smaller than a page
+        os.close(read_fd)
+        raise OSError(f"the task queue took {written} of {len(data)} bytes")
+    return read_fd
+
+
+def _taken(queue: int) -> range:
+    """The next tasks from the queue (:func:`_task_queue`), empty when there are none left."""
+    entry = os.read(queue, _ENTRY.size)
+    if len(entry) < _ENTRY.size:
+        return range(0)
+    return range(*_ENTRY.unpack(entry))
+
+
 def _work(
-    mine: list[tuple[int, _Task]],
+    tasks: list[_Task],
+    queue: int,
     slow_ms: float,
     now: float | None,
     write_fd: int,
@@ -955,10 +1000,10 @@ def _work(
         for fd in inherited:
             os.close(fd)
         counted = []
-        for index, task in mine:
+        while mine := _taken(queue):
             if os.getppid() != parent:  # the parent died before the system was told, or no Linux
                 break
-            counted.append((index, _scan(task, slow_ms, now)))
+            counted.extend((index, _scan(tasks[index], slow_ms, now)) for index in mine)
         else:
             _sort_durations(acc for _, (acc, _) in counted)
             payload = pickle.dumps(counted, protocol=pickle.HIGHEST_PROTOCOL)

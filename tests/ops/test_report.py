@@ -716,6 +716,73 @@ print(json.dumps({"lines": acc.lines, "expected": expected["lines"], "tasks": le
     assert out["lines"] == out["expected"] == 3000
 
 
+_SLOW_WORKER_CHILD = """
+import json, os, sys, time
+from pathlib import Path
+from alkana_logging.ops import report as Rep
+directory = Path(sys.argv[1])
+path = directory / "app.log"
+path.write_bytes(b"".join(b'{"level": "info", "n": %d}\\n' % i for i in range(400)))
+fds = []
+tasks = Rep._open_tasks([path], 512, fds)
+original = Rep._scan
+def scan(task, slow_ms, now):
+    acc, error = original(task, slow_ms, now)
+    if task is tasks[0]:
+        # The worker that took the first task stops until the other has sent all its counts.
+        deadline = time.monotonic() + 60
+        while not list(directory.glob("sent-*")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    acc.levels = {"pid": os.getpid()}
+    return acc, error
+Rep._scan = scan
+sort = Rep._sort_durations
+def sorted_and_said(accs):
+    sort(accs)
+    (directory / f"sent-{os.getpid()}").touch()
+Rep._sort_durations = sorted_and_said
+started = time.monotonic()
+results = Rep._in_workers(tasks, 2000, 1.8e9, 2)
+print(json.dumps({"tasks": len(tasks), "lines": sum(acc.lines for acc, _ in results),
+                  "pids": [acc.levels["pid"] for acc, _ in results],
+                  "seconds": time.monotonic() - started}))
+"""
+
+
+def test_a_worker_the_machine_slows_down_leaves_the_other_tasks_to_the_others(
+    tmp_path: Path,
+) -> None:
+    # Each worker takes the next range when it is done with the last: while one is held up
+    # inside its first range, the other reads every other range (with ranges dealt out in
+    # turn, half of them would wait for the slow one).
+    from tests._children import run_child
+
+    child = run_child(_SLOW_WORKER_CHILD, str(tmp_path))
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout)
+    assert out["tasks"] > 20
+    assert out["lines"] == 400
+    slow, *others = out["pids"]
+    assert len(set(others)) == 1
+    assert slow not in others
+    assert out["seconds"] < 30  # the slow one went on when the other was done, not at its deadline
+
+
+def test_the_task_queue_hands_out_every_task_once_in_at_most_a_page() -> None:
+    for tasks in (1, 2, 511, 512, 513, 1000, 5000, 100_003):
+        queue = Rep._task_queue(tasks)
+        try:
+            taken = []
+            while entry := Rep._taken(queue):
+                taken.append(entry)
+        finally:
+            os.close(queue)
+        assert [i for entry in taken for i in entry] == list(range(tasks))
+        assert len(taken) <= Rep._QUEUE_ENTRIES
+        if tasks <= Rep._QUEUE_ENTRIES:
+            assert all(len(entry) == 1 for entry in taken)
+
+
 def test_the_report_reads_in_a_worker_a_core_when_there_is_enough_to_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
