@@ -999,7 +999,7 @@ def _work(
         die_with_parent()
         for fd in inherited:
             os.close(fd)
-        counted = []
+        counted: list[tuple[int, tuple[_Accumulator, str | None]]] = []
         while mine := _taken(queue):
             if os.getppid() != parent:  # the parent died before the system was told, or no Linux
                 break
