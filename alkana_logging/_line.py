@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 import logging
 import os
 import re
@@ -418,38 +419,43 @@ class Renderer:
                 return False
         return True
 
-    def render_known(
+    def record_template(self, fields: Mapping[str, Any]) -> Record:
+        """A record to copy and fill in, for a caller whose keys are all plain (checked with
+        :meth:`plain_keys`): the schema's keys with this process's static values, then the keys
+        of ``fields`` with their values (placeholders the caller replaces). A template made
+        before a fork has the parent's ``pid``: :meth:`after_fork` makes a new ``_template``,
+        which tells a caller that keeps one to ask again."""
+        return {**self._template, **fields}
+
+    def render_filled(
         self,
         ns: int,
         level: str,
         logger: str,
         message: str,
-        fields: Mapping[str, Any],
+        record: Record,
         exc: BaseException | None = None,
     ) -> tuple[Record, bytes]:
-        """:meth:`render_plain` for a caller that read the bound context itself and put its
-        items first in ``fields``, and that checked with :meth:`plain_keys` that every key of
-        ``fields`` is plain; every value is a scalar. The context is not read again and the
-        keys are not checked again: the same record and line, with the context and the fields
-        in one ``update()`` (the middleware's ``http_request`` event, when the context is the
-        one it bound). Never raises on bad values."""
+        """:meth:`render` for a caller that filled in a copy of :meth:`record_template` itself
+        (the middleware's ``http_request`` event: the request's ids, which stand for the bound
+        context, then its fields), every value a scalar, and may have added more plain keys
+        with scalar values after them. The context is not read and the keys are not checked
+        again: the same record and line as :meth:`render` gives for those fields. Never raises
+        on bad values."""
         if len(message) > self.max_message_chars:
-            # The context's items are in fields: render() writes them once, where they are.
+            # The line as render() writes it: the fields are what follows the schema's keys.
+            fields = dict(itertools.islice(record.items(), len(self._template), None))
             return self.render(ns, level, logger, message, fields, exc)
-        # render_plain() from here on, without the context (a copy: the event is written for
-        # every request).
         start, prefix = _sec_ns_cache
         offset = ns - start
         if 0 <= offset < _NS_PER_SEC:
             timestamp = prefix + _DIGITS3[offset // 1_000_000] + _DIGITS3_Z[offset // 1000 % 1000]
         else:
             timestamp = _second_prefix(ns)
-        record = self._template.copy()
         record[F.TIMESTAMP] = timestamp
         record[F.LEVEL] = level
         record[F.LOGGER] = logger
         record[F.MESSAGE] = message
-        record.update(fields)
         if exc is not None:
             self._merge(record, exception_fields(exc).items())
         try:

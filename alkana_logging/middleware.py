@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import contextvars
 import ipaddress
+import itertools
 import logging
 import os
 import re
@@ -300,41 +301,46 @@ def _instrumented(receive: Any) -> bool:
 
 #: Every key the event may have: judged once per renderer (``Renderer.plain_keys``).
 _EVENT_KEYS: Final = (*_HTTP_REQUEST_FIELDS, F.REQUEST_ID, F.TRACE_ID, F.SPAN_ID, F.USER)
-#: The renderer that said every one of them is plain (setup() makes a new one).
-_renderer_with_plain_keys: Any = None
+#: The records the event is filled into when the bound context is the one the middleware bound:
+#: (the renderer's ``_template`` they were made from, with the request's id first, with its
+#: three ids first), or ``None`` for the last two when some key of the event is not plain. A
+#: new renderer (setup()) or a fork (a new ``pid``) gives a new ``_template``: made again.
+_filled: tuple[Any, Any, Any] = (None, None, None)
 
 
-def _event_keys_plain(renderer: Any) -> bool:
-    global _renderer_with_plain_keys  # noqa: PLW0603
+def _filled_templates(renderer: Any) -> tuple[Any, Any, Any]:
+    global _filled  # noqa: PLW0603
     if renderer.plain_keys(_EVENT_KEYS):
-        _renderer_with_plain_keys = renderer
-        return True
-    return False
+        base = renderer._template  # read first: a fork meanwhile makes another, not a stale one
+        _filled = (
+            base,
+            renderer.record_template(_ID_FIRST_FIELDS),
+            renderer.record_template(_IDS_FIRST_FIELDS),
+        )
+    else:
+        _filled = (renderer._template, None, None)
+    return _filled
 
 
-def _write_plain(
+def _write_event(
     pipeline: Pipeline,
     ns: int,
     level: str,
     message: str,
     fields: dict[str, Any],
     error: BaseException | None,
+    filled: bool,
 ) -> None:
     """``pipeline.emit()`` for the event, whose fields are str keys and scalar values: the same
-    line to the same sinks, rendered by ``Renderer.render_plain``, or by
-    ``Renderer.render_known`` when ``fields`` begin with the request's id: the middleware puts
-    the ids first when the bound context is the one it bound (nothing bound around the request
-    or by the application), which then is not read again. The span's ids are not read again:
-    the request's were bound (or put in ``fields``) when it came in, and the span outside the
-    middleware is the same one now."""
+    line to the same sinks. ``filled``: ``fields`` is a copy of the renderer's record template
+    filled in (see ``_filled``), rendered by ``Renderer.render_filled``; else the event's
+    fields, rendered by ``Renderer.render_plain`` (which reads the bound context). The span's
+    ids are not read again: the request's were bound (or put in ``fields``) when it came in,
+    and the span outside the middleware is the same one now."""
     renderer = pipeline.renderer
     try:
-        for first in fields:  # noqa: B007 - the first key, without a call
-            break
-        if first == F.REQUEST_ID and (
-            renderer is _renderer_with_plain_keys or _event_keys_plain(renderer)
-        ):
-            record, line = renderer.render_known(ns, level, LOGGER_NAME, message, fields, error)
+        if filled:
+            record, line = renderer.render_filled(ns, level, LOGGER_NAME, message, fields, error)
         else:
             record, line = renderer.render_plain(ns, level, LOGGER_NAME, message, fields, error)
     except Exception as err:  # noqa: BLE001 - the pipeline must not break the request
@@ -346,6 +352,12 @@ def _write_plain(
             sink.write(line, record, ns)
         except Exception as err:  # noqa: BLE001
             pipeline.health.internal_error(f"{type(sink).__name__} failed: {err!r}")
+
+
+def _event_fields(record: dict[str, Any], schema_keys: int) -> dict[str, Any]:
+    """The event's fields of a filled record (what follows the schema's keys), for the handlers
+    of other libraries and the general path."""
+    return dict(itertools.islice(record.items(), schema_keys, None))
 
 
 _root: Final = logging.root
@@ -643,9 +655,25 @@ class RequestContextMiddleware:
                                 template = F.ROUTE_UNMATCHED
                             # Written from the context when it still holds them (the endpoint
                             # may have cleared it, or bound more); from the fields, first, when
-                            # it is the one bound here (see _write_plain).
+                            # it is the one bound here: then, with every key of the event plain,
+                            # the event is filled straight into a copy of the line's record.
                             context = current_context()
-                            if context is not ids:
+                            filled = None
+                            if context is ids and pipeline is not None:
+                                base, with_id, with_ids = _filled
+                                renderer = pipeline.renderer
+                                if base is not renderer._template:
+                                    base, with_id, with_ids = _filled_templates(renderer)
+                                if with_id is not None:
+                                    if trace is None:
+                                        filled = with_id.copy()
+                                    else:
+                                        filled = with_ids.copy()
+                                        filled[F.TRACE_ID], filled[F.SPAN_ID] = trace
+                                    filled[F.REQUEST_ID] = request_id
+                            if filled is not None:
+                                fields = filled
+                            elif context is not ids:
                                 fields = _HTTP_REQUEST_FIELDS.copy()
                             elif trace is None:
                                 fields = _ID_FIRST_FIELDS.copy()
@@ -686,15 +714,23 @@ class RequestContextMiddleware:
                         else:
                             if pipeline is not None:
                                 ns = _time_ns()
-                                if plain:
-                                    _write_plain(pipeline, ns, level, message, fields, error)
-                                else:
-                                    pipeline.emit(ns, level, LOGGER_NAME, message, fields, error)
                                 # has_foreign_handlers() inline.
-                                if (
+                                foreign = (
                                     len(_root.handlers) > 1
                                     or _Logger.callHandlers is not _STDLIB_CALL_HANDLERS
-                                ):
+                                )
+                                if filled is not None and (foreign or not plain):
+                                    # The fields alone (the rendering fills in the record).
+                                    fields = _event_fields(filled, len(base))
+                                    if not plain:
+                                        filled = None
+                                if filled is not None:
+                                    _write_event(pipeline, ns, level, message, filled, error, True)
+                                elif plain:
+                                    _write_event(pipeline, ns, level, message, fields, error, False)
+                                else:
+                                    pipeline.emit(ns, level, LOGGER_NAME, message, fields, error)
+                                if foreign:
                                     # Error trackers group by the message: the route's, not
                                     # the path's (one issue per route, not one per item id).
                                     pipeline.forward(

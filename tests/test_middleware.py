@@ -990,6 +990,70 @@ def test_forked_child_never_reuses_the_parents_ids() -> None:
     assert result.stdout.split() == ["100", "100", "0"]
 
 
+FORK_EVENT_SCRIPT = """
+import asyncio, json, os, sys
+import alkana_logging
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from alkana_logging.middleware import RequestContextMiddleware
+
+alkana_logging.setup(log_file=sys.argv[1], stdout=False)
+app = Starlette(routes=[Route("/items/{item_id}", lambda r: PlainTextResponse("ok"))])
+app.add_middleware(RequestContextMiddleware)
+
+async def send(message):
+    pass
+
+def request(path):
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "root_path": "", "query_string": b"", "headers": [], "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 8000)}
+    asyncio.run(app(scope, receive, send))
+
+request("/items/parent")  # the event's record templates are made, with this pid
+pid = os.fork()
+if pid == 0:
+    try:
+        request("/items/child")
+        alkana_logging.shutdown()
+    finally:
+        os._exit(0)
+os.waitpid(pid, 0)
+request("/items/parent-again")
+alkana_logging.shutdown()
+print(json.dumps({"parent": os.getpid(), "child": pid}))
+"""
+
+
+def test_a_forked_child_writes_the_event_with_its_own_pid(tmp_path: Path) -> None:
+    # The event is filled into a copy of a record made once, with the process's pid: the
+    # child of a fork after the first request must write its own.
+    log_file = tmp_path / "app.log"
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_EVENT_SCRIPT, str(log_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    pids = orjson.loads(result.stdout)
+    events = {
+        line[F.PATH]: line[F.PID]
+        for line in map(orjson.loads, log_file.read_bytes().splitlines())
+        if line.get(F.EVENT) == F.EVENT_HTTP_REQUEST
+    }
+    assert events == {
+        "/items/parent": pids["parent"],
+        "/items/child": pids["child"],
+        "/items/parent-again": pids["parent"],
+    }
+
+
 def test_debug_and_skip_paths_are_the_apps_own_under_a_root_path() -> None:
     # uvicorn --root-path /svc: scope["path"] includes the root_path, the options do not.
     app = RequestContextMiddleware(
@@ -1159,6 +1223,23 @@ class _Resolver:
         return self.user
 
 
+def _through_emit(
+    pipeline: Any,
+    ns: int,
+    level: str,
+    message: str,
+    fields: dict[str, Any],
+    error: BaseException | None,
+    filled: bool,
+) -> None:
+    """The event written the general way, Pipeline.emit (which reads the bound context):
+    what the middleware's own path must write the same."""
+    if filled:  # a record the middleware filled in: its fields follow the schema's keys
+        assert list(fields)[: len(F.SCHEMA_KEYS)] == list(F.SCHEMA_KEYS)
+        fields = {k: v for k, v in fields.items() if k not in F.SCHEMA_KEYS}
+    pipeline.emit(ns, level, middleware.LOGGER_NAME, message, fields, error)
+
+
 @pytest.mark.parametrize(
     ("settings", "path", "user", "bound"),
     [
@@ -1201,16 +1282,10 @@ def test_event_line_is_the_general_renderers_line(
     with alkana_logging.bound_context(**bound):
         for _ in range(2):
             _one_event(app, path)
-        general: Any = middleware._write_plain
-        monkeypatch.setattr(
-            middleware,
-            "_write_plain",
-            lambda pipeline, ns, level, message, fields, error: pipeline.emit(
-                ns, level, middleware.LOGGER_NAME, message, fields, error
-            ),
-        )
+        general: Any = middleware._write_event
+        monkeypatch.setattr(middleware, "_write_event", _through_emit)
         _one_event(app, path)
-        assert general is not middleware._write_plain
+        assert general is not middleware._write_event
     lines = [line for line in log_file.read_bytes().splitlines(keepends=True) if line]
     assert len(lines) == 3
     first, second, reference = (_without_varying(line) for line in lines)
@@ -1245,13 +1320,7 @@ def test_event_line_with_its_ids_is_the_general_renderers_line(
     app.add_middleware(RequestContextMiddleware, id_generator=lambda: "generated-1")
     for _ in range(2):
         _one_event(app, "/items/42", list(headers))
-    monkeypatch.setattr(
-        middleware,
-        "_write_plain",
-        lambda pipeline, ns, level, message, fields, error: pipeline.emit(
-            ns, level, middleware.LOGGER_NAME, message, fields, error
-        ),
-    )
+    monkeypatch.setattr(middleware, "_write_event", _through_emit)
     _one_event(app, "/items/42", list(headers))
     lines = [line for line in log_file.read_bytes().splitlines(keepends=True) if line]
     assert len(lines) == 3
