@@ -424,7 +424,8 @@ class Renderer:
         :meth:`plain_keys`): the schema's keys with this process's static values, then the keys
         of ``fields`` with their values (placeholders the caller replaces). A template made
         before a fork has the parent's ``pid``: :meth:`after_fork` makes a new ``_template``,
-        which tells a caller that keeps one to ask again."""
+        which tells a caller that keeps one (or a copy made before its own code ran) to ask
+        again."""
         return {**self._template, **fields}
 
     def render_filled(

@@ -79,7 +79,7 @@ _HTTP_REQUEST_FIELDS: Final[dict[str, Any]] = {
     F.DURATION_MS: None,
     F.CLIENT_IP: None,
 }
-# The same with the request's ids first: they stand for the bound context (see _write_plain).
+# The same with the request's ids first: they stand for the bound context (see _filled).
 _ID_FIRST_FIELDS: Final[dict[str, Any]] = {F.REQUEST_ID: None, **_HTTP_REQUEST_FIELDS}
 _IDS_FIRST_FIELDS: Final[dict[str, Any]] = {
     F.REQUEST_ID: None,
@@ -703,7 +703,9 @@ class RequestContextMiddleware:
                                 if trace is not None and context.get(F.TRACE_ID) is not trace[0]:
                                     fields[F.TRACE_ID], fields[F.SPAN_ID] = trace
                             if self._any_scope_user or "user" in scope:
-                                user = self._user(scope)
+                                user = self._user(scope)  # the application's code: may fork
+                                if filled is not None and base is not renderer._template:
+                                    filled[F.PID] = renderer.pid  # the child's, after a fork
                                 if user is not None:
                                     fields[F.USER] = user
                                     # A resolver's value of another type: the general line.

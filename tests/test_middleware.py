@@ -1000,7 +1000,14 @@ from alkana_logging.middleware import RequestContextMiddleware
 
 alkana_logging.setup(log_file=sys.argv[1], stdout=False)
 app = Starlette(routes=[Route("/items/{item_id}", lambda r: PlainTextResponse("ok"))])
-app.add_middleware(RequestContextMiddleware)
+forked = []
+
+def user(scope):  # forks while the event is being made: both processes go on
+    if scope["path"] == "/items/fork-in-resolver":
+        forked.append(os.fork())
+    return "alice"
+
+app.add_middleware(RequestContextMiddleware, user_resolver=user)
 
 async def send(message):
     pass
@@ -1024,14 +1031,20 @@ if pid == 0:
         os._exit(0)
 os.waitpid(pid, 0)
 request("/items/parent-again")
+request("/items/fork-in-resolver")
+if forked[0] == 0:
+    alkana_logging.shutdown()
+    os._exit(0)
+os.waitpid(forked[0], 0)
 alkana_logging.shutdown()
-print(json.dumps({"parent": os.getpid(), "child": pid}))
+print(json.dumps({"parent": os.getpid(), "child": pid, "resolver_child": forked[0]}))
 """
 
 
 def test_a_forked_child_writes_the_event_with_its_own_pid(tmp_path: Path) -> None:
     # The event is filled into a copy of a record made once, with the process's pid: the
-    # child of a fork after the first request must write its own.
+    # child of a fork after the first request, or of one in the user resolver after the copy
+    # was made, must write its own.
     log_file = tmp_path / "app.log"
     result = subprocess.run(
         [sys.executable, "-c", FORK_EVENT_SCRIPT, str(log_file)],
@@ -1042,16 +1055,21 @@ def test_a_forked_child_writes_the_event_with_its_own_pid(tmp_path: Path) -> Non
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
     )
     pids = orjson.loads(result.stdout)
-    events = {
-        line[F.PATH]: line[F.PID]
+    events = sorted(
+        (line[F.PATH], line[F.PID])
         for line in map(orjson.loads, log_file.read_bytes().splitlines())
         if line.get(F.EVENT) == F.EVENT_HTTP_REQUEST
-    }
-    assert events == {
-        "/items/parent": pids["parent"],
-        "/items/child": pids["child"],
-        "/items/parent-again": pids["parent"],
-    }
+    )
+    assert events == sorted(
+        [
+            ("/items/parent", pids["parent"]),
+            ("/items/child", pids["child"]),
+            ("/items/parent-again", pids["parent"]),
+            # A fork in the user resolver, after the event's record was copied: each its own.
+            ("/items/fork-in-resolver", pids["parent"]),
+            ("/items/fork-in-resolver", pids["resolver_child"]),
+        ]
+    )
 
 
 def test_debug_and_skip_paths_are_the_apps_own_under_a_root_path() -> None:
