@@ -136,7 +136,8 @@ def epoch_of(value: Any) -> float | None:
 
 def _representable(ts: float) -> bool:
     """Whether ``ts`` (epoch seconds) is a time :func:`iso` can write."""
-    if 0.0 <= ts < _SURELY_REPRESENTABLE:  # no datetime made for the usual time (a third of a µs)
+    # No datetime made for the usual time (a third of a µs); other number types as before.
+    if type(ts) is float and 0.0 <= ts < _SURELY_REPRESENTABLE:
         return True
     try:
         datetime.fromtimestamp(ts, UTC)

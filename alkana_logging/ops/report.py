@@ -901,7 +901,13 @@ def _in_workers(
     complete = False
     queue = -1
     try:
-        queue = _task_queue(len(tasks))
+        # Made with every signal waiting, as the workers' pipes are: an interrupt (Ctrl-C) is
+        # raised only once the descriptor is kept where the finally below closes it.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            queue = _task_queue(len(tasks))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for _ in range(count):
             # Every signal waits until the worker is forked and inside its try (and counted): a
             # handler that raises (Ctrl-C, an application's SIGTERM handler) must never unwind
@@ -1034,9 +1040,9 @@ def _end(workers: list[_Worker], *, kill: bool) -> None:
     their counts. Their PIDs cannot have been reused: they are reaped only here."""
     for worker in workers:
         os.close(worker.fd)
-        if kill:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(worker.pid, signal.SIGKILL)
+    if kill:
+        _kill(workers)
+    interrupted: BaseException | None = None
     for worker in workers:
         while True:
             try:
@@ -1045,7 +1051,22 @@ def _end(workers: list[_Worker], *, kill: bool) -> None:
                 continue
             except ChildProcessError:
                 pass
+            except BaseException as exc:  # noqa: BLE001 - raised below, once all are reaped
+                # Ctrl-C while waiting: the workers are killed and still reaped (none is left
+                # a zombie), then it is raised.
+                if interrupted is None:
+                    interrupted = exc
+                    _kill(workers)
+                continue
             break
+    if interrupted is not None:
+        raise interrupted
+
+
+def _kill(workers: list[_Worker]) -> None:
+    for worker in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGKILL)
 
 
 def _read_all(
@@ -1066,14 +1087,13 @@ def _read_all(
             tasks = _open_tasks(files, _RANGE_BYTES, fds)
             results = _in_workers(tasks, slow_ms, now, min(count, len(tasks)))
         if results is None:  # one process (or the workers could not finish): files streamed
-            for fd in fds:
-                os.close(fd)
-            fds.clear()
+            while fds:  # each closed once, whatever interrupts the loop
+                os.close(fds.pop())
             tasks = [_Task(path) for path in files]
             results = [_scan(task, slow_ms, now) for task in tasks]
     finally:
-        for fd in fds:
-            os.close(fd)
+        while fds:
+            os.close(fds.pop())
     total = _Accumulator(slow_ms=slow_ms, now=now)
     unreadable: dict[Path, str] = {}
     for task, (acc, error) in zip(tasks, results, strict=True):

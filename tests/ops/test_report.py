@@ -768,6 +768,60 @@ def test_a_worker_the_machine_slows_down_leaves_the_other_tasks_to_the_others(
     assert out["seconds"] < 30  # the slow one went on when the other was done, not at its deadline
 
 
+_INTERRUPTED_CHILD = """
+import json, os, signal, sys, tempfile, time
+import alkana_logging.ops.report as Rep
+where, nth = sys.argv[1], int(sys.argv[2])
+d = tempfile.mkdtemp()
+for i in range(4):
+    open(f"{d}/app.log.{i}", "w").write('{"level": "info"}\\n' * 100)
+if where == "close":
+    Rep._in_workers = lambda *a: None  # as when a worker died: the files are read here
+name = {"pipe": "pipe", "waitpid": "waitpid", "close": "close"}[where]
+real, calls = getattr(os, name), [0]
+def interrupted(*args):
+    calls[0] += 1
+    result = real(*args)
+    if calls[0] == nth:
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C, right after the call returns
+    return result
+def fds():
+    return set(os.listdir("/proc/self/fd"))
+before = fds()
+setattr(os, name, interrupted)
+try:
+    Rep.build_report([d], workers=2)
+    raised = None
+except BaseException as exc:
+    raised = type(exc).__name__
+finally:
+    setattr(os, name, real)
+time.sleep(0.2)
+children = open(f"/proc/self/task/{os.getpid()}/children").read().split()
+print(json.dumps({"raised": raised, "calls": calls[0], "leaked": sorted(fds() - before),
+                  "children": children}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize(
+    ("where", "nth"), [("pipe", 1), ("pipe", 2), ("waitpid", 1), ("close", 1), ("close", 2)]
+)
+def test_ctrl_c_anywhere_leaves_no_descriptor_and_no_worker_behind(where: str, nth: int) -> None:
+    # Ctrl-C right after an os.pipe() (the task queue's, a worker's), while the first worker is
+    # reaped, or while this process closes the files it opened for the workers: the
+    # KeyboardInterrupt is raised, every descriptor closed once, every worker reaped.
+    from tests._children import run_child
+
+    child = run_child(_INTERRUPTED_CHILD, where, str(nth))
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout)
+    assert out["calls"] >= nth, out
+    assert out["raised"] == "KeyboardInterrupt", out
+    assert out["leaked"] == [], out
+    assert out["children"] == [], out
+
+
 def test_the_task_queue_hands_out_every_task_once_in_at_most_a_page() -> None:
     for tasks in (1, 2, 511, 512, 513, 1000, 5000, 100_003):
         queue = Rep._task_queue(tasks)
