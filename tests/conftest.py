@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -12,6 +13,12 @@ from alkana_logging import _state
 from tests._frontends import setup_file
 
 pytest_plugins = ["pytester"]  # users' own test modules, run as pytest runs them
+
+# A suite started in the background by a shell without job control inherits SIGINT ignored,
+# and so would every child it starts (an ignored signal stays ignored across exec): the Ctrl-C
+# tests' children would then log on and on. Handled here, it is the default again in them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
