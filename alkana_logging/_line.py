@@ -428,6 +428,11 @@ class Renderer:
         again."""
         return {**self._template, **fields}
 
+    def filled_fields(self, record: Record) -> dict[str, Any]:
+        """The fields of a copy of :meth:`record_template` filled in: what follows the schema's
+        keys (before :meth:`render_filled`, which adds the exception's)."""
+        return dict(itertools.islice(record.items(), len(self._template), None))
+
     def render_filled(
         self,
         ns: int,
@@ -444,9 +449,8 @@ class Renderer:
         again: the same record and line as :meth:`render` gives for those fields. Never raises
         on bad values."""
         if len(message) > self.max_message_chars:
-            # The line as render() writes it: the fields are what follows the schema's keys.
-            fields = dict(itertools.islice(record.items(), len(self._template), None))
-            return self.render(ns, level, logger, message, fields, exc)
+            # The line as render() writes it, from the fields.
+            return self.render(ns, level, logger, message, self.filled_fields(record), exc)
         start, prefix = _sec_ns_cache
         offset = ns - start
         if 0 <= offset < _NS_PER_SEC:

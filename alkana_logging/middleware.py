@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import contextvars
 import ipaddress
-import itertools
 import logging
 import os
 import re
@@ -352,12 +351,6 @@ def _write_event(
             sink.write(line, record, ns)
         except Exception as err:  # noqa: BLE001
             pipeline.health.internal_error(f"{type(sink).__name__} failed: {err!r}")
-
-
-def _event_fields(record: dict[str, Any], schema_keys: int) -> dict[str, Any]:
-    """The event's fields of a filled record (what follows the schema's keys), for the handlers
-    of other libraries and the general path."""
-    return dict(itertools.islice(record.items(), schema_keys, None))
 
 
 _root: Final = logging.root
@@ -723,7 +716,7 @@ class RequestContextMiddleware:
                                 )
                                 if filled is not None and (foreign or not plain):
                                     # The fields alone (the rendering fills in the record).
-                                    fields = _event_fields(filled, len(base))
+                                    fields = renderer.filled_fields(filled)
                                     if not plain:
                                         filled = None
                                 if filled is not None:
