@@ -310,9 +310,8 @@ _filled: tuple[Any, Any, Any] = (None, None, None)
 def _filled_templates(renderer: Any) -> tuple[Any, Any, Any]:
     global _filled  # noqa: PLW0603
     if renderer.plain_keys(_EVENT_KEYS):
-        base = renderer._template  # read first: a fork meanwhile makes another, not a stale one
         _filled = (
-            base,
+            renderer._template,
             renderer.record_template(_ID_FIRST_FIELDS),
             renderer.record_template(_IDS_FIRST_FIELDS),
         )
