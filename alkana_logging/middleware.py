@@ -524,18 +524,28 @@ class RequestContextMiddleware:
             _silence_uvicorn_access()
         start = _perf_counter()
         path: str = scope["path"]
+        if path.__class__ is not str:  # a server breaking the spec: its line all the same
+            path = _as_text(path)
         root_path: str = scope.get("root_path", "")
+        if root_path.__class__ is not str:
+            root_path = _as_text(root_path) if root_path else ""
         raw_id = traceparent = forwarded = None
         header_key = self._header_key
         wanted = self._wanted_headers
-        for name, value in scope["headers"]:
-            if name in wanted:  # one set lookup a header, three comparisons for the few wanted
-                if name == header_key:
-                    raw_id = value
-                elif name == _TRACEPARENT_HEADER:
-                    traceparent = value
-                else:
-                    forwarded = value
+        try:
+            for name, value in scope["headers"]:
+                if name in wanted:  # one set lookup a header, three comparisons for the few
+                    if value.__class__ is not bytes:  # a server breaking the spec
+                        value = _header_bytes(value)  # noqa: PLW2901
+                    if name == header_key:
+                        raw_id = value
+                    elif name == _TRACEPARENT_HEADER:
+                        traceparent = value
+                    else:
+                        forwarded = value
+        except Exception as exc:  # noqa: BLE001 - headers that are not (name, value) pairs
+            _report(f"request headers could not be read: {exc!r}")
+            raw_id = traceparent = forwarded = None
         if raw_id is None and self._id_generator is None:
             try:
                 request_id = _ids.pop()
@@ -596,6 +606,8 @@ class RequestContextMiddleware:
                 own_path = _route_path(path, root_path) if root_path else path
                 if not self._skip_paths or own_path not in self._skip_paths:
                     status = exchange.status
+                    if status.__class__ is not int:  # an application breaking the spec
+                        status = _int_status(status)
                     end = exchange.end
                     if exchange.disconnected:
                         # The client left before the response was complete; what the app sent
@@ -625,7 +637,9 @@ class RequestContextMiddleware:
                     pipeline = _state._pipeline
                     if pipeline is None or _LEVEL_NUMBERS[level] >= pipeline.level:
                         try:
-                            method: str = scope["method"]
+                            method: str = scope.get("method")  # type: ignore[assignment]
+                            if method.__class__ is not str:  # a server breaking the spec
+                                method = _as_text(method)
                             # route_template() for a route seen matching a whole path, when
                             # this path has no prefix before it either (see _WHOLE).
                             matched: Any = scope.get("route")
@@ -639,8 +653,10 @@ class RequestContextMiddleware:
                                     and own_path.count("/") == seen[2]
                                 ):
                                     template = seen[1]
-                                else:
+                                elif scope["path"] is path:
                                     template = route_template(scope, root_path, status)
+                                else:  # a path that was not text: no route to match it with
+                                    template = F.ROUTE_UNMATCHED
                             except Exception as exc:  # noqa: BLE001 - a route object that fails
                                 # The request is logged all the same, with no route to tell.
                                 _report(f"http_request route could not be read: {exc!r}")
@@ -682,12 +698,15 @@ class RequestContextMiddleware:
                             # Whole microseconds (the clock's noise is larger than that); a
                             # duration is never negative: // 1.0 is int() without the call.
                             fields[F.DURATION_MS] = (end - start) * 1_000_000.0 // 1.0 / 1000.0
+                            client = scope.get("client")
+                            if not (
+                                client.__class__ is tuple
+                                and client
+                                and (peer := client[0]).__class__ is str
+                            ):
+                                peer = _peer(client)  # a server breaking the spec
                             fields[F.CLIENT_IP] = (
-                                self._client_ip(scope.get("client"), forwarded)
-                                if self._trusted_proxies
-                                else client[0]
-                                if (client := scope.get("client"))
-                                else None
+                                self._client_ip(peer, forwarded) if self._trusted_proxies else peer
                             )
                             if context is not bound:
                                 if context.get(F.REQUEST_ID) is not request_id:
@@ -844,10 +863,9 @@ class RequestContextMiddleware:
         _report(f"id_generator returned {request_id!r}, not a safe token; a new id was used")
         return new_request_id()
 
-    def _client_ip(self, client: Any, forwarded: bytes | None) -> str | None:
-        if not client:
+    def _client_ip(self, peer: str | None, forwarded: bytes | None) -> str | None:
+        if peer is None:
             return None
-        peer: str = client[0]
         networks = self._trusted_proxies
         if forwarded is None:
             return peer
@@ -1325,6 +1343,46 @@ def _networks(proxies: Iterable[str]) -> tuple[Any, ...]:
                 f"got {proxy!r}"
             ) from err
     return tuple(networks)
+
+
+def _as_text(value: Any) -> str:
+    """A scope value the ASGI spec says is text, as text: a str subclass's own text, bytes
+    decoded; of anything else only its type (its repr may hold a secret)."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return f"<{type(value).__name__}>"
+
+
+def _header_bytes(value: Any) -> bytes:
+    """A header value that is not bytes, as bytes: text as Latin-1 (what HTTP carries), a
+    buffer copied; anything else as no value at all (an empty one)."""
+    if isinstance(value, str):
+        return value.encode("latin-1", "replace")
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, bytes):
+        return bytes(value)
+    return b""
+
+
+def _peer(client: Any) -> str | None:
+    """The host of a scope's ``client`` that is not a ``(host, port)`` tuple of text: a list
+    or a one-item tuple is a pair too; anything that is not a sequence has no host."""
+    if not isinstance(client, (tuple, list)) or not client:
+        return None
+    host = client[0]
+    return host if host.__class__ is str else _as_text(host)
+
+
+def _int_status(status: Any) -> int:
+    """The status of an application's ``http.response.start`` that is not an int: an int
+    subclass (``HTTPStatus``) as its value; anything else (a bool, text, a float) as 500, what
+    no server can send for it."""
+    if isinstance(status, int) and not isinstance(status, bool):
+        return int(status)
+    return 500
 
 
 def _report(message: str) -> None:
