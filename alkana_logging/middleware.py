@@ -179,7 +179,7 @@ class _Exchange:
     app_receive: Receive
     app_send: Send
     id_header: tuple[bytes, bytes]
-    status: int
+    status: Any  # the application's, whatever it is: checked when the event is written
     end: float
     disconnected: bool
 
@@ -187,17 +187,23 @@ class _Exchange:
         # A plain method handing back the server's awaitable: no coroutine of its own, but for
         # a last body chunk, whose end is taken once it was sent.
         if message["type"] == "http.response.start":
-            self.status = message["status"]
-            headers = list(message.get("headers", ()))
-            header_key = self.id_header[0]
-            for name, _ in headers:
-                # ASGI response header names are lower case.
-                if name == header_key:  # the application set it: keep its own
-                    break
-            else:
-                headers.append(self.id_header)
-                message = {**message}  # the application's own message stays as it was
-                message["headers"] = headers
+            try:
+                self.status = message["status"]  # checked when the event is written
+            except KeyError:  # the server's to refuse
+                self.status = None
+            try:
+                headers = list(message.get("headers", ()))
+                header_key = self.id_header[0]
+                for name, _ in headers:
+                    # ASGI response header names are lower case.
+                    if name == header_key:  # the application set it: keep its own
+                        break
+                else:
+                    headers.append(self.id_header)
+                    message = {**message}  # the application's own message stays as it was
+                    message["headers"] = headers
+            except Exception:  # noqa: BLE001, S110 - headers that are not (name, value) pairs:
+                pass  # the message goes on as the application sent it, for the server to refuse
             return self.app_send(message)
         if message.get("more_body", False):
             return self.app_send(message)
@@ -524,18 +530,20 @@ class RequestContextMiddleware:
             _silence_uvicorn_access()
         start = _perf_counter()
         path: str = scope["path"]
-        if path.__class__ is not str:  # a server breaking the spec: its line all the same
+        # type(), which no object can lie about (its __class__ it can): a server breaking the
+        # spec gets its line all the same, with text where text is due.
+        if type(path) is not str:
             path = _as_text(path)
         root_path: str = scope.get("root_path", "")
-        if root_path.__class__ is not str:
-            root_path = _as_text(root_path) if root_path else ""
+        if type(root_path) is not str:
+            root_path = _root_path_text(root_path)
         raw_id = traceparent = forwarded = None
         header_key = self._header_key
         wanted = self._wanted_headers
         try:
             for name, value in scope["headers"]:
                 if name in wanted:  # one set lookup a header, three comparisons for the few
-                    if value.__class__ is not bytes:  # a server breaking the spec
+                    if type(value) is not bytes:  # a server breaking the spec
                         value = _header_bytes(value)  # noqa: PLW2901
                     if name == header_key:
                         raw_id = value
@@ -606,8 +614,8 @@ class RequestContextMiddleware:
                 own_path = _route_path(path, root_path) if root_path else path
                 if not self._skip_paths or own_path not in self._skip_paths:
                     status = exchange.status
-                    if status.__class__ is not int:  # an application breaking the spec
-                        status = _int_status(status)
+                    if type(status) is not int or not 0 <= status <= 999:  # _MAX_STATUS
+                        status = _int_status(status)  # an application breaking the spec
                     end = exchange.end
                     if exchange.disconnected:
                         # The client left before the response was complete; what the app sent
@@ -637,8 +645,8 @@ class RequestContextMiddleware:
                     pipeline = _state._pipeline
                     if pipeline is None or _LEVEL_NUMBERS[level] >= pipeline.level:
                         try:
-                            method: str = scope.get("method")  # type: ignore[assignment]
-                            if method.__class__ is not str:  # a server breaking the spec
+                            method: str = scope["method"]
+                            if type(method) is not str:  # a server breaking the spec
                                 method = _as_text(method)
                             # route_template() for a route seen matching a whole path, when
                             # this path has no prefix before it either (see _WHOLE).
@@ -653,7 +661,7 @@ class RequestContextMiddleware:
                                     and own_path.count("/") == seen[2]
                                 ):
                                     template = seen[1]
-                                elif scope["path"] is path:
+                                elif scope["path"] is path or _is_text(scope["path"]):
                                     template = route_template(scope, root_path, status)
                                 else:  # a path that was not text: no route to match it with
                                     template = F.ROUTE_UNMATCHED
@@ -700,9 +708,7 @@ class RequestContextMiddleware:
                             fields[F.DURATION_MS] = (end - start) * 1_000_000.0 // 1.0 / 1000.0
                             client = scope.get("client")
                             if not (
-                                client.__class__ is tuple
-                                and client
-                                and (peer := client[0]).__class__ is str
+                                type(client) is tuple and client and type(peer := client[0]) is str
                             ):
                                 peer = _peer(client)  # a server breaking the spec
                             fields[F.CLIENT_IP] = (
@@ -1345,43 +1351,79 @@ def _networks(proxies: Iterable[str]) -> tuple[Any, ...]:
     return tuple(networks)
 
 
+#: The largest status an HTTP response can carry (three digits); anything above is not one.
+_MAX_STATUS: Final = 999
+
+
+def _is_text(value: Any) -> bool:
+    return issubclass(type(value), str)
+
+
 def _as_text(value: Any) -> str:
     """A scope value the ASGI spec says is text, as text: a str subclass's own text, bytes
-    decoded; of anything else only its type (its repr may hold a secret)."""
-    if isinstance(value, str):
+    decoded; of anything else only its type's name (its repr may hold a secret). By ``type()``
+    and the base types' own methods: a subclass's overrides (``__str__``, ``__bytes__``) are
+    never called."""
+    kind = type(value)
+    if issubclass(kind, str):
         return str.__str__(value)
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    return f"<{type(value).__name__}>"
+    if issubclass(kind, bytes):
+        return bytes.decode(value, "utf-8", "replace")
+    if issubclass(kind, bytearray):
+        return bytearray.decode(value, "utf-8", "replace")
+    return f"<{kind.__name__}>"
+
+
+def _root_path_text(root_path: Any) -> str:
+    """A ``root_path`` that is not a str: its text when it is text or bytes, else none."""
+    if issubclass(type(root_path), (str, bytes, bytearray)):
+        return _as_text(root_path)
+    return ""
 
 
 def _header_bytes(value: Any) -> bytes:
     """A header value that is not bytes, as bytes: text as Latin-1 (what HTTP carries), a
-    buffer copied; anything else as no value at all (an empty one)."""
-    if isinstance(value, str):
-        return value.encode("latin-1", "replace")
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, bytes):
-        return bytes(value)
+    buffer copied; anything else as no value at all (an empty one). The base types' own
+    methods, as in :func:`_as_text`."""
+    kind = type(value)
+    if issubclass(kind, str):
+        return str.encode(value, "latin-1", "replace")
+    if issubclass(kind, bytes):
+        return bytes.decode(value, "latin-1").encode("latin-1")
+    if issubclass(kind, bytearray):
+        return bytearray.decode(value, "latin-1").encode("latin-1")
+    if kind is memoryview:
+        try:
+            data: bytes = value.tobytes()
+        except (ValueError, TypeError):  # released, or not a byte format
+            return b""
+        return data
     return b""
 
 
 def _peer(client: Any) -> str | None:
     """The host of a scope's ``client`` that is not a ``(host, port)`` tuple of text: a list
-    or a one-item tuple is a pair too; anything that is not a sequence has no host."""
-    if not isinstance(client, (tuple, list)) or not client:
+    or a one-item tuple is a pair too; anything that is not a sequence, or whose host is None,
+    has no host. The base types' own methods, as in :func:`_as_text`."""
+    kind = type(client)
+    base = tuple if issubclass(kind, tuple) else list if issubclass(kind, list) else None
+    if base is None or base.__len__(client) == 0:
         return None
-    host = client[0]
-    return host if host.__class__ is str else _as_text(host)
+    host = base.__getitem__(client, 0)
+    if host is None:
+        return None
+    return host if type(host) is str else _as_text(host)
 
 
 def _int_status(status: Any) -> int:
-    """The status of an application's ``http.response.start`` that is not an int: an int
-    subclass (``HTTPStatus``) as its value; anything else (a bool, text, a float) as 500, what
-    no server can send for it."""
-    if isinstance(status, int) and not isinstance(status, bool):
-        return int(status)
+    """The status of an application's ``http.response.start`` that is not an int from 0 to
+    999: an int subclass (``HTTPStatus``) as its value when that is one; anything else (a bool,
+    text, a float, an int too large to be a status) as 500, what no server can send for it."""
+    kind = type(status)
+    if issubclass(kind, int) and not issubclass(kind, bool):
+        value = int.__int__(status)  # the value itself: a subclass's __int__ is not called
+        if 0 <= value <= _MAX_STATUS:
+            return value
     return 500
 
 

@@ -218,3 +218,245 @@ def test_headers_that_are_not_pairs_give_a_new_id_and_say_so(log_file: Path, hea
     assert len(event[F.REQUEST_ID]) == 32
     assert event[F.STATUS_CODE] == 200
     assert dict(sent[0]["headers"])[b"x-request-id"] == event[F.REQUEST_ID].encode()
+
+
+# -- values that lie about their type, or override what reading them calls ----------------------
+
+
+def _id(value: Any) -> str | None:
+    """pytest's id of a case: the type's own name for anything but plain text and numbers
+    (pytest reads a value that claims to be a tuple as one)."""
+    if type(value) in (str, type(None)) or (type(value) is int and abs(value) < 10**6):
+        return None
+    return type(value).__name__
+
+
+def _spoof(cls: type, **methods: Any) -> Any:
+    """An object whose ``__class__`` claims ``cls`` and whose text is the secret."""
+    namespace = {
+        "__class__": property(lambda self: cls),
+        "__str__": lambda self: SECRET,
+        "__repr__": lambda self: SECRET,
+        "__format__": lambda self, spec: SECRET,
+        **methods,
+    }
+    return type("Spoof", (), namespace)()
+
+
+class _SecretBytes(bytes):
+    def __bytes__(self) -> bytes:
+        return SECRET.encode()
+
+
+class _RaisingBytes(bytes):
+    def __bytes__(self) -> bytes:
+        raise RuntimeError(SECRET)
+
+
+class _SecretStr(str):
+    def __str__(self) -> str:
+        return SECRET
+
+    def encode(self, *args: Any, **kwargs: Any) -> bytes:  # type: ignore[override]
+        return SECRET.encode()
+
+
+class _NotBytesStr(str):
+    def encode(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return 5
+
+
+class _RaisingInt(int):
+    def __int__(self) -> int:
+        raise RuntimeError(SECRET)
+
+
+class _SecretList(list):  # type: ignore[type-arg]
+    def __getitem__(self, index: Any) -> Any:
+        return SECRET
+
+
+class _RaisingLenTuple(tuple):  # type: ignore[type-arg]
+    def __len__(self) -> int:
+        raise RuntimeError(SECRET)
+
+
+class _RaisingBool:
+    def __bool__(self) -> bool:
+        raise RuntimeError(SECRET)
+
+    def __len__(self) -> int:
+        raise RuntimeError(SECRET)
+
+
+@pytest.mark.parametrize(
+    ("method", "written"),
+    [
+        (_spoof(str), "<Spoof>"),
+        (_spoof(_Host), "<Spoof>"),
+        (_SecretBytes(b"GET"), "GET"),
+        (_RaisingBytes(b"PUT"), "PUT"),
+        (_SecretStr("DELETE"), "DELETE"),
+    ],
+    ids=_id,
+)
+def test_a_method_that_lies_about_its_type_is_never_read_through_its_overrides(
+    log_file: Path, method: Any, written: str
+) -> None:
+    _run(_ok, _scope(method=method))
+    assert _event(log_file)[F.METHOD] == written
+
+
+@pytest.mark.parametrize(
+    ("path", "written"),
+    [
+        (_spoof(str), "<Spoof>"),
+        (_spoof(_Host), "<Spoof>"),
+        (_SecretBytes(b"/x"), "/x"),
+        (_RaisingBytes(b"/y"), "/y"),
+        (_SecretStr("/z"), "/z"),
+    ],
+    ids=_id,
+)
+def test_a_path_that_lies_about_its_type_is_never_read_through_its_overrides(
+    log_file: Path, path: Any, written: str
+) -> None:
+    _run(_ok, _scope(path=path))
+    assert _event(log_file)[F.PATH] == written
+
+
+@pytest.mark.parametrize(
+    "root_path",
+    [_RaisingBool(), _spoof(str), _spoof(_Host), _RaisingBytes(b"/r"), _SecretBytes(b"/r")],
+    ids=_id,
+)
+def test_a_root_path_that_lies_about_its_type_still_gets_its_line(
+    log_file: Path, root_path: Any
+) -> None:
+    health = _state.current().health
+    _run(_ok, _scope(path="/r/hello", root_path=root_path))
+    # The route is matched from the scope, whose root_path cannot be read: when that fails,
+    # the line has no route and the failure is counted.
+    assert health.internal_errors in (0, 1)
+    alkana_logging.shutdown()
+    assert SECRET not in log_file.read_text()
+    [event] = [r for r in read_records(log_file) if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert event[F.PATH] == "/r/hello"
+    assert event[F.STATUS_CODE] == 200
+
+
+@pytest.mark.parametrize(
+    ("client", "written"),
+    [
+        ((None, 0), None),
+        ([None, 0], None),
+        ((_spoof(str), 1), "<Spoof>"),
+        (_spoof(tuple, __bool__=lambda self: True, __getitem__=lambda self, i: SECRET), None),
+        (_SecretList(["192.0.2.12", 1]), "192.0.2.12"),
+        (_RaisingLenTuple(("192.0.2.13", 1)), "192.0.2.13"),
+        ((_SecretBytes(b"192.0.2.14"), 1), "192.0.2.14"),
+        ((_SecretStr("192.0.2.15"), 1), "192.0.2.15"),
+    ],
+    ids=_id,
+)
+@pytest.mark.parametrize("trusted", [False, True])
+def test_a_client_that_lies_about_its_type_is_never_read_through_its_overrides(
+    log_file: Path, client: Any, written: str | None, trusted: bool
+) -> None:
+    options = {"trusted_proxies": ["10.0.0.0/8"]} if trusted else {}
+    _run(_ok, _scope(client=client), **options)
+    assert _event(log_file).get(F.CLIENT_IP) == written
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (_spoof(bytes), None),
+        (_SecretBytes(b"in-4"), "in-4"),
+        (_SecretStr("in-5"), "in-5"),
+        (_NotBytesStr("in-6"), "in-6"),
+    ],
+    ids=_id,
+)
+def test_a_header_value_that_lies_about_its_type_is_never_read_through_its_overrides(
+    log_file: Path, value: Any, written: str | None
+) -> None:
+    headers = [(b"x-request-id", value), (b"traceparent", value), (b"x-forwarded-for", value)]
+    _run(_ok, _scope(client=("10.0.0.5", 1), headers=headers), trusted_proxies=["10.0.0.0/8"])
+    event = _event(log_file)
+    assert event[F.REQUEST_ID] == written if written else len(event[F.REQUEST_ID]) == 32
+
+
+@pytest.mark.parametrize(
+    ("status", "written"),
+    [
+        (_spoof(int, __eq__=lambda self, other: False, __ge__=lambda self, other: False), 500),
+        (_spoof(int, __ge__=lambda self, other: 1 / 0), 500),
+        (_RaisingInt(201), 201),
+        (2**64, 500),
+        (10**5000, 500),
+        (1000, 500),
+        (-1, 500),
+        (999, 999),
+    ],
+    ids=_id,
+)
+def test_a_status_that_lies_about_its_type_or_is_no_status_is_written_as_an_int(
+    log_file: Path, status: Any, written: int
+) -> None:
+    _run(_app_sending(status), _scope())
+    event = _event(log_file)
+    assert event[F.STATUS_CODE] == written
+    assert type(event[F.STATUS_CODE]) is int
+
+
+def test_a_str_subclass_path_keeps_its_route(log_file: Path) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def item(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("x")
+
+    app = Starlette(routes=[Route("/items/{item_id}", item)])
+    _run(app, _scope(path=_Host("/items/42")))
+    event = _event(log_file)
+    assert (event[F.ROUTE], event[F.PATH]) == ("/items/{item_id}", "/items/42")
+
+
+class _RaisingName(bytes):
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError(SECRET)
+
+    __hash__ = bytes.__hash__
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        {"type": "http.response.start", "status": 200, "headers": None},
+        {"type": "http.response.start", "status": 200, "headers": [b"x"]},
+        {"type": "http.response.start", "status": 200, "headers": [(_RaisingName(b"a"), b"v")]},
+        {"type": "http.response.start", "status": 200, "headers": 5},
+    ],
+)
+def test_a_response_start_the_server_must_refuse_goes_to_it_as_sent(
+    log_file: Path, start: dict[str, Any]
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(start)
+
+    sent = _run(app, _scope())
+    assert sent == [start]  # as the application sent it: the server says what is wrong
+    event = _event(log_file)
+    assert event[F.STATUS_CODE] == 200
+
+
+def test_a_response_start_without_a_status_is_written_as_500(log_file: Path) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "headers": []})
+
+    sent = _run(app, _scope())
+    assert "status" not in sent[0]  # the server's to refuse
+    event = _event(log_file)
+    assert (event[F.STATUS_CODE], event[F.LEVEL]) == (500, F.ERROR)
