@@ -968,7 +968,7 @@ def _values_with_metadata(batch: list[_Entry], texts: list[str]) -> list[tuple[A
             if request_id is None:
                 append((str(ns), text))
                 continue
-            if request_id.__class__ is str and request_id:
+            if type(request_id) is str and request_id:  # type(): a proxy fakes __class__
                 append((str(ns), text, {request_key: request_id}))
                 continue
         has_request = request_id is not None and request_id != ""

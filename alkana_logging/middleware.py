@@ -191,19 +191,30 @@ class _Exchange:
                 self.status = message["status"]  # checked when the event is written
             except KeyError:  # the server's to refuse
                 self.status = None
+            given = message.get("headers", ())
+            if type(given) is list or type(given) is tuple:
+                headers = list(given)
+            else:  # another iterable, read once (a generator is not read again), or none
+                try:
+                    given = iter(given)
+                except TypeError:  # not iterable: the message goes on as sent, for the server
+                    return self.app_send(message)
+                headers = list(given)  # what the application's own iterator raises is its own
+                message = {**message}  # the application's own message stays as it was
+                message["headers"] = headers
+            header_key = self.id_header[0]
             try:
-                headers = list(message.get("headers", ()))
-                header_key = self.id_header[0]
                 for name, _ in headers:
                     # ASGI response header names are lower case.
                     if name == header_key:  # the application set it: keep its own
                         break
                 else:
                     headers.append(self.id_header)
-                    message = {**message}  # the application's own message stays as it was
-                    message["headers"] = headers
-            except Exception:  # noqa: BLE001, S110 - headers that are not (name, value) pairs:
-                pass  # the message goes on as the application sent it, for the server to refuse
+                    if message.get("headers") is not headers:
+                        message = {**message}  # the application's own message stays as it was
+                        message["headers"] = headers
+            except Exception:  # noqa: BLE001, S110 - headers that are not (name, value) pairs
+                pass  # go on as the application gave them, for the server to refuse
             return self.app_send(message)
         if message.get("more_body", False):
             return self.app_send(message)
@@ -552,7 +563,8 @@ class RequestContextMiddleware:
                     else:
                         forwarded = value
         except Exception as exc:  # noqa: BLE001 - headers that are not (name, value) pairs
-            _report(f"request headers could not be read: {exc!r}")
+            # The type alone: the exception's text is the server's, and may hold anything.
+            _report(f"request headers could not be read: {_type_name(exc)}")
             raw_id = traceparent = forwarded = None
         if raw_id is None and self._id_generator is None:
             try:
@@ -1355,6 +1367,15 @@ def _networks(proxies: Iterable[str]) -> tuple[Any, ...]:
 _MAX_STATUS: Final = 999
 
 
+_TYPE_NAME: Final = type.__dict__["__name__"]
+
+
+def _type_name(value: Any) -> str:
+    """The name of ``value``'s type as the type holds it: a metaclass's ``__name__`` is not
+    asked, and a name set to a str subclass is read as plain text."""
+    return str.__str__(_TYPE_NAME.__get__(type(value)))
+
+
 def _is_text(value: Any) -> bool:
     return issubclass(type(value), str)
 
@@ -1371,7 +1392,7 @@ def _as_text(value: Any) -> str:
         return bytes.decode(value, "utf-8", "replace")
     if issubclass(kind, bytearray):
         return bytearray.decode(value, "utf-8", "replace")
-    return f"<{kind.__name__}>"
+    return "<" + _type_name(value) + ">"
 
 
 def _root_path_text(root_path: Any) -> str:
@@ -1417,13 +1438,17 @@ def _peer(client: Any) -> str | None:
 
 def _int_status(status: Any) -> int:
     """The status of an application's ``http.response.start`` that is not an int from 0 to
-    999: an int subclass (``HTTPStatus``) as its value when that is one; anything else (a bool,
-    text, a float, an int too large to be a status) as 500, what no server can send for it."""
+    999: an int subclass (``HTTPStatus``) or a whole float (``200.0``, which servers accept) as
+    its value when that is one; anything else (a bool, text, an int too large to be a status)
+    as 500, what no server can send for it."""
     kind = type(status)
+    value: Any = None
     if issubclass(kind, int) and not issubclass(kind, bool):
         value = int.__int__(status)  # the value itself: a subclass's __int__ is not called
-        if 0 <= value <= _MAX_STATUS:
-            return value
+    elif issubclass(kind, float) and float.is_integer(status):
+        value = int(float.__float__(status))
+    if value is not None and 0 <= value <= _MAX_STATUS:
+        return int(value)
     return 500
 
 

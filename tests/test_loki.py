@@ -275,6 +275,38 @@ def test_metadata_values_are_strings_and_empty_ones_are_left_out(
     assert entry.metadata == {F.REQUEST_ID: str(request_id)}
 
 
+class _ProxyId:
+    """A request id wrapped as lazy proxies wrap one (werkzeug's ``LocalProxy``, Django's
+    ``SimpleLazyObject``, ``wrapt.ObjectProxy``): it says its class is str, and is not one."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return str
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def test_a_request_id_that_only_says_it_is_text_is_sent_as_its_text(
+    receiver: LokiReceiver, make_sink: Any
+) -> None:
+    sink = make_sink()
+    sink.write(line("a"), {F.REQUEST_ID: _ProxyId("r-9")}, time.time_ns())
+    sink.write(line("b"), {F.REQUEST_ID: "r-10"}, time.time_ns())
+    assert sink.wait_sent(20)
+    assert [e.metadata for e in receiver.entries()] == [
+        {F.REQUEST_ID: "r-9"},
+        {F.REQUEST_ID: "r-10"},
+    ]
+    assert sink.health.dropped == {}
+
+
 def test_one_batch_carries_every_kind_of_line_and_metadata_as_loki_reads_them(
     receiver: LokiReceiver, make_sink: Any
 ) -> None:

@@ -153,7 +153,9 @@ class _Status(enum.IntEnum):
         (_Status.TEAPOT, 418, F.WARNING),
         (True, 500, F.ERROR),  # a bool is no status
         ("200", 500, F.ERROR),
-        (200.0, 500, F.ERROR),
+        (200.0, 200, F.INFO),  # a whole float: servers accept it
+        (200.5, 500, F.ERROR),
+        (float("nan"), 500, F.ERROR),
         (None, 500, F.ERROR),
         ({"password": SECRET}, 500, F.ERROR),
     ],
@@ -460,3 +462,99 @@ def test_a_response_start_without_a_status_is_written_as_500(log_file: Path) -> 
     assert "status" not in sent[0]  # the server's to refuse
     event = _event(log_file)
     assert (event[F.STATUS_CODE], event[F.LEVEL]) == (500, F.ERROR)
+
+
+class _SecretNameType(type):
+    @property
+    def __name__(cls) -> str:  # type: ignore[override]
+        return SECRET
+
+
+class _NamedSecretly(metaclass=_SecretNameType):
+    def __repr__(self) -> str:
+        return SECRET
+
+
+class _RaisingFormat(str):
+    def __format__(self, spec: str) -> str:
+        raise RuntimeError(SECRET)
+
+
+_OddlyNamed = type("Odd", (), {})
+_OddlyNamed.__name__ = _RaisingFormat("Odd")
+
+
+@pytest.mark.parametrize("value", [_NamedSecretly(), _OddlyNamed()], ids=_id)
+def test_a_value_whose_type_lies_about_its_name_is_written_by_the_types_own_name(
+    log_file: Path, value: Any
+) -> None:
+    called = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(True)
+        await _ok(scope, receive, send)
+
+    _run(app, _scope(path=value, method=value, client=(value, 1)))
+    assert called == [True]
+    event = _event(log_file)
+    name = "<_NamedSecretly>" if isinstance(value, _NamedSecretly) else "<Odd>"
+    assert (event[F.METHOD], event[F.PATH], event[F.CLIENT_IP]) == (name, name, name)
+
+
+def test_response_headers_from_a_generator_are_read_once_and_all_go_to_the_server(
+    log_file: Path,
+) -> None:
+    pairs = [(b"content-type", b"text/plain"), (b"b",)]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        start = {"type": "http.response.start", "status": 200, "headers": (p for p in pairs)}
+        await send(start)
+
+    sent = _run(app, _scope())
+    assert sent[0]["headers"] == pairs  # as given, every one: the server's to refuse
+    assert _event(log_file)[F.STATUS_CODE] == 200
+
+
+def test_response_headers_whose_iteration_raises_raise_into_the_application(
+    log_file: Path,
+) -> None:
+    def broken() -> Any:
+        yield (b"content-type", b"text/plain")
+        raise LookupError("the application's own")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": broken()})
+
+    with pytest.raises(LookupError, match="the application's own"):
+        _run(app, _scope())
+    alkana_logging.shutdown()
+    [event] = [r for r in read_records(log_file) if r.get(F.EVENT) == F.EVENT_HTTP_REQUEST]
+    assert (event[F.STATUS_CODE], event[F.LEVEL]) == (500, F.ERROR)
+
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError(SECRET)
+
+
+class _RaisingHeaders:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __iter__(self) -> Any:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error", [ValueError(SECRET), ValueError(_Unprintable()), RuntimeError()], ids=_id
+)
+def test_headers_whose_iteration_raises_are_said_by_the_errors_type_alone(
+    log_file: Path, error: BaseException, capsys: pytest.CaptureFixture[str]
+) -> None:
+    health = _state.current().health
+    _run(_ok, _scope(headers=_RaisingHeaders(error)))
+    assert health.internal_errors == 1
+    assert health.last_error == f"request headers could not be read: {type(error).__name__}"
+    alkana_logging.shutdown()
+    assert SECRET not in capsys.readouterr().err
+    assert SECRET not in log_file.read_text()
