@@ -673,8 +673,12 @@ class RequestContextMiddleware:
                                     and own_path.count("/") == seen[2]
                                 ):
                                     template = seen[1]
-                                elif scope["path"] is path or _is_text(scope["path"]):
+                                elif scope["path"] is path:
                                     template = route_template(scope, root_path, status)
+                                elif _is_text(scope["path"]):  # matched as its own text
+                                    template = route_template(
+                                        {**scope, "path": path}, root_path, status
+                                    )
                                 else:  # a path that was not text: no route to match it with
                                     template = F.ROUTE_UNMATCHED
                             except Exception as exc:  # noqa: BLE001 - a route object that fails

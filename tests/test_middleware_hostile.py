@@ -409,6 +409,26 @@ def test_a_str_subclass_path_keeps_its_route(log_file: Path) -> None:
     assert (event[F.ROUTE], event[F.PATH]) == ("/items/{item_id}", "/items/42")
 
 
+class _Sliced(str):
+    """A path whose slices are a secret: the route is matched from its own text."""
+
+    def __getitem__(self, index: Any) -> Any:
+        return f"/{SECRET}/"
+
+    def __len__(self) -> int:
+        return 100
+
+
+def test_a_str_subclass_path_is_never_sliced_through_its_overrides(log_file: Path) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["fastapi"] = {"frontend_path": "/"}  # a FastAPI page: the path is cut at root_path
+        await _ok(scope, receive, send)
+
+    _run(app, _scope(path=_Sliced("/api/x"), root_path="/api"))
+    event = _event(log_file)
+    assert (event[F.ROUTE], event[F.PATH]) == (F.ROUTE_UNMATCHED, "/api/x")
+
+
 class _RaisingName(bytes):
     def __eq__(self, other: object) -> bool:
         raise RuntimeError(SECRET)
