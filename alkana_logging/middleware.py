@@ -192,14 +192,14 @@ class _Exchange:
             except KeyError:  # the server's to refuse
                 self.status = None
             given = message.get("headers", ())
-            if type(given) is list or type(given) is tuple:
-                headers = list(given)
-            else:  # another iterable, read once (a generator is not read again), or none
+            copied = type(given) is not list and type(given) is not tuple
+            if copied:  # another iterable, read once (a generator is not read again), or none
                 try:
                     given = iter(given)
                 except TypeError:  # not iterable: the message goes on as sent, for the server
                     return self.app_send(message)
-                headers = list(given)  # what the application's own iterator raises is its own
+            headers = list(given)  # what the application's own iterator raises is its own
+            if copied:
                 message = {**message}  # the application's own message stays as it was
                 message["headers"] = headers
             header_key = self.id_header[0]
@@ -210,7 +210,7 @@ class _Exchange:
                         break
                 else:
                     headers.append(self.id_header)
-                    if message.get("headers") is not headers:
+                    if not copied:
                         message = {**message}  # the application's own message stays as it was
                         message["headers"] = headers
             except Exception:  # noqa: BLE001, S110 - headers that are not (name, value) pairs
