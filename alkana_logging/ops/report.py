@@ -34,8 +34,10 @@ import time
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
 from typing import Any, Final, NamedTuple, NoReturn
 
@@ -312,10 +314,13 @@ class _Accumulator:
         goes the slow way (``number_of``). ``ascii``: the caller found every line ASCII
         (checked a piece at a time), so no line's text needs checking."""
         decode, whole, bad = _LINE_DECODER.decode, _decoded_whole, _NOT_A_LINE
-        levels, exceptions, routes = self.levels, self.exceptions, self.routes
+        exceptions, routes = self.exceptions, self.routes
         slow_ms, etl_events = self.slow_ms, (F.EVENT_ETL_RUN_STARTED, F.EVENT_ETL_RUN_FINISHED)
         http, metric, server_error = F.EVENT_HTTP_REQUEST, F.EVENT_METRIC, SERVER_ERROR_MIN
         count = non_json = 0
+        # Every line's level, counted at the end in C (Counter): a dict's get and set for each
+        # line cost more. Anything not a non-empty string is left out then.
+        seen_levels: list[Any] = []
         try:
             for raw in lines:
                 try:
@@ -332,11 +337,9 @@ class _Accumulator:
                         continue
                     record = wide
                 count += 1
-                level = record.level
-                if level.__class__ is str and level:
-                    levels[level] = levels.get(level, 0) + 1
+                seen_levels.append(record.level)
                 exception = record.exception_type
-                if exception.__class__ is str and exception:
+                if exception is not None and exception.__class__ is str and exception:
                     exceptions[exception] = exceptions.get(exception, 0) + 1
                 event = record.event
                 if event is None:
@@ -377,6 +380,17 @@ class _Accumulator:
         finally:  # a read error midway: what was read counts
             self.lines += count
             self.non_json += non_json
+            self._count_levels(seen_levels)
+
+    def _count_levels(self, seen: list[Any]) -> None:
+        levels = self.levels
+        try:
+            counted = Counter(seen)
+        except TypeError:  # a level that is a list or an object: not a level, and not hashable
+            counted = Counter(level for level in seen if level.__class__ is str)
+        for level, n in counted.items():
+            if level.__class__ is str and level:
+                levels[level] = levels.get(level, 0) + n
 
     def _metric(self, record: Mapping[str, Any]) -> None:
         # As metric_gauge: the latest value of each metric name; not a number: left out.
@@ -733,19 +747,26 @@ def _pieces(
 ) -> Iterator[tuple[list[bytes], bool]]:
     """The lines that ``read`` gives, a piece of at most :data:`_PIECE` bytes at a time (a line
     longer than a piece: in the piece it ends in), each with whether all of them are ASCII.
-    ``complete``: called when ``read`` has no more and a line has begun, for the rest of it."""
+    A line keeps its newline (the last one of a file may have none): JSON reads it as
+    whitespace. ``complete``: called when ``read`` has no more and a line has begun, for the
+    rest of it."""
     carry: list[bytes] = []  # the start of a line that the pieces read so far did not end
     while piece := read(_PIECE):
-        lines = piece.split(b"\n")
-        if len(lines) == 1:  # no newline in it
+        if b"\n" not in piece:
             carry.append(piece)
             continue
+        # BytesIO finds each newline with memchr; bytes.split(b"\n") tests every byte in a
+        # loop of its own: a MiB of lines 0.43 ms against 0.07 ms on 3.11, 0.70 against 0.09
+        # on 3.13.
+        lines = BytesIO(piece).readlines()
         ascii = piece.isascii()
         if carry:
             carry.append(lines[0])
             lines[0] = b"".join(carry)
             ascii = ascii and lines[0].isascii()
-        carry = [lines.pop()]
+            carry = []
+        if not lines[-1].endswith(b"\n"):
+            carry.append(lines.pop())
         yield lines, ascii
     if complete is not None and any(carry):
         carry.append(complete())

@@ -239,6 +239,20 @@ def test_each_line_is_read_as_the_json_object_it_holds(
     assert report.levels == ({"info": lines - non_json} if lines > non_json else {})
 
 
+@pytest.mark.parametrize("unhashable", [False, True])
+def test_a_level_that_is_not_text_is_not_counted_whatever_its_type(
+    tmp_path: Path, unhashable: bool
+) -> None:
+    levels = ["info", "", None, 1, 1.5, True, "warning", "info", "1", "True"]
+    if unhashable:  # a list or an object as the level: counted apart, the others as usual
+        levels += [["info"], {"info": 1}]
+    text = "".join(json.dumps({"level": level}) + "\n" for level in levels)
+    (tmp_path / "app.log").write_text(text + '{"message": "no level"}\n')
+    report = Rep.build_report([tmp_path], now=NOW)
+    assert report.levels == {"info": 2, "warning": 1, "1": 1, "True": 1}
+    assert (report.lines, report.non_json_lines) == (len(levels) + 1, 0)
+
+
 def test_the_keys_decoded_from_every_line_are_the_contracts() -> None:
     expected = (F.LEVEL, F.EXCEPTION_TYPE, F.EVENT, F.ROUTE, F.STATUS_CODE, F.DURATION_MS)
     assert expected == Rep._Line.__struct_fields__
