@@ -317,9 +317,10 @@ class _Accumulator:
         exceptions, routes = self.exceptions, self.routes
         slow_ms, etl_events = self.slow_ms, (F.EVENT_ETL_RUN_STARTED, F.EVENT_ETL_RUN_FINISHED)
         http, metric, server_error = F.EVENT_HTTP_REQUEST, F.EVENT_METRIC, SERVER_ERROR_MIN
-        count = non_json = 0
-        # Every line's level, counted at the end in C (Counter): a dict's get and set for each
-        # line cost more. Anything not a non-empty string is left out then.
+        unparsed = non_json = 0
+        # Every JSON line's level (so also how many there are), counted at the end in C
+        # (Counter): a dict's get and set for each line cost more. Anything not a non-empty
+        # string is left out then.
         seen_levels: list[Any] = []
         try:
             for raw in lines:
@@ -332,11 +333,9 @@ class _Accumulator:
                     wide = _decoded_wide(raw)
                     if wide is None:
                         if raw.strip():
-                            count += 1
-                            non_json += 1
+                            unparsed += 1
                         continue
                     record = wide
-                count += 1
                 seen_levels.append(record.level)
                 exception = record.exception_type
                 if exception is not None and exception.__class__ is str and exception:
@@ -378,8 +377,8 @@ class _Accumulator:
                     else:
                         self.etl.record(event, whole_record)
         finally:  # a read error midway: what was read counts
-            self.lines += count
-            self.non_json += non_json
+            self.lines += len(seen_levels) + unparsed
+            self.non_json += non_json + unparsed
             self._count_levels(seen_levels)
 
     def _count_levels(self, seen: list[Any]) -> None:
